@@ -1,0 +1,417 @@
+"""The Redis Streams bus: publishing with bounded retention, and consumer groups done right.
+
+A :class:`Consumer` reads one stream in one consumer group, in batches, and hands the decoded
+entries to a batch handler. For each entry the handler returns the entries to publish (or a
+:class:`DeadLetter`); the consumer then, in one Lua script — atomically —
+
+1. marks ``(session_id, seq)`` as processed for its group (a bitmap per session, ``SETBIT``),
+2. publishes the outputs only if it was not already marked (a redelivered entry yields no second output),
+3. acknowledges the entries (``XACK``).
+
+So an output appears exactly once even when a consumer dies between reading and acknowledging and
+another one reclaims the entry (``XAUTOCLAIM`` after ``claim_idle_ms``). Entries that cannot be
+decoded, or whose handler fails ``max_deliveries`` times, go to the dead-letter stream (``uq:dead``)
+with the reason, and the consumer carries on. Reads are bounded (``batch_size``), so a consumer that
+is slower than its producer holds at most one batch in memory; the stream itself is bounded by
+``MAXLEN ~`` (see docs/streams.md, "Retention").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError, TimeoutError
+
+from services.common.codec import decode, encode
+from services.common.contracts import Event, now_ns
+from services.common.errors import EntryError
+from services.common.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+DEAD = "dead"
+_DEAD_ORIGINAL_LIMIT = 1 << 20  # bytes of the original entry kept in a dead letter
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One decoded entry handed to a handler."""
+
+    entry_id: bytes
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A handler's verdict that an entry cannot be processed; it goes to ``uq:dead`` with the reason."""
+
+    reason: str
+
+
+Output: TypeAlias = tuple[str, Event]  # (short stream name, event)
+Outcome: TypeAlias = Sequence[Output] | DeadLetter
+BatchHandler: TypeAlias = Callable[[Sequence[Delivery]], Awaitable[Sequence[Outcome]]]
+
+# ARGV: src, group, ttl, n_entries, then per entry: id, dedupe_key, seq, n_outputs,
+#       then per output: stream, maxlen, n_fields, field1, value1, ...
+_COMMIT = """
+local src, group, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local n = tonumber(ARGV[4])
+local i = 5
+local written = 0
+local ids = {}
+for e = 1, n do
+  local id, dkey, seq, nout = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+  i = i + 4
+  local fresh = true
+  if dkey ~= '' then
+    fresh = redis.call('SETBIT', dkey, seq, 1) == 0
+    redis.call('EXPIRE', dkey, ttl)
+  end
+  for o = 1, nout do
+    local stream, maxlen, nf = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+    i = i + 3
+    if fresh then
+      local args = {'XADD', stream, 'MAXLEN', '~', maxlen, '*'}
+      for f = 0, 2 * nf - 1 do args[#args + 1] = ARGV[i + f] end
+      redis.call(unpack(args))
+      written = written + 1
+    end
+    i = i + 2 * nf
+  end
+  ids[#ids + 1] = id
+end
+if #ids > 0 then redis.call('XACK', src, group, unpack(ids)) end
+return written
+"""
+
+
+class Bus:
+    """Names, retention and publishing for the streams of one deployment (one prefix)."""
+
+    def __init__(self, redis: Redis, settings: CommonSettings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self._commit = redis.register_script(_COMMIT)
+
+    def key(self, name: str) -> str:
+        """Full Redis key of a short stream or key name: ``key("tokens") == "uq:tokens"``."""
+        return self.settings.stream(name)
+
+    def maxlen(self, stream: str) -> int:
+        """Approximate retention (MAXLEN ~) of a stream; documented in docs/streams.md."""
+        value = getattr(self.settings, f"maxlen_{stream}", None)
+        return int(value) if value is not None else self.settings.maxlen_audits
+
+    async def publish(self, stream: str, event: Event) -> bytes:
+        """XADD one event with bounded retention; returns the entry id."""
+        fields: Any = encode(event)
+        entry_id = await self.redis.xadd(self.key(stream), fields, maxlen=self.maxlen(stream), approximate=True)
+        return bytes(entry_id) if not isinstance(entry_id, str) else entry_id.encode()
+
+    async def publish_many(self, items: Iterable[Output]) -> list[bytes]:
+        """XADD many events in one round trip (pipelined, not transactional)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for stream, event in items:
+            fields: Any = encode(event)
+            pipe.xadd(self.key(stream), fields, maxlen=self.maxlen(stream), approximate=True)
+        result: list[bytes] = await pipe.execute()
+        return result
+
+    async def dead_letter(
+        self, stream: str, group: str, entry_id: bytes, fields: dict[bytes, bytes], reason: str
+    ) -> None:
+        """Move one raw entry to the dead-letter stream (used outside consumers, e.g. by the gateway)."""
+        await self.redis.xadd(
+            self.key(DEAD),
+            _dead_fields(self.key(stream), group, entry_id, fields, reason, "-"),  # type: ignore[arg-type]
+            maxlen=self.maxlen(DEAD),
+            approximate=True,
+        )
+
+    def consumer(
+        self,
+        stream: str,
+        group: str,
+        handler: BatchHandler,
+        *,
+        name: str | None = None,
+        dedupe: bool = True,
+        start_id: str = "0",
+    ) -> Consumer:
+        return Consumer(self, stream, group, handler, name=name, dedupe=dedupe, start_id=start_id)
+
+
+@dataclass
+class ConsumerStats:
+    processed: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    reclaimed: int = 0
+    handler_failures: int = 0
+    batches: int = 0
+    last_batch_at: float = field(default_factory=time.time)
+
+
+class Consumer:
+    """Reads ``stream`` in consumer group ``group`` and commits handler outputs exactly once."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        stream: str,
+        group: str,
+        handler: BatchHandler,
+        *,
+        name: str | None = None,
+        dedupe: bool = True,
+        start_id: str = "0",
+    ) -> None:
+        self.bus = bus
+        self.stream = stream
+        self.group = group
+        self.handler = handler
+        self.name = name or bus.settings.instance or _default_name()
+        self.dedupe = dedupe
+        self.start_id = start_id
+        self.stats = ConsumerStats()
+        self._key = bus.key(stream)
+        self._failures: dict[bytes, int] = {}
+        self._retry: list[tuple[bytes, dict[bytes, bytes]]] = []
+        self._read_own_pending = True
+        self._next_claim = 0.0
+
+    async def ensure_group(self) -> None:
+        """Create the group (and the stream) if it does not exist yet."""
+        try:
+            await self.bus.redis.xgroup_create(self._key, self.group, id=self.start_id, mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Process until ``stop`` is set; the batch in hand is finished first."""
+        await self.ensure_group()
+        backoff = 0.1
+        while not stop.is_set():
+            try:
+                await self.step()
+                backoff = 0.1
+            except (RedisConnectionError, TimeoutError, OSError) as exc:
+                log.warning("redis unavailable, retrying", extra={"error": str(exc), "stream": self.stream})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                with contextlib.suppress(RedisConnectionError, TimeoutError, OSError):
+                    await self.ensure_group()  # a restarted Redis without persistence has lost the group
+
+    async def step(self, block_ms: int | None = None) -> int:
+        """One cycle: reclaim or read a batch, handle it, commit. Returns the number of entries taken."""
+        entries = await self._take(self.bus.settings.block_ms if block_ms is None else block_ms)
+        if entries:
+            await self._process(entries)
+            self.stats.batches += 1
+            self.stats.last_batch_at = time.time()
+        return len(entries)
+
+    # --- reading --------------------------------------------------------------------------------
+
+    async def _take(self, block_ms: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        if self._retry:
+            entries, self._retry = self._retry, []
+            await asyncio.sleep(0.05)
+            return entries
+        redis = self.bus.redis
+        count = self.bus.settings.batch_size
+        if self._read_own_pending:  # entries delivered to this name before a restart
+            own = await redis.xreadgroup(self.group, self.name, {self._key: "0"}, count=count)
+            entries = _entries(own)
+            if entries:
+                return entries
+            self._read_own_pending = False
+        if time.monotonic() >= self._next_claim:
+            self._next_claim = time.monotonic() + max(self.bus.settings.claim_idle_ms / 2000, 0.5)
+            claimed = await self._reclaim(count)
+            if claimed:
+                return claimed
+        response = await redis.xreadgroup(self.group, self.name, {self._key: ">"}, count=count, block=block_ms or None)
+        return _entries(response)
+
+    async def _reclaim(self, count: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        redis = self.bus.redis
+        result = await redis.xautoclaim(
+            self._key, self.group, self.name, min_idle_time=self.bus.settings.claim_idle_ms, start_id="0-0", count=count
+        )
+        claimed = [(eid, dict(fields)) for eid, fields in result[1] if fields is not None]
+        if not claimed:
+            return []
+        self.stats.reclaimed += len(claimed)
+        pipe = redis.pipeline(transaction=False)
+        for eid, _ in claimed:
+            pipe.xpending_range(self._key, self.group, min=eid, max=eid, count=1)
+        counts = await pipe.execute()
+        for (eid, _), info in zip(claimed, counts, strict=True):
+            if info and int(info[0]["times_delivered"]) > self.bus.settings.max_deliveries:
+                self._failures[eid] = self.bus.settings.max_deliveries  # dead-letter below
+        log.info("reclaimed entries from a dead consumer", extra={"stream": self.stream, "count": len(claimed)})
+        return claimed
+
+    # --- processing -----------------------------------------------------------------------------
+
+    async def _process(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        settings = self.bus.settings
+        outcomes: dict[bytes, Outcome] = {}
+        deliveries: list[Delivery] = []
+        for eid, fields in entries:
+            if self._failures.get(eid, 0) >= settings.max_deliveries:
+                outcomes[eid] = DeadLetter(f"delivered more than {settings.max_deliveries} times without success")
+                continue
+            try:
+                deliveries.append(Delivery(eid, decode(self.stream, fields)))
+            except EntryError as exc:
+                outcomes[eid] = DeadLetter(exc.reason)
+        fresh = await self._drop_duplicates(deliveries, outcomes)
+        failed: list[bytes] = []
+        if fresh:
+            outcomes.update(await self._handle(fresh, failed))
+        raw = dict(entries)
+        self._retry.extend((eid, raw[eid]) for eid in failed)
+        if outcomes:
+            events = {d.entry_id: d.event for d in deliveries}
+            await self._commit([(eid, raw[eid], events.get(eid), outcome) for eid, outcome in outcomes.items()])
+
+    async def _drop_duplicates(self, deliveries: list[Delivery], outcomes: dict[bytes, Outcome]) -> list[Delivery]:
+        if not self.dedupe or not deliveries:
+            return deliveries
+        pipe = self.bus.redis.pipeline(transaction=False)
+        for d in deliveries:
+            pipe.getbit(self._dedupe_key(d.event), d.event.seq)
+        seen = await pipe.execute()
+        fresh = []
+        for d, bit in zip(deliveries, seen, strict=True):
+            if bit:
+                outcomes[d.entry_id] = ()
+                self.stats.duplicates += 1
+            else:
+                fresh.append(d)
+        return fresh
+
+    async def _handle(self, deliveries: list[Delivery], failed: list[bytes]) -> dict[bytes, Outcome]:
+        """Run the handler on the batch; if it raises, run it on each entry alone to isolate the culprit."""
+        try:
+            results = await self.handler(deliveries)
+            if len(results) != len(deliveries):
+                raise RuntimeError(f"handler returned {len(results)} outcomes for {len(deliveries)} entries")
+            return {d.entry_id: r for d, r in zip(deliveries, results, strict=True)}
+        except Exception as exc:
+            if len(deliveries) == 1:
+                return self._failed(deliveries[0], exc, failed)
+        outcomes: dict[bytes, Outcome] = {}
+        for d in deliveries:
+            try:
+                (single,) = await self.handler([d])
+                outcomes[d.entry_id] = single
+            except Exception as exc:
+                outcomes.update(self._failed(d, exc, failed))
+        return outcomes
+
+    def _failed(self, d: Delivery, exc: Exception, failed: list[bytes]) -> dict[bytes, Outcome]:
+        self.stats.handler_failures += 1
+        n = self._failures.get(d.entry_id, 0) + 1
+        self._failures[d.entry_id] = n
+        log.error(
+            "handler failed",
+            exc_info=exc,
+            extra={
+                "stream": self.stream,
+                "entry_id": d.entry_id.decode(),
+                "attempt": n,
+                "session_id": d.event.session_id,
+                "seq": d.event.seq,
+            },
+        )
+        if n >= self.bus.settings.max_deliveries:
+            return {d.entry_id: DeadLetter(f"handler failed {n} times, last with {exc!r}")}
+        failed.append(d.entry_id)
+        return {}
+
+    def _dedupe_key(self, event: Event) -> str:
+        return self.bus.key(f"seen:{self.stream}:{self.group}:{event.session_id}")
+
+    async def _commit(self, committed: list[tuple[bytes, dict[bytes, bytes], Event | None, Outcome]]) -> None:
+        """Publish outputs, mark (session, seq) processed and XACK, atomically (one Lua script)."""
+        s = self.bus.settings
+        args: list[Any] = [self._key, self.group, s.dedupe_ttl_s, len(committed)]
+        for eid, fields, event, outcome in committed:
+            if isinstance(outcome, DeadLetter):
+                dead = _dead_fields(self._key, self.group, eid, fields, outcome.reason, self.name)
+                args += [eid, "", 0, 1, self.bus.key(DEAD), self.bus.maxlen(DEAD), len(dead)]
+                for k, v in dead.items():
+                    args += [k, v]
+                self.stats.dead_lettered += 1
+                log.warning(
+                    "dead-lettered entry",
+                    extra={"stream": self.stream, "entry_id": eid.decode(), "reason": outcome.reason},
+                )
+            else:
+                dedupe = self.dedupe and event is not None
+                args += [
+                    eid,
+                    self._dedupe_key(event) if dedupe and event else "",
+                    event.seq if event else 0,
+                    len(outcome),
+                ]
+                for stream, out in outcome:
+                    enc = encode(out)
+                    args += [self.bus.key(stream), self.bus.maxlen(stream), len(enc)]
+                    for k, v in enc.items():
+                        args += [k, v]
+                self.stats.processed += 1
+            self._failures.pop(eid, None)
+        await self.bus._commit(args=args)
+
+
+def _entries(response: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    if not response:
+        return []
+    out = []
+    for _stream, items in response:
+        for eid, fields in items:
+            if fields is not None:  # None: trimmed away while pending
+                out.append((eid, dict(fields)))
+    return out
+
+
+def _dead_fields(
+    stream_key: str, group: str, entry_id: bytes, fields: dict[bytes, bytes], reason: str, consumer: str
+) -> dict[bytes, bytes]:
+    dead: dict[bytes, bytes] = {
+        b"stream": stream_key.encode(),
+        b"group": group.encode(),
+        b"entry_id": entry_id,
+        b"consumer": consumer.encode(),
+        b"reason": reason.encode(errors="replace")[:4096],
+        b"ts_ns": str(now_ns()).encode(),
+    }
+    budget = _DEAD_ORIGINAL_LIMIT
+    for k, v in fields.items():
+        kept = v[:budget]
+        dead[b"original:" + k] = kept
+        budget -= len(kept)
+        if len(kept) < len(v):
+            dead[b"truncated"] = b"1"
+    return dead
+
+
+def _default_name() -> str:
+    import os
+    import socket
+
+    return f"{socket.gethostname()}-{os.getpid()}"

@@ -1,0 +1,50 @@
+"""Stream contracts, version 1: the public shape of every entry on every stream.
+
+Each stream entry is a Redis Streams entry with a ``data`` field holding the JSON of one of these
+models, and, for token entries that carry full logits, a binary ``logits`` field (see
+``services.common.codec`` and ``docs/streams.md``).
+"""
+
+from services.common.contracts.events import (
+    SCHEMA_VERSION,
+    STREAM_MODELS,
+    AlertEvent,
+    AuditEvent,
+    ChatMessage,
+    Envelope,
+    Event,
+    JobRequest,
+    Metrics,
+    RiskEvent,
+    RiskLevel,
+    SamplingParams,
+    SessionEvent,
+    SessionStatus,
+    Severity,
+    SummaryEvent,
+    TokenEvent,
+    TopKAlternative,
+    now_ns,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "STREAM_MODELS",
+    "AlertEvent",
+    "AuditEvent",
+    "ChatMessage",
+    "Envelope",
+    "Event",
+    "JobRequest",
+    "Metrics",
+    "RiskEvent",
+    "RiskLevel",
+    "SamplingParams",
+    "SessionEvent",
+    "SessionStatus",
+    "Severity",
+    "SummaryEvent",
+    "TokenEvent",
+    "TopKAlternative",
+    "now_ns",
+]

@@ -1,0 +1,247 @@
+"""Pydantic models of every stream entry (contracts v1).
+
+Rules that hold for every model here:
+- the envelope: ``schema_version``, ``type``, ``session_id``, a per-session ``seq`` and ``ts_ns``
+  (nanoseconds since the epoch, set by the producer when it publishes);
+- ``(session_id, seq)`` is unique within a stream, so a consumer dedupes on it;
+- models are strict (``extra="forbid"``) and frozen.
+
+The field descriptions below are the documentation: ``docs/streams.md`` lists the same fields and a
+test fails when the two diverge.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+SessionId = Annotated[
+    str,
+    Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$", description="Session identifier."),
+]
+Seq = Annotated[int, Field(ge=0, le=100_000_000)]
+RiskLevel: TypeAlias = Literal["safe", "warning", "critical", "emergency"]
+Severity: TypeAlias = Literal["info", "warning", "critical"]
+SessionStatus: TypeAlias = Literal["queued", "started", "finished", "failed", "cancelled"]
+
+
+def now_ns() -> int:
+    """Wall-clock nanoseconds since the epoch, the unit of every ``ts_ns``."""
+    return time.time_ns()
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Envelope(_Model):
+    """Fields every entry carries."""
+
+    schema_version: Literal[1] = Field(1, description="Contract version; 1.")
+    session_id: SessionId
+    seq: Seq = Field(description="Per-session sequence number within this stream; unique with session_id.")
+    ts_ns: int = Field(default_factory=now_ns, ge=0, description="Publish time, ns since the Unix epoch.")
+
+
+# --- uq:jobs -------------------------------------------------------------------------------------
+
+
+class SamplingParams(_Model):
+    """How the next token is chosen. Metrics are always computed on the raw distribution."""
+
+    temperature: float = Field(0.7, ge=0.0, le=5.0, description="0 means greedy decoding.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass; 1 disables it.")
+    top_k: int = Field(0, ge=0, le=100_000, description="Sample among the k most likely; 0 disables it.")
+    seed: int | None = Field(None, ge=0, le=2**63 - 1, description="Same seed, same text.")
+    max_tokens: int = Field(256, ge=1, le=32_768, description="Most tokens to generate.")
+    stop: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list, max_length=16, description="Generation stops when the text ends with one."
+    )
+
+
+class ChatMessage(_Model):
+    """One message of a chat conversation."""
+
+    role: Literal["system", "user", "assistant"] = Field(description="Who speaks.")
+    content: str = Field(max_length=200_000, description="What is said.")
+
+
+class JobRequest(Envelope):
+    """A generation request (producer: gateway; consumer group: generators). ``seq`` is always 0."""
+
+    type: Literal["job"] = "job"
+    prompt: str | None = Field(None, max_length=200_000, description="Plain prompt; or use messages.")
+    messages: list[ChatMessage] | None = Field(
+        None, max_length=1_000, description="Chat messages; the model's chat template is applied."
+    )
+    model: str | None = Field(None, max_length=512, description="Model to use; null = the worker's default.")
+    sampling: SamplingParams = Field(default_factory=SamplingParams, description="Sampling parameters.")
+    logits_mode: Literal["full", "top_k"] | None = Field(
+        None, description="Override of the worker's logits publishing mode for this job."
+    )
+
+
+# --- uq:tokens -----------------------------------------------------------------------------------
+
+
+class TopKAlternative(_Model):
+    """One of the most likely next tokens under the raw distribution."""
+
+    token_id: int | None = Field(None, ge=0, description="Vocabulary id; null when the producer has none.")
+    text: str = Field(max_length=1_024, description="Decoded text of the token.")
+    logprob: float = Field(le=0.0, description="Natural-log probability under the raw distribution.")
+
+
+class TokenEvent(Envelope):
+    """One generated token (producers: generator, gateway push API; consumer group: auditors).
+
+    ``seq`` is the token's position in the generated text, from 0. The raw next-token logits, when
+    ``distribution == "full"``, travel beside the JSON in the binary ``logits`` field of the entry:
+    ``vocab_size`` little-endian IEEE float16 values (``numpy.frombuffer(b, "<f2")``).
+    """
+
+    type: Literal["token"] = "token"
+    token_id: int | None = Field(None, ge=0, description="Vocabulary id of the emitted token.")
+    text: str = Field(max_length=4_096, description="The token's text; a session's texts concatenate to the output.")
+    logprob: float | None = Field(
+        None, le=0.0, description="Natural-log probability of the emitted token under the raw distribution."
+    )
+    distribution: Literal["full", "top_k", "prob_only", "none"] = Field(
+        description="What is known of the distribution: full logits, top-k logprobs, only logprob, nothing."
+    )
+    top_k: list[TopKAlternative] = Field(
+        default_factory=list, max_length=1_000, description="Most likely alternatives, most likely first."
+    )
+    vocab_size: int | None = Field(
+        None, ge=2, le=1_000_000, description="Vocabulary size; with full logits, their length."
+    )
+    logits_dtype: Literal["float16"] | None = Field(
+        None, description='"float16" when the entry carries the binary logits field, else null.'
+    )
+    sampling: SamplingParams | None = Field(None, description="Sampling parameters the token was drawn with.")
+    model: str = Field(max_length=512, description="Model name.")
+    provider: str = Field("transformers", max_length=128, description="Who produced it: transformers, push, …")
+    logits: bytes | None = Field(
+        None, exclude=True, repr=False, description="Raw logits, carried in the binary `logits` field."
+    )
+
+
+# --- uq:audits -----------------------------------------------------------------------------------
+
+
+class Metrics(_Model):
+    """Uncertainty of one token; bits (log base 2). Null when the input does not allow it."""
+
+    prob: float | None = Field(None, ge=0.0, le=1.0, description="p(x) of the emitted token.")
+    surprisal: float | None = Field(None, ge=0.0, description="-log2 p(x). Higher = more uncertain.")
+    entropy: float | None = Field(None, ge=0.0, description="H = -Σ p log2 p. Higher = more uncertain.")
+    margin: float | None = Field(None, ge=0.0, le=1.0, description="p(1st) - p(2nd). Higher = more certain.")
+    rank: int | None = Field(None, ge=1, description="1 + tokens more likely than x. Higher = more surprising.")
+    hbar_s: float | None = Field(None, ge=0.0, description="ℏₛ = √(H · surprisal) (experimental).")
+    fisher_trace: float | None = Field(None, ge=0.0, le=1.0, description="1 - Σ p². Higher = more uncertain.")
+    varentropy: float | None = Field(None, ge=0.0, description="Σ p (-log2 p - H)². Bits².")
+    coverage: float | None = Field(None, ge=0.0, le=1.0, description="Σ p over the known top-k (top-k input).")
+    exact: bool = Field(description="True when computed from the full distribution.")
+
+
+class AuditEvent(Envelope):
+    """A token with its metrics (producer: auditor; consumers: alerter, gateway, recorder).
+
+    ``seq`` is the token's seq.
+    """
+
+    type: Literal["audit"] = "audit"
+    token_id: int | None = Field(None, ge=0, description="Vocabulary id of the token.")
+    text: str = Field(max_length=4_096, description="The token's text.")
+    distribution: Literal["full", "top_k", "prob_only", "none"] = Field(description="As on the token.")
+    metrics: Metrics = Field(description="The token's uncertainty metrics.")
+    top_k: list[TopKAlternative] = Field(
+        default_factory=list, max_length=100, description="Most likely alternatives, for display."
+    )
+    model: str = Field(max_length=512, description="Model name.")
+    token_ts_ns: int = Field(ge=0, description="`ts_ns` of the token entry, for end-to-end latency.")
+
+
+# --- uq:alerts -----------------------------------------------------------------------------------
+
+
+class AlertEvent(Envelope):
+    """A rule fired on a token (producer: alerter). ``seq`` counts the alerter's entries per session."""
+
+    type: Literal["alert"] = "alert"
+    rule: str = Field(max_length=128, description="Rule name, e.g. HIGH_UNCERTAINTY.")
+    severity: Severity = Field(description="info, warning or critical.")
+    message: str = Field(max_length=2_048, description="One line a person understands at a glance.")
+    token_seq: Seq = Field(description="seq of the token that fired it.")
+    token_text: str = Field(max_length=4_096, description="Text of that token.")
+    values: dict[str, float | None] = Field(
+        default_factory=dict, description="Metric values the rule looked at, by name."
+    )
+
+
+class RiskEvent(Envelope):
+    """The session's risk level changed (producer: alerter)."""
+
+    type: Literal["risk"] = "risk"
+    level: RiskLevel = Field(description="New level.")
+    previous: RiskLevel = Field(description="Level before.")
+    reason: str = Field(max_length=2_048, description="Why it changed.")
+    token_seq: Seq = Field(description="seq of the token at which it changed.")
+
+
+class SummaryEvent(Envelope):
+    """The session ended; what happened in it (producer: alerter)."""
+
+    type: Literal["summary"] = "summary"
+    tokens: int = Field(ge=0, description="Tokens audited.")
+    alerts_by_rule: dict[str, int] = Field(default_factory=dict, description="Alert counts by rule.")
+    max_hbar_s: float | None = Field(None, ge=0.0, description="Largest ℏₛ.")
+    mean_hbar_s: float | None = Field(None, ge=0.0, description="Mean ℏₛ.")
+    mean_entropy: float | None = Field(None, ge=0.0, description="Mean entropy, bits.")
+    perplexity: float | None = Field(None, ge=1.0, description="2^(mean surprisal).")
+    nll_bits: float | None = Field(None, ge=0.0, description="Sum of surprisal, bits.")
+    low_confidence_share: float | None = Field(
+        None, ge=0.0, le=1.0, description="Share of tokens below the low-confidence threshold."
+    )
+    final_risk: RiskLevel = Field(description="Risk level at the end.")
+    status: SessionStatus = Field(description="How the session ended.")
+
+
+# --- uq:sessions ---------------------------------------------------------------------------------
+
+
+class SessionEvent(Envelope):
+    """Lifecycle of a session (producers: gateway, generator).
+
+    ``seq`` is fixed by status: queued 0, started 1, and 2 for the one terminal entry
+    (finished, failed or cancelled), so a session has at most one of each.
+    """
+
+    type: Literal["session"] = "session"
+    status: SessionStatus = Field(description="queued, started, finished, failed or cancelled.")
+    reason: str | None = Field(
+        None, max_length=4_096, description="Why it ended: eos, max_tokens, stop, or an error a user can act on."
+    )
+    model: str | None = Field(None, max_length=512, description="Model name.")
+    provider: str | None = Field(None, max_length=128, description="transformers, push, …")
+    prompt: str | None = Field(None, max_length=200_000, description="Prompt (queued/started entries).")
+    tokens: int | None = Field(None, ge=0, description="Tokens generated (terminal entries).")
+
+
+Event: TypeAlias = JobRequest | TokenEvent | AuditEvent | AlertEvent | RiskEvent | SummaryEvent | SessionEvent
+
+STATUS_SEQ: dict[str, int] = {"queued": 0, "started": 1, "finished": 2, "failed": 2, "cancelled": 2}
+
+AlertStreamEvent = Annotated[AlertEvent | RiskEvent | SummaryEvent, Field(discriminator="type")]
+
+#: Which models may appear on which stream (short stream name → model or discriminated union).
+STREAM_MODELS: dict[str, object] = {
+    "jobs": JobRequest,
+    "tokens": TokenEvent,
+    "audits": AuditEvent,
+    "alerts": AlertStreamEvent,
+    "sessions": SessionEvent,
+}
