@@ -48,8 +48,9 @@ def prefix() -> str:
 
 @pytest.fixture
 def settings(redis_url: str, prefix: str) -> CommonSettings:
-    return CommonSettings(redis_url=redis_url, stream_prefix=prefix, block_ms=100, claim_idle_ms=500,
-                          heartbeat_interval_s=0.2)
+    return CommonSettings(
+        redis_url=redis_url, stream_prefix=prefix, block_ms=100, claim_idle_ms=500, heartbeat_interval_s=0.2
+    )
 
 
 @pytest.fixture

@@ -72,7 +72,7 @@ class ChatMessage(_Model):
 class JobRequest(Envelope):
     """A generation request (producer: gateway; consumer group: generators). ``seq`` is always 0."""
 
-    type: Literal["job"] = "job"
+    type: Literal["job"] = Field("job", description="Entry type.")
     prompt: str | None = Field(None, max_length=200_000, description="Plain prompt; or use messages.")
     messages: list[ChatMessage] | None = Field(
         None, max_length=1_000, description="Chat messages; the model's chat template is applied."
@@ -103,7 +103,7 @@ class TokenEvent(Envelope):
     ``vocab_size`` little-endian IEEE float16 values (``numpy.frombuffer(b, "<f2")``).
     """
 
-    type: Literal["token"] = "token"
+    type: Literal["token"] = Field("token", description="Entry type.")
     token_id: int | None = Field(None, ge=0, description="Vocabulary id of the emitted token.")
     text: str = Field(max_length=4_096, description="The token's text; a session's texts concatenate to the output.")
     logprob: float | None = Field(
@@ -153,7 +153,7 @@ class AuditEvent(Envelope):
     ``seq`` is the token's seq.
     """
 
-    type: Literal["audit"] = "audit"
+    type: Literal["audit"] = Field("audit", description="Entry type.")
     token_id: int | None = Field(None, ge=0, description="Vocabulary id of the token.")
     text: str = Field(max_length=4_096, description="The token's text.")
     distribution: Literal["full", "top_k", "prob_only", "none"] = Field(description="As on the token.")
@@ -171,7 +171,7 @@ class AuditEvent(Envelope):
 class AlertEvent(Envelope):
     """A rule fired on a token (producer: alerter). ``seq`` counts the alerter's entries per session."""
 
-    type: Literal["alert"] = "alert"
+    type: Literal["alert"] = Field("alert", description="Entry type.")
     rule: str = Field(max_length=128, description="Rule name, e.g. HIGH_UNCERTAINTY.")
     severity: Severity = Field(description="info, warning or critical.")
     message: str = Field(max_length=2_048, description="One line a person understands at a glance.")
@@ -185,7 +185,7 @@ class AlertEvent(Envelope):
 class RiskEvent(Envelope):
     """The session's risk level changed (producer: alerter)."""
 
-    type: Literal["risk"] = "risk"
+    type: Literal["risk"] = Field("risk", description="Entry type.")
     level: RiskLevel = Field(description="New level.")
     previous: RiskLevel = Field(description="Level before.")
     reason: str = Field(max_length=2_048, description="Why it changed.")
@@ -195,7 +195,7 @@ class RiskEvent(Envelope):
 class SummaryEvent(Envelope):
     """The session ended; what happened in it (producer: alerter)."""
 
-    type: Literal["summary"] = "summary"
+    type: Literal["summary"] = Field("summary", description="Entry type.")
     tokens: int = Field(ge=0, description="Tokens audited.")
     alerts_by_rule: dict[str, int] = Field(default_factory=dict, description="Alert counts by rule.")
     max_hbar_s: float | None = Field(None, ge=0.0, description="Largest ℏₛ.")
@@ -220,7 +220,7 @@ class SessionEvent(Envelope):
     (finished, failed or cancelled), so a session has at most one of each.
     """
 
-    type: Literal["session"] = "session"
+    type: Literal["session"] = Field("session", description="Entry type.")
     status: SessionStatus = Field(description="queued, started, finished, failed or cancelled.")
     reason: str | None = Field(
         None, max_length=4_096, description="Why it ended: eos, max_tokens, stop, or an error a user can act on."

