@@ -73,7 +73,7 @@ def settings_markdown() -> str:
 
 def _type_name(schema: dict[str, Any]) -> str:
     if "$ref" in schema:
-        return schema["$ref"].rsplit("/", 1)[-1]
+        return str(schema["$ref"]).rsplit("/", 1)[-1]
     if "anyOf" in schema:
         return " \\| ".join(_type_name(s) for s in schema["anyOf"])
     if "const" in schema:
