@@ -56,12 +56,27 @@ class DeadLetter:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class StateWrite:
+    """``SET key value PX ttl_ms`` committed atomically with an entry's outputs and acknowledgement.
+
+    For stateful consumers (the alerter): state saved this way is exactly as new as the
+    acknowledged entries, so a restarted consumer neither loses nor repeats work. ``key`` is the
+    full Redis key (use ``Bus.key``).
+    """
+
+    key: str
+    value: bytes
+    ttl_ms: int
+
+
 Output: TypeAlias = tuple[str, Event]  # (short stream name, event)
-Outcome: TypeAlias = Sequence[Output] | DeadLetter
+Outcome: TypeAlias = Sequence[Output | StateWrite] | DeadLetter
 BatchHandler: TypeAlias = Callable[[Sequence[Delivery]], Awaitable[Sequence[Outcome]]]
 
 # ARGV: src, group, ttl, n_entries, then per entry: id, dedupe_key, seq, n_outputs,
 #       then per output: stream, maxlen, n_fields, field1, value1, ...
+#       (a state write is an output with stream '' : '', ttl_ms, 1, key, value → SET key value PX ttl_ms)
 _COMMIT = """
 local src, group, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local n = tonumber(ARGV[4])
@@ -79,7 +94,9 @@ for e = 1, n do
   for o = 1, nout do
     local stream, maxlen, nf = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
     i = i + 3
-    if fresh then
+    if fresh and stream == '' then
+      redis.call('SET', ARGV[i], ARGV[i + 1], 'PX', maxlen)
+    elseif fresh then
       local args = {'XADD', stream, 'MAXLEN', '~', maxlen, '*'}
       for f = 0, 2 * nf - 1 do args[#args + 1] = ARGV[i + f] end
       redis.call(unpack(args))
@@ -368,8 +385,12 @@ class Consumer:
                     event.seq if event else 0,
                     len(outcome),
                 ]
-                for stream, out in outcome:
-                    enc = encode(out)
+                for out in outcome:
+                    if isinstance(out, StateWrite):
+                        args += ["", out.ttl_ms, 1, out.key, out.value]
+                        continue
+                    stream, event = out
+                    enc = encode(event)
                     args += [self.bus.key(stream), self.bus.maxlen(stream), len(enc)]
                     for k, v in enc.items():
                         args += [k, v]

@@ -26,6 +26,7 @@ from services.common.contracts.events import (
     TopKAlternative,
     now_ns,
 )
+from services.common.contracts.history import SessionHistory, SessionRecord
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -41,6 +42,8 @@ __all__ = [
     "RiskLevel",
     "SamplingParams",
     "SessionEvent",
+    "SessionHistory",
+    "SessionRecord",
     "SessionStatus",
     "Severity",
     "SummaryEvent",

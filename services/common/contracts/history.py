@@ -1,0 +1,47 @@
+"""Read models of the audit trail: what the recorder's store returns and the gateway serves.
+
+These are not stream entries; they are built from them (``uq:sessions``, ``uq:audits``, ``uq:alerts``).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.common.contracts.events import (
+    AlertEvent,
+    AuditEvent,
+    RiskEvent,
+    RiskLevel,
+    SessionStatus,
+    SummaryEvent,
+)
+
+
+class SessionRecord(BaseModel):
+    """One session as listed: lifecycle, counts, current risk and (once ended) its summary."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    session_id: str = Field(description="Session identifier.")
+    status: SessionStatus = Field(description="queued, started, finished, failed or cancelled.")
+    model: str | None = Field(None, description="Model name.")
+    provider: str | None = Field(None, description="transformers, push, …")
+    prompt: str | None = Field(None, description="Prompt.")
+    reason: str | None = Field(None, description="Why it ended.")
+    created_ns: int = Field(description="First entry seen, ns since the epoch.")
+    updated_ns: int = Field(description="Last entry seen, ns since the epoch.")
+    tokens: int = Field(0, ge=0, description="Tokens audited so far.")
+    alerts: int = Field(0, ge=0, description="Alerts so far.")
+    risk: RiskLevel = Field("safe", description="Current risk level.")
+    summary: SummaryEvent | None = Field(None, description="The alerter's summary, once the session ended.")
+
+
+class SessionHistory(BaseModel):
+    """Everything recorded of one session, in seq order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    session: SessionRecord
+    tokens: list[AuditEvent] = Field(default_factory=list, description="Audits in seq order.")
+    alerts: list[AlertEvent] = Field(default_factory=list, description="Alerts in seq order.")
+    risks: list[RiskEvent] = Field(default_factory=list, description="Risk changes in seq order.")
