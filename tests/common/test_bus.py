@@ -1,0 +1,255 @@
+"""The bus against the real Redis: sharing, reclaim, exactly-once outputs, dead letters, retention."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+from redis.asyncio import Redis
+
+from services.common.bus import Bus, DeadLetter, Delivery, Outcome, StateWrite
+from services.common.codec import DATA, decode
+from services.common.contracts import AuditEvent, Metrics, TokenEvent
+from services.common.settings import CommonSettings
+from tests.common.events import token
+
+GROUP = "testers"
+
+
+def audit_of(event: TokenEvent) -> AuditEvent:
+    return AuditEvent(session_id=event.session_id, seq=event.seq, text=event.text, distribution=event.distribution,
+                      metrics=Metrics(prob=0.5, exact=False), model=event.model, token_ts_ns=event.ts_ns)
+
+
+class Recorder:
+    """A handler that turns each token into an audit and remembers what it saw."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int]] = []
+
+    async def __call__(self, batch: Sequence[Delivery]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for d in batch:
+            assert isinstance(d.event, TokenEvent)
+            self.seen.append((d.event.session_id, d.event.seq))
+            outcomes.append([("audits", audit_of(d.event))])
+        return outcomes
+
+
+async def audits(bus: Bus) -> list[AuditEvent]:
+    entries = await bus.redis.xrange(bus.key("audits"))
+    return [decode("audits", fields) for _, fields in entries]  # type: ignore[misc]
+
+
+async def drain(*consumers: object, idle_rounds: int = 3) -> None:
+    idle = 0
+    while idle < idle_rounds:
+        taken = 0
+        for c in consumers:
+            taken += await c.step(block_ms=50)  # type: ignore[attr-defined]
+        idle = idle + 1 if taken == 0 else 0
+
+
+async def test_publish_consume_commit(bus: Bus) -> None:
+    handler = Recorder()
+    consumer = bus.consumer("tokens", GROUP, handler, name="c1")
+    await consumer.ensure_group()
+    await bus.publish_many([("tokens", token("s1", i)) for i in range(10)])
+    await drain(consumer)
+    assert handler.seen == [("s1", i) for i in range(10)]
+    assert [a.seq for a in await audits(bus)] == list(range(10))
+    pending = await bus.redis.xpending(bus.key("tokens"), GROUP)
+    assert pending["pending"] == 0
+    assert consumer.stats.processed == 10
+
+
+async def test_two_consumers_share_the_work_without_overlap(bus: Bus, settings: CommonSettings) -> None:
+    small = Bus(bus.redis, settings.model_copy(update={"batch_size": 7}))
+    h1, h2 = Recorder(), Recorder()
+    c1, c2 = small.consumer("tokens", GROUP, h1, name="c1"), small.consumer("tokens", GROUP, h2, name="c2")
+    await c1.ensure_group()
+    await small.publish_many([("tokens", token(f"s{i % 5}", i // 5)) for i in range(200)])
+    await drain(c1, c2)
+    assert h1.seen and h2.seen, "both consumers got work"
+    assert not set(h1.seen) & set(h2.seen)
+    assert len(h1.seen) + len(h2.seen) == 200
+    produced = [(a.session_id, a.seq) for a in await audits(bus)]
+    assert sorted(produced) == sorted(h1.seen + h2.seen)
+
+
+async def test_dead_consumer_entries_are_reclaimed_and_output_once(bus: Bus) -> None:
+    handler = Recorder()
+    survivor = bus.consumer("tokens", GROUP, handler, name="survivor")
+    await survivor.ensure_group()
+    await bus.publish_many([("tokens", token("s1", i)) for i in range(5)])
+    # "victim" reads the entries and dies before acknowledging them
+    taken = await bus.redis.xreadgroup(GROUP, "victim", {bus.key("tokens"): ">"}, count=100)
+    assert len(taken[0][1]) == 5
+    assert await survivor.step(block_ms=10) == 0  # nothing new, nothing idle long enough yet
+    await asyncio.sleep(bus.settings.claim_idle_ms / 1000 + 0.1)
+    survivor._next_claim = 0  # claim now rather than at the next periodic check
+    await drain(survivor)
+    assert survivor.stats.reclaimed == 5
+    assert sorted(a.seq for a in await audits(bus)) == [0, 1, 2, 3, 4]
+    assert (await bus.redis.xpending(bus.key("tokens"), GROUP))["pending"] == 0
+
+
+async def test_redelivered_entry_yields_no_second_output(bus: Bus) -> None:
+    handler = Recorder()
+    consumer = bus.consumer("tokens", GROUP, handler, name="c1")
+    await consumer.ensure_group()
+    first = token("s1", 0)
+    await bus.publish("tokens", first)
+    await drain(consumer)
+    await bus.publish("tokens", first)  # the same (session, seq) again, as after a producer retry
+    await drain(consumer)
+    assert len(await audits(bus)) == 1
+    assert consumer.stats.duplicates == 1
+    assert handler.seen == [("s1", 0)]
+
+
+async def test_commit_is_atomic_under_a_race(bus: Bus) -> None:
+    """Two consumers handed the same entry (one reclaimed it from the other while the first was still
+    working) both pass the duplicate pre-check; the commit script lets only one output through."""
+    c1, c2 = bus.consumer("tokens", GROUP, Recorder(), name="c1"), bus.consumer("tokens", GROUP, Recorder(), name="c2")
+    await c1.ensure_group()
+    await bus.publish("tokens", token("s1", 0))
+    entries = await bus.redis.xreadgroup(GROUP, "c1", {bus.key("tokens"): ">"}, count=10)
+    eid, fields = entries[0][1][0]
+    event = decode("tokens", fields)
+    assert isinstance(event, TokenEvent)
+    # c1 has handled it but not committed yet; c2 takes it over and commits first
+    await c2._process([(eid, dict(fields))])
+    await c1._commit([(eid, dict(fields), event, [("audits", audit_of(event))])])
+    assert len(await audits(bus)) == 1
+
+
+async def test_malformed_entry_goes_to_dead_letter_and_processing_continues(bus: Bus) -> None:
+    handler = Recorder()
+    consumer = bus.consumer("tokens", GROUP, handler, name="c1")
+    await consumer.ensure_group()
+    await bus.publish("tokens", token("s1", 0))
+    await bus.redis.xadd(bus.key("tokens"), {"data": b'{"garbage": true}'})
+    await bus.redis.xadd(bus.key("tokens"), {"oops": b"1"})
+    await bus.publish("tokens", token("s1", 1))
+    await drain(consumer)
+    assert [a.seq for a in await audits(bus)] == [0, 1]
+    dead = await bus.redis.xrange(bus.key("dead"))
+    assert len(dead) == 2
+    reasons = [fields[b"reason"].decode() for _, fields in dead]
+    assert "invalid tokens entry" in reasons[0] and "session_id: Field required" in reasons[0]
+    assert "no 'data' field" in reasons[1]
+    assert dead[0][1][b"original:data"] == b'{"garbage": true}'
+    assert dead[0][1][b"stream"] == bus.key("tokens").encode()
+    assert (await bus.redis.xpending(bus.key("tokens"), GROUP))["pending"] == 0
+
+
+async def test_handler_failing_repeatedly_dead_letters_only_that_entry(bus: Bus) -> None:
+    calls: dict[int, int] = {}
+
+    async def flaky(batch: Sequence[Delivery]) -> list[Outcome]:
+        out: list[Outcome] = []
+        for d in batch:
+            calls[d.event.seq] = calls.get(d.event.seq, 0) + 1
+            if d.event.seq == 2:
+                raise RuntimeError("poison")
+            assert isinstance(d.event, TokenEvent)
+            out.append([("audits", audit_of(d.event))])
+        return out
+
+    consumer = bus.consumer("tokens", GROUP, flaky, name="c1")
+    await consumer.ensure_group()
+    await bus.publish_many([("tokens", token("s1", i)) for i in range(5)])
+    await drain(consumer)
+    assert sorted(a.seq for a in await audits(bus)) == [0, 1, 3, 4]
+    dead = await bus.redis.xrange(bus.key("dead"))
+    assert len(dead) == 1
+    assert b"handler failed 5 times" in dead[0][1][b"reason"] and b"poison" in dead[0][1][b"reason"]
+    assert calls[2] == bus.settings.max_deliveries + 1  # once in the batch, then alone each time
+    assert (await bus.redis.xpending(bus.key("tokens"), GROUP))["pending"] == 0
+
+
+async def test_handler_dead_letter_verdict(bus: Bus) -> None:
+    async def refuse(batch: Sequence[Delivery]) -> list[Outcome]:
+        return [DeadLetter("NaN in logits at index 3") for _ in batch]
+
+    consumer = bus.consumer("tokens", GROUP, refuse, name="c1")
+    await consumer.ensure_group()
+    await bus.publish("tokens", token("s1", 0))
+    await drain(consumer)
+    dead = await bus.redis.xrange(bus.key("dead"))
+    assert dead[0][1][b"reason"] == b"NaN in logits at index 3"
+    assert b"original:logits" in dead[0][1]
+
+
+async def test_state_write_commits_with_outputs(bus: Bus) -> None:
+    async def stateful(batch: Sequence[Delivery]) -> list[Outcome]:
+        return [[StateWrite(bus.key(f"state:{d.event.session_id}"), str(d.event.seq).encode(), 60_000)]
+                for d in batch]
+
+    consumer = bus.consumer("tokens", GROUP, stateful, name="c1")
+    await consumer.ensure_group()
+    await bus.publish_many([("tokens", token("s1", i)) for i in range(3)])
+    await drain(consumer)
+    assert await bus.redis.get(bus.key("state:s1")) == b"2"
+    assert 0 < await bus.redis.pttl(bus.key("state:s1")) <= 60_000
+
+
+async def test_retention_is_bounded(redis: Redis, settings: CommonSettings) -> None:
+    bus = Bus(redis, settings.model_copy(update={"maxlen_audits": 100}))
+    event = AuditEvent(session_id="s", seq=0, text="x", distribution="none", metrics=Metrics(exact=False), model="m",
+                       token_ts_ns=0)
+    for start in range(0, 3000, 500):
+        await bus.publish_many([("audits", event.model_copy(update={"seq": i})) for i in range(start, start + 500)])
+    length = await redis.xlen(bus.key("audits"))
+    assert 100 <= length <= 250  # MAXLEN ~ trims whole macro-nodes
+    last = await redis.xrevrange(bus.key("audits"), count=1)
+    assert decode("audits", last[0][1]).seq == 2999
+
+
+async def test_run_stops_cleanly_on_stop_event(bus: Bus) -> None:
+    handler = Recorder()
+    consumer = bus.consumer("tokens", GROUP, handler, name="c1")
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    await bus.publish_many([("tokens", token("s1", i)) for i in range(3)])
+    for _ in range(100):
+        if len(handler.seen) == 3:
+            break
+        await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(task, timeout=2)
+    assert handler.seen == [("s1", 0), ("s1", 1), ("s1", 2)]
+
+
+async def test_consumer_reads_own_pending_after_restart(bus: Bus) -> None:
+    """A consumer restarted under the same name (UQ_INSTANCE) first finishes what it held."""
+    await bus.redis.xgroup_create(bus.key("tokens"), GROUP, id="0", mkstream=True)
+    await bus.publish_many([("tokens", token("s1", i)) for i in range(3)])
+    await bus.redis.xreadgroup(GROUP, "stable", {bus.key("tokens"): ">"}, count=10)  # then "crashes"
+    handler = Recorder()
+    restarted = bus.consumer("tokens", GROUP, handler, name="stable")
+    await drain(restarted)
+    assert handler.seen == [("s1", 0), ("s1", 1), ("s1", 2)]
+
+
+@pytest.mark.parametrize("size", [1, 50])
+async def test_bounded_reads(bus: Bus, settings: CommonSettings, size: int) -> None:
+    small = Bus(bus.redis, settings.model_copy(update={"batch_size": size}))
+    batches: list[int] = []
+
+    async def count(batch: Sequence[Delivery]) -> list[Outcome]:
+        batches.append(len(batch))
+        return [[] for _ in batch]
+
+    consumer = small.consumer("tokens", GROUP, count, name="c1")
+    await consumer.ensure_group()
+    await small.publish_many([("tokens", token("s1", i)) for i in range(120)])
+    await drain(consumer)
+    assert max(batches) == size and sum(batches) == 120
+    assert (await bus.redis.xinfo_groups(bus.key("tokens")))[0]["lag"] == 0
+
+
+def test_dead_letter_keeps_data_field_name() -> None:
+    assert DATA == b"data"
