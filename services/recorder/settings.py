@@ -1,0 +1,26 @@
+"""Settings of the recorder (env prefix ``UQ_``; every one documented in docs/operations.md)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from services.common.settings import CommonSettings
+
+DEFAULT_DATABASE_URL = "sqlite:///data/uq.sqlite3"
+
+
+class RecorderSettings(CommonSettings):
+    """The audit trail writer (``python -m services.recorder``): streams → SQLite or PostgreSQL."""
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        description="SQLAlchemy URL of the audit trail: an SQLite file (folder created), or "
+        "`postgresql+psycopg://user@host/db`.",
+    )
+    recorder_group: str = Field(
+        "recorders", description="Consumer group on `uq:sessions`, `uq:audits` and `uq:alerts`."
+    )
+    retention_days: float = Field(
+        0.0, ge=0, description="Sessions not updated for this many days are deleted; 0 keeps them forever."
+    )
+    retention_interval_s: float = Field(3_600.0, gt=0, description="How often the recorder applies the retention.")

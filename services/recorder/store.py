@@ -1,0 +1,642 @@
+"""The audit trail store: writes batches of stream entries, reads sessions back, exports, forgets.
+
+One class, :class:`Store`, used by the recorder (``record``) and by the gateway (everything else).
+The database work is synchronous SQLAlchemy run in a worker thread (``asyncio.to_thread``), so no
+method blocks the event loop. Construction does not touch the database; the schema is brought up to date
+by ``await store.migrate()`` (idempotent, safe from several processes at once) or, when nobody called
+it, by the first method that uses the database.
+
+Writes are idempotent: entry rows are inserted with insert-or-ignore on their primary key
+``(session_id, seq)``, and the session's counters grow only by the rows actually inserted, so an
+entry delivered twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import threading
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, bindparam, case, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+
+from services.common.contracts import (
+    AlertEvent,
+    AuditEvent,
+    Event,
+    RiskEvent,
+    SessionEvent,
+    SummaryEvent,
+    now_ns,
+)
+from services.common.contracts.history import SessionHistory, SessionRecord
+from services.recorder import migrate as migrations
+from services.recorder.errors import ExportError
+from services.recorder.models import alerts, sessions, summaries, tokens
+
+EXPORT_FORMATS = ("jsonl", "csv")
+METRICS = ("prob", "surprisal", "entropy", "margin", "rank", "hbar_s", "fisher_trace", "varentropy", "coverage")
+CSV_COLUMNS = (
+    "session_id",
+    "seq",
+    "ts_ns",
+    "token_ts_ns",
+    "token_id",
+    "text",
+    "distribution",
+    "model",
+    *METRICS,
+    "exact",
+    "top_k",
+    "alerts",
+    "risk",
+)
+_NS_PER_DAY = 86_400 * 1_000_000_000
+_DELETE_CHUNK = 500
+_EXPORT_PAGE = 200
+
+
+@dataclass
+class RecordCounts:
+    """What one ``record`` call inserted (duplicates are not counted)."""
+
+    tokens: int = 0
+    alerts: int = 0
+    risks: int = 0
+    summaries: int = 0
+    sessions: int = 0
+    ignored: int = 0
+
+
+@dataclass
+class _SessionDelta:
+    """How one batch changes one session's row."""
+
+    first_ns: int
+    last_ns: int
+    tokens: int = 0
+    alerts: int = 0
+    status: str | None = None
+    status_seq: int = -1
+    reason: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    prompt: str | None = None
+    risk: str | None = None
+    risk_seq: int = -1
+    seen: set[str] = field(default_factory=set)
+
+    def touch(self, ts_ns: int) -> None:
+        self.first_ns = min(self.first_ns, ts_ns)
+        self.last_ns = max(self.last_ns, ts_ns)
+
+    def set_status(self, status: str, seq: int, reason: str | None = None) -> None:
+        if seq > self.status_seq:
+            self.status, self.status_seq, self.reason = status, seq, reason
+
+
+class Store:
+    """The audit trail in SQLite or PostgreSQL (see ``services/recorder/models.py`` for the tables)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        # SQLite has one writer at a time; serialising this process's writers avoids busy waits.
+        self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+        self._migrate_lock = threading.Lock()
+        self._migrated = False
+
+    @classmethod
+    def from_url(cls, url: str) -> Store:
+        """A store on ``url`` (e.g. ``sqlite:///data/uq.sqlite3``, ``postgresql+psycopg://user@host/db``).
+
+        Creates the engine (and an SQLite file's folder) and connects lazily; the schema is migrated by
+        ``await migrate()`` or on first use.
+        """
+        return cls(migrations.create(url))
+
+    async def migrate(self) -> None:
+        """Bring the schema up to date (Alembic ``upgrade head``)."""
+        await asyncio.to_thread(self._migrate)
+
+    def _migrate(self) -> None:
+        with self._migrate_lock:
+            migrations.upgrade(self.engine)
+            self._migrated = True
+
+    def _ensure_schema(self) -> None:
+        if not self._migrated:
+            self._migrate()
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.engine.dispose)
+
+    # --- writing --------------------------------------------------------------------------------
+
+    async def record(self, events: Sequence[Event]) -> RecordCounts:
+        """Write a batch of ``uq:sessions``, ``uq:audits`` and ``uq:alerts`` entries in one transaction."""
+        return await asyncio.to_thread(self.record_sync, events)
+
+    def record_sync(self, events: Sequence[Event]) -> RecordCounts:
+        self._ensure_schema()
+        counts = RecordCounts()
+        deltas: dict[str, _SessionDelta] = {}
+        token_rows: list[dict[str, Any]] = []
+        alert_rows: list[dict[str, Any]] = []
+        summary_rows: list[dict[str, Any]] = []
+        for e in events:
+            if not isinstance(e, AuditEvent | AlertEvent | RiskEvent | SummaryEvent | SessionEvent):
+                counts.ignored += 1
+                continue
+            delta = deltas.get(e.session_id)
+            if delta is None:
+                delta = deltas[e.session_id] = _SessionDelta(e.ts_ns, e.ts_ns)
+            delta.touch(e.ts_ns)
+            if isinstance(e, AuditEvent):
+                token_rows.append(_token_row(e))
+                delta.set_status("started", 1)  # tokens flowing imply the session started
+            elif isinstance(e, AlertEvent | RiskEvent):
+                alert_rows.append(_alert_row(e))
+                if isinstance(e, RiskEvent) and e.seq > delta.risk_seq:
+                    delta.risk, delta.risk_seq = e.level, e.seq
+            elif isinstance(e, SummaryEvent):
+                summary_rows.append(_summary_row(e))
+            else:
+                delta.set_status(e.status, e.seq, e.reason)
+                delta.model = delta.model or e.model
+                delta.provider = delta.provider or e.provider
+                delta.prompt = delta.prompt or e.prompt
+        if not deltas:
+            return counts
+        if self._write_lock is None:
+            self._write(deltas, token_rows, alert_rows, summary_rows, counts)
+        else:
+            with self._write_lock:
+                self._write(deltas, token_rows, alert_rows, summary_rows, counts)
+        return counts
+
+    def _write(
+        self,
+        deltas: dict[str, _SessionDelta],
+        token_rows: list[dict[str, Any]],
+        alert_rows: list[dict[str, Any]],
+        summary_rows: list[dict[str, Any]],
+        counts: RecordCounts,
+    ) -> None:
+        order = sorted(deltas)  # one lock order for every writer: no deadlocks between replicas
+        with self.engine.begin() as conn:
+            new = conn.execute(
+                self._insert_ignore(sessions).returning(sessions.c.session_id),
+                [_new_session_row(sid, deltas[sid]) for sid in order],
+            )
+            counts.sessions = len(new.all())
+            if token_rows:
+                for (sid,) in conn.execute(self._insert_ignore(tokens).returning(tokens.c.session_id), token_rows):
+                    deltas[sid].tokens += 1
+                    counts.tokens += 1
+            if alert_rows:
+                inserted = conn.execute(
+                    self._insert_ignore(alerts).returning(alerts.c.session_id, alerts.c.kind), alert_rows
+                )
+                for sid, kind in inserted:
+                    if kind == "alert":
+                        deltas[sid].alerts += 1
+                        counts.alerts += 1
+                    else:
+                        counts.risks += 1
+            if summary_rows:
+                counts.summaries = len(
+                    conn.execute(self._insert_ignore(summaries).returning(summaries.c.session_id), summary_rows).all()
+                )
+            conn.execute(_UPDATE_SESSION, [_update_params(sid, deltas[sid]) for sid in order])
+
+    def _insert_ignore(self, table: Table) -> Insert:
+        if self.dialect == "postgresql":
+            return postgresql.insert(table).on_conflict_do_nothing()
+        if self.dialect == "sqlite":
+            return sqlite.insert(table).on_conflict_do_nothing()
+        raise NotImplementedError(f"the recorder supports sqlite and postgresql, not {self.dialect}")
+
+    # --- reading --------------------------------------------------------------------------------
+
+    async def list_sessions(
+        self, *, limit: int = 50, offset: int = 0, status: str | None = None, risk: str | None = None
+    ) -> tuple[list[SessionRecord], int]:
+        """A page of sessions, newest first, and how many match in all."""
+        return await asyncio.to_thread(self._list_sessions, limit, offset, status, risk)
+
+    def _list_sessions(
+        self, limit: int, offset: int, status: str | None, risk: str | None
+    ) -> tuple[list[SessionRecord], int]:
+        self._ensure_schema()
+        where = []
+        if status is not None:
+            where.append(sessions.c.status == status)
+        if risk is not None:
+            where.append(sessions.c.risk == risk)
+        page = (
+            select(sessions)
+            .where(*where)
+            .order_by(sessions.c.created_ns.desc(), sessions.c.session_id)
+            .limit(max(limit, 0))
+            .offset(max(offset, 0))
+        )
+        with self.engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(sessions).where(*where)).scalar_one()
+            rows = conn.execute(page).mappings().all()
+            found = _summaries(conn, [r["session_id"] for r in rows])
+        return [_record(r, found.get(r["session_id"])) for r in rows], int(total)
+
+    async def get_session(self, session_id: str) -> SessionHistory | None:
+        """Everything recorded of one session, or None when there is no such session."""
+        return await asyncio.to_thread(self._get_session, session_id)
+
+    def _get_session(self, session_id: str) -> SessionHistory | None:
+        self._ensure_schema()
+        with self.engine.connect() as conn:
+            row = conn.execute(select(sessions).where(sessions.c.session_id == session_id)).mappings().first()
+            if row is None:
+                return None
+            found = _summaries(conn, [session_id])
+            token_rows = conn.execute(
+                select(tokens).where(tokens.c.session_id == session_id).order_by(tokens.c.seq)
+            ).mappings()
+            audits = [_audit(r) for r in token_rows]
+            alert_rows = conn.execute(
+                select(alerts).where(alerts.c.session_id == session_id).order_by(alerts.c.seq)
+            ).mappings()
+            fired: list[AlertEvent] = []
+            risks: list[RiskEvent] = []
+            for r in alert_rows:
+                if r["kind"] == "alert":
+                    fired.append(_alert(r))
+                else:
+                    risks.append(_risk(r))
+        return SessionHistory(session=_record(row, found.get(session_id)), tokens=audits, alerts=fired, risks=risks)
+
+    # --- forgetting -----------------------------------------------------------------------------
+
+    async def delete_session(self, session_id: str) -> bool:
+        """Delete a session and everything recorded of it; False when there was no such session."""
+        return await asyncio.to_thread(self._delete, [session_id]) > 0
+
+    async def apply_retention(self, days: float) -> int:
+        """Delete the sessions not updated for ``days`` days (0: keep everything); returns how many."""
+        if days <= 0:
+            return 0
+        cutoff = now_ns() - int(days * _NS_PER_DAY)
+        return await asyncio.to_thread(self._delete_older, cutoff)
+
+    def _delete_older(self, cutoff_ns: int) -> int:
+        self._ensure_schema()
+        with self.engine.connect() as conn:
+            old = list(conn.execute(select(sessions.c.session_id).where(sessions.c.updated_ns < cutoff_ns)).scalars())
+        deleted = 0
+        for i in range(0, len(old), _DELETE_CHUNK):
+            deleted += self._delete(old[i : i + _DELETE_CHUNK])
+        return deleted
+
+    def _delete(self, session_ids: list[str]) -> int:
+        self._ensure_schema()
+        lock = self._write_lock or _NO_LOCK
+        with lock, self.engine.begin() as conn:
+            for table in (tokens, alerts, summaries):
+                conn.execute(delete(table).where(table.c.session_id.in_(session_ids)))
+            return conn.execute(delete(sessions).where(sessions.c.session_id.in_(session_ids))).rowcount
+
+    # --- export ---------------------------------------------------------------------------------
+
+    async def export(
+        self,
+        *,
+        session_id: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        fmt: str = "jsonl",
+    ) -> AsyncIterator[str]:
+        """Chunks of text (whole lines) exporting one session, or the sessions created in [since, until).
+
+        ``jsonl``: per session a ``{"type": "session", …}`` line (the session record without its
+        summary), then its entries as they appeared on the streams, one JSON object per line: audits
+        in seq order, then alerts and risk changes in seq order, then the summary.
+        ``csv``: a header, then one row per token with its metrics, top-k as JSON, the rules that fired
+        on it (``;``-separated) and the session's risk level after it.
+        """
+        if fmt not in EXPORT_FORMATS:
+            raise ExportError(f"unknown export format {fmt!r}: use one of {', '.join(EXPORT_FORMATS)}", param="format")
+        if since_ns is not None and until_ns is not None and until_ns < since_ns:
+            raise ExportError("the end of the time range is before its start", param="until")
+        if fmt == "csv":
+            yield _csv_line(CSV_COLUMNS)
+        after: tuple[int, str] | None = None
+        while True:
+            if session_id is not None:
+                ids = [session_id]
+            else:
+                page = await asyncio.to_thread(self._session_ids, since_ns, until_ns, after)
+                if not page:
+                    return
+                after = page[-1]
+                ids = [sid for _, sid in page]
+            for sid in ids:
+                history = await self.get_session(sid)
+                if history is not None:
+                    for chunk in _export_jsonl(history) if fmt == "jsonl" else _export_csv(history):
+                        yield chunk
+            if session_id is not None:
+                return
+
+    def _session_ids(
+        self, since_ns: int | None, until_ns: int | None, after: tuple[int, str] | None
+    ) -> list[tuple[int, str]]:
+        self._ensure_schema()
+        query = select(sessions.c.created_ns, sessions.c.session_id)
+        if since_ns is not None:
+            query = query.where(sessions.c.created_ns >= since_ns)
+        if until_ns is not None:
+            query = query.where(sessions.c.created_ns < until_ns)
+        if after is not None:
+            created, sid = after
+            query = query.where(
+                (sessions.c.created_ns > created) | ((sessions.c.created_ns == created) & (sessions.c.session_id > sid))
+            )
+        query = query.order_by(sessions.c.created_ns, sessions.c.session_id).limit(_EXPORT_PAGE)
+        with self.engine.connect() as conn:
+            return [(int(c), str(s)) for c, s in conn.execute(query)]
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+
+_NO_LOCK = _NoLock()
+
+_UPDATE_SESSION = (
+    update(sessions)
+    .where(sessions.c.session_id == bindparam("sid"))
+    .values(
+        created_ns=case(
+            (sessions.c.created_ns <= bindparam("first_ns"), sessions.c.created_ns), else_=bindparam("first_ns")
+        ),
+        updated_ns=case(
+            (sessions.c.updated_ns >= bindparam("last_ns"), sessions.c.updated_ns), else_=bindparam("last_ns")
+        ),
+        tokens=sessions.c.tokens + bindparam("n_tokens"),
+        alerts=sessions.c.alerts + bindparam("n_alerts"),
+        status=case(
+            (sessions.c.status_seq < bindparam("status_seq"), bindparam("new_status")), else_=sessions.c.status
+        ),
+        reason=case(
+            (
+                sessions.c.status_seq < bindparam("status_seq"),
+                func.coalesce(bindparam("new_reason"), sessions.c.reason),
+            ),
+            else_=sessions.c.reason,
+        ),
+        status_seq=case(
+            (sessions.c.status_seq < bindparam("status_seq"), bindparam("status_seq")), else_=sessions.c.status_seq
+        ),
+        model=func.coalesce(sessions.c.model, bindparam("new_model")),
+        provider=func.coalesce(sessions.c.provider, bindparam("new_provider")),
+        prompt=func.coalesce(sessions.c.prompt, bindparam("new_prompt")),
+        risk=case((sessions.c.risk_seq < bindparam("risk_seq"), bindparam("new_risk")), else_=sessions.c.risk),
+        risk_seq=case((sessions.c.risk_seq < bindparam("risk_seq"), bindparam("risk_seq")), else_=sessions.c.risk_seq),
+    )
+)
+
+
+def _new_session_row(session_id: str, d: _SessionDelta) -> dict[str, Any]:
+    return {
+        "session_id": session_id,
+        "status": "started",
+        "status_seq": -1,
+        "created_ns": d.first_ns,
+        "updated_ns": d.last_ns,
+        "tokens": 0,
+        "alerts": 0,
+        "risk": "safe",
+        "risk_seq": -1,
+    }
+
+
+def _update_params(session_id: str, d: _SessionDelta) -> dict[str, Any]:
+    return {
+        "sid": session_id,
+        "first_ns": d.first_ns,
+        "last_ns": d.last_ns,
+        "n_tokens": d.tokens,
+        "n_alerts": d.alerts,
+        "new_status": d.status or "started",
+        "status_seq": d.status_seq,
+        "new_reason": d.reason,
+        "new_model": d.model,
+        "new_provider": d.provider,
+        "new_prompt": d.prompt,
+        "new_risk": d.risk or "safe",
+        "risk_seq": d.risk_seq,
+    }
+
+
+# --- rows ↔ events --------------------------------------------------------------------------------
+
+
+def _token_row(e: AuditEvent) -> dict[str, Any]:
+    m = e.metrics
+    return {
+        "session_id": e.session_id,
+        "seq": e.seq,
+        "ts_ns": e.ts_ns,
+        "token_ts_ns": e.token_ts_ns,
+        "token_id": e.token_id,
+        "text": e.text,
+        "distribution": e.distribution,
+        "model": e.model,
+        "prob": m.prob,
+        "surprisal": m.surprisal,
+        "entropy": m.entropy,
+        "margin": m.margin,
+        "rank": m.rank,
+        "hbar_s": m.hbar_s,
+        "fisher_trace": m.fisher_trace,
+        "varentropy": m.varentropy,
+        "coverage": m.coverage,
+        "exact": m.exact,
+        "top_k": [{"token_id": a.token_id, "text": a.text, "logprob": a.logprob} for a in e.top_k],
+    }
+
+
+def _alert_row(e: AlertEvent | RiskEvent) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "session_id": e.session_id,
+        "seq": e.seq,
+        "ts_ns": e.ts_ns,
+        "token_seq": e.token_seq,
+        "rule": None,
+        "severity": None,
+        "message": None,
+        "token_text": None,
+        "values": None,
+        "level": None,
+        "previous": None,
+        "reason": None,
+    }
+    if isinstance(e, AlertEvent):
+        row.update(
+            kind="alert",
+            rule=e.rule,
+            severity=e.severity,
+            message=e.message,
+            token_text=e.token_text,
+            values=dict(e.values),
+        )
+    else:
+        row.update(kind="risk", level=e.level, previous=e.previous, reason=e.reason)
+    return row
+
+
+def _summary_row(e: SummaryEvent) -> dict[str, Any]:
+    return e.model_dump(exclude={"schema_version", "type"})
+
+
+def _audit(r: Any) -> AuditEvent:
+    return AuditEvent.model_validate(
+        {
+            "session_id": r["session_id"],
+            "seq": r["seq"],
+            "ts_ns": r["ts_ns"],
+            "token_ts_ns": r["token_ts_ns"],
+            "token_id": r["token_id"],
+            "text": r["text"],
+            "distribution": r["distribution"],
+            "model": r["model"],
+            "metrics": {name: r[name] for name in (*METRICS, "exact")},
+            "top_k": r["top_k"],
+        }
+    )
+
+
+def _alert(r: Any) -> AlertEvent:
+    return AlertEvent(
+        session_id=r["session_id"],
+        seq=r["seq"],
+        ts_ns=r["ts_ns"],
+        rule=r["rule"],
+        severity=r["severity"],
+        message=r["message"],
+        token_seq=r["token_seq"],
+        token_text=r["token_text"],
+        values=r["values"] or {},
+    )
+
+
+def _risk(r: Any) -> RiskEvent:
+    return RiskEvent(
+        session_id=r["session_id"],
+        seq=r["seq"],
+        ts_ns=r["ts_ns"],
+        level=r["level"],
+        previous=r["previous"],
+        reason=r["reason"],
+        token_seq=r["token_seq"],
+    )
+
+
+def _summaries(conn: Connection, session_ids: list[str]) -> dict[str, SummaryEvent]:
+    """The latest summary of each of these sessions."""
+    if not session_ids:
+        return {}
+    rows = conn.execute(
+        select(summaries).where(summaries.c.session_id.in_(session_ids)).order_by(summaries.c.seq)
+    ).mappings()
+    return {r["session_id"]: SummaryEvent.model_validate(dict(r)) for r in rows}
+
+
+def _record(r: Any, summary: SummaryEvent | None) -> SessionRecord:
+    return SessionRecord(
+        session_id=r["session_id"],
+        status=r["status"],
+        model=r["model"],
+        provider=r["provider"],
+        prompt=r["prompt"],
+        reason=r["reason"],
+        created_ns=r["created_ns"],
+        updated_ns=r["updated_ns"],
+        tokens=r["tokens"],
+        alerts=r["alerts"],
+        risk=r["risk"],
+        summary=summary,
+    )
+
+
+# --- export formats -------------------------------------------------------------------------------
+
+
+def _export_jsonl(history: SessionHistory) -> Iterable[str]:
+    head = {"type": "session", **history.session.model_dump(exclude={"summary"})}
+    lines = [json.dumps(head, ensure_ascii=False)]
+    lines += [t.model_dump_json() for t in history.tokens]
+    entries: list[AlertEvent | RiskEvent] = [*history.alerts, *history.risks]
+    lines += [a.model_dump_json() for a in sorted(entries, key=lambda a: a.seq)]
+    if history.session.summary is not None:
+        lines.append(history.session.summary.model_dump_json())
+    for i in range(0, len(lines), _EXPORT_PAGE):
+        yield "".join(f"{line}\n" for line in lines[i : i + _EXPORT_PAGE])
+
+
+def _export_csv(history: SessionHistory) -> Iterable[str]:
+    fired: dict[int, list[str]] = {}
+    for a in history.alerts:
+        fired.setdefault(a.token_seq, []).append(a.rule)
+    changes = sorted(history.risks, key=lambda r: (r.token_seq, r.seq))
+    risk, next_change = "safe", 0
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for n, t in enumerate(history.tokens, 1):
+        while next_change < len(changes) and changes[next_change].token_seq <= t.seq:
+            risk = changes[next_change].level
+            next_change += 1
+        m = t.metrics
+        top_k = json.dumps([a.model_dump() for a in t.top_k], ensure_ascii=False)
+        writer.writerow(
+            [
+                t.session_id,
+                t.seq,
+                t.ts_ns,
+                t.token_ts_ns,
+                _cell(t.token_id),
+                t.text,
+                t.distribution,
+                t.model,
+                *(_cell(getattr(m, name)) for name in METRICS),
+                "true" if m.exact else "false",
+                top_k,
+                ";".join(fired.get(t.seq, [])),
+                risk,
+            ]
+        )
+        if n % _EXPORT_PAGE == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    if buffer.tell():
+        yield buffer.getvalue()
+
+
+def _cell(value: object) -> str:
+    return "" if value is None else repr(value) if isinstance(value, float) else str(value)
+
+
+def _csv_line(values: Iterable[str]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(list(values))
+    return buffer.getvalue()
