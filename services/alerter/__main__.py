@@ -1,0 +1,26 @@
+"""``python -m services.alerter``: the rules worker (settings: services/alerter/settings.py)."""
+
+from __future__ import annotations
+
+import logging
+
+from services.alerter.ruleset import load_rules
+from services.alerter.service import Alerter
+from services.alerter.settings import AlerterSettings
+from services.common.runner import ServiceContext, run_service
+
+log = logging.getLogger("services.alerter")
+
+
+async def main(ctx: ServiceContext) -> None:
+    settings: AlerterSettings = ctx.settings
+    rules = load_rules(settings)  # a broken rule or rules file stops the alerter here (exit 2)
+    alerter = Alerter(ctx.bus, settings, rules, name=ctx.instance)
+    ctx.heartbeat.details = alerter.details
+    ctx.heartbeat.status = "ok"
+    log.info("alerter ready", extra={"rules": [r.name for r in rules], "group": settings.audit_group})
+    await alerter.run(ctx.stop)
+
+
+if __name__ == "__main__":
+    run_service("alerter", AlerterSettings, main)

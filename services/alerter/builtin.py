@@ -1,0 +1,170 @@
+"""The built-in rules, with the original README's defaults. Loaded by dotted path like any user rule.
+
+| rule | fires when | severity |
+|---|---|---|
+| HIGH_UNCERTAINTY | ℏₛ > ``high_uncertainty_threshold`` (2.5) | warning |
+| UNCERTAINTY_SPIKE | ℏₛ > ``spike_factor`` (1.5) × max(EWMA of the session's earlier ℏₛ, ``spike_floor``) | warning |
+| LOW_CONFIDENCE | p < ``low_confidence_threshold`` (0.3) | info |
+| ANOMALY | robust z-score of the metric (ℏₛ) against the session's last ``anomaly_window`` tokens > ``anomaly_z`` | warning |
+
+A token whose metric is null (not computable from what the producer sent) never fires a rule on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.alerter.rules import Finding, Rule, describe, fmt, label
+from services.alerter.settings import AlerterSettings
+from services.common.contracts import AuditEvent, Metrics
+
+#: Metrics a rule can look at (every numeric field of Metrics).
+NUMERIC_METRICS: tuple[str, ...] = tuple(n for n in Metrics.model_fields if n != "exact")
+
+
+class HighUncertainty(Rule):
+    """ℏₛ above a fixed threshold."""
+
+    name = "HIGH_UNCERTAINTY"
+    severity = "warning"
+
+    def __init__(self, threshold: float = 2.5) -> None:
+        self.threshold = threshold
+
+    @classmethod
+    def from_settings(cls, settings: AlerterSettings) -> Rule:
+        return cls(settings.high_uncertainty_threshold)
+
+    def check(self, audit: AuditEvent, state: dict[str, Any]) -> Finding | None:
+        h = audit.metrics.hbar_s
+        if h is None or h <= self.threshold:
+            return None
+        return Finding(f"{describe(audit)}: ℏₛ = {fmt(h)} above {fmt(self.threshold)}", {"hbar_s": h})
+
+
+class LowConfidence(Rule):
+    """The emitted token's probability below a threshold."""
+
+    name = "LOW_CONFIDENCE"
+    severity = "info"
+
+    def __init__(self, threshold: float = 0.3) -> None:
+        self.threshold = threshold
+
+    @classmethod
+    def from_settings(cls, settings: AlerterSettings) -> Rule:
+        return cls(settings.low_confidence_threshold)
+
+    def check(self, audit: AuditEvent, state: dict[str, Any]) -> Finding | None:
+        p = audit.metrics.prob
+        if p is None or p >= self.threshold:
+            return None
+        return Finding(f"{describe(audit)}: p = {fmt(p)} below {fmt(self.threshold)}", {"prob": p})
+
+
+class UncertaintySpike(Rule):
+    """ℏₛ jumps well above the session's recent baseline.
+
+    The baseline is an exponentially weighted moving average of the session's earlier ℏₛ
+    (``b ← α·h + (1−α)·b``, starting at the first token's ℏₛ). The token fires when
+    ``h > factor × max(b, floor)``, after ``warmup`` tokens; the floor keeps a near-zero baseline
+    (a run of certain tokens) from turning an ordinary ℏₛ of 0.5 into a "spike".
+    State: ``{"b": baseline, "n": tokens seen}``.
+    """
+
+    name = "UNCERTAINTY_SPIKE"
+    severity = "warning"
+
+    def __init__(self, factor: float = 1.5, floor: float = 1.0, alpha: float = 0.2, warmup: int = 4) -> None:
+        self.factor = factor
+        self.floor = floor
+        self.alpha = alpha
+        self.warmup = warmup
+
+    @classmethod
+    def from_settings(cls, settings: AlerterSettings) -> Rule:
+        return cls(settings.spike_factor, settings.spike_floor, settings.spike_alpha, settings.spike_warmup)
+
+    def check(self, audit: AuditEvent, state: dict[str, Any]) -> Finding | None:
+        h = audit.metrics.hbar_s
+        if h is None:
+            return None
+        n = state.get("n", 0)
+        baseline: float = state.get("b", h)
+        state["n"] = n + 1
+        state["b"] = self.alpha * h + (1 - self.alpha) * baseline
+        reference = max(baseline, self.floor)
+        if n < self.warmup or h <= self.factor * reference:
+            return None
+        return Finding(
+            f"{describe(audit)}: ℏₛ = {fmt(h)} jumped to {h / reference:.1f}× the recent baseline {fmt(baseline)}",
+            {"hbar_s": h, "baseline": baseline},
+        )
+
+
+class Anomaly(Rule):
+    """A statistical outlier for its session: the robust (modified) z-score
+
+    ``z = 0.6745 · (x − median) / max(MAD, mad_floor)`` over the session's last ``window`` values of
+    the metric (Iglewicz & Hoaglin; 0.6745 makes MAD comparable to a standard deviation), firing
+    when ``z > threshold`` (one-sided: only unusually uncertain tokens) after ``min_tokens`` values.
+    State: ``{"w": [the last window values]}``.
+    """
+
+    name = "ANOMALY"
+    severity = "warning"
+
+    def __init__(
+        self,
+        metric: str = "hbar_s",
+        threshold: float = 3.5,
+        window: int = 32,
+        min_tokens: int = 8,
+        mad_floor: float = 0.1,
+    ) -> None:
+        if metric not in NUMERIC_METRICS:
+            raise ValueError(f"anomaly metric {metric!r} is not one of {', '.join(NUMERIC_METRICS)}")
+        self.metric = metric
+        self.threshold = threshold
+        self.window = window
+        self.min_tokens = min_tokens
+        self.mad_floor = mad_floor
+
+    @classmethod
+    def from_settings(cls, settings: AlerterSettings) -> Rule:
+        return cls(
+            settings.anomaly_metric,
+            settings.anomaly_z,
+            settings.anomaly_window,
+            settings.anomaly_min_tokens,
+            settings.anomaly_mad_floor,
+        )
+
+    def check(self, audit: AuditEvent, state: dict[str, Any]) -> Finding | None:
+        x = getattr(audit.metrics, self.metric)
+        if x is None:
+            return None
+        x = float(x)
+        history: list[float] = state.setdefault("w", [])
+        finding = None
+        if len(history) >= self.min_tokens:
+            ordered = sorted(history)
+            med = _median(ordered)
+            mad = _median(sorted(abs(v - med) for v in ordered))
+            z = 0.6745 * (x - med) / max(mad, self.mad_floor)
+            if z > self.threshold:
+                finding = Finding(
+                    f"{describe(audit)}: {label(self.metric)} = {fmt(x)} is an outlier for this session "
+                    f"(robust z = {z:.1f} above {self.threshold:g}; median {fmt(med)})",
+                    {self.metric: x, "z": z, "median": med, "mad": mad},
+                )
+        history.append(x)
+        if len(history) > self.window:
+            del history[0]
+        return finding
+
+
+def _median(ordered: list[float]) -> float:
+    n = len(ordered)
+    mid = n // 2
+    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2

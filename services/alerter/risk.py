@@ -1,0 +1,100 @@
+"""Risk level of a session: safe, warning, critical or emergency (pure; see docs/alerts.md).
+
+The rule: every rule firing on a token scores by its severity (info 1, warning 2, critical 4), whether
+or not the cooldown published it as an alert. The **risk score** is the sum over the session's last
+``window`` tokens (32). The level is the highest one whose threshold the score reaches:
+
+| level | score ≥ (default) |
+|---|---|
+| warning | ``risk_warning`` (4) |
+| critical | ``risk_critical`` (12) |
+| emergency | ``risk_emergency`` (24) |
+
+It rises as soon as the score reaches a threshold, and falls only when the score drops below
+``release`` × the current level's threshold (0.75), so a score hovering at a threshold does not
+flap. Each change is one RiskEvent on ``uq:alerts``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.common.contracts import RiskLevel, Severity
+
+LEVELS: tuple[RiskLevel, ...] = ("safe", "warning", "critical", "emergency")
+WEIGHTS: dict[Severity, int] = {"info": 1, "warning": 2, "critical": 4}
+
+
+@dataclass(frozen=True, slots=True)
+class RiskPolicy:
+    window: int = 32
+    warning: float = 4
+    critical: float = 12
+    emergency: float = 24
+    release: float = 0.75
+
+    def threshold(self, level: RiskLevel) -> float:
+        return {"safe": 0.0, "warning": self.warning, "critical": self.critical, "emergency": self.emergency}[level]
+
+    def level_of(self, score: float) -> RiskLevel:
+        for level in reversed(LEVELS[1:]):
+            if score >= self.threshold(level):
+                return level
+        return "safe"
+
+
+@dataclass(slots=True)
+class RiskState:
+    """A session's recent firings (one entry per token: the names of the rules that fired) and level."""
+
+    level: RiskLevel = "safe"
+    score: float = 0.0
+    recent: list[tuple[float, list[str]]] = field(default_factory=list)
+
+    def to_json(self) -> list[Any]:
+        return [self.level, self.score, self.recent]
+
+    @classmethod
+    def from_json(cls, raw: list[Any]) -> RiskState:
+        level, score, recent = raw
+        return cls(level, float(score), [(float(w), list(names)) for w, names in recent])
+
+
+@dataclass(frozen=True, slots=True)
+class RiskChange:
+    level: RiskLevel
+    previous: RiskLevel
+    reason: str
+
+
+def observe(policy: RiskPolicy, state: RiskState, fired: list[tuple[str, Severity]]) -> RiskChange | None:
+    """Add one token's firings (rule name, severity) to ``state``; return the change of level, if any."""
+    weight = float(sum(WEIGHTS[severity] for _, severity in fired))
+    if weight or state.recent:  # a run of quiet tokens in a quiet session needs no bookkeeping
+        state.recent.append((weight, [name for name, _ in fired]))
+        state.score += weight
+        while len(state.recent) > policy.window:
+            state.score -= state.recent.pop(0)[0]
+        if state.score <= 0:  # every firing has left the window
+            state.recent.clear()
+            state.score = 0.0
+    target = policy.level_of(state.score)
+    current = state.level
+    if LEVELS.index(target) > LEVELS.index(current):
+        state.level = target
+        reason = f"risk score {state.score:g} over the last {policy.window} tokens reached {policy.threshold(target):g}"
+        return RiskChange(target, current, f"{reason} ({_top_rules(state)})")
+    if LEVELS.index(target) < LEVELS.index(current):
+        limit = policy.release * policy.threshold(current)
+        if state.score < limit:
+            state.level = target
+            reason = f"risk score {state.score:g} over the last {policy.window} tokens fell below {limit:g}"
+            return RiskChange(target, current, f"{reason} ({_top_rules(state)})" if state.score else reason)
+    return None
+
+
+def _top_rules(state: RiskState) -> str:
+    counts = Counter(name for _, names in state.recent for name in names)
+    return ", ".join(f"{name} ×{n}" for name, n in counts.most_common(4))

@@ -1,0 +1,268 @@
+"""The alerter's Redis side: two consumers (``uq:audits``, ``uq:sessions``), the session cache, persistence.
+
+One loop, so that nothing races: read a batch of audits (blocking briefly), then a batch of lifecycle
+entries (not blocking), then — every ``sweep_interval_ms`` — apply the reorder and end timeouts and
+let idle sessions leave memory. Everything a batch changes is committed at once by the bus: the
+``uq:alerts`` entries, each touched session's state (a ``StateWrite`` of
+``<prefix>alerter:state:<group>:<session_id>``) and the acknowledgements, in one Lua script. Outputs of
+a timeout (no entry to acknowledge) are committed with the state in one MULTI/EXEC. A session's state
+is loaded lazily on its first entry after a restart; at start, sessions with a pending timeout are
+loaded so that their timeouts still fire.
+
+Run one alerter per deployment (per ``audit_group``): per-session order needs all of a session's
+audits in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from services.alerter.engine import AlerterOutput, Engine
+from services.alerter.rules import Rule
+from services.alerter.session import SessionState
+from services.alerter.settings import AlerterSettings
+from services.common.bus import Bus, Delivery, Output, StateWrite
+from services.common.codec import encode
+from services.common.contracts import AuditEvent, SessionEvent
+
+log = logging.getLogger(__name__)
+
+ALERTS = "alerts"
+TERMINAL = frozenset({"finished", "failed", "cancelled"})
+
+
+class Alerter:
+    """Turns ``uq:audits`` into ``uq:alerts`` with ``rules``; ``clock`` (wall seconds) is replaceable for tests."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        settings: AlerterSettings,
+        rules: Sequence[Rule],
+        *,
+        name: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.engine = Engine(rules, settings)
+        self.clock = clock
+        self.audits = bus.consumer("audits", settings.audit_group, self._on_audits, name=name)
+        self.lifecycle = bus.consumer("sessions", settings.session_group, self._on_sessions, name=name)
+        self.sessions: OrderedDict[str, SessionState] = OrderedDict()  # least recently used first
+        self._waiting: set[str] = set()  # sessions with a reorder or end timeout pending
+        self._done: set[str] = set()  # sessions summarised since the last release
+        self._next_sweep = 0.0
+        self.alerts_published = 0
+
+    # --- running --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the consumer groups and load the sessions whose timeouts are pending."""
+        await self.audits.ensure_group()
+        await self.lifecycle.ensure_group()
+        await self.recover()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set; the batch in hand is committed first."""
+        await self.start()
+        backoff = 0.1
+        while not stop.is_set():
+            try:
+                await self.step()
+                backoff = 0.1
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                log.warning("redis unavailable, retrying", extra={"error": str(exc)})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+                    await self.audits.ensure_group()
+                    await self.lifecycle.ensure_group()
+
+    async def step(self, block_ms: int | None = None) -> int:
+        """One cycle: a batch of audits, a batch of lifecycle entries, timeouts. Returns entries taken.
+
+        If anything fails, the in-memory sessions are dropped: they are reloaded from Redis, whose state
+        is exactly as new as what was acknowledged, so a retried batch is neither lost nor repeated.
+        """
+        block = min(self.settings.block_ms, 250) if block_ms is None else block_ms
+        try:
+            n = await self.audits.step(block)
+            n += await self.lifecycle.step(0)
+            now = self.clock()
+            if now >= self._next_sweep:
+                self._next_sweep = now + self.settings.sweep_interval_ms / 1000
+                await self.sweep(now)
+            self._release(now)
+        except BaseException:
+            self.forget()
+            raise
+        return n
+
+    def forget(self) -> None:
+        """Drop every in-memory session (each reloads from Redis on its next entry)."""
+        self.sessions.clear()
+        self._waiting.clear()
+        self._done.clear()
+
+    def details(self) -> dict[str, Any]:
+        """What the heartbeat shows."""
+        return {
+            "sessions_in_memory": len(self.sessions),
+            "sessions_waiting": len(self._waiting),
+            "audits_processed": self.audits.stats.processed,
+            "alerts_published": self.alerts_published,
+            "rules": [r.name for r in self.engine.rules],
+            "rule_errors": dict(self.engine.rule_errors),
+        }
+
+    # --- handlers -------------------------------------------------------------------------------
+
+    async def _on_audits(self, deliveries: Sequence[Delivery]) -> list[list[Output | StateWrite]]:
+        await self._load(d.event.session_id for d in deliveries)
+        now = self.clock()
+        outcomes: list[list[Output | StateWrite]] = [[] for _ in deliveries]
+        owner: dict[str, int] = {}  # session -> the delivery that carries its state write
+        firsts: set[tuple[str, int]] = set()
+        for i, d in enumerate(deliveries):
+            audit = d.event
+            if not isinstance(audit, AuditEvent):  # the codec guarantees it; keeps the types honest
+                continue
+            st = self.sessions[audit.session_id]
+            self._emit(outcomes[i], self.engine.accept(st, audit, now))
+            self._track(st)
+            if (audit.session_id, audit.seq) not in firsts:  # a repeat within the batch is not committed
+                firsts.add((audit.session_id, audit.seq))
+                owner[audit.session_id] = i
+        for sid, i in owner.items():
+            outcomes[i].append(self._state_write(self.sessions[sid]))
+        return outcomes
+
+    async def _on_sessions(self, deliveries: Sequence[Delivery]) -> list[list[Output | StateWrite]]:
+        ends = [(i, d.event) for i, d in enumerate(deliveries) if isinstance(d.event, SessionEvent)]
+        ends = [(i, e) for i, e in ends if e.status in TERMINAL]
+        outcomes: list[list[Output | StateWrite]] = [[] for _ in deliveries]
+        if not ends:
+            return outcomes
+        await self._load(e.session_id for _, e in ends)
+        now = self.clock()
+        for i, event in ends:
+            st = self.sessions[event.session_id]
+            self._emit(outcomes[i], self.engine.end(st, event.status, event.tokens, now))
+            self._track(st)
+            outcomes[i].append(self._state_write(st))
+        return outcomes
+
+    def _emit(self, into: list[Output | StateWrite], events: list[AlerterOutput]) -> None:
+        into.extend((ALERTS, e) for e in events)
+        self.alerts_published += len(events)
+
+    # --- state ----------------------------------------------------------------------------------
+
+    def state_key(self, session_id: str) -> str:
+        return self.bus.key(f"alerter:state:{self.settings.audit_group}:{session_id}")
+
+    def _state_write(self, st: SessionState) -> StateWrite:
+        return StateWrite(self.state_key(st.session_id), st.dumps(), self.settings.state_ttl_s * 1000)
+
+    async def _load(self, session_ids: Iterable[str]) -> None:
+        """Make every session of the batch present in memory: from the cache, from Redis, or new."""
+        missing: list[str] = []
+        for sid in dict.fromkeys(session_ids):
+            if sid in self.sessions:
+                self.sessions.move_to_end(sid)
+            else:
+                missing.append(sid)
+        if not missing:
+            return
+        values = await self.bus.redis.mget([self.state_key(s) for s in missing])
+        for sid, raw in zip(missing, values, strict=True):
+            self._adopt(self._parse(sid, raw))
+
+    def _parse(self, sid: str, raw: bytes | str | None) -> SessionState:
+        if raw is None:
+            return SessionState(sid)
+        try:
+            return SessionState.loads(sid, raw)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error(
+                "unreadable alerter state; starting the session afresh", extra={"session_id": sid, "error": str(exc)}
+            )
+            return SessionState(sid)
+
+    def _adopt(self, st: SessionState) -> None:
+        self.sessions[st.session_id] = st
+        self._track(st)
+
+    async def recover(self) -> None:
+        """Load the persisted sessions that wait for a timeout (a reorder gap or missing audits at the end)."""
+        prefix = self.state_key("")
+        keys = [k async for k in self.bus.redis.scan_iter(match=prefix + "*", count=1000)]
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start : start + 1000]
+            for key, raw in zip(chunk, await self.bus.redis.mget(chunk), strict=True):
+                if raw is None or (b'"buf"' not in raw and b'"end"' not in raw):
+                    continue
+                sid = (key.decode() if isinstance(key, bytes) else str(key))[len(prefix) :]
+                if sid not in self.sessions:
+                    self._adopt(self._parse(sid, raw))
+        if self._waiting:
+            log.info("recovered sessions waiting for a timeout", extra={"sessions": len(self._waiting)})
+
+    async def sweep(self, now: float) -> None:
+        """Apply reorder and end timeouts; commit their outputs and the states in one MULTI/EXEC."""
+        changed: list[tuple[SessionState, list[AlerterOutput]]] = []
+        for sid in list(self._waiting):
+            st = self.sessions.get(sid)
+            if st is None:
+                self._waiting.discard(sid)
+                continue
+            before = (st.next_seq, len(st.buffer), st.done)
+            out = self.engine.tick(st, now)
+            if out or before != (st.next_seq, len(st.buffer), st.done):
+                changed.append((st, out))
+            self._track(st)
+        if not changed:
+            return
+        pipe = self.bus.redis.pipeline(transaction=True)
+        for st, out in changed:
+            for event in out:
+                fields: Any = encode(event)
+                pipe.xadd(self.bus.key(ALERTS), fields, maxlen=self.bus.maxlen(ALERTS), approximate=True)
+            write = self._state_write(st)
+            pipe.set(write.key, write.value, px=write.ttl_ms)
+        await pipe.execute()
+        self.alerts_published += sum(len(out) for _, out in changed)
+
+    def _track(self, st: SessionState) -> None:
+        """Keep the set of sessions with a pending timeout, and of finished ones, up to date."""
+        if self.engine.waiting(st):
+            self._waiting.add(st.session_id)
+        else:
+            self._waiting.discard(st.session_id)
+            if st.done:
+                self._done.add(st.session_id)
+
+    def _release(self, now: float) -> None:
+        """Sessions leave memory when done, idle for ``session_idle_s``, or beyond ``max_sessions``
+        (least recently used first; an idle one with a timeout pending stays until it fires)."""
+        for sid in self._done:
+            self.sessions.pop(sid, None)
+        self._done.clear()
+        idle_before = now - self.settings.session_idle_s
+        while self.sessions:
+            sid, st = next(iter(self.sessions.items()))
+            crowded = len(self.sessions) > self.settings.max_sessions
+            if not crowded and (st.last_seen >= idle_before or sid in self._waiting):
+                break
+            del self.sessions[sid]
+            self._waiting.discard(sid)
