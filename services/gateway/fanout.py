@@ -1,0 +1,111 @@
+"""The fan-out task: one per gateway, reading uq:audits, uq:alerts and uq:sessions with plain XREAD.
+
+No consumer group: every gateway replica sees every entry and serves its own sockets. Entries are
+JSON-decoded (the envelope only is checked; the producers validated them) and handed to the live
+state, which delivers them to subscribers without blocking. So a slow socket never slows this loop,
+and this loop never slows the pipeline (it only reads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from services.common.codec import DATA
+from services.common.settings import CommonSettings
+from services.gateway.live import LiveState
+
+log = logging.getLogger(__name__)
+STREAMS = ("audits", "alerts", "sessions")  # within one read, tokens first, then alerts, then lifecycle
+TICK_S = 0.1
+
+
+class Fanout:
+    def __init__(self, redis: Redis, settings: CommonSettings, live: LiveState, *, batch: int = 1_000) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.live = live
+        self.batch = batch
+        self.keys = {settings.stream(s): s for s in STREAMS}
+        self.last_ids: dict[str, bytes] = {}
+        self.entries = 0
+        self.skipped = 0
+        self._task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+
+    async def start(self) -> None:
+        await self._init_ids()
+        self._task = asyncio.create_task(self._loop(), name="gateway-fanout")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _init_ids(self) -> None:
+        """Start at the current end of each stream (history before that comes from the store)."""
+        for key in self.keys:
+            last: Any = await self.redis.xrevrange(key, count=1)
+            self.last_ids[key] = last[0][0] if last else b"0-0"
+        self.ready.set()
+
+    async def _loop(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                await self.step(block_ms=int(TICK_S * 1000))
+                backoff = 0.1
+            except (RedisError, OSError) as exc:
+                log.warning("fan-out cannot read Redis, retrying", extra={"error": str(exc)})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            except Exception:  # a bug must not kill every socket's feed
+                log.exception("fan-out step failed")
+                await asyncio.sleep(0.5)
+
+    async def step(self, block_ms: int = 100) -> int:
+        """One XREAD over the three streams; returns the entries handled."""
+        response: Any = await self.redis.xread(self.last_ids, count=self.batch, block=block_ms)  # type: ignore[arg-type]
+        n = 0
+        by_stream = {(k.decode() if isinstance(k, bytes) else k): items for k, items in response or []}
+        for key in self.keys:
+            items = by_stream.get(key)
+            if not items:
+                continue
+            self.last_ids[key] = items[-1][0]
+            for entry_id, fields in items:
+                entry = _decode(fields)
+                if entry is None:
+                    self.skipped += 1
+                    log.warning("fan-out skipped an unreadable entry", extra={"stream": key, "entry_id": entry_id})
+                    continue
+                self.live.apply(entry)
+                n += 1
+        self.entries += n
+        self.live.tick()
+        return n
+
+
+def _decode(fields: dict[bytes, bytes]) -> dict[str, Any] | None:
+    raw = fields.get(DATA)
+    if raw is None:
+        return None
+    try:
+        entry = json.loads(raw)
+    except ValueError:
+        return None
+    if (
+        not isinstance(entry, dict)
+        or not isinstance(entry.get("session_id"), str)
+        or not isinstance(entry.get("seq"), int)
+        or entry.get("type") not in ("audit", "alert", "risk", "summary", "session")
+    ):
+        return None
+    return entry

@@ -1,0 +1,248 @@
+"""Session history: the recorder's store (survives restarts) merged with the live view (not yet stored).
+
+The store is the recorder's ``services.recorder.store.Store``, imported lazily: without it the
+history endpoints answer 503 with the fix, and everything else works.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+from services.common.contracts import SessionHistory, SessionRecord, SessionStatus
+from services.common.contracts.events import STATUS_SEQ
+from services.gateway.errors import NotFoundError, UnavailableError
+from services.gateway.live import TERMINAL, LiveState, MessageKey, SessionView
+from services.gateway.models import SessionDetail, SessionList, StatusResponse
+
+log = logging.getLogger(__name__)
+
+
+class Store(Protocol):
+    """What the gateway uses of ``services.recorder.store.Store``."""
+
+    async def list_sessions(
+        self, *, limit: int, offset: int, status: str | None, risk: str | None
+    ) -> tuple[list[SessionRecord], int]: ...
+
+    async def get_session(self, session_id: str) -> SessionHistory | None: ...
+
+    async def delete_session(self, session_id: str) -> bool: ...
+
+    def export(
+        self,
+        *,
+        session_id: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        fmt: str = "jsonl",
+    ) -> AsyncIterator[str]: ...
+
+    async def close(self) -> None: ...
+
+
+def open_store(url: str) -> Store | None:
+    """The recorder's store for ``url``, or None (logged) when the recorder package is not installed."""
+    try:
+        from services.recorder.store import Store as RecorderStore
+    except ImportError as exc:
+        log.warning(
+            "session history unavailable: services.recorder.store cannot be imported", extra={"error": str(exc)}
+        )
+        return None
+    store: Store = RecorderStore.from_url(url)
+    return store
+
+
+def history_messages(history: SessionHistory) -> list[tuple[MessageKey, dict[str, Any]]]:
+    """The WebSocket messages (docs/api.md) a stored session replays as, in order."""
+    record = history.session
+    sid = record.session_id
+    out: list[tuple[MessageKey, dict[str, Any]]] = []
+    out.append((("session", STATUS_SEQ[record.status]), _session_message(record)))
+    for audit in history.tokens:
+        msg = audit.model_dump(mode="json")
+        msg["type"] = "token"
+        out.append((("token", audit.seq), msg))
+    for alert in history.alerts:
+        out.append((("alert", alert.seq), alert.model_dump(mode="json")))
+    for risk in history.risks:
+        out.append((("risk", risk.seq), risk.model_dump(mode="json")))
+    if record.status in TERMINAL:
+        summary = record.summary.model_dump(mode="json") if record.summary is not None else None
+        done = {
+            "type": "done",
+            "session_id": sid,
+            "status": record.status,
+            "reason": record.reason,
+            "tokens": record.tokens,
+            "summary": summary,
+        }
+        out.append((("done", 0), done))
+    return out
+
+
+def _session_message(record: SessionRecord) -> dict[str, Any]:
+    return {
+        "type": "session",
+        "session_id": record.session_id,
+        "seq": STATUS_SEQ[record.status],
+        "status": record.status,
+        "model": record.model,
+        "provider": record.provider,
+        "prompt": record.prompt,
+        "reason": record.reason,
+        "tokens": record.tokens,
+        "ts_ns": record.updated_ns,
+    }
+
+
+_GROUP = {"session": (0, 0), "token": (1, 0), "alert": (1, 1), "risk": (1, 2), "done": (2, 0)}
+
+
+def merge(
+    stored: list[tuple[MessageKey, dict[str, Any]]], live: list[tuple[MessageKey, str]], after_seq: int = -1
+) -> list[tuple[MessageKey, str]]:
+    """Stored and live messages deduped on (type, seq), tokens after ``after_seq``, in replay order.
+
+    Live copies win (they are the same entries, seen earlier). Order: the latest lifecycle message,
+    then tokens by seq with each alert and risk change after the token that caused it, ``done`` last.
+    """
+    by_key: dict[MessageKey, str] = {key: json.dumps(msg, separators=(",", ":")) for key, msg in stored}
+    token_seq: dict[MessageKey, int] = {key: int(msg.get("token_seq", 0)) for key, msg in stored}
+    for key, text in live:
+        by_key[key] = text
+        if key[0] in ("alert", "risk"):
+            token_seq[key] = int(json.loads(text).get("token_seq", 0))
+    session_keys = [k for k in by_key if k[0] == "session"]
+    for k in sorted(session_keys)[:-1]:  # one lifecycle message: the latest status
+        del by_key[k]
+
+    def order(key: MessageKey) -> tuple[int, int, int, int]:
+        group, sub = _GROUP.get(key[0], (1, 3))
+        position = key[1] if key[0] == "token" else token_seq.get(key, 0)
+        return group, position, sub, key[1]
+
+    keys = sorted((k for k in by_key if not (k[0] == "token" and k[1] <= after_seq)), key=order)
+    return [(k, by_key[k]) for k in keys]
+
+
+class HistoryService:
+    """Sessions past and present, for REST and for WebSocket replay."""
+
+    def __init__(self, store: Store | None, live: LiveState) -> None:
+        self.store = store
+        self.live = live
+
+    def _need_store(self) -> Store:
+        if self.store is None:
+            raise UnavailableError(
+                "session history needs the recorder's store (services.recorder): install it and point "
+                "UQ_DATABASE_URL at the recorder's database"
+            )
+        return self.store
+
+    async def list_sessions(self, *, limit: int, offset: int, status: str | None, risk: str | None) -> SessionList:
+        items, total = await self._need_store().list_sessions(limit=limit, offset=offset, status=status, risk=risk)
+        return SessionList(items=items, total=total)
+
+    async def stored(self, session_id: str) -> SessionHistory | None:
+        if self.store is None:
+            return None
+        return await self.store.get_session(session_id)
+
+    async def messages(self, session_id: str, after_seq: int = -1) -> list[tuple[MessageKey, str]] | None:
+        """Replay of one session (store + live buffer); None when neither knows it."""
+        history = await self.stored(session_id)
+        view = self.live.view(session_id)
+        if history is None and view is None:
+            return None
+        stored = history_messages(history) if history is not None else []
+        live = list(view.messages) if view is not None else []
+        return merge(stored, live, after_seq)
+
+    async def detail(self, session_id: str) -> SessionDetail:
+        history = await self.stored(session_id)
+        view = self.live.view(session_id)
+        replay = await self.messages(session_id)
+        if replay is None:
+            raise NotFoundError(f"no session {session_id!r}", param="session_id")
+        tokens, alerts, risks = [], [], []
+        summary: dict[str, Any] | None = None
+        for key, text in replay:
+            msg = json.loads(text)
+            if key[0] == "token":
+                tokens.append(msg)
+            elif key[0] == "alert":
+                alerts.append(msg)
+            elif key[0] == "risk":
+                risks.append(msg)
+            elif key[0] == "done":
+                summary = msg.get("summary")
+        if view is not None and view.summary is not None:
+            summary = view.summary
+        record = _record(history, view, len(tokens), len(alerts))
+        return SessionDetail(session=record, tokens=tokens, alerts=alerts, risks=risks, summary=summary)
+
+    async def status(self, session_id: str) -> StatusResponse:
+        view = self.live.view(session_id)
+        if view is not None:
+            return StatusResponse(
+                session_id=session_id,
+                status=view.status,
+                reason=view.reason,
+                tokens=view.tokens,
+                risk=view.risk,
+                source="live",
+            )
+        history = await self.stored(session_id)
+        if history is None:
+            raise NotFoundError(f"no session {session_id!r}", param="session_id")
+        r = history.session
+        return StatusResponse(
+            session_id=session_id, status=r.status, reason=r.reason, tokens=r.tokens, risk=r.risk, source="history"
+        )
+
+    async def known_status(self, session_id: str) -> str | None:
+        try:
+            return (await self.status(session_id)).status
+        except NotFoundError:
+            return None
+
+    async def delete(self, session_id: str) -> None:
+        if not await self._need_store().delete_session(session_id):
+            raise NotFoundError(f"no session {session_id!r}", param="session_id")
+        self.live.views.pop(session_id, None)
+
+    def export(
+        self, *, session_id: str | None, since_ns: int | None, until_ns: int | None, fmt: str
+    ) -> AsyncIterator[str]:
+        return self._need_store().export(session_id=session_id, since_ns=since_ns, until_ns=until_ns, fmt=fmt)
+
+
+def _record(history: SessionHistory | None, view: SessionView | None, tokens: int, alerts: int) -> SessionRecord:
+    if history is not None:
+        record = history.session
+        if view is None:
+            return record
+        newer = STATUS_SEQ.get(view.status, 0) >= STATUS_SEQ[record.status]
+        status: SessionStatus = view.status if newer else record.status  # type: ignore[assignment]
+        return record.model_copy(
+            update={"status": status, "tokens": max(tokens, record.tokens), "alerts": max(alerts, record.alerts)}
+        )
+    assert view is not None
+    return SessionRecord(
+        session_id=view.session_id,
+        status=view.status,
+        model=view.model,
+        provider=view.provider,
+        prompt=view.prompt,
+        reason=view.reason,
+        created_ns=0,
+        updated_ns=0,
+        tokens=tokens,
+        alerts=alerts,
+        risk=view.risk,
+    )

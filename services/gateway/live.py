@@ -1,0 +1,220 @@
+"""The live view: what is happening in each active session, and who is watching it.
+
+No I/O here. The fan-out task (fanout.py) feeds entries read from ``uq:audits``, ``uq:alerts`` and
+``uq:sessions`` into :meth:`LiveState.apply`; this module turns them into WebSocket messages
+(docs/api.md), keeps a bounded buffer of each active session's recent messages for replay, and hands
+each message to every subscriber of its session through :meth:`Subscriber.deliver`, which never
+blocks (a subscriber with a full buffer drops the message and reports it as ``missed``).
+
+A session's ``done`` message is built here: once its terminal ``uq:sessions`` entry has been seen and
+either the alerter's summary arrived, or every token was audited and ``done_grace_s`` passed, or
+four times that passed (an alerter or auditor is down; ``done`` must still come).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from services.common.contracts.events import STATUS_SEQ
+
+TERMINAL = frozenset({"finished", "failed", "cancelled"})
+MessageKey = tuple[str, int]  # (type, seq): a client dedupes on it within a session
+
+
+class Subscriber(Protocol):
+    def deliver(self, session_id: str, key: MessageKey, text: str) -> None:
+        """Take one message without blocking (drop it and remember it as missed when full)."""
+
+
+@dataclass
+class SessionView:
+    """What the gateway saw of one session since it started."""
+
+    session_id: str
+    status: str = "queued"
+    reason: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    prompt: str | None = None
+    tokens: int = 0  # audits seen
+    terminal_tokens: int | None = None  # the token count the terminal session entry announced
+    risk: str = "safe"
+    summary: dict[str, Any] | None = None
+    ended_at: float | None = None
+    done_sent: bool = False
+    touched: float = field(default_factory=time.monotonic)
+    messages: deque[tuple[MessageKey, str]] = field(default_factory=deque)
+
+    @property
+    def ended(self) -> bool:
+        return self.status in TERMINAL
+
+
+def done_message(view: SessionView) -> dict[str, Any]:
+    return {
+        "type": "done",
+        "session_id": view.session_id,
+        "status": view.status,
+        "reason": view.reason,
+        "tokens": view.terminal_tokens if view.terminal_tokens is not None else view.tokens,
+        "summary": view.summary,
+    }
+
+
+def message_for(entry: dict[str, Any]) -> tuple[MessageKey, dict[str, Any]] | None:
+    """The WebSocket message for one stream entry (already JSON-decoded), or None for a summary."""
+    kind = entry.get("type")
+    if kind == "audit":
+        msg = dict(entry)
+        msg["type"] = "token"
+        return ("token", int(entry["seq"])), msg
+    if kind in ("alert", "risk", "session"):
+        return (str(kind), int(entry["seq"])), entry
+    return None
+
+
+class LiveState:
+    """Active sessions, their recent messages and their subscribers."""
+
+    def __init__(
+        self,
+        *,
+        recent_tokens: int = 20_000,
+        keep_s: float = 300.0,
+        done_grace_s: float = 3.0,
+        max_sessions: int = 10_000,
+        idle_s: float = 3_600.0,
+    ) -> None:
+        self.recent_tokens = recent_tokens
+        self.keep_s = keep_s
+        self.done_grace_s = done_grace_s
+        self.max_sessions = max_sessions
+        self.idle_s = idle_s
+        self.views: OrderedDict[str, SessionView] = OrderedDict()
+        self.subscribers: dict[str, set[Subscriber]] = {}
+        self.tokens_audited = 0
+        self.alerts_by_rule: dict[str, int] = {}
+
+    # --- subscribers ----------------------------------------------------------------------------
+
+    def subscribe(self, session_id: str, sub: Subscriber) -> None:
+        self.subscribers.setdefault(session_id, set()).add(sub)
+
+    def unsubscribe(self, session_id: str, sub: Subscriber) -> None:
+        subs = self.subscribers.get(session_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self.subscribers[session_id]
+
+    def active_sessions(self) -> int:
+        return sum(1 for v in self.views.values() if not v.ended)
+
+    # --- feeding --------------------------------------------------------------------------------
+
+    def view(self, session_id: str) -> SessionView | None:
+        return self.views.get(session_id)
+
+    def ensure(self, session_id: str, **known: str | None) -> SessionView:
+        """The session's view, created now (before its entries come back from Redis) if needed."""
+        view = self.views.get(session_id)
+        if view is None:
+            view = self.views[session_id] = SessionView(session_id, **known)  # type: ignore[arg-type]
+            self._evict(time.monotonic())
+        return view
+
+    def apply(self, entry: dict[str, Any], now: float | None = None) -> None:
+        """Take one decoded entry of uq:audits, uq:alerts or uq:sessions; deliver what it means."""
+        now = time.monotonic() if now is None else now
+        session_id = entry["session_id"]
+        view = self.views.get(session_id)
+        if view is None:
+            view = self.views[session_id] = SessionView(session_id)
+            self._evict(now)
+        else:
+            self.views.move_to_end(session_id)
+        view.touched = now
+        kind = entry.get("type")
+        if kind == "audit":
+            view.tokens += 1
+            self.tokens_audited += 1
+        elif kind == "alert":
+            rule = str(entry.get("rule"))
+            self.alerts_by_rule[rule] = self.alerts_by_rule.get(rule, 0) + 1
+        elif kind == "risk":
+            view.risk = str(entry.get("level"))
+        elif kind == "summary":
+            view.summary = entry
+        elif kind == "session":
+            self._lifecycle(view, entry, now)
+        built = message_for(entry)
+        if built is not None:
+            key, msg = built
+            text = json.dumps(msg, separators=(",", ":"))
+            self._remember(view, key, text)
+            self._deliver(session_id, key, text)
+        self._maybe_done(view, now)
+
+    def tick(self, now: float | None = None) -> None:
+        """Send ``done`` for sessions whose grace time passed; forget old sessions."""
+        now = time.monotonic() if now is None else now
+        for view in list(self.views.values()):
+            self._maybe_done(view, now)
+        self._evict(now)
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _lifecycle(self, view: SessionView, entry: dict[str, Any], now: float) -> None:
+        status = str(entry["status"])
+        for name in ("model", "provider", "prompt"):
+            if entry.get(name) is not None:
+                setattr(view, name, entry[name])
+        if STATUS_SEQ.get(status, 0) >= STATUS_SEQ.get(view.status, 0) and not view.ended:
+            view.status = status
+        if status in TERMINAL:
+            view.status = status
+            view.reason = entry.get("reason")
+            view.terminal_tokens = entry.get("tokens")
+            if view.ended_at is None:
+                view.ended_at = now
+
+    def _maybe_done(self, view: SessionView, now: float) -> None:
+        if view.done_sent or view.ended_at is None:
+            return
+        waited = now - view.ended_at
+        complete = view.terminal_tokens is None or view.tokens >= view.terminal_tokens
+        if view.summary is not None or (complete and waited >= self.done_grace_s) or waited >= 4 * self.done_grace_s:
+            view.done_sent = True
+            text = json.dumps(done_message(view), separators=(",", ":"))
+            self._remember(view, ("done", 0), text)
+            self._deliver(view.session_id, ("done", 0), text)
+
+    def _remember(self, view: SessionView, key: MessageKey, text: str) -> None:
+        view.messages.append((key, text))
+        if len(view.messages) > self.recent_tokens:
+            view.messages.popleft()
+
+    def _deliver(self, session_id: str, key: MessageKey, text: str) -> None:
+        for sub in tuple(self.subscribers.get(session_id, ())):
+            sub.deliver(session_id, key, text)
+
+    def _evict(self, now: float) -> None:
+        while len(self.views) > self.max_sessions:
+            self.views.popitem(last=False)
+        stale = [
+            sid
+            for sid, v in self.views.items()
+            if (v.done_sent and v.ended_at is not None and now - v.ended_at > self.keep_s)
+            or now - v.touched > self.idle_s
+        ]
+        for sid in stale:
+            del self.views[sid]
+
+
+def view_messages(view: SessionView | None) -> Iterable[tuple[MessageKey, str]]:
+    return tuple(view.messages) if view is not None else ()

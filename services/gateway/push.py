@@ -1,0 +1,213 @@
+"""The push API: any LLM's tokens enter ``uq:tokens`` and flow through the same auditor and alerter.
+
+A push session lives in one Redis hash (``uq:push:<session_id>``: model, provider, next seq, state),
+so any gateway replica can take any request; ``HINCRBY`` hands out seq numbers without races.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from services.common.bus import Bus
+from services.common.codec import logits_bytes
+from services.common.contracts import SessionEvent, TokenEvent, TopKAlternative
+from services.gateway.errors import BadRequestError, ConflictError, NotFoundError
+from services.gateway.jobs import new_session_id, session_urls
+from services.gateway.live import LiveState
+from services.gateway.models import (
+    PushFinishRequest,
+    PushFinishResponse,
+    PushStartRequest,
+    PushStartResponse,
+    PushToken,
+    PushTokensResponse,
+)
+from services.gateway.settings import GatewaySettings
+
+DISPLAY_TOP_K = 20  # alternatives derived from pushed full logits
+
+
+def token_event(session_id: str, seq: int, model: str, provider: str, tok: PushToken, *, param: str) -> TokenEvent:
+    """The ``uq:tokens`` entry for one pushed token; BadRequestError naming the field when it is unusable."""
+    text = tok.text if tok.text is not None else tok.token
+    assert text is not None  # the model's validator guarantees it
+    logprob = tok.logprob
+    if logprob is None and tok.probability is not None:
+        logprob = math.log(tok.probability)
+    top_k = _top_k(tok, param)
+    fields: dict[str, Any] = {}
+    if tok.logits is not None:
+        logits = _logits(tok.logits, f"{param}.logits")
+        vocab = int(logits.shape[0])
+        if tok.token_id is None:
+            raise BadRequestError("full logits need the emitted token's 'token_id'", param=f"{param}.token_id")
+        if tok.token_id >= vocab:
+            raise BadRequestError(
+                f"token_id {tok.token_id} is outside the {vocab} logits given", param=f"{param}.token_id"
+            )
+        logp = _log_softmax(logits)
+        if logprob is None:
+            logprob = min(float(logp[tok.token_id]), 0.0)
+        if not top_k:
+            best = np.argsort(-logp, kind="stable")[:DISPLAY_TOP_K]
+            top_k = [TopKAlternative(token_id=int(i), text="", logprob=min(float(logp[i]), 0.0)) for i in best]
+        fields = {
+            "distribution": "full",
+            "vocab_size": vocab,
+            "logits_dtype": "float16",
+            "logits": logits_bytes(logits),
+        }
+    elif top_k:
+        fields = {"distribution": "top_k"}
+    elif logprob is not None:
+        fields = {"distribution": "prob_only"}
+    else:
+        fields = {"distribution": "none"}
+    try:
+        return TokenEvent(
+            session_id=session_id,
+            seq=seq,
+            token_id=tok.token_id,
+            text=text,
+            logprob=logprob,
+            top_k=top_k,
+            model=model,
+            provider=provider,
+            **fields,
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise BadRequestError(f"{where}: {err['msg']}", param=f"{param}.{where}") from None
+
+
+def _top_k(tok: PushToken, param: str) -> list[TopKAlternative]:
+    raw = tok.top_logprobs
+    if not raw:
+        return []
+    pairs = list(raw.items()) if isinstance(raw, dict) else [(t.token, t.logprob) for t in raw]
+    if len(pairs) > 1_000:
+        raise BadRequestError(f"{len(pairs)} top_logprobs; at most 1000", param=f"{param}.top_logprobs")
+    for text, logprob in pairs:
+        if not (logprob <= 0.0) or len(text) > 1_024:  # NaN fails too
+            raise BadRequestError(
+                f"top_logprobs entry {text[:40]!r}: logprob must be a number <= 0 and the text at most 1024 characters",
+                param=f"{param}.top_logprobs",
+            )
+    pairs.sort(key=lambda p: -p[1])
+    return [TopKAlternative(text=text, logprob=lp) for text, lp in pairs]
+
+
+def _logits(raw: list[float] | str, param: str) -> np.ndarray[Any, np.dtype[np.float32]]:
+    if isinstance(raw, str):
+        try:
+            blob = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequestError("logits: not valid base64", param=param) from None
+        if len(blob) % 2:
+            raise BadRequestError(f"logits: {len(blob)} bytes is not a whole number of float16 values", param=param)
+        values = np.frombuffer(blob, dtype="<f2").astype(np.float32)
+    else:
+        values = np.asarray(raw, dtype=np.float32)
+    if not 2 <= values.shape[0] <= 1_000_000:
+        raise BadRequestError(f"logits: {values.shape[0]} values; give between 2 and 1,000,000", param=param)
+    if not np.isfinite(values).all() or np.abs(values).max() > 65_504:
+        raise BadRequestError("logits must be finite numbers within float16 range (|x| <= 65504)", param=param)
+    return values
+
+
+def _log_softmax(logits: np.ndarray[Any, np.dtype[np.float32]]) -> np.ndarray[Any, np.dtype[np.float64]]:
+    x = logits.astype(np.float16).astype(np.float64)  # what the auditor will see
+    x -= x.max()
+    result: np.ndarray[Any, np.dtype[np.float64]] = x - np.log(np.exp(x).sum())
+    return result
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class PushService:
+    def __init__(self, bus: Bus, settings: GatewaySettings, live: LiveState) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.live = live
+
+    def _key(self, session_id: str) -> str:
+        return self.bus.key(f"push:{session_id}")
+
+    async def start(self, req: PushStartRequest) -> PushStartResponse:
+        if req.prompt is not None and len(req.prompt) > self.settings.max_prompt_chars:
+            raise BadRequestError(
+                f"the prompt has {len(req.prompt)} characters; at most {self.settings.max_prompt_chars}", param="prompt"
+            )
+        sid = req.session_id or new_session_id()
+        key = self._key(sid)
+        state = {"model": req.model, "provider": req.provider, "next_seq": 0, "state": "started"}
+        if not await self.bus.redis.hsetnx(key, "model", req.model):
+            raise ConflictError(f"session {sid!r} already exists", param="session_id")
+        await self.bus.redis.hset(key, mapping=state)  # type: ignore[arg-type]
+        await self.bus.redis.expire(key, self.settings.push_session_ttl_s)
+        self.live.ensure(sid, model=req.model, provider=req.provider, prompt=req.prompt)
+        common = {"session_id": sid, "model": req.model, "provider": req.provider, "prompt": req.prompt}
+        await self.bus.publish_many(
+            [
+                ("sessions", SessionEvent(seq=0, status="queued", **common)),
+                ("sessions", SessionEvent(seq=1, status="started", **common)),
+            ]
+        )
+        return PushStartResponse(session_id=sid, status="started", urls=session_urls(sid))
+
+    async def _state(self, session_id: str) -> dict[str, str]:
+        raw = await self.bus.redis.hgetall(self._key(session_id))
+        if not raw:
+            raise NotFoundError(
+                f"no push session {session_id!r} (never started, or idle longer than UQ_PUSH_SESSION_TTL_S)",
+                param="session_id",
+            )
+        state = {_text(k): _text(v) for k, v in raw.items()}
+        if state.get("state") != "started":
+            raise ConflictError(f"push session {session_id!r} has already finished", param="session_id")
+        return state
+
+    async def push(self, session_id: str, tokens: list[PushToken]) -> PushTokensResponse:
+        if len(tokens) > self.settings.push_max_batch:
+            raise BadRequestError(
+                f"{len(tokens)} tokens in one request; at most {self.settings.push_max_batch} (UQ_PUSH_MAX_BATCH)",
+                param="tokens",
+            )
+        state = await self._state(session_id)
+        model, provider = state["model"], state["provider"]
+        events = [token_event(session_id, 0, model, provider, t, param=f"tokens.{i}") for i, t in enumerate(tokens)]
+        key = self._key(session_id)
+        end = int(await self.bus.redis.hincrby(key, "next_seq", len(events)))
+        await self.bus.redis.expire(key, self.settings.push_session_ttl_s)
+        first = end - len(events)
+        await self.bus.publish_many(("tokens", e.model_copy(update={"seq": first + i})) for i, e in enumerate(events))
+        return PushTokensResponse(session_id=session_id, accepted=len(events), first_seq=first, last_seq=end - 1)
+
+    async def finish(self, session_id: str, req: PushFinishRequest) -> PushFinishResponse:
+        state = await self._state(session_id)
+        key = self._key(session_id)
+        if int(await self.bus.redis.hincrby(key, "finishing", 1)) != 1:
+            raise ConflictError(f"push session {session_id!r} has already finished", param="session_id")
+        await self.bus.redis.hset(key, "state", req.status)
+        tokens = int(state["next_seq"])
+        tokens = int(await self.bus.redis.hget(key, "next_seq") or tokens)
+        event = SessionEvent(
+            session_id=session_id,
+            seq=2,
+            status=req.status,
+            reason=req.reason,
+            model=state["model"],
+            provider=state["provider"],
+            tokens=tokens,
+        )
+        await self.bus.publish("sessions", event)
+        return PushFinishResponse(session_id=session_id, status=req.status, tokens=tokens)

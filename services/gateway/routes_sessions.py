@@ -1,0 +1,69 @@
+"""REST: session history (from the recorder's store, merged with what is live), deletion, export."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import StreamingResponse
+
+from services.common.contracts import RiskLevel, SessionStatus
+from services.gateway.deps import GatewayDep, Guarded, SessionIdPath
+from services.gateway.models import ErrorResponse, SessionDetail, SessionList
+
+router = APIRouter(tags=["sessions"], dependencies=Guarded, responses={"default": {"model": ErrorResponse}})
+Format = Literal["jsonl", "csv"]
+_MEDIA = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
+
+
+@router.get("/sessions", response_model=SessionList)
+async def list_sessions(
+    gw: GatewayDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    status: SessionStatus | None = None,
+    risk: RiskLevel | None = None,
+) -> SessionList:
+    """Sessions, newest first, optionally only those with a status or a current risk level."""
+    return await gw.history.list_sessions(limit=limit, offset=offset, status=status, risk=risk)
+
+
+@router.get("/sessions/{session_id}", response_model=SessionDetail)
+async def get_session(session_id: SessionIdPath, gw: GatewayDep) -> SessionDetail:
+    """The session with its tokens (and metrics), alerts, risk changes and summary."""
+    return await gw.history.detail(session_id)
+
+
+@router.delete("/sessions/{session_id}", status_code=204)
+async def delete_session(session_id: SessionIdPath, gw: GatewayDep) -> Response:
+    """Delete a session's audit trail."""
+    await gw.history.delete(session_id)
+    return Response(status_code=204)
+
+
+def _stream(rows: AsyncIterator[str], fmt: str, filename: str) -> StreamingResponse:
+    return StreamingResponse(
+        rows, media_type=_MEDIA[fmt], headers={"Content-Disposition": f'attachment; filename="{filename}.{fmt}"'}
+    )
+
+
+@router.get("/sessions/{session_id}/export", response_class=StreamingResponse)
+async def export_session(session_id: SessionIdPath, gw: GatewayDep, format: Format = "jsonl") -> StreamingResponse:
+    """One session's audit trail as JSON lines or CSV."""
+    await gw.history.status(session_id)  # 404 before the stream starts
+    return _stream(
+        gw.history.export(session_id=session_id, since_ns=None, until_ns=None, fmt=format), format, session_id
+    )
+
+
+@router.get("/export", response_class=StreamingResponse)
+async def export_all(
+    gw: GatewayDep,
+    since_ns: Annotated[int | None, Query(ge=0)] = None,
+    until_ns: Annotated[int | None, Query(ge=0)] = None,
+    format: Format = "jsonl",
+) -> StreamingResponse:
+    """Every session's audit trail in a time window (ns since the epoch), as JSON lines or CSV."""
+    rows = gw.history.export(session_id=None, since_ns=since_ns, until_ns=until_ns, fmt=format)
+    return _stream(rows, format, "sessions")

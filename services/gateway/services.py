@@ -1,0 +1,56 @@
+"""The gateway's service layer, assembled: what routers and the WebSocket handler delegate to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from services.common.bus import Bus
+from services.gateway.fanout import Fanout
+from services.gateway.health import HealthService
+from services.gateway.history import HistoryService, Store
+from services.gateway.jobs import JobService
+from services.gateway.live import LiveState
+from services.gateway.metrics import GatewayMetrics
+from services.gateway.push import PushService
+from services.gateway.security import Authenticator, RateLimiter
+from services.gateway.settings import GatewaySettings
+
+
+@dataclass
+class Gateway:
+    settings: GatewaySettings
+    redis: Redis
+    bus: Bus
+    live: LiveState
+    history: HistoryService
+    jobs: JobService
+    push: PushService
+    health: HealthService
+    metrics: GatewayMetrics
+    auth: Authenticator
+    limiter: RateLimiter
+    fanout: Fanout
+
+    @classmethod
+    def build(cls, settings: GatewaySettings, redis: Redis, store: Store | None) -> Gateway:
+        bus = Bus(redis, settings)
+        live = LiveState(
+            recent_tokens=settings.recent_tokens, keep_s=settings.recent_keep_s, done_grace_s=settings.done_grace_s
+        )
+        history = HistoryService(store, live)
+        return cls(
+            settings=settings,
+            redis=redis,
+            bus=bus,
+            live=live,
+            history=history,
+            jobs=JobService(bus, settings, history),
+            push=PushService(bus, settings, live),
+            health=HealthService(redis, settings),
+            metrics=GatewayMetrics(),
+            auth=Authenticator(settings),
+            limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+            fanout=Fanout(redis, settings, live, batch=settings.fanout_batch),
+        )

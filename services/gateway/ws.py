@@ -1,0 +1,263 @@
+"""The WebSocket protocol of ``/ws`` (docs/api.md): one :class:`Connection` per socket.
+
+Each connection has a bounded queue drained by its own sender task. The fan-out delivers into it
+without waiting; when it is full the message is dropped and the socket later gets one ``missed``
+message per session with the range of token seqs it lost (it can fetch them by REST). So one slow
+browser delays nobody else.
+
+Client errors get an ``error`` message and the socket stays open; a binary frame closes it with
+1003 (unsupported data), a message over ``ws_max_message_bytes`` with 1009, a refused API key with 1008.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from services.gateway.errors import ApiError, BadRequestError, NotFoundError
+from services.gateway.jobs import new_session_id
+from services.gateway.live import MessageKey
+from services.gateway.models import GenerateRequest
+from services.gateway.services import Gateway
+
+log = logging.getLogger(__name__)
+
+
+def _dumps(msg: dict[str, Any]) -> str:
+    return json.dumps(msg, separators=(",", ":"))
+
+
+def error_message(message: str, code: str, **extra: Any) -> str:
+    return _dumps({"type": "error", "message": message, "code": code, **extra})
+
+
+def _validation_message(exc: ValidationError) -> tuple[str, str | None]:
+    err = exc.errors()[0]
+    param = ".".join(str(p) for p in err["loc"]) or None
+    return (f"{param}: {err['msg']}" if param else str(err["msg"])), param
+
+
+class Connection:
+    """One socket: its subscriptions, its bounded outgoing queue, what it missed."""
+
+    def __init__(self, ws: WebSocket, gw: Gateway, caller: str) -> None:
+        self.ws = ws
+        self.gw = gw
+        self.caller = caller
+        self.queue: asyncio.Queue[str] = asyncio.Queue(gw.settings.ws_queue_size)
+        self.sessions: set[str] = set()
+        self.holding: dict[str, list[tuple[MessageKey, str]]] = {}
+        self.missed: dict[str, list[int | None]] = {}  # session -> [from_seq, to_seq, dropped]
+        self.last_started: str | None = None
+        self.closed = False
+
+    # --- delivery (called by the live state; never blocks) --------------------------------------
+
+    def deliver(self, session_id: str, key: MessageKey, text: str) -> None:
+        held = self.holding.get(session_id)
+        if held is not None:
+            if len(held) < self.gw.settings.ws_queue_size:
+                held.append((key, text))
+            else:
+                self._drop(session_id, key)
+            return
+        self._put(session_id, key, text)
+
+    def _put(self, session_id: str, key: MessageKey, text: str) -> None:
+        try:
+            self.queue.put_nowait(text)
+        except asyncio.QueueFull:
+            self._drop(session_id, key)
+
+    def _drop(self, session_id: str, key: MessageKey) -> None:
+        self.gw.metrics.ws_dropped.inc()
+        gap = self.missed.setdefault(session_id, [None, None, 0])
+        if key[0] == "token":
+            gap[0] = key[1] if gap[0] is None else min(gap[0], key[1])
+            gap[1] = key[1] if gap[1] is None else max(gap[1], key[1])
+        gap[2] = (gap[2] or 0) + 1
+
+    async def send_loop(self) -> None:
+        half = self.queue.maxsize // 2
+        try:
+            while True:
+                text = await self.queue.get()
+                await self.ws.send_text(text)
+                if self.missed and self.queue.qsize() <= half:
+                    missed, self.missed = self.missed, {}
+                    for sid, (lo, hi, n) in missed.items():
+                        msg = {"type": "missed", "session_id": sid, "from_seq": lo, "to_seq": hi, "dropped": n}
+                        await self.ws.send_text(_dumps(msg))
+        finally:
+            self.closed = True
+
+    async def send(self, text: str) -> None:
+        """Queue a reply in order with everything else (waits for room: replies are never dropped)."""
+        while True:
+            if self.closed:
+                raise WebSocketDisconnect(1006)
+            try:
+                self.queue.put_nowait(text)
+                return
+            except asyncio.QueueFull:
+                await asyncio.sleep(0.005)
+
+    # --- protocol -------------------------------------------------------------------------------
+
+    async def handle(self, raw: str) -> None:
+        try:
+            msg = json.loads(raw)
+        except ValueError:
+            await self.send(error_message("not JSON: send one JSON object per text frame", "bad_request"))
+            return
+        if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+            await self.send(error_message("a message is a JSON object with a string 'type'", "bad_request"))
+            return
+        kind = msg.pop("type")
+        handler = {
+            "generate": self._generate,
+            "subscribe": self._subscribe,
+            "unsubscribe": self._unsubscribe,
+            "cancel": self._cancel,
+            "ping": self._ping,
+        }.get(kind)
+        if handler is None:
+            await self.send(
+                error_message(
+                    f"unknown message type {kind!r}; one of generate, subscribe, unsubscribe, cancel, ping",
+                    "bad_request",
+                    param="type",
+                )
+            )
+            return
+        try:
+            await handler(msg)
+        except ApiError as exc:
+            await self.send(error_message(exc.message, exc.type, param=exc.param, session_id=msg.get("session_id")))
+        except ValidationError as exc:
+            text, param = _validation_message(exc)
+            await self.send(error_message(text, "bad_request", param=param))
+
+    async def _ping(self, msg: dict[str, Any]) -> None:
+        await self.send(_dumps({"type": "pong"}))
+
+    async def _generate(self, msg: dict[str, Any]) -> None:
+        req = GenerateRequest.model_validate(msg)
+        self.gw.limiter.check(self.caller)
+        sid = new_session_id()
+        self.sessions.add(sid)
+        self.gw.live.subscribe(sid, self)
+        try:
+            await self.gw.jobs.submit(req, session_id=sid)
+        except BaseException:
+            self.sessions.discard(sid)
+            self.gw.live.unsubscribe(sid, self)
+            raise
+        self.last_started = sid
+
+    def _session_id(self, msg: dict[str, Any], *, required: bool = True) -> str:
+        sid = msg.get("session_id")
+        if sid is None and not required:
+            if self.last_started is None:
+                raise BadRequestError("no session_id given and this socket started no session", param="session_id")
+            return self.last_started
+        if not isinstance(sid, str) or not sid:
+            raise BadRequestError("session_id must be a non-empty string", param="session_id")
+        return sid
+
+    async def _subscribe(self, msg: dict[str, Any]) -> None:
+        sid = self._session_id(msg)
+        after = msg.get("after_seq", -1)
+        if not isinstance(after, int) or isinstance(after, bool):
+            raise BadRequestError("after_seq must be an integer", param="after_seq")
+        unknown = set(msg) - {"session_id", "after_seq"}
+        if unknown:
+            raise BadRequestError(f"unknown field {sorted(unknown)[0]!r} in subscribe", param=sorted(unknown)[0])
+        self.gw.limiter.check(self.caller)
+        if sid in self.sessions:
+            self.gw.live.unsubscribe(sid, self)
+        self.holding[sid] = []
+        self.gw.live.subscribe(sid, self)
+        try:
+            replay = await self.gw.history.messages(sid, after)
+        except BaseException:
+            self.holding.pop(sid, None)
+            self.gw.live.unsubscribe(sid, self)
+            raise
+        if replay is None:
+            self.holding.pop(sid, None)
+            self.gw.live.unsubscribe(sid, self)
+            self.sessions.discard(sid)
+            raise NotFoundError(f"no session {sid!r}", param="session_id")
+        self.sessions.add(sid)
+        sent: set[MessageKey] = set()
+        last_seq = after
+        for key, text in replay:
+            await self.send(text)
+            sent.add(key)
+            if key[0] == "token":
+                last_seq = max(last_seq, key[1])
+        await self.send(_dumps({"type": "replayed", "session_id": sid, "last_seq": last_seq}))
+        for key, text in self.holding.pop(sid, []):  # no await from here: live delivery takes over
+            if key not in sent and not (key[0] == "token" and key[1] <= after):
+                self._put(sid, key, text)
+
+    async def _unsubscribe(self, msg: dict[str, Any]) -> None:
+        sid = self._session_id(msg)
+        self.gw.live.unsubscribe(sid, self)
+        self.sessions.discard(sid)
+        self.holding.pop(sid, None)
+
+    async def _cancel(self, msg: dict[str, Any]) -> None:
+        sid = self._session_id(msg, required=False)
+        await self.gw.jobs.cancel(sid)
+
+    def close(self) -> None:
+        for sid in self.sessions:
+            self.gw.live.unsubscribe(sid, self)
+        self.sessions.clear()
+
+
+async def serve_socket(ws: WebSocket, gw: Gateway) -> None:
+    """Run one WebSocket until the client leaves."""
+    await ws.accept()
+    client = ws.client.host if ws.client else "unknown"
+    try:
+        caller = gw.auth.identify(ws.headers.get("authorization"), ws.query_params.get("api_key"), client)
+    except ApiError as exc:
+        await ws.send_text(error_message(exc.message, exc.type))
+        await ws.close(code=1008, reason="unauthorized")
+        return
+    conn = Connection(ws, gw, caller)
+    gw.metrics.client_opened()
+    sender = asyncio.create_task(conn.send_loop(), name="ws-sender")
+    limit = gw.settings.ws_max_message_bytes
+    try:
+        while True:
+            frame = await ws.receive()
+            if frame["type"] == "websocket.disconnect":
+                break
+            text = frame.get("text")
+            if text is None:
+                await ws.close(code=1003, reason="binary frames are not part of the protocol; send JSON text")
+                break
+            if len(text) > limit:
+                await ws.close(code=1009, reason=f"message larger than {limit} bytes")
+                break
+            await conn.handle(text)
+            if sender.done():
+                break
+    except WebSocketDisconnect:
+        pass
+    finally:
+        conn.close()
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await sender
+        gw.metrics.client_closed()
