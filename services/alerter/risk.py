@@ -1,7 +1,8 @@
 """Risk level of a session: safe, warning, critical or emergency (pure; see docs/alerts.md).
 
-The rule: every rule firing on a token scores by its severity (info 1, warning 2, critical 4), whether
-or not the cooldown published it as an alert. The **risk score** is the sum over the session's last
+The rule: a token on which rules fired scores the weight of the most severe one (info 1, warning 2,
+critical 4; several rules on one token count once, as they usually see the same trouble), whether or
+not the cooldown published an alert for it. The **risk score** is the sum over the session's last
 ``window`` tokens (32). The level is the highest one whose threshold the score reaches:
 
 | level | score ≥ (default) |
@@ -71,7 +72,7 @@ class RiskChange:
 
 def observe(policy: RiskPolicy, state: RiskState, fired: list[tuple[str, Severity]]) -> RiskChange | None:
     """Add one token's firings (rule name, severity) to ``state``; return the change of level, if any."""
-    weight = float(sum(WEIGHTS[severity] for _, severity in fired))
+    weight = float(max((WEIGHTS[severity] for _, severity in fired), default=0))
     if weight or state.recent:  # a run of quiet tokens in a quiet session needs no bookkeeping
         state.recent.append((weight, [name for name, _ in fired]))
         state.score += weight
@@ -84,7 +85,7 @@ def observe(policy: RiskPolicy, state: RiskState, fired: list[tuple[str, Severit
     current = state.level
     if LEVELS.index(target) > LEVELS.index(current):
         state.level = target
-        reason = f"risk score {state.score:g} over the last {policy.window} tokens reached {policy.threshold(target):g}"
+        reason = f"risk score {state.score:g} over the last {policy.window} tokens reached the {target} threshold {policy.threshold(target):g}"
         return RiskChange(target, current, f"{reason} ({_top_rules(state)})")
     if LEVELS.index(target) < LEVELS.index(current):
         limit = policy.release * policy.threshold(current)

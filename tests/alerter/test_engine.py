@@ -1,0 +1,233 @@
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from services.alerter.engine import AlerterOutput, Engine
+from services.alerter.rules import Finding, Rule
+from services.alerter.ruleset import load_rules
+from services.alerter.session import SessionState
+from services.common.contracts import AuditEvent
+from tests.alerter.factory import audit, scripted, settings, view
+
+QUANTUM = ["examples.quantum_rule:QuantumUncertainty"]
+
+#: What the scripted session must produce: (seq, type, rule or level, token_seq).
+EXPECTED = [
+    (0, "alert", "LOW_CONFIDENCE", 7),
+    (1, "alert", "HIGH_UNCERTAINTY", 10),
+    (2, "alert", "UNCERTAINTY_SPIKE", 10),
+    (3, "alert", "ANOMALY", 10),
+    (4, "risk", "warning", 11),
+    (5, "alert", "HIGH_UNCERTAINTY", 20),
+    (6, "alert", "UNCERTAINTY_SPIKE", 20),
+    (7, "alert", "ANOMALY", 20),
+    (8, "alert", "QUANTUM_UNCERTAINTY", 20),
+    (9, "risk", "critical", 20),
+]
+
+
+def engine(**overrides: Any) -> Engine:
+    s = settings(**overrides)
+    return Engine(load_rules(s), s)
+
+
+def run(e: Engine, audits: list[AuditEvent], tokens: int | None = None) -> list[AlerterOutput]:
+    st = SessionState(audits[0].session_id if audits else "s1")
+    out: list[AlerterOutput] = []
+    for a in audits:
+        out += e.accept(st, a, 0.0)
+    out += e.end(st, "finished", len(audits) if tokens is None else tokens, 0.0)
+    return out
+
+
+def brief(out: list[AlerterOutput]) -> list[tuple[int, str, str, int]]:
+    rows = []
+    for o in out:
+        if o.type == "alert":
+            rows.append((o.seq, o.type, o.rule, o.token_seq))
+        elif o.type == "risk":
+            rows.append((o.seq, o.type, o.level, o.token_seq))
+    return rows
+
+
+def test_scripted_session_gives_exactly_the_expected_alerts() -> None:
+    out = run(engine(python_rules=QUANTUM), scripted())
+    assert brief(out) == EXPECTED
+    first = out[0]
+    assert first.type == "alert"
+    assert (first.message, first.severity, first.token_text) == (
+        'token " Paris" (#7): p = 0.12 below 0.30',
+        "info",
+        " Paris",
+    )
+    assert out[5].type == "alert" and out[5].message.endswith("(+3 more since #10)")
+    assert out[5].values["suppressed"] == 3.0
+    summary = out[-1]
+    assert summary.type == "summary" and summary.seq == 10
+    assert summary.tokens == 24
+    assert summary.alerts_by_rule == {
+        "ANOMALY": 5,
+        "HIGH_UNCERTAINTY": 5,
+        "LOW_CONFIDENCE": 5,
+        "QUANTUM_UNCERTAINTY": 1,
+        "UNCERTAINTY_SPIKE": 5,
+    }
+    assert summary.max_hbar_s == 3.2
+    assert summary.mean_hbar_s == pytest.approx((19 * 0.5 + 4 * 2.8 + 3.2) / 24)
+    nll = -(19 * -0.152003093445 + -3.058893689 + 4 * -2.321928095)
+    assert summary.nll_bits == pytest.approx(nll)
+    assert summary.perplexity == pytest.approx(2 ** (nll / 24))
+    assert summary.low_confidence_share == pytest.approx(5 / 24)
+    assert (summary.final_risk, summary.status) == ("critical", "finished")
+
+
+def test_quantum_rule_declarative_and_python_agree(tmp_path: Any) -> None:
+    file = tmp_path / "rules.yaml"
+    file.write_text(
+        "rules: [{name: QUANTUM_UNCERTAINTY, metric: hbar_s, operator: '>', threshold: 3.0,"
+        " text_contains: quantum, severity: critical}]"
+    )
+    declarative = [o for o in run(engine(rules_file=str(file)), scripted()) if o.type == "alert"]
+    python = [o for o in run(engine(python_rules=QUANTUM), scripted()) if o.type == "alert"]
+    assert [view(o) for o in declarative if o.rule == "QUANTUM_UNCERTAINTY"] == [
+        {**view(o), "message": 'token " quantum" (#20): ℏₛ = 3.20 above 3.00', "values": {"hbar_s": 3.2, "value": 3.2}}
+        for o in python
+        if o.rule == "QUANTUM_UNCERTAINTY"
+    ]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_shuffled_delivery_gives_the_same_result(seed: int) -> None:
+    audits = scripted()
+    reference = [view(o) for o in run(engine(python_rules=QUANTUM), audits)]
+    shuffled = audits[:]
+    random.Random(seed).shuffle(shuffled)
+    assert [view(o) for o in run(engine(python_rules=QUANTUM), shuffled)] == reference
+
+
+def test_state_persisted_at_any_point_continues_identically() -> None:
+    e = engine(python_rules=QUANTUM)
+    audits = scripted()
+    random.Random(1).shuffle(audits)
+    reference = [view(o) for o in run(e, audits)]
+    for cut in range(0, len(audits), 5):
+        st = SessionState("s1")
+        out: list[AlerterOutput] = []
+        for i, a in enumerate(audits):
+            if i == cut:
+                st = SessionState.loads("s1", st.dumps())  # a restart: only the persisted state survives
+            out += e.accept(st, a, 0.0)
+        out += e.end(st, "finished", len(audits), 0.0)
+        assert [view(o) for o in out] == reference
+
+
+def test_rambling_session_yields_a_handful_of_alerts() -> None:
+    e = engine(builtin_rules=["services.alerter.builtin:LowConfidence"])
+    out = run(e, [audit(seq, prob=0.1) for seq in range(256)])
+    alerts = [o for o in out if o.type == "alert"]
+    assert [a.token_seq for a in alerts] == [0, 8, 24, 56, 120, 248]  # cooldown 8, ×2 each time
+    assert [a.values.get("suppressed") for a in alerts] == [None, 7.0, 15.0, 31.0, 63.0, 127.0]
+    assert out[-1].type == "summary" and out[-1].alerts_by_rule == {"LOW_CONFIDENCE": 256}
+
+
+def test_a_new_episode_starts_after_a_quiet_cooldown() -> None:
+    e = engine(builtin_rules=["services.alerter.builtin:LowConfidence"])
+    probs = {0: 0.1, 1: 0.1, 9: 0.1, 10: 0.1}  # #9 is 8 tokens after the last firing: new episode
+    out = run(e, [audit(seq, prob=probs.get(seq, 0.9)) for seq in range(12)])
+    assert [(o.token_seq, o.message[-19:]) for o in out if o.type == "alert"] == [
+        (0, "p = 0.10 below 0.30"),
+        (9, "p = 0.10 below 0.30"),
+    ]
+
+
+class Escalating(Rule):
+    name = "ESCALATING"
+    severity = "info"
+
+    def check(self, audit: AuditEvent, state: dict[str, Any]) -> Finding | None:
+        return Finding("bad", severity="critical" if audit.seq == 3 else None)
+
+
+class Broken(Rule):
+    name = "BROKEN"
+
+    def check(self, audit: AuditEvent, state: dict[str, Any]) -> Finding | None:
+        raise ZeroDivisionError("user bug")
+
+
+def test_more_severe_firing_breaks_through_the_cooldown() -> None:
+    e = Engine([Escalating()], settings())
+    out = run(e, [audit(seq) for seq in range(6)])
+    assert [(o.token_seq, o.severity) for o in out if o.type == "alert"] == [(0, "info"), (3, "critical")]
+
+
+def test_a_failing_rule_is_counted_and_the_others_go_on() -> None:
+    e = Engine([Broken(), *load_rules(settings())], settings())
+    out = run(e, [audit(0, prob=0.1)])
+    assert [o.rule for o in out if o.type == "alert"] == ["LOW_CONFIDENCE"]
+    assert e.rule_errors == {"BROKEN": 1}
+
+
+def test_reorder_gap_is_given_up_after_the_timeout() -> None:
+    e = engine(reorder_timeout_ms=1000)
+    st = SessionState("s1")
+    assert e.accept(st, audit(0), 10.0) == []
+    assert e.accept(st, audit(2, prob=0.1), 10.0) == []  # waits for #1
+    assert e.waiting(st)
+    assert e.tick(st, 10.5) == []
+    out = e.tick(st, 11.0)
+    assert [(o.type, o.token_seq) for o in out] == [("alert", 2)]
+    assert (st.next_seq, st.skipped) == (3, 1)
+    assert e.accept(st, audit(1, prob=0.1), 11.5) == []  # too late: ignored
+    assert st.late == 1
+
+
+def test_reorder_buffer_is_bounded() -> None:
+    e = engine(reorder_max=3)
+    st = SessionState("s1")
+    for seq in (2, 3, 4):
+        e.accept(st, audit(seq), 0.0)
+    assert len(st.buffer) == 3
+    e.accept(st, audit(5), 0.0)  # a fourth: give up on #0 and #1
+    assert (st.next_seq, st.skipped, st.buffer) == (6, 2, {})
+
+
+def test_end_before_the_last_audits_waits_for_them() -> None:
+    e = engine()
+    st = SessionState("s1")
+    e.accept(st, audit(0), 0.0)
+    assert e.end(st, "finished", 3, 0.0) == []
+    assert e.accept(st, audit(2), 0.0) == []
+    out = e.accept(st, audit(1), 0.0)
+    assert [o.type for o in out] == ["summary"]
+    assert out[0].type == "summary" and out[0].tokens == 3
+    assert st.done
+    assert e.accept(st, audit(3), 0.0) == []
+
+
+def test_end_with_missing_audits_summarises_at_the_end_timeout() -> None:
+    e = engine(end_timeout_ms=5000)
+    st = SessionState("s1")
+    e.accept(st, audit(0), 0.0)
+    e.accept(st, audit(2), 0.0)
+    assert e.end(st, "cancelled", 4, 0.0) == []
+    assert e.tick(st, 4.0) == []  # reorder timeout (2 s) gave up on #1 and processed #2
+    assert (st.next_seq, st.skipped) == (3, 1)
+    out = e.tick(st, 5.0)
+    assert out[0].type == "summary"
+    assert (out[0].tokens, out[0].status) == (2, "cancelled")
+
+
+def test_sessions_without_audits_or_token_count() -> None:
+    e = engine()
+    st = SessionState("s1")
+    out = e.end(st, "failed", 0, 0.0)
+    assert out[0].type == "summary"
+    assert (out[0].tokens, out[0].perplexity, out[0].final_risk, out[0].status) == (0, None, "safe", "failed")
+    st = SessionState("s2")
+    e.accept(st, audit(0, session_id="s2"), 0.0)
+    assert e.end(st, "failed", None, 0.0) == []  # no token count: wait the reorder timeout
+    assert [o.type for o in e.tick(st, 2.0)] == ["summary"]
