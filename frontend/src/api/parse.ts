@@ -1,0 +1,301 @@
+/**
+ * Runtime checks of what the gateway sends. The dashboard trusts nothing it has not checked:
+ * a message that does not parse is dropped (and counted) instead of corrupting the view.
+ */
+import type {
+  AlertMessage,
+  Metrics,
+  RiskLevel,
+  RiskMessage,
+  ServerConfig,
+  ServerMessage,
+  SessionHistory,
+  SessionList,
+  SessionRecord,
+  SessionStatus,
+  Severity,
+  Summary,
+  TokenMessage,
+  TopKAlternative,
+} from "./types";
+import { RISK_LEVELS, SEVERITIES } from "./types";
+
+type Obj = Record<string, unknown>;
+
+export class ParseError extends Error {
+  constructor(
+    message: string,
+    readonly field: string,
+  ) {
+    super(`${message} (field: ${field})`);
+    this.name = "ParseError";
+  }
+}
+
+const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
+
+function obj(v: unknown, field: string): Obj {
+  if (!isObj(v)) throw new ParseError("expected an object", field);
+  return v;
+}
+function str(o: Obj, k: string): string {
+  const v = o[k];
+  if (typeof v !== "string") throw new ParseError("expected a string", k);
+  return v;
+}
+function optStr(o: Obj, k: string): string | null {
+  const v = o[k];
+  if (v === undefined || v === null) return null;
+  if (typeof v !== "string") throw new ParseError("expected a string or null", k);
+  return v;
+}
+function num(o: Obj, k: string): number {
+  const v = o[k];
+  if (typeof v !== "number" || !Number.isFinite(v)) throw new ParseError("expected a number", k);
+  return v;
+}
+function seqOf(o: Obj, k: string): number {
+  const v = num(o, k);
+  if (!Number.isInteger(v) || v < -1) throw new ParseError("expected a sequence number", k);
+  return v;
+}
+function optNum(o: Obj, k: string): number | null {
+  const v = o[k];
+  if (v === undefined || v === null) return null;
+  if (typeof v !== "number" || !Number.isFinite(v)) throw new ParseError("expected a number or null", k);
+  return v;
+}
+function oneOf<T extends string>(o: Obj, k: string, allowed: readonly T[]): T {
+  const v = o[k];
+  if (typeof v !== "string" || !(allowed as readonly string[]).includes(v)) {
+    throw new ParseError(`expected one of ${allowed.join(", ")}`, k);
+  }
+  return v as T;
+}
+
+const STATUSES: readonly SessionStatus[] = ["queued", "started", "finished", "failed", "cancelled"];
+
+export function parseMetrics(v: unknown): Metrics {
+  const o = obj(v, "metrics");
+  return {
+    prob: optNum(o, "prob"),
+    surprisal: optNum(o, "surprisal"),
+    entropy: optNum(o, "entropy"),
+    margin: optNum(o, "margin"),
+    rank: optNum(o, "rank"),
+    hbar_s: optNum(o, "hbar_s"),
+    fisher_trace: optNum(o, "fisher_trace"),
+    varentropy: optNum(o, "varentropy"),
+    coverage: optNum(o, "coverage"),
+    exact: o.exact === true,
+  };
+}
+
+function parseTopK(v: unknown): TopKAlternative[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw new ParseError("expected a list", "top_k");
+  return v.map((item) => {
+    const o = obj(item, "top_k[]");
+    return { token_id: optNum(o, "token_id"), text: str(o, "text"), logprob: num(o, "logprob") };
+  });
+}
+
+/** A token as the WebSocket sends it, or an audit entry as GET /sessions/{id} returns it. */
+export function parseToken(v: unknown): TokenMessage {
+  const o = obj(v, "token");
+  const distribution = o.distribution;
+  return {
+    type: "token",
+    session_id: str(o, "session_id"),
+    seq: seqOf(o, "seq"),
+    text: str(o, "text"),
+    token_id: optNum(o, "token_id"),
+    distribution:
+      distribution === "full" || distribution === "top_k" || distribution === "prob_only" ? distribution : "none",
+    metrics: parseMetrics(o.metrics),
+    top_k: parseTopK(o.top_k),
+    ts_ns: optNum(o, "ts_ns") ?? 0,
+    token_ts_ns: optNum(o, "token_ts_ns") ?? optNum(o, "ts_ns") ?? 0,
+  };
+}
+
+export function parseAlert(v: unknown): AlertMessage {
+  const o = obj(v, "alert");
+  const values: Record<string, number | null> = {};
+  if (isObj(o.values)) {
+    for (const [k, x] of Object.entries(o.values)) values[k] = typeof x === "number" ? x : null;
+  }
+  return {
+    type: "alert",
+    session_id: str(o, "session_id"),
+    seq: seqOf(o, "seq"),
+    rule: str(o, "rule"),
+    severity: oneOf<Severity>(o, "severity", SEVERITIES),
+    message: str(o, "message"),
+    token_seq: seqOf(o, "token_seq"),
+    token_text: optStr(o, "token_text") ?? "",
+    values,
+    ts_ns: optNum(o, "ts_ns") ?? 0,
+  };
+}
+
+export function parseRisk(v: unknown): RiskMessage {
+  const o = obj(v, "risk");
+  return {
+    type: "risk",
+    session_id: str(o, "session_id"),
+    seq: seqOf(o, "seq"),
+    level: oneOf<RiskLevel>(o, "level", RISK_LEVELS),
+    previous: oneOf<RiskLevel>(o, "previous", RISK_LEVELS),
+    reason: optStr(o, "reason") ?? "",
+    token_seq: seqOf(o, "token_seq"),
+    ts_ns: optNum(o, "ts_ns") ?? 0,
+  };
+}
+
+export function parseSummary(v: unknown): Summary | null {
+  if (v === undefined || v === null) return null;
+  const o = obj(v, "summary");
+  const byRule: Record<string, number> = {};
+  if (isObj(o.alerts_by_rule)) {
+    for (const [k, x] of Object.entries(o.alerts_by_rule)) if (typeof x === "number") byRule[k] = x;
+  }
+  return {
+    tokens: optNum(o, "tokens") ?? 0,
+    alerts_by_rule: byRule,
+    max_hbar_s: optNum(o, "max_hbar_s"),
+    mean_hbar_s: optNum(o, "mean_hbar_s"),
+    mean_entropy: optNum(o, "mean_entropy"),
+    perplexity: optNum(o, "perplexity"),
+    nll_bits: optNum(o, "nll_bits"),
+    low_confidence_share: optNum(o, "low_confidence_share"),
+    final_risk: RISK_LEVELS.includes(o.final_risk as RiskLevel) ? (o.final_risk as RiskLevel) : "safe",
+    status: STATUSES.includes(o.status as SessionStatus) ? (o.status as SessionStatus) : "finished",
+  };
+}
+
+export function parseSessionRecord(v: unknown): SessionRecord {
+  const o = obj(v, "session");
+  return {
+    session_id: str(o, "session_id"),
+    status: oneOf<SessionStatus>(o, "status", STATUSES),
+    model: optStr(o, "model"),
+    provider: optStr(o, "provider"),
+    prompt: optStr(o, "prompt"),
+    reason: optStr(o, "reason"),
+    created_ns: optNum(o, "created_ns") ?? 0,
+    updated_ns: optNum(o, "updated_ns") ?? 0,
+    tokens: optNum(o, "tokens") ?? 0,
+    alerts: optNum(o, "alerts") ?? 0,
+    risk: RISK_LEVELS.includes(o.risk as RiskLevel) ? (o.risk as RiskLevel) : "safe",
+    summary: parseSummary(o.summary),
+  };
+}
+
+function list<T>(v: unknown, field: string, item: (x: unknown) => T): T[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw new ParseError("expected a list", field);
+  return v.map(item);
+}
+
+export function parseHistory(v: unknown): SessionHistory {
+  const o = obj(v, "history");
+  const session = parseSessionRecord(o.session);
+  return {
+    session,
+    tokens: list(o.tokens, "tokens", parseToken),
+    alerts: list(o.alerts, "alerts", parseAlert),
+    risks: list(o.risks, "risks", parseRisk),
+    summary: parseSummary(o.summary) ?? session.summary ?? null,
+  };
+}
+
+export function parseSessionList(v: unknown): SessionList {
+  const o = obj(v, "sessions");
+  const items = list(o.items, "items", parseSessionRecord);
+  return { items, total: optNum(o, "total") ?? items.length };
+}
+
+export const DEFAULT_SERVER_CONFIG: ServerConfig = {
+  models: [],
+  default_model: null,
+  thresholds: { hbar_s: 2.5, prob: 0.3 },
+  limits: { max_tokens: 2048, prompt_chars: 20_000 },
+  auth_required: false,
+};
+
+export function parseServerConfig(v: unknown): ServerConfig {
+  const o = obj(v, "config");
+  const t = isObj(o.thresholds) ? o.thresholds : {};
+  const l = isObj(o.limits) ? o.limits : {};
+  const models = Array.isArray(o.models) ? o.models.filter((m): m is string => typeof m === "string") : [];
+  const d = DEFAULT_SERVER_CONFIG;
+  return {
+    models,
+    default_model: optStr(o, "default_model") ?? models[0] ?? null,
+    thresholds: { hbar_s: optNum(t, "hbar_s") ?? d.thresholds.hbar_s, prob: optNum(t, "prob") ?? d.thresholds.prob },
+    limits: {
+      max_tokens: optNum(l, "max_tokens") ?? d.limits.max_tokens,
+      prompt_chars: optNum(l, "prompt_chars") ?? d.limits.prompt_chars,
+    },
+    auth_required: o.auth_required === true,
+  };
+}
+
+/** One WebSocket frame → a typed message, or a ParseError naming the bad field. */
+export function parseServerMessage(raw: string): ServerMessage {
+  let data: unknown;
+  try {
+    data = JSON.parse(raw);
+  } catch {
+    throw new ParseError("not JSON", "(frame)");
+  }
+  const o = obj(data, "(frame)");
+  switch (o.type) {
+    case "token":
+    case "audit":
+      return parseToken(o);
+    case "alert":
+      return parseAlert(o);
+    case "risk":
+      return parseRisk(o);
+    case "session":
+      return {
+        type: "session",
+        session_id: str(o, "session_id"),
+        status: oneOf<SessionStatus>(o, "status", STATUSES),
+        model: optStr(o, "model"),
+        prompt: optStr(o, "prompt"),
+        reason: optStr(o, "reason"),
+      };
+    case "replayed":
+      return { type: "replayed", session_id: str(o, "session_id"), last_seq: optNum(o, "last_seq") ?? -1 };
+    case "done":
+      return {
+        type: "done",
+        session_id: str(o, "session_id"),
+        status: oneOf<SessionStatus>(o, "status", STATUSES),
+        reason: optStr(o, "reason"),
+        tokens: optNum(o, "tokens") ?? 0,
+        summary: parseSummary(o.summary),
+      };
+    case "missed":
+      return {
+        type: "missed",
+        session_id: str(o, "session_id"),
+        from_seq: num(o, "from_seq"),
+        to_seq: num(o, "to_seq"),
+      };
+    case "error":
+      return {
+        type: "error",
+        session_id: optStr(o, "session_id"),
+        message: optStr(o, "message") ?? "unknown error",
+        code: optStr(o, "code") ?? "error",
+      };
+    case "pong":
+      return { type: "pong" };
+    default:
+      throw new ParseError(`unknown message type ${JSON.stringify(o.type)}`, "type");
+  }
+}

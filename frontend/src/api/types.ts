@@ -1,0 +1,201 @@
+/**
+ * Types of the gateway protocol (docs/api.md, docs/streams.md), written by hand to match the
+ * contracts in services/common/contracts. `npm run gen:api` writes the generated OpenAPI types to
+ * schema.gen.ts beside this file for comparison once the gateway is running.
+ */
+
+export type RiskLevel = "safe" | "warning" | "critical" | "emergency";
+export type Severity = "info" | "warning" | "critical";
+export type SessionStatus = "queued" | "started" | "finished" | "failed" | "cancelled";
+export type Distribution = "full" | "top_k" | "prob_only" | "none";
+
+export const RISK_LEVELS: readonly RiskLevel[] = ["safe", "warning", "critical", "emergency"];
+export const SEVERITIES: readonly Severity[] = ["info", "warning", "critical"];
+export const TERMINAL_STATUSES: readonly SessionStatus[] = ["finished", "failed", "cancelled"];
+
+/** Uncertainty of one token, bits. Null when the input did not allow it. */
+export interface Metrics {
+  prob: number | null;
+  surprisal: number | null;
+  entropy: number | null;
+  margin: number | null;
+  rank: number | null;
+  hbar_s: number | null;
+  fisher_trace: number | null;
+  varentropy: number | null;
+  coverage: number | null;
+  exact: boolean;
+}
+
+export interface TopKAlternative {
+  token_id: number | null;
+  text: string;
+  /** Natural-log probability under the raw distribution. */
+  logprob: number;
+}
+
+export interface TokenMessage {
+  type: "token";
+  session_id: string;
+  seq: number;
+  text: string;
+  token_id: number | null;
+  distribution: Distribution;
+  metrics: Metrics;
+  top_k: TopKAlternative[];
+  ts_ns: number;
+  token_ts_ns: number;
+  model?: string;
+}
+
+export interface AlertMessage {
+  type: "alert";
+  session_id: string;
+  seq: number;
+  rule: string;
+  severity: Severity;
+  message: string;
+  token_seq: number;
+  token_text: string;
+  values: Record<string, number | null>;
+  ts_ns?: number;
+}
+
+export interface RiskMessage {
+  type: "risk";
+  session_id: string;
+  seq: number;
+  level: RiskLevel;
+  previous: RiskLevel;
+  reason: string;
+  token_seq: number;
+  ts_ns?: number;
+}
+
+export interface Summary {
+  tokens: number;
+  alerts_by_rule: Record<string, number>;
+  max_hbar_s: number | null;
+  mean_hbar_s: number | null;
+  mean_entropy: number | null;
+  perplexity: number | null;
+  nll_bits: number | null;
+  low_confidence_share: number | null;
+  final_risk: RiskLevel;
+  status: SessionStatus;
+}
+
+export interface SessionMessage {
+  type: "session";
+  session_id: string;
+  status: SessionStatus;
+  model?: string | null;
+  prompt?: string | null;
+  reason?: string | null;
+}
+
+export interface ReplayedMessage {
+  type: "replayed";
+  session_id: string;
+  last_seq: number;
+}
+
+export interface DoneMessage {
+  type: "done";
+  session_id: string;
+  status: SessionStatus;
+  reason: string | null;
+  tokens: number;
+  summary: Summary | null;
+}
+
+export interface MissedMessage {
+  type: "missed";
+  session_id: string;
+  from_seq: number;
+  to_seq: number;
+}
+
+export interface ErrorMessage {
+  type: "error";
+  session_id?: string | null;
+  message: string;
+  code: string;
+}
+
+export interface PongMessage {
+  type: "pong";
+}
+
+export type ServerMessage =
+  | SessionMessage
+  | TokenMessage
+  | AlertMessage
+  | RiskMessage
+  | ReplayedMessage
+  | DoneMessage
+  | MissedMessage
+  | ErrorMessage
+  | PongMessage;
+
+export interface GenerateParams {
+  prompt: string;
+  max_tokens: number;
+  temperature: number;
+  top_p: number;
+  model?: string;
+  seed?: number;
+}
+
+export type ClientMessage =
+  | ({ type: "generate" } & GenerateParams)
+  | { type: "subscribe"; session_id: string; after_seq: number }
+  | { type: "unsubscribe"; session_id: string }
+  | { type: "cancel"; session_id?: string }
+  | { type: "ping" };
+
+export interface SessionRecord {
+  session_id: string;
+  status: SessionStatus;
+  model: string | null;
+  provider: string | null;
+  prompt: string | null;
+  reason: string | null;
+  created_ns: number;
+  updated_ns: number;
+  tokens: number;
+  alerts: number;
+  risk: RiskLevel;
+  summary?: Summary | null;
+}
+
+export interface SessionHistory {
+  session: SessionRecord;
+  tokens: TokenMessage[];
+  alerts: AlertMessage[];
+  risks: RiskMessage[];
+  summary: Summary | null;
+}
+
+export interface SessionList {
+  items: SessionRecord[];
+  total: number;
+}
+
+export interface GenerateAccepted {
+  session_id: string;
+  status: SessionStatus;
+  urls: { session: string; cancel: string; ws: string };
+}
+
+export interface ServerConfig {
+  models: string[];
+  default_model: string | null;
+  thresholds: { hbar_s: number; prob: number };
+  limits: { max_tokens: number; prompt_chars: number };
+  auth_required: boolean;
+}
+
+export interface ApiErrorBody {
+  error: { message: string; type: string; param: string | null };
+}

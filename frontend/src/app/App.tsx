@@ -1,0 +1,57 @@
+import { LiveView } from "../features/live/components/LiveView";
+import { SessionsPage } from "../features/sessions/components/SessionsPage";
+import { ConnectionStatus } from "./ConnectionStatus";
+import { routeHref, useRoute } from "./router";
+import { useServerConfig } from "./services";
+import { useTheme } from "./theme";
+
+export function App() {
+  const route = useRoute();
+  const [theme, toggleTheme] = useTheme();
+  const { error } = useServerConfig();
+  return (
+    <>
+      <a className="skip" href="#main">
+        Skip to content
+      </a>
+      <header className="top">
+        <h1>
+          <span aria-hidden="true">ℏₛ</span> Semantic Uncertainty Runtime
+        </h1>
+        <nav aria-label="Pages">
+          <a href={routeHref({ page: "live", sessionId: null })} aria-current={route.page === "live" ? "page" : undefined}>
+            Live
+          </a>
+          <a
+            href={routeHref({ page: "sessions", sessionId: null })}
+            aria-current={route.page === "sessions" ? "page" : undefined}
+          >
+            Sessions
+          </a>
+        </nav>
+        <ConnectionStatus />
+        <button
+          type="button"
+          className="theme-toggle"
+          onClick={toggleTheme}
+          aria-label={`Switch to ${theme === "dark" ? "light" : "dark"} theme`}
+          data-testid="theme-toggle"
+        >
+          {theme === "dark" ? "☀ Light" : "☾ Dark"}
+        </button>
+      </header>
+      {error && (
+        <p className="banner error" role="alert">
+          {error}
+        </p>
+      )}
+      <main id="main">
+        {route.page === "live" ? (
+          <LiveView sessionId={route.sessionId} theme={theme} />
+        ) : (
+          <SessionsPage sessionId={route.sessionId} theme={theme} />
+        )}
+      </main>
+    </>
+  );
+}

@@ -1,0 +1,108 @@
+/**
+ * Keeps one SessionStore in step with the gateway: subscribes over the WebSocket (resubscribing
+ * from the store's contiguous seq after a reconnect) and fills gaps from GET /sessions/{id} when the
+ * server says it dropped messages (`missed`), when a replay leaves holes, or when a session ends
+ * with tokens still missing.
+ */
+import type { ApiClient } from "../../../api/client";
+import type { SocketClient } from "../../../api/socket";
+import type { ServerMessage } from "../../../api/types";
+import { SessionStore } from "../store/sessionStore";
+
+export interface FeedDeps {
+  api: Pick<ApiClient, "session">;
+  socket: Pick<SocketClient, "subscribe" | "unsubscribe" | "onMessage">;
+  chartPoints: number;
+  /** Delays between snapshot retries while tokens are still missing, ms. */
+  retryDelaysMs?: readonly number[];
+}
+
+export class SessionFeed {
+  readonly store: SessionStore;
+  private offMessage: (() => void) | null = null;
+  private filling: Promise<void> | null = null;
+  private fillAgain = false;
+  private closed = false;
+  private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  private retries = 0;
+
+  constructor(
+    sessionId: string,
+    private readonly deps: FeedDeps,
+  ) {
+    this.store = new SessionStore(sessionId, deps.chartPoints);
+  }
+
+  /**
+   * Start following. With `snapshot`, load GET /sessions/{id} first (opening a past or running
+   * session, or after a reload), then subscribe from what it held.
+   */
+  async start({ snapshot }: { snapshot: boolean }): Promise<void> {
+    this.offMessage = this.deps.socket.onMessage((m) => this.onMessage(m));
+    if (snapshot) {
+      try {
+        this.store.applyHistory(await this.deps.api.session(this.store.sessionId));
+      } catch (e) {
+        // Not recorded yet (a session only just queued) or the recorder is away: the
+        // subscription's replay covers it.
+        this.store.error = null;
+        void e;
+      }
+    }
+    if (this.closed || this.store.complete) return;
+    this.deps.socket.subscribe(this.store.sessionId, () => this.store.contiguous);
+  }
+
+  stop(): void {
+    this.closed = true;
+    this.offMessage?.();
+    this.offMessage = null;
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    this.deps.socket.unsubscribe(this.store.sessionId);
+  }
+
+  private onMessage(m: ServerMessage): void {
+    if (!("session_id" in m) || m.session_id !== this.store.sessionId) return;
+    this.store.apply(m);
+    switch (m.type) {
+      case "missed":
+        void this.fill();
+        break;
+      case "replayed":
+      case "done":
+        if (this.store.missingRanges().length > 0) void this.fill();
+        break;
+    }
+  }
+
+  /** Fetch the snapshot and merge it; one request at a time, retried while tokens are missing. */
+  fill(): Promise<void> {
+    if (this.filling) {
+      this.fillAgain = true;
+      return this.filling;
+    }
+    this.filling = (async () => {
+      do {
+        this.fillAgain = false;
+        try {
+          this.store.applyHistory(await this.deps.api.session(this.store.sessionId));
+        } catch {
+          /* retried below */
+        }
+      } while (this.fillAgain && !this.closed);
+      this.filling = null;
+      this.scheduleRetryIfMissing();
+    })();
+    return this.filling;
+  }
+
+  private scheduleRetryIfMissing(): void {
+    const delays = this.deps.retryDelaysMs ?? [500, 1000, 2000, 4000, 8000];
+    if (this.closed || this.store.missingRanges().length === 0 || this.retries >= delays.length) return;
+    const delay = delays[this.retries++]!;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      void this.fill();
+    }, delay);
+  }
+}

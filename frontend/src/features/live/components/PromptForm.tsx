@@ -1,0 +1,146 @@
+/** The prompt, the original README's example prompts, sampling settings, Start and Stop. */
+import { useEffect, useId, useState } from "react";
+import type { FormEvent } from "react";
+import type { GenerateParams, ServerConfig } from "../../../api/types";
+
+export const EXAMPLE_PROMPTS: readonly { label: string; prompt: string }[] = [
+  { label: "High certainty (factual)", prompt: "The capital of France is" },
+  { label: "Medium uncertainty (explanatory)", prompt: "Explain quantum computing in simple terms" },
+  { label: "High uncertainty (speculative)", prompt: "What will technology look like in 2090?" },
+  {
+    label: "Technical uncertainty (complex reasoning)",
+    prompt: "Derive the mathematical relationship between Fisher Information and entropy",
+  },
+];
+
+interface Props {
+  server: ServerConfig;
+  running: boolean;
+  busy: boolean;
+  onStart: (p: GenerateParams) => void;
+  onStop: () => void;
+  error: string | null;
+}
+
+export function PromptForm({ server, running, busy, onStart, onStop, error }: Props) {
+  const id = useId();
+  const [prompt, setPrompt] = useState("");
+  const [temperature, setTemperature] = useState(0.7);
+  const [topP, setTopP] = useState(0.95);
+  const [maxTokens, setMaxTokens] = useState(128);
+  const [model, setModel] = useState<string>("");
+  useEffect(() => {
+    if (!model && server.default_model) setModel(server.default_model);
+  }, [server.default_model, model]);
+
+  const limit = server.limits.max_tokens;
+  const tooLong = prompt.length > server.limits.prompt_chars;
+  const canStart = prompt.trim().length > 0 && !tooLong && !busy && !running;
+
+  const submit = (e?: FormEvent) => {
+    e?.preventDefault();
+    if (!canStart) return;
+    onStart({
+      prompt,
+      temperature,
+      top_p: topP,
+      max_tokens: Math.max(1, Math.min(limit, maxTokens)),
+      ...(server.models.length > 1 && model ? { model } : {}),
+    });
+  };
+
+  return (
+    <form className="prompt-form panel" onSubmit={submit} aria-label="Start a generation">
+      <label htmlFor={`${id}-prompt`} className="label">
+        Prompt
+      </label>
+      <textarea
+        id={`${id}-prompt`}
+        data-testid="prompt"
+        value={prompt}
+        rows={3}
+        placeholder="Type a prompt, or pick an example below. Ctrl+Enter starts."
+        onChange={(e) => setPrompt(e.target.value)}
+        onKeyDown={(e) => {
+          if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) submit();
+        }}
+        aria-invalid={tooLong}
+        aria-describedby={tooLong ? `${id}-toolong` : undefined}
+      />
+      {tooLong && (
+        <p id={`${id}-toolong`} className="error">
+          The prompt is longer than {server.limits.prompt_chars} characters.
+        </p>
+      )}
+      <div className="examples" role="group" aria-label="Example prompts">
+        {EXAMPLE_PROMPTS.map((ex) => (
+          <button key={ex.prompt} type="button" className="chip" title={ex.label} onClick={() => setPrompt(ex.prompt)}>
+            <span className="chip-kind">{ex.label.split(" (")[0]}</span> {ex.prompt}
+          </button>
+        ))}
+      </div>
+      <div className="settings">
+        <label>
+          Temperature <output>{temperature.toFixed(2)}</output>
+          <input
+            type="range"
+            min={0}
+            max={2}
+            step={0.05}
+            value={temperature}
+            onChange={(e) => setTemperature(Number(e.target.value))}
+            data-testid="temperature"
+          />
+        </label>
+        <label>
+          Top-p <output>{topP.toFixed(2)}</output>
+          <input
+            type="range"
+            min={0.05}
+            max={1}
+            step={0.05}
+            value={topP}
+            onChange={(e) => setTopP(Number(e.target.value))}
+            data-testid="top-p"
+          />
+        </label>
+        <label>
+          Max tokens
+          <input
+            type="number"
+            min={1}
+            max={limit}
+            value={maxTokens}
+            onChange={(e) => setMaxTokens(Number(e.target.value) || 1)}
+            data-testid="max-tokens"
+          />
+        </label>
+        {server.models.length > 1 && (
+          <label>
+            Model
+            <select value={model} onChange={(e) => setModel(e.target.value)} data-testid="model">
+              {server.models.map((m) => (
+                <option key={m} value={m}>
+                  {m}
+                </option>
+              ))}
+            </select>
+          </label>
+        )}
+        <div className="actions">
+          <button type="submit" className="primary" disabled={!canStart} data-testid="start">
+            ▶ Start generation
+          </button>
+          <button type="button" className="danger" disabled={!running} onClick={onStop} data-testid="stop">
+            ■ Stop
+          </button>
+        </div>
+      </div>
+      {error && (
+        <p className="error" role="alert" data-testid="start-error">
+          {error}
+        </p>
+      )}
+    </form>
+  );
+}

@@ -1,0 +1,129 @@
+/** One session in every view: metric cards, chart, token heatmap and alerts. Live and replay alike. */
+import { useCallback, useState } from "react";
+import { useServerConfig } from "../../../app/services";
+import { AlertsPanel } from "../../alerts/components/AlertsPanel";
+import { CHART_METRICS, METRICS, RISK_ICON, RISK_LABEL, type ChartMetricKey, type HeatMetric } from "../../../lib/metrics";
+import { fmt, pct } from "../../../lib/format";
+import type { SessionStore } from "../store/sessionStore";
+import { useStoreVersion } from "../store/useStore";
+import { MetricCards } from "./MetricCards";
+import { TokenHeatmap } from "./TokenHeatmap";
+import { UncertaintyChart } from "./UncertaintyChart";
+
+interface Props {
+  store: SessionStore;
+  theme: string;
+}
+
+const HEAT_METRICS: HeatMetric[] = ["hbar_s", "entropy", "surprisal", "rank"];
+
+export function SessionView({ store, theme }: Props) {
+  const version = useStoreVersion(store);
+  const { config } = useServerConfig();
+  const threshold = config.thresholds.hbar_s;
+  const [chartMetric, setChartMetric] = useState<ChartMetricKey>("hbar_s");
+  const [heatMetric, setHeatMetric] = useState<HeatMetric>("hbar_s");
+  const [selected, setSelected] = useState<number | null>(null);
+  const select = useCallback((seq: number | null) => setSelected(seq), []);
+  const live = !store.terminal;
+  const summary = store.summary;
+
+  return (
+    <div className="session-view" data-status={store.status ?? "unknown"} data-session={store.sessionId}>
+      <div className="session-meta">
+        <span className={`status status-${store.status ?? "unknown"}`} data-testid="session-status">
+          {statusText(store.status)}
+        </span>
+        {store.model && <span className="meta">model {store.model}</span>}
+        {store.reason && <span className="meta">ended: {store.reason}</span>}
+        <span className="meta mono">session {store.sessionId}</span>
+        {store.error && (
+          <span className="meta error" role="alert">
+            {store.error}
+          </span>
+        )}
+      </div>
+      {store.prompt && (
+        <p className="prompt-echo">
+          <span className="label">Prompt</span> {store.prompt}
+        </p>
+      )}
+      <MetricCards store={store} threshold={threshold} />
+      {summary && (
+        <section className="summary" aria-label="Session summary" data-testid="summary">
+          <span>
+            Final risk{" "}
+            <strong className={`risk-text risk-${summary.final_risk}`}>
+              {RISK_ICON[summary.final_risk]} {RISK_LABEL[summary.final_risk]}
+            </strong>
+          </span>
+          <span>max ℏₛ {fmt(summary.max_hbar_s)}</span>
+          <span>mean entropy {fmt(summary.mean_entropy)} bits</span>
+          <span>perplexity {fmt(summary.perplexity)}</span>
+          <span>low-confidence tokens {pct(summary.low_confidence_share)}</span>
+          {Object.entries(summary.alerts_by_rule).map(([rule, n]) => (
+            <span key={rule}>
+              {rule} × {n}
+            </span>
+          ))}
+        </section>
+      )}
+      <div className="grid">
+        <div className="main-col">
+          <section className="panel" aria-labelledby="chart-title">
+            <div className="panel-head">
+              <h2 id="chart-title">Uncertainty over tokens</h2>
+              <label>
+                Plot{" "}
+                <select value={chartMetric} onChange={(e) => setChartMetric(e.target.value as ChartMetricKey)} data-testid="chart-metric">
+                  {CHART_METRICS.map((m) => (
+                    <option key={m} value={m}>
+                      {METRICS[m].label}
+                    </option>
+                  ))}
+                </select>
+              </label>
+            </div>
+            <UncertaintyChart store={store} metric={chartMetric} threshold={threshold} theme={theme} onSelectToken={select} />
+          </section>
+          <section className="panel" aria-labelledby="text-title">
+            <div className="panel-head">
+              <h2 id="text-title">Tokens</h2>
+              <label>
+                Colour by{" "}
+                <select value={heatMetric} onChange={(e) => setHeatMetric(e.target.value as HeatMetric)} data-testid="heat-metric">
+                  {HEAT_METRICS.map((m) => (
+                    <option key={m} value={m}>
+                      {METRICS[m].label}
+                    </option>
+                  ))}
+                </select>
+              </label>
+            </div>
+            <TokenHeatmap store={store} version={version} metric={heatMetric} selected={selected} onSelect={select} follow={live} />
+          </section>
+        </div>
+        <AlertsPanel alerts={store.alerts} version={version} selected={selected} onSelect={select} />
+      </div>
+    </div>
+  );
+}
+
+function statusText(s: string | null): string {
+  switch (s) {
+    case null:
+      return "⋯ Loading";
+    case "queued":
+      return "⏳ Queued";
+    case "started":
+      return "● Generating";
+    case "finished":
+      return "✓ Finished";
+    case "failed":
+      return "✕ Failed";
+    case "cancelled":
+      return "■ Cancelled";
+    default:
+      return s;
+  }
+}

@@ -1,0 +1,158 @@
+import { describe, expect, it } from "vitest";
+import { alert, history, risk, SID, token } from "../../../test/factories";
+import { SessionStore } from "./sessionStore";
+
+const texts = (s: SessionStore) => s.tokens.map((t) => t?.text ?? "_").join("");
+
+describe("SessionStore ordering", () => {
+  it("keeps tokens by seq whatever the arrival order", () => {
+    const inOrder = new SessionStore(SID);
+    const shuffled = new SessionStore(SID);
+    const order = [3, 0, 4, 1, 2];
+    for (let i = 0; i < 5; i++) inOrder.apply(token(i, String.fromCharCode(97 + i)));
+    for (const i of order) shuffled.apply(token(i, String.fromCharCode(97 + i)));
+    expect(texts(inOrder)).toBe("abcde");
+    expect(texts(shuffled)).toBe("abcde");
+    expect(shuffled.contiguous).toBe(4);
+    expect(shuffled.chart.column("seq")).toEqual([0, 1, 2, 3, 4]);
+  });
+
+  it("feeds the chart only with the contiguous prefix, in seq order", () => {
+    const s = new SessionStore(SID);
+    s.apply(token(0));
+    s.apply(token(2));
+    expect(s.contiguous).toBe(0);
+    expect(s.chart.column("seq")).toEqual([0]);
+    expect(s.missingRanges()).toEqual([[1, 1]]);
+    s.apply(token(1));
+    expect(s.chart.column("seq")).toEqual([0, 1, 2]);
+    expect(s.chart.column("hbar_s")).toEqual([0, 0.1, 0.2]);
+    expect(s.missingRanges()).toEqual([]);
+  });
+
+  it("keeps alerts and risks in seq order and reports the latest risk", () => {
+    const s = new SessionStore(SID);
+    s.apply(risk(5, "critical", "warning"));
+    s.apply(risk(2, "warning", "safe"));
+    s.apply(alert(4, 7, "critical"));
+    s.apply(alert(1, 3));
+    expect(s.alerts.map((a) => a.seq)).toEqual([1, 4]);
+    expect(s.risks.map((r) => r.seq)).toEqual([2, 5]);
+    expect(s.risk).toBe("critical");
+    expect(s.alertByToken.get(7)).toBe("critical");
+  });
+
+  it("never moves the lifecycle backwards", () => {
+    const s = new SessionStore(SID);
+    s.apply({ type: "done", session_id: SID, status: "finished", reason: "eos", tokens: 0, summary: null });
+    s.apply({ type: "session", session_id: SID, status: "started" });
+    expect(s.status).toBe("finished");
+    expect(s.complete).toBe(true);
+  });
+
+  it("ignores messages of other sessions", () => {
+    const s = new SessionStore(SID);
+    expect(s.apply(token(0, "x", 1, "other"))).toBe(false);
+    expect(s.tokenCount).toBe(0);
+  });
+});
+
+describe("SessionStore dedupe", () => {
+  it("applies a repeated token, alert or risk once", () => {
+    const s = new SessionStore(SID);
+    let notified = 0;
+    s.subscribe(() => notified++);
+    expect(s.apply(token(0, "a"))).toBe(true);
+    expect(s.apply(token(0, "changed"))).toBe(false);
+    expect(s.apply(alert(0, 0))).toBe(true);
+    expect(s.apply(alert(0, 0))).toBe(false);
+    expect(s.apply(risk(1, "warning"))).toBe(true);
+    expect(s.apply(risk(1, "warning"))).toBe(false);
+    expect(s.tokenCount).toBe(1);
+    expect(texts(s)).toBe("a");
+    expect(s.alerts).toHaveLength(1);
+    expect(s.risks).toHaveLength(1);
+    expect(notified).toBe(3);
+  });
+
+  it("keys on type as well as seq: an alert and a risk may share a seq", () => {
+    const s = new SessionStore(SID);
+    s.apply(alert(3, 0));
+    s.apply(risk(3, "warning"));
+    expect(s.alerts).toHaveLength(1);
+    expect(s.risks).toHaveLength(1);
+  });
+
+  it("merges a snapshot with live messages without duplicates", () => {
+    const s = new SessionStore(SID);
+    s.apply(token(0));
+    s.apply(token(1));
+    s.applyHistory(history([token(0), token(1), token(2), token(3)]));
+    s.apply(token(3));
+    s.apply(token(4));
+    expect(s.tokenCount).toBe(5);
+    expect(s.chart.column("seq")).toEqual([0, 1, 2, 3, 4]);
+    expect(s.meanHbar).toBeCloseTo((0 + 0.1 + 0.2 + 0.3 + 0.4) / 5, 10);
+  });
+});
+
+describe("SessionStore reconnect", () => {
+  it("resumes after a reconnect from the contiguous seq with no duplicate and no hole", () => {
+    const s = new SessionStore(SID);
+    for (let i = 0; i < 10; i++) s.apply(token(i));
+    // The socket dropped after token 9; tokens 10..14 were published meanwhile.
+    const after = s.contiguous;
+    expect(after).toBe(9);
+    // The server replays seq > after_seq, overlapping what a late frame already delivered.
+    s.apply(token(11));
+    for (let i = after + 1; i < 15; i++) s.apply(token(i));
+    s.apply({ type: "replayed", session_id: SID, last_seq: 14 });
+    s.apply(token(15));
+    expect(s.tokenCount).toBe(16);
+    expect(s.contiguous).toBe(15);
+    expect(s.chart.column("seq")).toEqual(Array.from({ length: 16 }, (_, i) => i));
+  });
+
+  it("knows which tokens a finished session still misses", () => {
+    const s = new SessionStore(SID);
+    s.apply(token(0));
+    s.apply(token(3));
+    s.apply({ type: "done", session_id: SID, status: "finished", reason: "max_tokens", tokens: 6, summary: null });
+    expect(s.complete).toBe(false);
+    expect(s.missingRanges()).toEqual([
+      [1, 2],
+      [4, 5],
+    ]);
+    s.applyHistory(history([0, 1, 2, 3, 4, 5].map((i) => token(i)), "finished"));
+    expect(s.complete).toBe(true);
+    expect(s.missingRanges()).toEqual([]);
+  });
+});
+
+describe("SessionStore buffer bounds", () => {
+  it("keeps at most chartPoints points, the newest", () => {
+    const s = new SessionStore(SID, 100);
+    for (let i = 0; i < 1000; i++) s.apply(token(i, "x", i % 7));
+    expect(s.chart.length).toBe(100);
+    expect(s.chart.column("seq")[0]).toBe(900);
+    expect(s.chart.column("seq")[99]).toBe(999);
+    // Every token is still there for the heatmap, and the average covers them all.
+    expect(s.tokenCount).toBe(1000);
+    const mean = Array.from({ length: 1000 }, (_, i) => i % 7).reduce((a, b) => a + b, 0) / 1000;
+    expect(s.meanHbar).toBeCloseTo(mean, 10);
+  });
+
+  it("reports tokens per second from the producer's timestamps", () => {
+    const s = new SessionStore(SID);
+    for (let i = 0; i < 50; i++) s.apply(token(i)); // 100 ms apart
+    expect(s.tokensPerSecond).toBeCloseTo(10, 6);
+  });
+
+  it("leaves a null metric out of the chart as NaN, not zero", () => {
+    const s = new SessionStore(SID);
+    const t = token(0);
+    s.apply({ ...t, metrics: { ...t.metrics, hbar_s: null } });
+    expect(Number.isNaN(s.chart.get("hbar_s", 0))).toBe(true);
+    expect(s.meanHbar).toBeNull();
+  });
+});

@@ -1,0 +1,133 @@
+/** Past and running sessions with their risk and summary; open one to replay it in the same views. */
+import { useState } from "react";
+import { routeHref } from "../../../app/router";
+import { RISK_LEVELS, type RiskLevel, type SessionStatus } from "../../../api/types";
+import { ago, fmt, truncate } from "../../../lib/format";
+import { RISK_ICON, RISK_LABEL } from "../../../lib/metrics";
+import { useSessionFeed } from "../../live/api/useSessionFeed";
+import { SessionView } from "../../live/components/SessionView";
+import { useSessions } from "../api/useSessions";
+
+const PAGE = 25;
+const STATUSES: SessionStatus[] = ["queued", "started", "finished", "failed", "cancelled"];
+
+export function SessionsPage({ sessionId, theme }: { sessionId: string | null; theme: string }) {
+  return sessionId ? <SessionReplay sessionId={sessionId} theme={theme} /> : <SessionList />;
+}
+
+function SessionReplay({ sessionId, theme }: { sessionId: string; theme: string }) {
+  const store = useSessionFeed(sessionId);
+  return (
+    <div className="replay">
+      <p>
+        <a href={routeHref({ page: "sessions", sessionId: null })}>← All sessions</a>
+      </p>
+      {store && <SessionView key={store.sessionId} store={store} theme={theme} />}
+    </div>
+  );
+}
+
+function SessionList() {
+  const [offset, setOffset] = useState(0);
+  const [status, setStatus] = useState("");
+  const [risk, setRisk] = useState("");
+  const { data, error } = useSessions({ limit: PAGE, offset, status, risk });
+  const total = data?.total ?? 0;
+
+  return (
+    <section className="panel sessions" aria-labelledby="sessions-title">
+      <div className="panel-head">
+        <h2 id="sessions-title">Sessions {data && <span className="count">{total}</span>}</h2>
+        <div className="filters">
+          <label>
+            Status{" "}
+            <select value={status} onChange={(e) => (setStatus(e.target.value), setOffset(0))}>
+              <option value="">any</option>
+              {STATUSES.map((s) => (
+                <option key={s}>{s}</option>
+              ))}
+            </select>
+          </label>
+          <label>
+            Risk{" "}
+            <select value={risk} onChange={(e) => (setRisk(e.target.value), setOffset(0))}>
+              <option value="">any</option>
+              {RISK_LEVELS.map((r) => (
+                <option key={r} value={r}>
+                  {RISK_LABEL[r]}
+                </option>
+              ))}
+            </select>
+          </label>
+        </div>
+      </div>
+      {error && (
+        <p className="error" role="alert">
+          Could not load sessions: {error}
+        </p>
+      )}
+      {data && data.items.length === 0 && <p className="empty">No sessions yet.</p>}
+      {data && data.items.length > 0 && (
+        <table className="session-table" data-testid="sessions">
+          <thead>
+            <tr>
+              <th scope="col">Started</th>
+              <th scope="col">Prompt</th>
+              <th scope="col">Status</th>
+              <th scope="col">Risk</th>
+              <th scope="col">Tokens</th>
+              <th scope="col">Alerts</th>
+              <th scope="col">Mean / max ℏₛ</th>
+              <th scope="col">Perplexity</th>
+            </tr>
+          </thead>
+          <tbody>
+            {data.items.map((s) => (
+              <tr key={s.session_id}>
+                <td>{ago(s.created_ns)}</td>
+                <td>
+                  <a href={routeHref({ page: "sessions", sessionId: s.session_id })}>
+                    {truncate(s.prompt ?? "(no prompt)", 80)}
+                  </a>
+                </td>
+                <td>
+                  <span className={`status status-${s.status}`}>{s.status}</span>
+                </td>
+                <td>
+                  <RiskBadge level={s.risk} />
+                </td>
+                <td className="num">{s.tokens}</td>
+                <td className="num">{s.alerts}</td>
+                <td className="num">
+                  {fmt(s.summary?.mean_hbar_s)} / {fmt(s.summary?.max_hbar_s)}
+                </td>
+                <td className="num">{fmt(s.summary?.perplexity)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {total > PAGE && (
+        <div className="pager">
+          <button type="button" disabled={offset === 0} onClick={() => setOffset(Math.max(0, offset - PAGE))}>
+            ← Newer
+          </button>
+          <span>
+            {offset + 1}–{Math.min(total, offset + PAGE)} of {total}
+          </span>
+          <button type="button" disabled={offset + PAGE >= total} onClick={() => setOffset(offset + PAGE)}>
+            Older →
+          </button>
+        </div>
+      )}
+    </section>
+  );
+}
+
+export function RiskBadge({ level }: { level: RiskLevel }) {
+  return (
+    <span className={`risk-text risk-${level}`}>
+      <span aria-hidden="true">{RISK_ICON[level]}</span> {RISK_LABEL[level]}
+    </span>
+  );
+}

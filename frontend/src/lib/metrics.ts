@@ -1,0 +1,99 @@
+/** How each metric is shown: label, unit, direction and the five colour bands of the heatmap. */
+import type { Metrics, RiskLevel, Severity, TopKAlternative } from "../api/types";
+
+export type HeatMetric = "hbar_s" | "entropy" | "surprisal" | "rank";
+
+export interface MetricInfo {
+  key: HeatMetric;
+  label: string;
+  unit: string;
+  /** Four ascending cut points → five bands, 0 = most certain, 4 = least. */
+  cuts: readonly [number, number, number, number];
+  help: string;
+}
+
+export const METRICS: Record<HeatMetric, MetricInfo> = {
+  hbar_s: {
+    key: "hbar_s",
+    label: "ℏₛ",
+    unit: "bits",
+    cuts: [0.5, 1.5, 2.5, 3.5],
+    help: "ℏₛ = √(entropy · surprisal), experimental. Higher = more uncertain.",
+  },
+  entropy: {
+    key: "entropy",
+    label: "Entropy",
+    unit: "bits",
+    cuts: [0.5, 1.5, 2.5, 4],
+    help: "H = −Σ p log₂ p of the next-token distribution. Higher = more uncertain.",
+  },
+  surprisal: {
+    key: "surprisal",
+    label: "Surprisal",
+    unit: "bits",
+    cuts: [1, 2, 4, 7],
+    help: "−log₂ p of the emitted token. Higher = more surprising.",
+  },
+  rank: {
+    key: "rank",
+    label: "Rank (GLTR)",
+    unit: "",
+    cuts: [1.5, 3.5, 10.5, 100.5],
+    help: "1 + tokens the model found more likely than the emitted one.",
+  },
+};
+
+export const CHART_METRICS = ["hbar_s", "entropy", "surprisal"] as const;
+export type ChartMetricKey = (typeof CHART_METRICS)[number];
+
+export function metricValue(m: Metrics, key: HeatMetric): number | null {
+  return m[key];
+}
+
+/** Band 0–4 of a value, or null when the metric is unknown for this token. */
+export function band(value: number | null, info: MetricInfo): number | null {
+  if (value === null || Number.isNaN(value)) return null;
+  let b = 0;
+  for (const c of info.cuts) if (value >= c) b++;
+  return b;
+}
+
+export function bandLabel(info: MetricInfo, b: number): string {
+  const c = info.cuts;
+  const f = (x: number) => (info.key === "rank" ? String(Math.round(x)) : x.toString());
+  if (info.key === "rank") {
+    const ranges = ["1", `2–${f(c[1] - 0.5)}`, `${f(c[1] + 0.5)}–${f(c[2] - 0.5)}`, `${f(c[2] + 0.5)}–${f(c[3] - 0.5)}`, `> ${f(c[3] - 0.5)}`];
+    return ranges[b] ?? "";
+  }
+  if (b === 0) return `< ${f(c[0])}`;
+  if (b === 4) return `≥ ${f(c[3])}`;
+  return `${f(c[b - 1]!)}–${f(c[b]!)}`;
+}
+
+export interface Alternative {
+  text: string;
+  prob: number;
+  emitted: boolean;
+}
+
+/** Top alternatives with p = exp(logprob), and the mass they leave to the rest of the vocabulary. */
+export function alternatives(topK: readonly TopKAlternative[], emittedId: number | null, emittedText: string) {
+  const items: Alternative[] = topK.map((a) => ({
+    text: a.text,
+    prob: Math.exp(a.logprob),
+    emitted: emittedId !== null && a.token_id !== null ? a.token_id === emittedId : a.text === emittedText,
+  }));
+  const covered = items.reduce((s, a) => s + a.prob, 0);
+  return { items, tail: Math.max(0, 1 - covered) };
+}
+
+export const RISK_LABEL: Record<RiskLevel, string> = {
+  safe: "Safe",
+  warning: "Warning",
+  critical: "Critical",
+  emergency: "Emergency",
+};
+export const RISK_ICON: Record<RiskLevel, string> = { safe: "✓", warning: "!", critical: "‼", emergency: "⛔" };
+
+export const SEVERITY_LABEL: Record<Severity, string> = { info: "Info", warning: "Warning", critical: "Critical" };
+export const SEVERITY_ICON: Record<Severity, string> = { info: "ℹ", warning: "⚠", critical: "⛔" };
