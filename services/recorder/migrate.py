@@ -7,12 +7,14 @@ SQLite the database file's write lock serialises them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
@@ -45,16 +47,35 @@ def create(url: str) -> Engine:
         kwargs.update(pool_pre_ping=True, pool_size=5, max_overflow=5)
     engine = create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: on SQLite it takes the write lock at BEGIN (``BEGIN IMMEDIATE``),
+    so two writers queue on ``busy_timeout`` instead of failing when one upgrades a read lock."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(sqlite_immediate=True)
+        with conn.begin():
+            yield conn
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own transaction handling skips BEGIN before DDL; SQLAlchemy emits it instead
+    # (_sqlite_begin), so migrations are transactional too.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")  # writers queue for the lock instead of failing
     cursor.execute("PRAGMA journal_mode=WAL")  # readers (the gateway) never block the recorder
     cursor.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; a crash loses no committed page
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get("sqlite_immediate", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def upgrade(engine: Engine) -> None:
@@ -63,13 +84,16 @@ def upgrade(engine: Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     try:
-        with engine.begin() as connection:
+        with engine.connect():
+            pass
+    except OperationalError as exc:
+        raise DatabaseUnavailableError(url, exc.orig or exc) from exc
+    try:
+        with write_transaction(engine) as connection:
             if engine.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK})
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
-    except OperationalError as exc:
-        raise DatabaseUnavailableError(url, exc.orig or exc) from exc
     except SQLAlchemyError as exc:
         raise MigrationError(url, exc) from exc
 

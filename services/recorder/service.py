@@ -49,12 +49,12 @@ class Recorder:
             try:
                 counts = await self.store.record(events)
                 break
-            except _TRANSIENT as exc:
+            except (*_TRANSIENT, DatabaseUnavailableError) as exc:
                 if self.stop.is_set():
                     raise
                 log.warning(
                     "database unavailable, retrying the batch",
-                    extra={"error": str(exc.orig or exc), "entries": len(events), "retry_in_s": delay},
+                    extra={"error": str(exc), "entries": len(events), "retry_in_s": delay},
                 )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop.wait(), delay)
@@ -88,8 +88,8 @@ class Recorder:
                 self.last_retention = time.time()
                 if deleted:
                     log.info("retention deleted old sessions", extra={"sessions": deleted, "days": days})
-            except _TRANSIENT as exc:
-                log.warning("retention skipped: database unavailable", extra={"error": str(exc.orig or exc)})
+            except (*_TRANSIENT, DatabaseUnavailableError) as exc:
+                log.warning("retention skipped: database unavailable", extra={"error": str(exc)})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), self.settings.retention_interval_s)
 

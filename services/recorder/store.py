@@ -190,7 +190,7 @@ class Store:
         counts: RecordCounts,
     ) -> None:
         order = sorted(deltas)  # one lock order for every writer: no deadlocks between replicas
-        with self.engine.begin() as conn:
+        with migrations.write_transaction(self.engine) as conn:
             new = conn.execute(
                 self._insert_ignore(sessions).returning(sessions.c.session_id),
                 [_new_session_row(sid, deltas[sid]) for sid in order],
@@ -305,7 +305,7 @@ class Store:
     def _delete(self, session_ids: list[str]) -> int:
         self._ensure_schema()
         lock = self._write_lock or _NO_LOCK
-        with lock, self.engine.begin() as conn:
+        with lock, migrations.write_transaction(self.engine) as conn:
             for table in (tokens, alerts, summaries):
                 conn.execute(delete(table).where(table.c.session_id.in_(session_ids)))
             return conn.execute(delete(sessions).where(sessions.c.session_id.in_(session_ids))).rowcount

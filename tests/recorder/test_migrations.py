@@ -1,0 +1,109 @@
+"""Migrations from an empty database, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+from services.recorder import migrate
+from services.recorder.models import Base
+from services.recorder.store import Store
+
+TABLES = {"sessions", "tokens", "alerts", "summaries"}
+
+
+def _wipe(url: str) -> None:
+    engine = migrate.create(url)
+    with engine.begin() as conn:
+        for table in (*TABLES, migrate.VERSION_TABLE):
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+    engine.dispose()
+
+
+def test_from_empty_to_head_creates_exactly_the_models(database_url: str) -> None:
+    _wipe(database_url)
+    engine = migrate.create(database_url)
+    assert migrate.current_revision(engine) is None
+    assert set(inspect(engine).get_table_names()) & TABLES == set()
+
+    migrate.upgrade(engine)
+
+    assert migrate.current_revision(engine) == "0001"
+    assert set(inspect(engine).get_table_names()) >= TABLES
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": migrate.VERSION_TABLE})
+        assert compare_metadata(context, Base.metadata) == []
+    engine.dispose()
+
+
+def test_upgrade_is_idempotent_and_safe_from_several_threads(database_url: str) -> None:
+    _wipe(database_url)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        engine = migrate.create(database_url)
+        try:
+            migrate.upgrade(engine)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            engine.dispose()
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    engine = migrate.create(database_url)
+    assert migrate.current_revision(engine) == "0001"
+    engine.dispose()
+
+
+def test_downgrade_to_empty_and_back(database_url: str) -> None:
+    engine = migrate.create(database_url)
+    migrate.upgrade(engine)
+    config = Config()
+    config.set_main_option("script_location", str(migrate.MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "base")
+    assert set(inspect(engine).get_table_names()) & TABLES == set()
+
+    migrate.upgrade(engine)
+
+    assert set(inspect(engine).get_table_names()) >= TABLES
+    engine.dispose()
+
+
+async def test_a_store_nobody_migrated_migrates_on_first_use(database_url: str) -> None:
+    _wipe(database_url)
+    store = Store.from_url(database_url)
+
+    assert await store.list_sessions() == ([], 0)
+
+    assert migrate.current_revision(store.engine) == "0001"
+    await store.close()
+
+
+def test_postgres_urls_without_a_driver_get_psycopg() -> None:
+    assert migrate.normalise_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert migrate.normalise_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert migrate.normalise_url("sqlite:///data/uq.sqlite3") == "sqlite:///data/uq.sqlite3"
+
+
+def test_an_sqlite_file_gets_its_folder(tmp_path: object) -> None:
+    from pathlib import Path
+
+    folder = Path(str(tmp_path)) / "a" / "b"
+    engine = migrate.create(f"sqlite:///{folder / 'uq.sqlite3'}")
+    migrate.upgrade(engine)
+    engine.dispose()
+
+    assert (folder / "uq.sqlite3").is_file()

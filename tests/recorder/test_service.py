@@ -1,0 +1,152 @@
+"""The recorder against the real Redis: entries published on the bus end up in the database once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import psycopg
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy.engine import make_url
+
+from services.common.bus import Bus
+from services.common.codec import decode
+from services.common.contracts import AlertEvent, AuditEvent, Event, RiskEvent, SessionEvent, SummaryEvent
+from services.common.contracts.history import SessionHistory
+from services.common.settings import CommonSettings
+from services.recorder.service import STREAMS, Recorder
+from services.recorder.settings import RecorderSettings
+from services.recorder.store import Store
+from tests.recorder.conftest import POSTGRES, expected_history, session_events
+
+
+def stream_of(event: Event) -> str:
+    if isinstance(event, SessionEvent):
+        return "sessions"
+    if isinstance(event, AuditEvent):
+        return "audits"
+    assert isinstance(event, AlertEvent | RiskEvent | SummaryEvent)
+    return "alerts"
+
+
+async def publish(bus: Bus, events: list[Event]) -> None:
+    await bus.publish_many([(stream_of(e), e) for e in events])
+
+
+async def wait_for(check: Callable[[], Awaitable[bool]], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout_s} s")
+        await asyncio.sleep(0.05)
+
+
+async def pending(redis: Redis, bus: Bus, group: str) -> int:
+    total = 0
+    for stream in STREAMS:
+        info = await redis.xpending(bus.key(stream), group)
+        total += int(info["pending"])
+    return total
+
+
+@pytest.fixture
+def recorder_settings(settings: CommonSettings, database_url: str) -> RecorderSettings:
+    return RecorderSettings(**{**settings.model_dump(), "database_url": database_url, "batch_size": 16})
+
+
+@pytest.fixture
+async def running(bus: Bus, store: Store, recorder_settings: RecorderSettings) -> AsyncIterator[Recorder]:
+    recorder = Recorder(bus, store, recorder_settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(recorder.run(stop))
+    yield recorder
+    stop.set()
+    await asyncio.wait_for(task, 10)
+
+
+def equal_to(store: Store, expected: SessionHistory) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return await store.get_session(expected.session.session_id) == expected
+
+    return check
+
+
+async def test_a_full_session_published_on_the_bus_is_recorded_and_reads_back_equal(
+    bus: Bus, redis: Redis, store: Store, running: Recorder
+) -> None:
+    events = session_events("bus-1", n_tokens=100)
+    await publish(bus, events)
+
+    await wait_for(equal_to(store, expected_history(events)))
+
+    assert await store.get_session("bus-1") == expected_history(events)
+    await wait_for(lambda: zero(pending(redis, bus, "recorders")))
+    assert running.totals.tokens == 100
+    assert running.totals.alerts == 2
+
+
+async def test_entries_written_by_a_recorder_that_died_before_acknowledging_are_not_doubled(
+    bus: Bus, redis: Redis, store: Store, recorder_settings: RecorderSettings
+) -> None:
+    events = session_events("crash-1", n_tokens=50)
+    await publish(bus, events)
+    # A first recorder reads every entry and commits the database transaction, then dies before XACK.
+    for stream in STREAMS:
+        await bus.consumer(stream, "recorders", _never).ensure_group()
+        response = await redis.xreadgroup("recorders", "dead-one", {bus.key(stream): ">"}, count=1000)
+        taken = [decode(stream, fields) for _, entries in response for _, fields in entries]
+        await store.record(taken)
+    assert await pending(redis, bus, "recorders") == len(events)
+
+    # The next recorder reclaims them after claim_idle_ms and records them again: no change.
+    recorder = Recorder(bus, store, recorder_settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(recorder.run(stop))
+    try:
+        await wait_for(lambda: zero(pending(redis, bus, "recorders")))
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+    assert await store.get_session("crash-1") == expected_history(events)
+    assert sum(c.stats.reclaimed for c in recorder.consumers) == len(events)
+    assert (recorder.totals.tokens, recorder.totals.alerts, recorder.totals.sessions) == (0, 0, 0)
+
+
+async def test_a_database_outage_holds_the_batches_and_loses_nothing(
+    bus: Bus, redis: Redis, settings: CommonSettings
+) -> None:
+    """The database does not exist yet when entries arrive; once it does, everything is recorded."""
+    name = f"uqtest_late_{uuid.uuid4().hex[:10]}"
+    url = make_url(POSTGRES).set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
+    store = Store.from_url(url)
+    recorder = Recorder(bus, store, RecorderSettings(**{**settings.model_dump(), "database_url": url}))
+    stop = asyncio.Event()
+    task = asyncio.create_task(recorder.run(stop))
+    events = session_events("outage-1", n_tokens=30)
+    try:
+        await publish(bus, events)
+        await asyncio.sleep(1.5)
+        assert await pending(redis, bus, "recorders") == len(events)
+        with psycopg.connect(POSTGRES, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        await wait_for(equal_to(store, expected_history(events)), timeout_s=60)
+        await wait_for(lambda: zero(pending(redis, bus, "recorders")))
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await store.close()
+        with psycopg.connect(POSTGRES, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    assert await redis.xlen(bus.key("dead")) == 0
+
+
+async def zero(value: Awaitable[int]) -> bool:
+    return await value == 0
+
+
+async def _never(_: object) -> list[object]:
+    raise AssertionError("not called")
