@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from services.common.settings import CommonSettings
@@ -25,3 +27,14 @@ class GeneratorSettings(CommonSettings):
     )
     max_concurrent_jobs: int = Field(4, ge=1, description="Jobs one worker decodes at once (interleaved).")
     job_group: str = Field("generators", description="Consumer group on `uq:jobs`.")
+    engine: str = Field("transformers", description="Engine: `transformers`, or `package.module:Class` of your own.")
+    engine_options: dict[str, Any] = Field(
+        default_factory=dict, description="Extra engine options as JSON, checked by the engine's options model."
+    )
+    job_models: bool = Field(
+        True, description="Let a job name a model other than the default; it is loaded on first use."
+    )
+    max_loaded_models: int = Field(2, ge=1, description="Models one worker keeps loaded (least recently used goes).")
+    shutdown_grace_s: float = Field(
+        10.0, ge=0, description="On SIGTERM, how long running jobs may finish before they are failed."
+    )

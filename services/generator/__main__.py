@@ -1,0 +1,30 @@
+"""``python -m services.generator``: load the default model, then run jobs until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+
+from services.common.runner import ServiceContext, run_service
+from services.generator.pool import EnginePool
+from services.generator.settings import GeneratorSettings
+from services.generator.worker import Worker
+
+
+async def main(ctx: ServiceContext) -> None:
+    settings: GeneratorSettings = ctx.settings
+    pool = EnginePool(settings)
+    ctx.details.update(model=settings.model, engine=settings.engine, status="loading")
+    engine = await asyncio.to_thread(pool.get, None)  # a default model that cannot load stops the worker
+    ctx.details.update(model=engine.display_name, load_s=round(pool.load_times[settings.model], 3), status="ready")
+    ctx.heartbeat.status = "ready"
+    worker = Worker(settings, ctx.bus, pool, name=ctx.instance)
+    worker.details = ctx.details | worker.details
+    ctx.details = worker.details
+    try:
+        await worker.run(ctx.stop)
+    finally:
+        pool.close()
+
+
+if __name__ == "__main__":
+    run_service("generator", GeneratorSettings, main)

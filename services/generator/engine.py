@@ -1,0 +1,175 @@
+"""The engine extension point: what turns a job into a stream of token steps.
+
+An engine is a class with capability attributes, a strict options model and one streaming method::
+
+    from services.generator.engine import Engine, EngineOptions, register_engine
+
+    class EchoOptions(EngineOptions):
+        delay_s: float = 0.0
+
+    @register_engine
+    class EchoEngine(Engine):
+        name = "echo"
+        Options = EchoOptions
+        full_logits = False
+        def load(self) -> None: ...
+        def stream(self, request: GenerationRequest) -> Iterator[TokenStep | Finished]: ...
+
+and is chosen with ``UQ_ENGINE=mypackage.engines:EchoEngine`` (importing the module registers it;
+``UQ_ENGINE_OPTIONS='{"delay_s": 0.1}'`` sets its options, validated by its ``Options`` model).
+The built-in ``transformers`` engine (services/generator/hf/) registers the same way; it is imported
+only when it is chosen, so torch and transformers load only in a process that generates.
+
+``stream`` is a plain (synchronous) generator: the worker advances it one step at a time on its
+compute thread and publishes each step, so an engine needs no asyncio and no Redis. Each
+``TokenStep`` carries the token, its text (the texts of a stream concatenate to the output), the
+logprob under the raw distribution, the top alternatives and, when asked, the raw logits as float16
+bytes; the last item is ``Finished(reason)``. Errors are :class:`GeneratorError` subclasses whose
+message the user sees.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from services.common.contracts import ChatMessage, SamplingParams, TopKAlternative
+from services.generator.errors import EngineNotFoundError, GeneratorError
+
+#: Engines shipped with the generator: name → module that registers it when imported.
+BUILTIN_ENGINES: dict[str, str] = {"transformers": "services.generator.hf.engine"}
+#: Entry-point group through which installed packages may offer engines.
+ENTRY_POINT_GROUP = "uq.generator.engines"
+
+FinishReason = Literal["eos", "max_tokens", "stop"]
+
+
+class EngineOptions(BaseModel):
+    """Base of every engine's options: strict, so a misspelt option is an error, not a no-op."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """One job as an engine sees it."""
+
+    session_id: str
+    prompt: str | None
+    messages: list[ChatMessage] | None
+    sampling: SamplingParams
+    full_logits: bool
+    top_k_alternatives: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenStep:
+    """One generated token and what the model knew when it chose it."""
+
+    token_id: int
+    text: str
+    logprob: float  # natural log, raw distribution (before temperature / top-p / top-k)
+    top_k: list[TopKAlternative]
+    vocab_size: int
+    logits: bytes | None = None  # little-endian float16, vocab_size values, when full logits were asked for
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The stream's last item: why generation ended."""
+
+    reason: FinishReason
+
+
+class Engine(ABC):
+    """A model that streams tokens. Subclasses set the class attributes and implement two methods."""
+
+    #: Registry key, the value of ``UQ_ENGINE``.
+    name: ClassVar[str]
+    #: Written on every token and session entry as ``provider``.
+    provider: ClassVar[str] = "custom"
+    #: Options model (subclass of EngineOptions), filled from same-named settings and ``UQ_ENGINE_OPTIONS``.
+    Options: ClassVar[type[EngineOptions]] = EngineOptions
+    #: Capabilities the worker relies on.
+    full_logits: ClassVar[bool] = False  # can publish the raw logits of the whole vocabulary
+    chat: ClassVar[bool] = True  # accepts chat messages
+    seeded: ClassVar[bool] = False  # the same seed gives the same text
+
+    def __init__(self, model: str, options: EngineOptions) -> None:
+        self.model = model
+        self.options = options
+        #: The name written on events; engines may replace it with a nicer one when loading.
+        self.display_name = model
+
+    @abstractmethod
+    def load(self) -> None:
+        """Load the model (blocking; called once, off the event loop). Raise ModelLoadError on failure."""
+
+    @abstractmethod
+    def stream(self, request: GenerationRequest) -> Iterator[TokenStep | Finished]:
+        """Yield one TokenStep per generated token, then one Finished. Raise GeneratorError to fail the job."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Free the model's memory (called when the worker unloads it)."""
+
+    @classmethod
+    def build_options(cls, settings: Any, overrides: Mapping[str, Any]) -> EngineOptions:
+        """Options from the settings whose names match option fields, then ``overrides`` on top."""
+        fields = cls.Options.model_fields
+        values = {name: getattr(settings, name) for name in fields if hasattr(settings, name)}
+        values.update(overrides)
+        try:
+            return cls.Options.model_validate(values)
+        except ValidationError as exc:
+            raise GeneratorError(f"invalid options for engine {cls.name!r} (UQ_ENGINE_OPTIONS): {exc}") from None
+
+
+E = TypeVar("E", bound=type[Engine])
+_REGISTRY: dict[str, type[Engine]] = {}
+_LOCK = threading.Lock()
+
+
+def register_engine(cls: E) -> E:
+    """Class decorator: make an engine available under ``cls.name`` (and its ``module:Class`` path)."""
+    with _LOCK:
+        _REGISTRY[cls.name] = cls
+        _REGISTRY[f"{cls.__module__}:{cls.__qualname__}"] = cls
+    return cls
+
+
+def engine_class(name: str) -> type[Engine]:
+    """The engine registered as ``name``: a built-in, an entry point, or ``package.module:Class``."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if name in BUILTIN_ENGINES:
+        importlib.import_module(BUILTIN_ENGINES[name])
+    elif ":" in name:
+        module_name, _, attr = name.partition(":")
+        try:
+            obj = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise EngineNotFoundError(name, known_engines()) from exc
+        if not (isinstance(obj, type) and issubclass(obj, Engine)):
+            raise EngineNotFoundError(name, known_engines())
+        if name not in _REGISTRY:
+            register_engine(obj)
+    else:
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name == name:
+                register_engine(ep.load())
+    if name not in _REGISTRY:
+        raise EngineNotFoundError(name, known_engines())
+    return _REGISTRY[name]
+
+
+def known_engines() -> list[str]:
+    names = {n for n in _REGISTRY if ":" not in n} | set(BUILTIN_ENGINES)
+    names |= {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return sorted(names)

@@ -1,0 +1,1 @@
+"""The built-in engine: Hugging Face transformers (imports torch; load it only through the registry)."""

@@ -1,0 +1,167 @@
+"""The decoding loop: one forward per token on the KV cache, the raw distribution of each step
+described (logprob, top-k, float16 logits) from the very logits that chose the token.
+
+Why a loop of our own rather than ``generate()``: we need each step's raw logits as the token is
+chosen, and a plain loop over ``model(input_ids=[[token]], cache=…)`` does less work per token than
+``generate()`` (no logits processors, stopping criteria or output bookkeeping).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from services.common.codec import logits_bytes
+from services.common.contracts import SamplingParams, TopKAlternative
+from services.generator.engine import Finished, GenerationRequest, TokenStep
+from services.generator.errors import DeviceMemoryError, InvalidJobError, NumericalError, PromptTooLongError
+from services.generator.hf.loading import LoadedModel
+from services.generator.text import IncrementalDecoder, StopMatcher
+
+
+class Sampler:
+    """Chooses the next token from raw logits: greedy when temperature is 0, else seeded sampling."""
+
+    def __init__(self, params: SamplingParams, device: torch.device) -> None:
+        self.params = params
+        self.greedy = params.temperature == 0.0
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(params.seed if params.seed is not None else secrets.randbits(63))
+
+    def choose(self, logits: torch.Tensor) -> int:
+        if self.greedy:
+            return int(torch.argmax(logits))
+        p = self.params
+        scaled = logits / p.temperature
+        ids: torch.Tensor | None = None
+        if p.top_k and p.top_k < scaled.shape[-1]:
+            scaled, ids = torch.topk(scaled, p.top_k)  # sorted, most likely first
+        if p.top_p < 1.0:
+            if ids is None:
+                scaled, ids = torch.sort(scaled, descending=True)
+            probs = torch.softmax(scaled, dim=-1)
+            before = torch.cumsum(probs, dim=-1) - probs  # mass of the more likely tokens
+            keep = int((before < p.top_p).sum())  # always ≥ 1
+            scaled, ids = scaled[:keep], ids[:keep]
+        probs = torch.softmax(scaled, dim=-1)
+        choice = int(torch.multinomial(probs, 1, generator=self.generator))
+        return int(ids[choice]) if ids is not None else choice
+
+
+class TokenTexts:
+    """Decoded text of single tokens (for top-k alternatives), cached per model."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self._cache: dict[int, str] = {}
+
+    def __call__(self, token_id: int) -> str:
+        text = self._cache.get(token_id)
+        if text is None:
+            text = self.tokenizer.decode([token_id], clean_up_tokenization_spaces=False)[:1024]
+            if len(self._cache) < 200_000:
+                self._cache[token_id] = text
+        return text
+
+
+def prompt_ids(lm: LoadedModel, request: GenerationRequest) -> list[int]:
+    """Token ids of the prompt; chat messages go through the model's chat template when it has one."""
+    tok = lm.tokenizer
+    if (request.prompt is None) == (request.messages is None):
+        raise InvalidJobError("give either a prompt or chat messages, not both and not neither", param="prompt")
+    if request.messages is not None:
+        if not request.messages:
+            raise InvalidJobError("messages is empty", param="messages")
+        turns = [{"role": m.role, "content": m.content} for m in request.messages]
+        if lm.chat_template:
+            text = tok.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+            ids = tok(text, add_special_tokens=False).input_ids
+        else:  # no template: a plain transcript the model can continue
+            text = "".join(f"{t['role']}: {t['content']}\n" for t in turns) + "assistant:"
+            ids = tok(text).input_ids
+    else:
+        ids = tok(request.prompt).input_ids
+    if not ids:
+        raise InvalidJobError("the prompt is empty", param="prompt")
+    return [int(i) for i in ids]
+
+
+def generate(lm: LoadedModel, request: GenerationRequest, texts: TokenTexts) -> Iterator[TokenStep | Finished]:
+    """Stream the tokens of one request (see services/generator/engine.py for the protocol)."""
+    ids = prompt_ids(lm, request)
+    if len(ids) >= lm.context_length:
+        raise PromptTooLongError(len(ids), lm.context_length)
+    if request.sampling.top_k > lm.vocab_size:
+        raise InvalidJobError(f"top_k {request.sampling.top_k} exceeds the vocabulary ({lm.vocab_size})", param="top_k")
+    budget = min(request.sampling.max_tokens, lm.context_length - len(ids))
+    sampler = Sampler(request.sampling, lm.device)
+    decoder = IncrementalDecoder(lambda t: lm.tokenizer.decode(t, clean_up_tokenization_spaces=False), ids)
+    stops = StopMatcher(request.sampling.stop)
+    k = min(request.top_k_alternatives, lm.vocab_size)
+
+    logits, cache = _forward(lm, ids, None, 0)
+    produced = 0
+    while True:
+        token = sampler.choose(logits)
+        if token in lm.eos_ids:
+            held = stops.flush() + decoder.flush()
+            if held:  # text still held back must reach the output: it rides on the end-of-sequence token
+                yield _describe(lm, logits, token, held, k, request.full_logits, texts)
+            yield Finished("eos")
+            return
+        text, hit = stops.feed(decoder.add(token))
+        produced += 1
+        if produced >= budget and not hit:
+            text += stops.feed(decoder.flush())[0] + stops.flush()
+        yield _describe(lm, logits, token, text, k, request.full_logits, texts)
+        if hit:
+            yield Finished("stop")
+            return
+        if produced >= budget:
+            yield Finished("max_tokens")
+            return
+        logits, cache = _forward(lm, [token], cache, produced)
+
+
+def _forward(lm: LoadedModel, ids: list[int], cache: Any, produced: int) -> tuple[torch.Tensor, Any]:
+    """Run the model on ``ids`` after ``cache``; the float32 logits of the last position and the cache."""
+    try:
+        with torch.inference_mode():
+            inputs = torch.tensor([ids], dtype=torch.long, device=lm.device)
+            out = lm.model(input_ids=inputs, use_cache=True, logits_to_keep=1, **{lm.cache_arg: cache})
+            logits = out.logits[0, -1].float()
+            broken = bool(torch.isnan(logits).any()) or not bool(torch.isfinite(logits.max()))
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        raise DeviceMemoryError(str(lm.device), produced) from None
+    if broken:
+        raise NumericalError(produced, str(lm.dtype).removeprefix("torch."))
+    new_cache = out.cache if lm.cache_arg == "cache" else out.past_key_values
+    return logits, new_cache
+
+
+def _describe(
+    lm: LoadedModel,
+    logits: torch.Tensor,
+    token: int,
+    text: str,
+    k: int,
+    full_logits: bool,
+    texts: TokenTexts,
+) -> TokenStep:
+    """The step's record: logprob of ``token`` and the top-k under the raw distribution, and the logits."""
+    with torch.inference_mode():
+        logprobs = torch.log_softmax(logits, dim=-1)
+        top_values, top_ids = torch.topk(logprobs, k)
+        logprob = float(logprobs[token])
+        blob = logits_bytes(logits.to(torch.float16).cpu().numpy()) if full_logits else None
+    top = [
+        TopKAlternative(token_id=i, text=texts(i), logprob=min(v, 0.0))
+        for i, v in zip(top_ids.tolist(), top_values.tolist(), strict=True)
+    ]
+    return TokenStep(
+        token_id=token, text=text, logprob=min(logprob, 0.0), top_k=top, vocab_size=lm.vocab_size, logits=blob
+    )

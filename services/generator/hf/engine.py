@@ -1,0 +1,77 @@
+"""The built-in engine: any Hugging Face causal LM through transformers (registered as "transformers").
+
+torch and transformers are imported when a model is loaded, not when this module is.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from services.generator.engine import Engine, EngineOptions, Finished, GenerationRequest, TokenStep, register_engine
+
+if TYPE_CHECKING:
+    from services.generator.hf.decoding import TokenTexts
+    from services.generator.hf.loading import LoadedModel
+
+
+class TransformersOptions(EngineOptions):
+    """Options of the transformers engine; each is also a generator setting of the same name."""
+
+    device: str = Field("auto", pattern="^(auto|cpu|cuda(:[0-9]+)?)$")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    load_in_8bit: bool = False
+    model_cache_dir: str = "data/model-cache"
+
+
+@register_engine
+class TransformersEngine(Engine):
+    """Greedy or sampled decoding on the KV cache with the raw distribution of every step."""
+
+    name = "transformers"
+    provider = "transformers"
+    Options = TransformersOptions
+    full_logits = True
+    chat = True
+    seeded = True
+
+    def __init__(self, model: str, options: EngineOptions) -> None:
+        super().__init__(model, options)
+        self.loaded: LoadedModel | None = None
+        self._texts: TokenTexts | None = None
+
+    def load(self) -> None:
+        from services.generator.hf import decoding, loading
+
+        opts = self.options
+        assert isinstance(opts, TransformersOptions)
+        self.loaded = loading.load(
+            self.model,
+            device=opts.device,
+            dtype=opts.dtype,
+            load_in_8bit=opts.load_in_8bit,
+            model_cache_dir=opts.model_cache_dir,
+        )
+        self._texts = decoding.TokenTexts(self.loaded.tokenizer)
+        self.display_name = self.loaded.name
+
+    def stream(self, request: GenerationRequest) -> Iterator[TokenStep | Finished]:
+        from services.generator.hf import decoding
+
+        if self.loaded is None or self._texts is None:
+            raise RuntimeError("TransformersEngine.stream called before load()")
+        return decoding.generate(self.loaded, request, self._texts)
+
+    def close(self) -> None:
+        if self.loaded is not None:
+            device = self.loaded.device
+            self.loaded = None
+            self._texts = None
+            gc.collect()
+            if device.type == "cuda":
+                import torch
+
+                torch.cuda.empty_cache()

@@ -1,0 +1,97 @@
+"""The models a worker holds: the default one, loaded at start, and those jobs name, loaded on first use.
+
+Loading is blocking and runs in a thread; a model is loaded once even when several jobs ask for it
+at the same moment. Beyond ``max_loaded_models`` the least recently used model that no job is using
+is closed. A model that failed to load is not remembered: the next job that names it tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from services.generator.engine import Engine, engine_class
+from services.generator.errors import InvalidJobError
+from services.generator.settings import GeneratorSettings
+
+log = logging.getLogger(__name__)
+
+
+class EnginePool:
+    """Loaded engines by model name."""
+
+    def __init__(self, settings: GeneratorSettings) -> None:
+        self.settings = settings
+        self.engine_cls = engine_class(settings.engine)
+        self.options = self.engine_cls.build_options(settings, settings.engine_options)
+        self._engines: OrderedDict[str, Engine] = OrderedDict()
+        self._users: dict[str, int] = {}
+        self._lock = threading.Lock()  # loop-agnostic: loads happen in threads
+        self.load_times: dict[str, float] = {}
+
+    def model_key(self, model: str | None) -> str:
+        """The model a job runs on: its own, or the worker's default."""
+        if model is None or model == self.settings.model:
+            return self.settings.model
+        if not self.settings.job_models:
+            raise InvalidJobError(
+                f"this worker serves only {self.settings.model!r}; jobs may not name a model (UQ_JOB_MODELS=false)",
+                param="model",
+            )
+        return model
+
+    def get(self, model: str | None = None) -> Engine:
+        """The engine for ``model``, loading it if needed (blocking)."""
+        key = self.model_key(model)
+        with self._lock:
+            engine = self._engines.get(key)
+            if engine is not None:
+                self._engines.move_to_end(key)
+                return engine
+            engine = self.engine_cls(key, self.options)
+            started = time.perf_counter()
+            engine.load()
+            self.load_times[key] = time.perf_counter() - started
+            log.info("model loaded", extra={"model": key, "load_s": round(self.load_times[key], 3)})
+            self._engines[key] = engine
+            self._evict()
+            return engine
+
+    @asynccontextmanager
+    async def use(self, model: str | None) -> AsyncIterator[Engine]:
+        """The engine for ``model`` (loaded in a thread if needed), kept loaded while in use."""
+        key = self.model_key(model)
+        self._users[key] = self._users.get(key, 0) + 1
+        try:
+            engine = self._engines.get(key)
+            yield engine if engine is not None else await asyncio.to_thread(self.get, key)
+        finally:
+            self._users[key] -= 1
+
+    def display_name(self, model: str | None) -> str:
+        """The name events carry for ``model``: the loaded engine's (e.g. SmolLM2-135M-Instruct) or as given."""
+        key = model or self.settings.model
+        engine = self._engines.get(key)
+        return engine.display_name if engine is not None else key
+
+    def loaded(self) -> list[str]:
+        return list(self._engines)
+
+    def close(self) -> None:
+        with self._lock:
+            for engine in self._engines.values():
+                engine.close()
+            self._engines.clear()
+
+    def _evict(self) -> None:
+        for key in list(self._engines):
+            if len(self._engines) <= self.settings.max_loaded_models:
+                return
+            if key != self.settings.model and self._users.get(key, 0) == 0:
+                self._engines.pop(key).close()
+                log.info("model unloaded", extra={"model": key})

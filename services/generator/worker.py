@@ -1,0 +1,257 @@
+"""The job loop: take jobs from ``uq:jobs``, decode several at once, publish tokens and lifecycle.
+
+Flow of one job
+1. The consumer (group ``generators``, one entry per read, only while a slot is free) hands the job
+   over; unless its cancel key is already set, "started" (seq 1) is committed together with the
+   acknowledgement and the dedupe mark, so a second worker never runs the job again.
+2. The job's task advances the engine's stream one step at a time on the worker's single compute
+   thread. Every job keeps one step queued there, so the thread serves active jobs round-robin
+   and a long job never holds a short one back; the next step is computed while the current one
+   is published.
+3. Each token is published with ``XADD`` pipelined with ``EXISTS <prefix>cancel:<session_id>``:
+   a cancel set by the gateway stops the job before its next token.
+4. Exactly one terminal entry (seq 2): finished (eos, max_tokens, stop), failed (a reason the
+   user can act on) or cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from services.common.bus import Bus, Delivery, Outcome
+from services.common.codec import encode
+from services.common.contracts import JobRequest, SessionEvent, TokenEvent
+from services.common.contracts.events import SessionStatus
+from services.generator.engine import Engine, Finished, GenerationRequest, TokenStep
+from services.generator.errors import GeneratorError
+from services.generator.pool import EnginePool
+from services.generator.settings import GeneratorSettings
+
+log = logging.getLogger(__name__)
+
+_END = object()
+
+
+def cancel_key(bus: Bus, session_id: str) -> str:
+    """The control key the gateway sets (any value, with a TTL) to cancel a session."""
+    return bus.key(f"cancel:{session_id}")
+
+
+class Worker:
+    """Runs jobs from ``uq:jobs`` on the engines of ``pool`` until stopped."""
+
+    def __init__(self, settings: GeneratorSettings, bus: Bus, pool: EnginePool, *, name: str | None = None) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.pool = pool
+        # One job per read: a worker takes a job only when it has a free slot, so others can take the rest.
+        job_bus = Bus(bus.redis, settings.model_copy(update={"batch_size": 1}))
+        self.consumer = job_bus.consumer("jobs", settings.job_group, self._take, name=name)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generator-compute")
+        self.active: dict[str, asyncio.Task[None]] = {}
+        self._taken: list[JobRequest] = []
+        self._abort = asyncio.Event()
+        self.details: dict[str, Any] = {"active_jobs": 0, "jobs": 0, "tokens": 0, "failed": 0, "cancelled": 0}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Take and run jobs until ``stop`` is set, then let running jobs finish (within the grace time)."""
+        await self.consumer.ensure_group()
+        backoff = 0.1
+        try:
+            while not stop.is_set():
+                if len(self.active) >= self.settings.max_concurrent_jobs:
+                    await self._wait_for_slot(stop)
+                    continue
+                try:
+                    await self.consumer.step()
+                    backoff = 0.1
+                except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                    self._taken.clear()  # not committed: the entries stay pending and come back
+                    log.warning("redis unavailable, retrying", extra={"error": str(exc)})
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                for job in self._taken:
+                    self._start(job)
+                self._taken.clear()
+                self.details["active_jobs"] = len(self.active)
+        finally:
+            await self._shutdown()
+
+    async def _wait_for_slot(self, stop: asyncio.Event) -> None:
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait([stopping, *self.active.values()], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+
+    def _start(self, job: JobRequest) -> None:
+        task = asyncio.create_task(self._run_job(job), name=f"job-{job.session_id}")
+        self.active[job.session_id] = task
+
+        def done(_task: asyncio.Task[None]) -> None:
+            self.active.pop(job.session_id, None)
+            self.details["active_jobs"] = len(self.active)
+
+        task.add_done_callback(done)
+
+    async def _shutdown(self) -> None:
+        if self.active:
+            log.info("waiting for running jobs", extra={"jobs": len(self.active)})
+            _done, pending = await asyncio.wait(list(self.active.values()), timeout=self.settings.shutdown_grace_s)
+            if pending:
+                self._abort.set()  # each job fails itself after its current step
+                await asyncio.wait(pending)
+        self.executor.shutdown(wait=True)
+
+    # --- taking jobs (inside the consumer's commit) ------------------------------------------------
+
+    async def _take(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for delivery in deliveries:
+            job = delivery.event
+            assert isinstance(job, JobRequest)
+            if await self.bus.redis.exists(cancel_key(self.bus, job.session_id)):
+                outcomes.append([("sessions", self._session(job, "cancelled", reason="cancelled before it started"))])
+                self.details["cancelled"] += 1
+                continue
+            outcomes.append([("sessions", self._session(job, "started", prompt=_prompt_text(job)))])
+            self._taken.append(job)
+        return outcomes
+
+    # --- running one job ---------------------------------------------------------------------------
+
+    async def _run_job(self, job: JobRequest) -> None:
+        self.details["jobs"] += 1
+        produced = 0
+        status: SessionStatus = "failed"
+        reason = "internal error"
+        model = job.model
+        try:
+            async with self.pool.use(job.model) as engine:
+                model = engine.display_name
+                status, reason, produced = await self._decode(job, engine)
+        except GeneratorError as exc:
+            status, reason = "failed", str(exc)
+        except Exception as exc:
+            log.exception("job failed", extra={"session_id": job.session_id})
+            status, reason = "failed", f"internal error in the generator: {type(exc).__name__}: {exc}"
+        if status == "failed":
+            self.details["failed"] += 1
+            log.info("job failed", extra={"session_id": job.session_id, "reason": reason})
+        elif status == "cancelled":
+            self.details["cancelled"] += 1
+        end = self._session(job, status, reason=reason, tokens=produced, model=model)
+        await self._publish_terminal(end)
+
+    async def _decode(self, job: JobRequest, engine: Engine) -> tuple[SessionStatus, str, int]:
+        """Stream the job; returns (status, reason, tokens published)."""
+        mode = job.logits_mode or self.settings.logits_mode
+        request = GenerationRequest(
+            session_id=job.session_id,
+            prompt=job.prompt,
+            messages=job.messages,
+            sampling=job.sampling,
+            full_logits=mode == "full" and engine.full_logits,
+            top_k_alternatives=self.settings.top_k_alternatives,
+        )
+        key = cancel_key(self.bus, job.session_id)
+        if await self.bus.redis.exists(key):
+            return "cancelled", "cancelled by request", 0
+        loop = asyncio.get_running_loop()
+        steps = engine.stream(request)
+        pending = loop.run_in_executor(self.executor, _next, steps)
+        produced = 0
+        try:
+            while True:
+                step = await pending
+                if step is _END:
+                    return "finished", "eos", produced
+                if isinstance(step, Finished):
+                    return "finished", step.reason, produced
+                assert isinstance(step, TokenStep)
+                if self._abort.is_set():
+                    return "failed", "the generator was stopped before this job finished; submit it again", produced
+                pending = loop.run_in_executor(self.executor, _next, steps)  # next step while this one is published
+                cancelled = await self._publish_token(job, engine, step, produced, mode, key)
+                produced += 1
+                self.details["tokens"] += 1
+                if cancelled:
+                    return "cancelled", "cancelled by request", produced
+        finally:
+            with contextlib.suppress(Exception):
+                await pending  # a step in flight finishes before the stream is closed
+            await loop.run_in_executor(self.executor, _close, steps)
+
+    async def _publish_token(
+        self, job: JobRequest, engine: Engine, step: TokenStep, seq: int, mode: str, key: str
+    ) -> bool:
+        """XADD the token and read the cancel key in one round trip; True when cancelled."""
+        full = step.logits is not None
+        event = TokenEvent(
+            session_id=job.session_id,
+            seq=seq,
+            token_id=step.token_id,
+            text=step.text,
+            logprob=step.logprob,
+            distribution="full" if full else "top_k",
+            top_k=step.top_k,
+            vocab_size=step.vocab_size,
+            logits_dtype="float16" if full else None,
+            sampling=job.sampling,
+            model=engine.display_name,
+            provider=engine.provider,
+            logits=step.logits,
+        )
+        pipe = self.bus.redis.pipeline(transaction=False)
+        pipe.xadd(self.bus.key("tokens"), encode(event), maxlen=self.bus.maxlen("tokens"), approximate=True)  # type: ignore[arg-type]
+        pipe.exists(key)
+        _entry, cancelled = await pipe.execute()
+        return bool(cancelled)
+
+    async def _publish_terminal(self, event: SessionEvent) -> None:
+        for attempt in range(5):
+            try:
+                await self.bus.publish("sessions", event)
+                return
+            except RedisError as exc:
+                log.warning("could not publish session end", extra={"attempt": attempt + 1, "error": str(exc)})
+                await asyncio.sleep(0.2 * 2**attempt)
+        log.error("session end lost", extra={"session_id": event.session_id, "status": event.status})
+
+    def _session(self, job: JobRequest, status: SessionStatus, **fields: Any) -> SessionEvent:
+        fields.setdefault("model", self.pool.display_name(job.model))
+        return SessionEvent(
+            session_id=job.session_id,
+            seq={"started": 1}.get(status, 2),
+            status=status,
+            provider=self.pool.engine_cls.provider,
+            **fields,
+        )
+
+
+def _next(steps: Iterator[TokenStep | Finished]) -> object:
+    return next(steps, _END)
+
+
+def _close(steps: Iterator[TokenStep | Finished]) -> None:
+    close = getattr(steps, "close", None)
+    if close is not None:
+        close()
+
+
+def _prompt_text(job: JobRequest) -> str | None:
+    if job.prompt is not None:
+        return job.prompt
+    if job.messages:
+        return "\n".join(f"{m.role}: {m.content}" for m in job.messages)
+    return None
