@@ -1,0 +1,155 @@
+"""The auditor's batch handler: token entries in, one audit per token out (or a dead letter).
+
+Stateless: every output depends on its entry alone, so any replica in the consumer group can take
+any entry; the bus commits outputs and acknowledgements exactly once.
+
+A batch is split by what its entries carry; each group is computed at once:
+- ``full``: stacked per vocabulary size into one ``(n, V)`` float16 array → :func:`metrics.from_logits`;
+- ``top_k``: the alternatives' log-probabilities padded into ``(n, K)`` → :func:`metrics.from_top_k`;
+- ``prob_only``: the token's log-probability → :func:`metrics.from_logprob`;
+- ``none``: every metric null.
+A full entry whose logits hold NaN or +inf (or are all -inf), or whose token id is outside its
+vocabulary, is dead-lettered with that reason; the rest of the batch is published.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from services.auditor import metrics
+from services.auditor.settings import AuditorSettings
+from services.common.bus import DeadLetter, Delivery, Outcome
+from services.common.codec import logits_array
+from services.common.contracts import AuditEvent, Metrics, TokenEvent, TopKAlternative
+
+
+class Auditor:
+    """Computes audits for batches of token events; counts what it did for the heartbeat."""
+
+    def __init__(self, settings: AuditorSettings, engine: metrics.Engine = "auto") -> None:
+        self.settings = settings
+        self.engine = engine
+        self.audited: Counter[str] = Counter()
+        self.dead: Counter[str] = Counter()
+        self.compute_s = 0.0
+
+    def warm_up(self) -> None:
+        """Compile the fused kernels (seconds the first time, then read from numba's disk cache)."""
+        for dtype in (np.float16, np.float32):
+            metrics.from_logits(np.zeros((1, 2), dtype=dtype), [0], engine=self.engine)
+
+    async def handle(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        """The consumer's batch handler."""
+        return self.audit([d.event for d in deliveries])  # type: ignore[misc]
+
+    def audit(self, events: Sequence[TokenEvent]) -> list[Outcome]:
+        """One outcome per event, in order: ``[("audits", AuditEvent)]`` or a DeadLetter."""
+        started = time.perf_counter()
+        outcomes: list[Outcome | None] = [None] * len(events)
+        groups: dict[tuple[str, int], list[int]] = defaultdict(list)
+        for i, event in enumerate(events):
+            if not isinstance(event, TokenEvent):
+                outcomes[i] = DeadLetter(f"expected a token entry, got {type(event).__name__}")
+                continue
+            vocab = (event.vocab_size or 0) if event.distribution == "full" else 0
+            groups[(event.distribution, vocab)].append(i)
+        for (kind, _vocab), index in groups.items():
+            batch = [events[i] for i in index]
+            if kind == "full":
+                result = self._full(batch)
+            elif kind == "top_k":
+                result = _top_k(batch)
+            elif kind == "prob_only":
+                result = metrics.from_logprob(np.array([_or_nan(e.logprob) for e in batch]))
+            else:
+                result = metrics.empty(len(batch))
+            for row, i in enumerate(index):
+                outcomes[i] = self._outcome(batch[row], result, row)  # batch: display top-k filled in
+        self.compute_s += time.perf_counter() - started
+        return [o if o is not None else DeadLetter("not audited") for o in outcomes]
+
+    def details(self) -> dict[str, Any]:
+        """What the heartbeat shows."""
+        return {
+            "audited": dict(self.audited),
+            "dead_lettered": dict(self.dead),
+            "compute_s": round(self.compute_s, 3),
+            "engine": self.engine,
+        }
+
+    def _full(self, batch: list[TokenEvent]) -> metrics.TokenMetrics:
+        vocab = len(batch[0].logits or b"") // 2
+        logits = np.empty((len(batch), vocab), dtype=np.float16)
+        for row, event in enumerate(batch):
+            logits[row] = logits_array(event)
+        ids = np.array([e.token_id if e.token_id is not None else 0 for e in batch], dtype=np.int64)
+        result = metrics.from_logits(logits, ids, engine=self.engine)
+        unknown = np.array([e.token_id is None for e in batch])
+        if unknown.any():  # the distribution's metrics stand; those of "the emitted token" do not
+            for name in ("prob", "surprisal", "rank", "hbar_s"):
+                getattr(result, name)[unknown] = np.nan
+        missing = [row for row, e in enumerate(batch) if not e.top_k and result.problem[row] == 0]
+        if missing and self.settings.display_top_k:
+            self._fill_display(batch, logits, missing)
+        return result
+
+    def _fill_display(self, batch: list[TokenEvent], logits: np.ndarray[Any, Any], rows: list[int]) -> None:
+        """Entries with full logits but no alternatives: take the top for display (rare; not the hot path)."""
+        k = min(self.settings.display_top_k, logits.shape[1])
+        for row in rows:
+            z = logits[row].astype(np.float64)
+            top = np.argpartition(-z, k - 1)[:k]
+            top = top[np.argsort(-z[top], kind="stable")]
+            m = z.max()
+            log_sum = m + np.log(np.exp(z - m).sum())
+            alternatives = [
+                TopKAlternative(token_id=int(t), text="", logprob=min(float(z[t] - log_sum), 0.0)) for t in top
+            ]
+            batch[row] = batch[row].model_copy(update={"top_k": alternatives})
+
+    def _outcome(self, event: TokenEvent, result: metrics.TokenMetrics, row: int) -> Outcome:
+        reason = result.problem_reason(row)
+        if reason is not None:
+            self.dead[reason] += 1
+            return DeadLetter(f"{reason} (session {event.session_id}, seq {event.seq})")
+        self.audited[event.distribution] += 1
+        audit = AuditEvent(
+            session_id=event.session_id,
+            seq=event.seq,
+            token_id=event.token_id,
+            text=event.text,
+            distribution=event.distribution,
+            metrics=Metrics(**result.row(row)),
+            top_k=event.top_k[: self.settings.display_top_k],
+            model=event.model,
+            token_ts_ns=event.ts_ns,
+        )
+        return [("audits", audit)]
+
+
+def _top_k(batch: list[TokenEvent]) -> metrics.TokenMetrics:
+    width = max(1, max(len(e.top_k) for e in batch))
+    logprobs = np.full((len(batch), width), -np.inf)
+    token_pos = np.full(len(batch), -1, dtype=np.int64)
+    for row, event in enumerate(batch):
+        for col, alt in enumerate(event.top_k):
+            logprobs[row, col] = alt.logprob
+            if token_pos[row] < 0 and _same_token(event, alt):
+                token_pos[row] = col
+    token_logprob = np.array([_or_nan(e.logprob) for e in batch])
+    return metrics.from_top_k(logprobs, token_logprob, token_pos)
+
+
+def _same_token(event: TokenEvent, alt: TopKAlternative) -> bool:
+    if event.token_id is not None and alt.token_id is not None:
+        return event.token_id == alt.token_id
+    return event.text == alt.text
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else value

@@ -1,0 +1,53 @@
+"""Properties every distribution satisfies, on logits hypothesis makes up."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from services.auditor.metrics import from_logits, from_top_k
+
+logit = st.one_of(st.floats(-1e4, 1e4, width=32), st.just(-math.inf))
+
+
+@st.composite
+def rows(draw: st.DrawFn) -> tuple[np.ndarray, int]:
+    v = draw(st.integers(2, 64))
+    z = draw(arrays(np.float32, v, elements=logit))
+    z[draw(st.integers(0, v - 1))] = draw(st.floats(-1e4, 1e4, width=32))  # at least one unmasked token
+    finite = np.flatnonzero(np.isfinite(z))
+    return z, int(finite[draw(st.integers(0, len(finite) - 1))])
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows(), st.sampled_from(["numba", "numpy"]))
+def test_bounds(row: tuple[np.ndarray, int], engine: str) -> None:
+    z, token = row
+    v = z.shape[0]
+    r = from_logits(z[None, :], [token], engine=engine)  # type: ignore[arg-type]
+    eps = 1e-6
+    assert -eps <= r.entropy[0] <= math.log2(v) + eps
+    assert r.rank[0] >= 1
+    assert 0.0 <= r.margin[0] <= 1.0
+    assert 0.0 <= r.fisher_trace[0] <= 1.0 - 1.0 / v + eps
+    assert r.hbar_s[0] >= 0.0
+    assert r.varentropy[0] >= 0.0
+    assert 0.0 <= r.prob[0] <= 1.0 + eps
+    assert r.surprisal[0] >= -eps
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows())
+def test_top_k_with_every_token_equals_the_full_path(row: tuple[np.ndarray, int]) -> None:
+    z, token = row
+    z64 = z.astype(np.float64)
+    m = z64.max()
+    logprobs = z64 - (m + np.log(np.exp(z64 - m).sum()))
+    full = from_logits(z64[None, :], [token])
+    top = from_top_k(logprobs[None, :], np.array([logprobs[token]]), np.array([token]))
+    for name in ("prob", "surprisal", "entropy", "margin", "rank", "hbar_s", "fisher_trace", "varentropy", "coverage"):
+        np.testing.assert_allclose(getattr(top, name), getattr(full, name), rtol=1e-6, atol=1e-9, err_msg=name)
