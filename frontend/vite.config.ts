@@ -15,7 +15,7 @@ export default defineConfig({
   },
   build: { outDir: "dist", sourcemap: true, chunkSizeWarningLimit: 800 },
   test: {
-    environment: "jsdom",
+    environment: "node",
     include: ["src/**/*.test.{ts,tsx}"],
   },
 });

@@ -5,6 +5,7 @@ import { SocketClient } from "./api/socket";
 import { App } from "./app/App";
 import { ServicesProvider, type Services } from "./app/services";
 import { ConfigError, loadConfig, resolveWsUrl } from "./config/env";
+import { getApiKey, withApiKey } from "./lib/apiKey";
 import "./styles/app.css";
 
 const root = createRoot(document.getElementById("root")!);
@@ -14,8 +15,8 @@ try {
   const config = loadConfig(import.meta.env);
   services = {
     config,
-    api: new ApiClient(config.apiBase),
-    socket: new SocketClient(resolveWsUrl(config, window.location), {
+    api: new ApiClient(config.apiBase, getApiKey),
+    socket: new SocketClient(() => withApiKey(resolveWsUrl(config, window.location), getApiKey()), {
       baseMs: config.reconnectBaseMs,
       maxMs: config.reconnectMaxMs,
       pingMs: config.pingMs,

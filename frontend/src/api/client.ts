@@ -22,14 +22,21 @@ export interface SessionQuery {
 }
 
 export class ApiClient {
-  constructor(private readonly base: string = "") {}
+  constructor(
+    private readonly base: string = "",
+    private readonly apiKey: () => string = () => "",
+  ) {}
 
   private async request(path: string, init?: RequestInit): Promise<unknown> {
     let res: Response;
     try {
       res = await fetch(this.base + path, {
         ...init,
-        headers: { Accept: "application/json", ...(init?.body ? { "Content-Type": "application/json" } : {}) },
+        headers: {
+          Accept: "application/json",
+          ...(init?.body ? { "Content-Type": "application/json" } : {}),
+          ...(this.apiKey() ? { Authorization: `Bearer ${this.apiKey()}` } : {}),
+        },
       });
     } catch (e) {
       throw new ApiError(`The gateway is not reachable (${String(e)})`, 0, "network", null);

@@ -283,8 +283,8 @@ export function parseServerMessage(raw: string): ServerMessage {
       return {
         type: "missed",
         session_id: str(o, "session_id"),
-        from_seq: num(o, "from_seq"),
-        to_seq: num(o, "to_seq"),
+        from_seq: optNum(o, "from_seq"),
+        to_seq: optNum(o, "to_seq"),
       };
     case "error":
       return {

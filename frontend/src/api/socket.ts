@@ -55,7 +55,8 @@ export class SocketClient {
   private stopped = true;
 
   constructor(
-    private readonly url: string,
+    /** Asked on every connect, so a changed API key takes effect on the next reconnect. */
+    private readonly url: () => string,
     opts: SocketOptions,
   ) {
     this.opts = {
@@ -135,7 +136,7 @@ export class SocketClient {
     this.setInfo({ state: this.info.attempt > 0 ? "reconnecting" : "connecting", retryAt: null });
     let ws: WebSocket;
     try {
-      ws = this.opts.createSocket(this.url);
+      ws = this.opts.createSocket(this.url());
     } catch (e) {
       this.scheduleRetry(String(e));
       return;

@@ -112,8 +112,9 @@ export interface DoneMessage {
 export interface MissedMessage {
   type: "missed";
   session_id: string;
-  from_seq: number;
-  to_seq: number;
+  /** Token seqs dropped (null when only alerts or lifecycle messages were). */
+  from_seq: number | null;
+  to_seq: number | null;
 }
 
 export interface ErrorMessage {

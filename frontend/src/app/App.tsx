@@ -1,5 +1,6 @@
 import { LiveView } from "../features/live/components/LiveView";
 import { SessionsPage } from "../features/sessions/components/SessionsPage";
+import { ApiKeyBanner } from "./ApiKeyBanner";
 import { ConnectionStatus } from "./ConnectionStatus";
 import { routeHref, useRoute } from "./router";
 import { useServerConfig } from "./services";
@@ -45,6 +46,7 @@ export function App() {
           {error}
         </p>
       )}
+      <ApiKeyBanner />
       <main id="main">
         {route.page === "live" ? (
           <LiveView sessionId={route.sessionId} theme={theme} />
