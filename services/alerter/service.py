@@ -62,6 +62,7 @@ class Alerter:
         self._waiting: set[str] = set()  # sessions with a reorder or end timeout pending
         self._done: set[str] = set()  # sessions summarised since the last release
         self._next_sweep = 0.0
+        self._lagging = False  # the last read of audits was a full batch: more are waiting
         self.alerts_published = 0
 
     # --- running --------------------------------------------------------------------------------
@@ -97,6 +98,7 @@ class Alerter:
         block = min(self.settings.block_ms, 250) if block_ms is None else block_ms
         try:
             n = await self.audits.step(block)
+            self._lagging = n >= self.bus.settings.batch_size
             n += await self.lifecycle.step(0)
             now = self.clock()
             if now >= self._next_sweep:
@@ -218,8 +220,19 @@ class Alerter:
         if self._waiting:
             log.info("recovered sessions waiting for a timeout", extra={"sessions": len(self._waiting)})
 
+    async def caught_up(self) -> bool:
+        """Whether every audit published so far has been read and none is held by another consumer (a dead
+        alerter's unacknowledged batch, to be reclaimed): only then can a missing seq be missing for real."""
+        if self._lagging:
+            return False
+        info = await self.bus.redis.xpending(self.bus.key("audits"), self.settings.audit_group)
+        return int(info["pending"]) == 0
+
     async def sweep(self, now: float) -> None:
-        """Apply reorder and end timeouts; commit their outputs and the states in one MULTI/EXEC."""
+        """Apply reorder and end timeouts (only when caught up, so that a backlog or an entry still to be
+        reclaimed is not taken for a lost audit); commit their outputs and the states in one MULTI/EXEC."""
+        if not self._waiting or not await self.caught_up():
+            return
         changed: list[tuple[SessionState, list[AlerterOutput]]] = []
         for sid in list(self._waiting):
             st = self.sessions.get(sid)
