@@ -13,6 +13,15 @@ from typing import Any
 import numpy as np
 
 
+def log_softmax(logits: Any) -> np.ndarray:
+    """Natural-log probabilities of a row of logits, in float64 (``log Σ exp`` as ``log1p`` of the rest)."""
+    z = np.asarray(logits, dtype=np.float64)
+    m = z.max()
+    is_top = z == m
+    log_sum = math.log1p(int(is_top.sum()) - 1 + math.fsum(np.exp(z[~is_top] - m)))
+    return (z - m) - log_sum
+
+
 def reference(logits: Any, token_id: int) -> dict[str, float]:
     """Every full-distribution metric of one row of logits (any dtype; worked in float64), in bits."""
     z = np.asarray(logits, dtype=np.float64)

@@ -1,20 +1,28 @@
-"""Fused numba kernel for the row statistics of :mod:`.stats`: three passes over a row in cache.
+"""Fused numba kernel for the row statistics of :mod:`.stats`, a few passes over a row in cache.
 
-Pass 1 finds the max (and NaN / +inf); pass 2 computes ``e = exp(z - m)`` once, vectorised with
-AVX2 by a polynomial ``2^t`` (relative error < 2e-6; no SVML needed) and accumulates ``c, r, sd, q,
-d2, gt`` in float32 blocks of 256 added into float64; pass 3 sums ``v = Σ e (d - mean)²`` from the
-stored ``e``. float16 is read as raw bits and widened in the kernel (``vcvtph2ps``), so no float32
-copy of the batch is ever made. Checked against a float64 reference in tests/auditor/test_exactness.py.
+Per row: an integer pass finds the max, NaN and +inf from the raw bits (a float's bits map to an int
+"key" of the same order, so max and counts vectorise as integer ops; numba leaves float max
+reductions scalar); a second integer pass counts the ties at the top and the tokens above the
+emitted one and finds the runner-up; a float pass computes ``e = exp(z - m)`` once, vectorised with
+AVX2 by a polynomial ``2^t`` (relative error < 2e-6, no SVML needed), accumulating ``r, sd, q`` in
+float32 blocks of 256 added into float64; a last pass sums ``v = Σ e (d - mean)²`` from the stored
+``e``. float16 is read as raw bits and widened in the kernel (``vcvtph2ps``), so no float32 copy of
+the batch is ever made. Checked against a float64 reference in tests/auditor/metrics/test_exactness.py.
 
-numba is optional: :func:`available` is False without it and the numpy path is used instead.
+This module imports numba; :mod:`.batch` imports it only when numba is installed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
+import numba as nb
 import numpy as np
+from llvmlite import ir  # type: ignore[import-untyped]
+from numba import types
+from numba.extending import intrinsic as numba_intrinsic
+from numba.extending import overload as numba_overload
 from numpy.typing import NDArray
 
 from services.auditor.metrics.stats import (
@@ -26,19 +34,26 @@ from services.auditor.metrics.stats import (
     RowStats,
 )
 
-F = TypeVar("F", bound=Callable[..., Any])
-_KERNELS: dict[str, Callable[..., None]] = {}
+# Every fast-math flag but 'ninf' (masked logits are -inf). 'nnan' is safe: NaN is found first, from
+# the bits, and such a row is skipped.
+_FASTMATH = {"nnan", "nsz", "arcp", "contract", "reassoc", "afn"}
+_OPTIONS: dict[str, Any] = {"fastmath": _FASTMATH, "error_model": "numpy", "boundscheck": False}
 _BLOCK = 256
-_PARTS: dict[str, Any] = {}
+_LOG2E = np.float32(1.4426950408889634)
+_MIN_T = np.float32(MIN_SHIFTED * 1.4426950408889634)
+_F32 = np.float32
 
 
-def available() -> bool:
-    """True when numba can be imported (the kernels compile on first use, ~2 s, then cached on disk)."""
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:  # numba types these when it compiles, not mypy
+    return cast(Callable[..., Any], nb.njit(nogil=True, cache=True, **_OPTIONS)(fn))
+
+
+def _intrinsic(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return cast(Callable[..., Any], numba_intrinsic(fn))
+
+
+def _overload(stub: Callable[..., Any]) -> Callable[[Callable[..., Any]], Any]:
+    return cast(Callable[[Callable[..., Any]], Any], numba_overload(stub, jit_options=cast(Any, _OPTIONS)))
 
 
 def stats_fused(logits: NDArray[Any], token_ids: NDArray[np.int64]) -> RowStats:
@@ -47,229 +62,226 @@ def stats_fused(logits: NDArray[Any], token_ids: NDArray[np.int64]) -> RowStats:
     n, vocab = z.shape
     out = np.empty((n, 9), dtype=np.float64)
     buf = np.empty(vocab, dtype=np.float32)
+    ids = np.ascontiguousarray(token_ids, dtype=np.int64)
     if z.dtype == np.float16:
         bits = z.view(np.uint16)
-        _kernel("f16")(bits, bits, token_ids, out, buf)
+        _kernel(bits, bits, ids, out, buf)
     elif z.dtype == np.float32:
-        _kernel("f32")(z, z.view(np.int32), token_ids, out, buf)
+        _kernel(z, z.view(np.int32), ids, out, buf)
     else:
         raise ValueError(f"the fused kernel takes float16 or float32 logits, not {z.dtype}")
     return RowStats.from_columns(out)
 
 
-def _kernel(kind: str) -> Callable[..., None]:
-    if kind not in _KERNELS:
-        _KERNELS[kind] = _build(kind)
-    return _KERNELS[kind]
+# --- bit-level helpers -------------------------------------------------------------------------
 
 
-def _build(kind: str) -> Callable[..., None]:
-    import numba as nb
-    from llvmlite import ir  # type: ignore[import-untyped]
-    from numba import types
-    from numba.extending import intrinsic as numba_intrinsic
+@_intrinsic
+def _bits_as_f32(typingctx: Any, x: Any) -> Any:
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.bitcast(args[0], ir.FloatType())
 
-    def intrinsic(fn: Callable[..., Any]) -> Callable[..., Any]:  # typed by numba when it compiles
-        return cast(Callable[..., Any], numba_intrinsic(fn))
+    return types.float32(types.int32), codegen
 
-    @intrinsic
-    def bits_as_f32(typingctx: Any, x: Any) -> Any:
-        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-            return builder.bitcast(args[0], ir.FloatType())
 
-        return types.float32(types.int32), codegen
+@_intrinsic
+def _half_bits_to_f32(typingctx: Any, x: Any) -> Any:
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
 
-    @intrinsic
-    def half_bits_to_f32(typingctx: Any, x: Any) -> Any:
-        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-            return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+    return types.float32(types.uint16), codegen
 
-        return types.float32(types.uint16), codegen
 
-    f32 = np.float32
-    njit = nb.njit(
-        # every fast-math flag but 'ninf': masked logits are -inf. 'nnan' is safe because NaN is
-        # found first, from the bits, and such a row is skipped.
-        fastmath={"nnan", "nsz", "arcp", "contract", "reassoc", "afn"},
-        error_model="numpy",
-        boundscheck=False,
-        nogil=True,
-        cache=True,
-    )
+def _load_stub(a):  # type: ignore[no-untyped-def]  # numba matches stub and impl signatures
+    """An element of the logits as float32 (float16 arrive as their uint16 bits)."""
 
-    def jit(fn: F) -> F:
-        return cast(F, njit(fn))
 
-    # Integer passes. A float's bits map to an int "key" with the same order (negative numbers get
-    # their magnitude bits flipped), so max and counts vectorise as integer ops: numba leaves float
-    # max reductions scalar.
-    if kind == "f16":
+def _key_stub(b):  # type: ignore[no-untyped-def]  # numba matches stub and impl signatures
+    """An int32 whose order is the float order of the raw bits ``b``."""
 
-        @jit
-        def load(a: Any) -> Any:
-            return half_bits_to_f32(a)
 
-        @jit
-        def key(a: Any) -> Any:
-            b = np.int32(np.int16(a))
-            return b ^ ((b >> np.int32(15)) & np.int32(0x7FFF))
+def _value_stub(k, like):  # type: ignore[no-untyped-def]  # numba matches stub and impl signatures
+    """The float32 whose key is ``k`` (``like``: an element of the bits array, for its type)."""
 
-        @jit
-        def value(k: Any) -> Any:
-            return half_bits_to_f32(np.uint16(k ^ ((k >> np.int32(15)) & np.int32(0x7FFF))))
 
-        lowest = np.int32(-0x8000)
-        exp_mask, man_mask, pos_inf = np.int32(0x7C00), np.int32(0x03FF), np.int32(0x7C00)
-    else:
+def _traits_stub(like):  # type: ignore[no-untyped-def]  # numba matches stub and impl signatures
+    """(lowest key, exponent mask, mantissa mask, bits of +inf) for the bits' type."""
 
-        @jit
-        def load(a: Any) -> Any:
-            return a
 
-        @jit
-        def key(a: Any) -> Any:
-            return a ^ ((a >> np.int32(31)) & np.int32(0x7FFFFFFF))
+@_overload(_load_stub)
+def _load_impl(a):  # type: ignore[no-untyped-def]
+    if a == types.uint16:
+        return lambda a: _half_bits_to_f32(a)
+    return lambda a: a
 
-        @jit
-        def value(k: Any) -> Any:
-            return bits_as_f32(k ^ ((k >> np.int32(31)) & np.int32(0x7FFFFFFF)))
 
-        lowest = np.int32(-0x80000000)
-        exp_mask, man_mask, pos_inf = np.int32(0x7F800000), np.int32(0x007FFFFF), np.int32(0x7F800000)
+@_overload(_key_stub)
+def _key_impl(b):  # type: ignore[no-untyped-def]
+    if b == types.uint16:
 
-    @jit
-    def scan(bits: Any) -> Any:
-        """(key of the max, NaN count, +inf count) of one row of raw bits."""
-        top = lowest
-        nan = np.int32(0)
-        pinf = np.int32(0)
-        for j in range(bits.shape[0]):
-            b = np.int32(bits[j])
-            top = max(top, key(bits[j]))
-            nan += np.int32(((b & exp_mask) == exp_mask) & ((b & man_mask) != np.int32(0)))
-            pinf += np.int32(b == pos_inf)
-        return top, nan, pinf
+        def half_key(b):  # type: ignore[no-untyped-def]
+            s = np.int32(np.int16(b))
+            return s ^ ((s >> np.int32(15)) & np.int32(0x7FFF))
 
-    @jit
-    def ranks(bits: Any, top: Any, kx: Any) -> Any:
-        """(key of the second largest value below the max, count at the max, count above x)."""
-        second = lowest
-        c = np.int32(0)
-        gt = np.int32(0)
-        for j in range(bits.shape[0]):
-            k = key(bits[j])
-            second = max(second, k if k < top else lowest)
-            c += np.int32(k == top)
-            gt += np.int32(k > kx)
-        return second, c, gt
+        return half_key
+    return lambda b: b ^ ((b >> np.int32(31)) & np.int32(0x7FFFFFFF))
 
-    @jit
-    def exp2_neg(t: Any) -> Any:
-        """2**t for -126 < t <= 0, float32, |rel err| < 2e-6 (degree-6 polynomial on [-1/2, 1/2])."""
-        n = np.floor(t + f32(0.5))
-        f = t - n
-        p = f32(1.5353362e-4)
-        p = p * f + f32(1.3398874e-3)
-        p = p * f + f32(9.6181294e-3)
-        p = p * f + f32(5.5504109e-2)
-        p = p * f + f32(2.4022652e-1)
-        p = p * f + f32(6.9314718e-1)
-        p = p * f + f32(1.0)
-        return p * bits_as_f32((np.int32(n) + np.int32(127)) << np.int32(23))
 
-    log2e = f32(1.4426950408889634)
-    min_t = f32(MIN_SHIFTED * 1.4426950408889634)
-    block = _BLOCK
+@_overload(_value_stub)
+def _value_impl(k, like):  # type: ignore[no-untyped-def]
+    if like == types.uint16:
+        return lambda k, like: _half_bits_to_f32(np.uint16(k ^ ((k >> np.int32(15)) & np.int32(0x7FFF))))
+    return lambda k, like: _bits_as_f32(k ^ ((k >> np.int32(31)) & np.int32(0x7FFFFFFF)))
 
-    @jit
-    def exp_pass(row: Any, m: Any, buf: Any) -> Any:
-        """e = exp(z - m) into buf; returns r, sd, q (see stats.py)."""
-        vocab = row.shape[0]
-        r: Any = 0.0
-        sd: Any = 0.0
-        q: Any = 0.0
-        for b0 in range(0, vocab, block):
-            b1 = min(b0 + block, vocab)
-            br = f32(0.0)
-            bsd = f32(0.0)
-            bq = f32(0.0)
-            for j in range(b0, b1):
-                a = load(row[j])
-                d = a - m
-                t = d * log2e
-                keep = t > min_t
-                e1 = exp2_neg(t if keep else f32(0.0))
-                e = e1 if keep else f32(0.0)
-                dk = d if keep else f32(0.0)
-                buf[j] = e
-                rest = f32(0.0) if d == f32(0.0) else e
-                br += rest
-                bsd += e * dk
-                bq += rest * rest
-            r += br
-            sd += bsd
-            q += bq
-        return r, sd, q
 
-    @jit
-    def spread_pass(row: Any, m: Any, mean: Any, buf: Any) -> Any:
-        """v = Σ e (d - mean)² from the stored e."""
-        vocab = row.shape[0]
-        v: Any = 0.0
-        for b0 in range(0, vocab, block):
-            b1 = min(b0 + block, vocab)
-            bv = f32(0.0)
-            for j in range(b0, b1):
-                d = load(row[j]) - m
-                dk = d if d * log2e > min_t else f32(0.0)
-                u = dk - mean
-                bv += buf[j] * u * u
-            v += bv
-        return v
+@_overload(_traits_stub)
+def _traits_impl(like):  # type: ignore[no-untyped-def]
+    if like == types.uint16:
+        return lambda like: (np.int32(-0x8000), np.int32(0x7C00), np.int32(0x03FF), np.int32(0x7C00))
+    return lambda like: (np.int32(-0x80000000), np.int32(0x7F800000), np.int32(0x007FFFFF), np.int32(0x7F800000))
 
-    @jit
-    def kernel(z: Any, zbits: Any, ids: Any, out: Any, buf: Any) -> None:
-        n, vocab = z.shape
-        for i in range(n):
-            row = z[i]
-            bits = zbits[i]
-            top, nan, pinf = scan(bits)
-            x = ids[i]
-            problem = 0
-            if nan:
-                problem = HAS_NAN
-            elif pinf:
-                problem = HAS_POS_INF
-            elif value(top) == f32(-np.inf):
-                problem = ALL_MASKED
-            elif x < 0 or x >= vocab:
-                problem = TOKEN_OUT_OF_RANGE
-            if problem:
-                out[i, 0] = problem
-                for k in range(1, 9):
-                    out[i, k] = np.nan
-                continue
-            second, c, gt = ranks(bits, top, key(bits[x]))
-            m = value(top)
-            zx = load(row[x])
-            r, sd, q = exp_pass(row, m, buf)
-            mean = sd / (c + r)
-            v = spread_pass(row, m, f32(mean), buf)
-            out[i, 0] = 0
-            out[i, 1] = c
-            out[i, 2] = r
-            out[i, 3] = sd
-            out[i, 4] = q
-            out[i, 5] = v
-            if c >= 2:
-                out[i, 6] = 0.0
-            elif second == lowest:
-                out[i, 6] = -np.inf
-            else:
-                out[i, 6] = np.float64(value(second)) - np.float64(m)
-            out[i, 7] = np.float64(zx) - np.float64(m)
-            out[i, 8] = gt
 
-    _PARTS[kind] = {"scan": scan, "ranks": ranks, "exp_pass": exp_pass, "spread_pass": spread_pass}
-    kernel_fn: Callable[..., None] = kernel
-    return kernel_fn
+# typed names for the stubs (numba resolves these globals to the same function objects)
+_load: Callable[..., Any] = _load_stub
+_key: Callable[..., Any] = _key_stub
+_value: Callable[..., Any] = _value_stub
+_traits: Callable[..., Any] = _traits_stub
+
+
+# --- the passes ----------------------------------------------------------------------------------
+
+
+@_jit
+def _scan(bits: Any) -> Any:
+    """(key of the max, NaN count, +inf count) of one row of raw bits."""
+    lowest, exp_mask, man_mask, pos_inf = _traits(bits[0])
+    top = lowest
+    nan = np.int32(0)
+    pinf = np.int32(0)
+    for j in range(bits.shape[0]):
+        b = np.int32(bits[j])
+        top = max(top, _key(bits[j]))
+        nan += np.int32(((b & exp_mask) == exp_mask) & ((b & man_mask) != np.int32(0)))
+        pinf += np.int32(b == pos_inf)
+    return top, nan, pinf
+
+
+@_jit
+def _ranks(bits: Any, top: Any, kx: Any) -> Any:
+    """(key of the largest value below the max, count at the max, count above the emitted token)."""
+    lowest = _traits(bits[0])[0]
+    second = lowest
+    c = np.int32(0)
+    gt = np.int32(0)
+    for j in range(bits.shape[0]):
+        k = _key(bits[j])
+        second = max(second, k if k < top else lowest)
+        c += np.int32(k == top)
+        gt += np.int32(k > kx)
+    return second, c, gt
+
+
+@_jit
+def _exp2_neg(t: Any) -> Any:
+    """2**t for -126 < t <= 0, float32, |rel err| < 2e-6 (degree-6 polynomial on [-1/2, 1/2])."""
+    n = np.floor(t + _F32(0.5))
+    f = t - n
+    p = _F32(1.5353362e-4)
+    p = p * f + _F32(1.3398874e-3)
+    p = p * f + _F32(9.6181294e-3)
+    p = p * f + _F32(5.5504109e-2)
+    p = p * f + _F32(2.4022652e-1)
+    p = p * f + _F32(6.9314718e-1)
+    p = p * f + _F32(1.0)
+    return p * _bits_as_f32((np.int32(n) + np.int32(127)) << np.int32(23))
+
+
+@_jit
+def _exp_pass(row: Any, m: Any, buf: Any) -> Any:
+    """``e = exp(z - m)`` into buf (0 below MIN_SHIFTED); returns r, sd, q (see stats.py)."""
+    vocab = row.shape[0]
+    r: Any = 0.0
+    sd: Any = 0.0
+    q: Any = 0.0
+    for b0 in range(0, vocab, _BLOCK):
+        b1 = min(b0 + _BLOCK, vocab)
+        br = _F32(0.0)
+        bsd = _F32(0.0)
+        bq = _F32(0.0)
+        for j in range(b0, b1):
+            d = _load(row[j]) - m
+            t = d * _LOG2E
+            keep = t > _MIN_T
+            e1 = _exp2_neg(t if keep else _F32(0.0))
+            e = e1 if keep else _F32(0.0)
+            dk = d if keep else _F32(0.0)
+            buf[j] = e
+            rest = _F32(0.0) if d == _F32(0.0) else e
+            br += rest
+            bsd += e * dk
+            bq += rest * rest
+        r += br
+        sd += bsd
+        q += bq
+    return r, sd, q
+
+
+@_jit
+def _spread_pass(row: Any, m: Any, mean: Any, buf: Any) -> Any:
+    """``v = Σ e (d - mean)²`` from the stored e (the max entries included, e = 1)."""
+    vocab = row.shape[0]
+    v: Any = 0.0
+    for b0 in range(0, vocab, _BLOCK):
+        b1 = min(b0 + _BLOCK, vocab)
+        bv = _F32(0.0)
+        for j in range(b0, b1):
+            d = _load(row[j]) - m
+            dk = d if d * _LOG2E > _MIN_T else _F32(0.0)
+            u = dk - mean
+            bv += buf[j] * u * u
+        v += bv
+    return v
+
+
+@_jit
+def _kernel(z: Any, zbits: Any, ids: Any, out: Any, buf: Any) -> None:
+    n, vocab = z.shape
+    for i in range(n):
+        row = z[i]
+        bits = zbits[i]
+        top, nan, pinf = _scan(bits)
+        x = ids[i]
+        problem = 0
+        if nan:
+            problem = HAS_NAN
+        elif pinf:
+            problem = HAS_POS_INF
+        elif _value(top, bits[0]) == _F32(-np.inf):
+            problem = ALL_MASKED
+        elif x < 0 or x >= vocab:
+            problem = TOKEN_OUT_OF_RANGE
+        if problem:
+            out[i, 0] = problem
+            for k in range(1, 9):
+                out[i, k] = np.nan
+            continue
+        second, c, gt = _ranks(bits, top, _key(bits[x]))
+        m = _value(top, bits[0])
+        zx = _load(row[x])
+        r, sd, q = _exp_pass(row, m, buf)
+        mean = sd / (c + r)
+        v = _spread_pass(row, m, _F32(mean), buf)
+        out[i, 0] = 0
+        out[i, 1] = c
+        out[i, 2] = r
+        out[i, 3] = sd
+        out[i, 4] = q
+        out[i, 5] = v
+        if c >= 2:
+            out[i, 6] = 0.0
+        elif second == _traits(bits[0])[0]:
+            out[i, 6] = -np.inf
+        else:
+            out[i, 6] = np.float64(_value(second, bits[0])) - np.float64(m)
+        out[i, 7] = np.float64(zx) - np.float64(m)
+        out[i, 8] = gt

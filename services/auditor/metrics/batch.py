@@ -10,6 +10,7 @@ A metric the input does not determine is NaN (null in an audit), never guessed.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal
@@ -194,13 +195,13 @@ def _stats(z: NDArray[Any], ids: NDArray[np.int64], engine: Engine) -> RowStats:
         if engine == "numba":
             raise ValueError(f"the numba engine takes float16 or float32 logits, not {z.dtype}")
         return stats_numpy(z, ids)
-    from services.auditor.metrics import _fused
+    if importlib.util.find_spec("numba") is None:
+        if engine == "numba":
+            raise ImportError("numba is not installed: `pip install numba`, or use engine='numpy'")
+        return stats_numpy(z, ids)
+    from services.auditor.metrics import _fused  # compiles on first use (seconds), then cached on disk
 
-    if _fused.available():
-        return _fused.stats_fused(z, ids)
-    if engine == "numba":
-        raise ImportError("numba is not installed: `pip install numba`, or use engine='numpy'")
-    return stats_numpy(z, ids)
+    return _fused.stats_fused(z, ids)
 
 
 def _assemble(st: RowStats, *, exact: NDArray[np.bool_], coverage: FloatArray) -> TokenMetrics:

@@ -10,14 +10,15 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from services.auditor.metrics import from_logits, from_top_k
+from tests.auditor.reference import log_softmax
 
 logit = st.one_of(st.floats(-1e4, 1e4, width=32), st.just(-math.inf))
 
 
 @st.composite
-def rows(draw: st.DrawFn) -> tuple[np.ndarray, int]:
+def rows(draw: st.DrawFn, elements: st.SearchStrategy[float] = logit) -> tuple[np.ndarray, int]:
     v = draw(st.integers(2, 64))
-    z = draw(arrays(np.float32, v, elements=logit))
+    z = draw(arrays(np.float32, v, elements=elements))
     z[draw(st.integers(0, v - 1))] = draw(st.floats(-1e4, 1e4, width=32))  # at least one unmasked token
     finite = np.flatnonzero(np.isfinite(z))
     return z, int(finite[draw(st.integers(0, len(finite) - 1))])
@@ -40,14 +41,17 @@ def test_bounds(row: tuple[np.ndarray, int], engine: str) -> None:
     assert r.surprisal[0] >= -eps
 
 
+on_grid = st.one_of(st.integers(-640_000, 640_000).map(lambda i: i / 64.0), st.just(-math.inf))
+
+
 @settings(max_examples=200, deadline=None)
-@given(rows())
+@given(rows(on_grid))
 def test_top_k_with_every_token_equals_the_full_path(row: tuple[np.ndarray, int]) -> None:
+    # logits on a 1/64 grid, so that their order survives the trip through float64 log-probabilities
     z, token = row
     z64 = z.astype(np.float64)
-    m = z64.max()
-    logprobs = z64 - (m + np.log(np.exp(z64 - m).sum()))
+    logprobs = log_softmax(z64)
     full = from_logits(z64[None, :], [token])
     top = from_top_k(logprobs[None, :], np.array([logprobs[token]]), np.array([token]))
     for name in ("prob", "surprisal", "entropy", "margin", "rank", "hbar_s", "fisher_trace", "varentropy", "coverage"):
-        np.testing.assert_allclose(getattr(top, name), getattr(full, name), rtol=1e-6, atol=1e-9, err_msg=name)
+        np.testing.assert_allclose(getattr(top, name), getattr(full, name), rtol=1e-5, atol=1e-9, err_msg=name)
