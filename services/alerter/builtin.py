@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.alerter.rules import Finding, Rule, describe, fmt, label
+from services.alerter.rules import Finding, Rule, compact, describe, fmt, label
 from services.alerter.settings import AlerterSettings
 from services.common.contracts import AuditEvent, Metrics
 
@@ -150,15 +150,17 @@ class Anomaly(Rule):
         if len(history) >= self.min_tokens:
             ordered = sorted(history)
             med = _median(ordered)
-            mad = _median(sorted(abs(v - med) for v in ordered))
-            z = 0.6745 * (x - med) / max(mad, self.mad_floor)
-            if z > self.threshold:
-                finding = Finding(
-                    f"{describe(audit)}: {label(self.metric)} = {fmt(x)} is an outlier for this session "
-                    f"(robust z = {z:.1f} above {self.threshold:g}; median {fmt(med)})",
-                    {self.metric: x, "z": z, "median": med, "mad": mad},
-                )
-        history.append(x)
+            # z ≤ 0.6745·(x − median)/mad_floor: most tokens are ruled out without computing the MAD
+            if 0.6745 * (x - med) > self.threshold * self.mad_floor:
+                mad = _median(sorted([abs(v - med) for v in ordered]))
+                z = 0.6745 * (x - med) / max(mad, self.mad_floor)
+                if z > self.threshold:
+                    finding = Finding(
+                        f"{describe(audit)}: {label(self.metric)} = {fmt(x)} is an outlier for this session "
+                        f"(robust z = {z:.1f} above {self.threshold:g}; median {fmt(med)})",
+                        {self.metric: x, "z": z, "median": med, "mad": mad},
+                    )
+        history.append(compact(x))
         if len(history) > self.window:
             del history[0]
         return finding

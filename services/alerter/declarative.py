@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from services.alerter.builtin import NUMERIC_METRICS
 from services.alerter.errors import RulesFileError
-from services.alerter.rules import RULE_NAME, Finding, Rule, fmt, label, quote
+from services.alerter.rules import RULE_NAME, Finding, Rule, compact, fmt, label, quote
 from services.common.contracts import AuditEvent, Severity
 
 OPERATORS: dict[str, tuple[Callable[[float, float], bool], str]] = {
@@ -162,7 +162,7 @@ class DeclarativeRule(Rule):
         window = self.spec.window
         if window > 1:
             values: list[float] = state.setdefault("w", [])
-            values.append(x)
+            values.append(compact(x))
             if len(values) > window:
                 del values[0]
             if len(values) < window:

@@ -37,13 +37,14 @@ class RiskPolicy:
     release: float = 0.75
 
     def threshold(self, level: RiskLevel) -> float:
-        return {"safe": 0.0, "warning": self.warning, "critical": self.critical, "emergency": self.emergency}[level]
+        return (0.0, self.warning, self.critical, self.emergency)[LEVELS.index(level)]
 
     def level_of(self, score: float) -> RiskLevel:
-        for level in reversed(LEVELS[1:]):
-            if score >= self.threshold(level):
-                return level
-        return "safe"
+        if score >= self.emergency:
+            return "emergency"
+        if score >= self.critical:
+            return "critical"
+        return "warning" if score >= self.warning else "safe"
 
 
 @dataclass(slots=True)
@@ -52,7 +53,7 @@ class RiskState:
 
     level: RiskLevel = "safe"
     score: float = 0.0
-    recent: list[tuple[float, list[str]]] = field(default_factory=list)
+    recent: list[tuple[int, list[str]]] = field(default_factory=list)
 
     def to_json(self) -> list[Any]:
         return [self.level, self.score, self.recent]
@@ -60,7 +61,7 @@ class RiskState:
     @classmethod
     def from_json(cls, raw: list[Any]) -> RiskState:
         level, score, recent = raw
-        return cls(level, float(score), [(float(w), list(names)) for w, names in recent])
+        return cls(level, float(score), [(int(w), list(names)) for w, names in recent])
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +73,9 @@ class RiskChange:
 
 def observe(policy: RiskPolicy, state: RiskState, fired: list[tuple[str, Severity]]) -> RiskChange | None:
     """Add one token's firings (rule name, severity) to ``state``; return the change of level, if any."""
-    weight = float(max((WEIGHTS[severity] for _, severity in fired), default=0))
+    weight = max([WEIGHTS[severity] for _, severity in fired]) if fired else 0
+    if not weight and not state.recent and state.level == "safe":
+        return None  # the common case: a quiet token in a quiet session
     if weight or state.recent:  # a run of quiet tokens in a quiet session needs no bookkeeping
         state.recent.append((weight, [name for name, _ in fired]))
         state.score += weight

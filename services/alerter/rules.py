@@ -83,6 +83,12 @@ def label(metric: str) -> str:
     return LABELS.get(metric, metric)
 
 
+def compact(value: float) -> float:
+    """``value`` to 7 significant digits: what rules keep in their persisted state (a history window),
+    so that the state stays small and fast to write; far finer than any threshold."""
+    return float(f"{value:.7g}")
+
+
 def fmt(value: float) -> str:
     """Two decimals for ordinary values, scientific for the very small (p = 3.1e-05)."""
     return f"{value:.2e}" if value != 0 and abs(value) < 0.01 else f"{value:.2f}"

@@ -56,8 +56,11 @@ class Alerter:
         self.settings = settings
         self.engine = Engine(rules, settings)
         self.clock = clock
-        self.audits = bus.consumer("audits", settings.audit_group, self._on_audits, name=name)
-        self.lifecycle = bus.consumer("sessions", settings.session_group, self._on_sessions, name=name)
+        # No (session_id, seq) bitmap: the session state, committed with every acknowledgement, already
+        # ignores an audit whose seq is done or buffered, and a second terminal entry (and saves two
+        # round trips' worth of work per batch).
+        self.audits = bus.consumer("audits", settings.audit_group, self._on_audits, name=name, dedupe=False)
+        self.lifecycle = bus.consumer("sessions", settings.session_group, self._on_sessions, name=name, dedupe=False)
         self.sessions: OrderedDict[str, SessionState] = OrderedDict()  # least recently used first
         self._waiting: set[str] = set()  # sessions with a reorder or end timeout pending
         self._done: set[str] = set()  # sessions summarised since the last release
