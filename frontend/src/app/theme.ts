@@ -1,5 +1,5 @@
 /** Light and dark themes: the system's choice unless the user picked one (remembered). */
-import { useCallback, useEffect, useState } from "react";
+import { useCallback, useState } from "react";
 
 export type Theme = "light" | "dark";
 const KEY = "uq.theme";
@@ -11,16 +11,17 @@ function initialTheme(): Theme {
 }
 
 export function useTheme(): [Theme, () => void] {
-  const [theme, setTheme] = useState<Theme>(initialTheme);
-  useEffect(() => {
-    document.documentElement.dataset.theme = theme;
-  }, [theme]);
+  const [theme, setTheme] = useState<Theme>(() => {
+    // Set before the first render, so canvases that read the CSS variables get the right ones.
+    const t = initialTheme();
+    document.documentElement.dataset.theme = t;
+    return t;
+  });
   const toggle = useCallback(() => {
-    setTheme((t) => {
-      const next = t === "dark" ? "light" : "dark";
-      localStorage.setItem(KEY, next);
-      return next;
-    });
+    const next: Theme = document.documentElement.dataset.theme === "dark" ? "light" : "dark";
+    document.documentElement.dataset.theme = next;
+    localStorage.setItem(KEY, next);
+    setTheme(next);
   }, []);
   return [theme, toggle];
 }

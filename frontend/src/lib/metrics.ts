@@ -93,7 +93,7 @@ export const RISK_LABEL: Record<RiskLevel, string> = {
   critical: "Critical",
   emergency: "Emergency",
 };
-export const RISK_ICON: Record<RiskLevel, string> = { safe: "✓", warning: "!", critical: "‼", emergency: "⛔" };
+export const RISK_ICON: Record<RiskLevel, string> = { safe: "✓", warning: "!", critical: "‼", emergency: "✖" };
 
 export const SEVERITY_LABEL: Record<Severity, string> = { info: "Info", warning: "Warning", critical: "Critical" };
-export const SEVERITY_ICON: Record<Severity, string> = { info: "ℹ", warning: "⚠", critical: "⛔" };
+export const SEVERITY_ICON: Record<Severity, string> = { info: "ℹ", warning: "⚠", critical: "✖" };

@@ -114,7 +114,7 @@ function statusText(s: string | null): string {
     case null:
       return "⋯ Loading";
     case "queued":
-      return "⏳ Queued";
+      return "◷ Queued";
     case "started":
       return "● Generating";
     case "finished":

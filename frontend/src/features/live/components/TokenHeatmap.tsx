@@ -217,7 +217,7 @@ export function TokenHeatmap({ store, version, metric, selected, onSelect, follo
         ))}
         <span className="legend-note">
           <span className="tok worst legend-swatch-inline">underlined</span> = high band,{" "}
-          <span aria-hidden="true">▲</span> = highest band, ⚠/⛔ = alert
+          <span aria-hidden="true">▲</span> = highest band, ℹ/⚠/✖ = alert
         </span>
       </div>
       <div

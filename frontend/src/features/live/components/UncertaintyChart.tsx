@@ -113,6 +113,7 @@ export function UncertaintyChart({ store, metric, threshold, theme, onSelectToke
         {
           label: "token position",
           stroke: colors.axis,
+          incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000],
           grid: { stroke: colors.grid, width: 1 },
           ticks: { stroke: colors.grid },
         },
@@ -153,6 +154,8 @@ export function UncertaintyChart({ store, metric, threshold, theme, onSelectToke
       const xs = store.chart.column("seq");
       const ys = store.chart.column(metric).map((v) => (Number.isNaN(v) ? null : v));
       plot.setData([xs, ys]);
+      el.dataset.points = String(xs.length);
+      el.dataset.frames = String(Number(el.dataset.frames ?? 0) + 1);
     };
     const schedule = () => {
       if (frame === null) frame = requestAnimationFrame(draw);

@@ -1,0 +1,364 @@
+/**
+ * Browser tests of the dashboard against the real running system (tests.stack: Redis streams,
+ * generator with the embedded model, auditor, alerter, recorder, gateway serving frontend/dist),
+ * driven by playwright-core on Debian's Chromium. Screenshots go to test-output/e2e/.
+ *
+ *   npm run e2e                       # starts and stops the stack itself
+ *   UQ_E2E_URL=http://127.0.0.1:8080 npm run e2e   # against a stack already running
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { chromium } from "playwright-core";
+import { ROOT, startStack } from "./stack.mjs";
+
+const OUT = path.join(ROOT, "test-output", "e2e");
+const CHROMIUM = process.env.UQ_CHROMIUM ?? "/usr/bin/chromium";
+const ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+const log = (...a) => console.log("[e2e]", ...a);
+
+function assert(cond, message) {
+  if (!cond) throw new Error(`assertion failed: ${message}`);
+}
+
+async function api(base, p, init) {
+  const res = await fetch(base + p, { ...init, headers: { "Content-Type": "application/json", ...(init?.headers ?? {}) } });
+  const body = await res.json().catch(() => null);
+  if (!res.ok) throw new Error(`${init?.method ?? "GET"} ${p} → ${res.status} ${JSON.stringify(body)}`);
+  return body;
+}
+
+
+/** A synthetic token in OpenAI's logprobs format for the push API; every 7th is a long shot. */
+function pushToken(i) {
+  const words = [" the", " model", " is", " not", " sure", " about", " this", ".", "\n", " quantum", " state"];
+  const text = words[i % words.length];
+  const unsure = i % 7 === 3;
+  const chosen = unsure ? 0.08 : 0.7;
+  const alts = [
+    { token: text, logprob: Math.log(chosen) },
+    { token: " alt1", logprob: Math.log(unsure ? 0.3 : 0.15) },
+    { token: " alt2", logprob: Math.log(0.05) },
+    { token: " alt3", logprob: Math.log(0.02) },
+  ].sort((a, b) => b.logprob - a.logprob);
+  return { token: text, logprob: Math.log(chosen), top_logprobs: alts };
+}
+
+async function pushSession(base, prompt) {
+  const s = await api(base, "/push/sessions", { method: "POST", body: JSON.stringify({ model: "synthetic", provider: "e2e", prompt }) });
+  return s.session_id;
+}
+
+async function pushTokens(base, sid, from, n) {
+  const tokens = Array.from({ length: n }, (_, k) => pushToken(from + k));
+  await api(base, `/push/sessions/${encodeURIComponent(sid)}/tokens`, { method: "POST", body: JSON.stringify({ tokens }) });
+}
+
+/** Starts recording animation-frame intervals in the page; returns a function that stops and summarises. */
+async function recordFrames(page) {
+  await page.evaluate(() => {
+    const w = window;
+    w.__frames = [];
+    w.__longTasks = 0;
+    let last = performance.now();
+    const tick = (t) => {
+      w.__frames.push(t - last);
+      last = t;
+      if (w.__recording) requestAnimationFrame(tick);
+    };
+    w.__recording = true;
+    requestAnimationFrame(tick);
+    try {
+      new PerformanceObserver((l) => (w.__longTasks += l.getEntries().length)).observe({ type: "longtask" });
+    } catch {
+      /* not supported */
+    }
+  });
+  return async () =>
+    page.evaluate(() => {
+      const w = window;
+      w.__recording = false;
+      const f = w.__frames.slice(1).sort((a, b) => a - b);
+      const q = (p) => f[Math.min(f.length - 1, Math.floor(p * f.length))] ?? 0;
+      return { frames: f.length, p50: q(0.5), p95: q(0.95), max: f[f.length - 1] ?? 0, over50: f.filter((x) => x > 50).length, longTasks: w.__longTasks };
+    });
+}
+
+const count = (page) => page.getByTestId("heatmap").getAttribute("data-count").then((v) => Number(v ?? 0));
+const sessionIdOf = (page) => decodeURIComponent(new URL(page.url()).hash.split("/")[2] ?? "");
+
+async function shot(page, name) {
+  const file = path.join(OUT, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  log(`screenshot ${path.relative(ROOT, file)}`);
+}
+
+async function startGeneration(page, { prompt, maxTokens, temperature }) {
+  await page.getByTestId("prompt").fill(prompt);
+  await page.getByTestId("max-tokens").fill(String(maxTokens));
+  if (temperature !== undefined) {
+    await page.getByTestId("temperature").evaluate((el, v) => {
+      const set = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, "value").set;
+      set.call(el, String(v));
+      el.dispatchEvent(new Event("input", { bubbles: true }));
+    }, temperature);
+  }
+  const before = page.url();
+  await page.getByTestId("start").click();
+  await page.waitForFunction((b) => location.href !== b && location.hash.startsWith("#/live/"), before, { timeout: 15_000 });
+  return sessionIdOf(page);
+}
+
+const scenarios = {
+  async "live generation: prompt, start, tokens and chart update, alerts, token details"(page, base) {
+    await page.goto(base + "/");
+    await page.getByTestId("connection").filter({ hasText: "Live" }).waitFor({ timeout: 15_000 });
+    // The original README's example prompts are one click away.
+    await page.getByRole("button", { name: /What will technology look like in 2090\?/ }).click();
+    assert((await page.getByTestId("prompt").inputValue()) === "What will technology look like in 2090?", "example prompt filled");
+    await shot(page, "01-empty-light");
+
+    const sid = await startGeneration(page, {
+      prompt: "What will technology look like in 2090? Describe a day in the life of a person then.",
+      maxTokens: 120,
+      temperature: 1.2,
+    });
+    log(`session ${sid}`);
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="heatmap"]')?.getAttribute("data-count")) >= 5, null, {
+      timeout: 90_000,
+    });
+    const n1 = await count(page);
+    const p1 = Number(await page.getByTestId("chart").getAttribute("data-points"));
+    await page.waitForFunction((n) => Number(document.querySelector('[data-testid="heatmap"]')?.getAttribute("data-count")) >= n + 5, n1, {
+      timeout: 30_000,
+    });
+    const p2 = Number(await page.getByTestId("chart").getAttribute("data-points"));
+    assert(p2 > p1 && p1 > 0, `chart points grow (${p1} → ${p2})`);
+    const cardTokens = Number((await page.getByTestId("token-count").innerText()).split("/")[0].trim());
+    assert(cardTokens >= n1 + 5, `tokens card counts (${cardTokens})`);
+
+    // An alert appears (LOW_CONFIDENCE fires readily at temperature 1.2), newest first.
+    await page.getByTestId("alerts").locator("li").first().waitFor({ timeout: 90_000 });
+    await shot(page, "02-live-streaming");
+
+    // Hovering a token shows its top alternatives with probabilities and the tail mass.
+    const tok = page.locator('.tok[data-seq="2"]');
+    await tok.hover();
+    const details = page.getByTestId("token-details");
+    await details.waitFor({ timeout: 5_000 });
+    const alts = details.getByTestId("alternatives");
+    assert((await alts.locator("tbody tr").count()) >= 3, "alternatives listed");
+    const text = await alts.innerText();
+    assert(/%/.test(text) && /rest of the vocabulary/.test(text), `probabilities and tail shown: ${text.slice(0, 200)}`);
+    await shot(page, "03-token-hover");
+    await page.mouse.move(0, 0);
+
+    // Clicking an alert scrolls to and highlights its token.
+    const first = page.getByTestId("alerts").locator("button").first();
+    const label = await first.getAttribute("aria-label");
+    const seq = Number(/at token (\d+)/.exec(label ?? "")?.[1]);
+    await first.click();
+    await page.locator(`.tok.selected[data-seq="${seq}"]`).waitFor({ timeout: 5_000 });
+    await shot(page, "04-alert-selected");
+
+    // Wait for the end; the view then matches the recorded session exactly.
+    await page.getByTestId("session-status").filter({ hasText: /Finished|Cancelled|Failed/ }).waitFor({ timeout: 120_000 });
+    await page.getByTestId("summary").waitFor({ timeout: 30_000 });
+    const h = await api(base, `/sessions/${encodeURIComponent(sid)}`);
+    await page.waitForFunction((n) => Number(document.querySelector('[data-testid="heatmap"]')?.getAttribute("data-count")) === n, h.tokens.length, {
+      timeout: 15_000,
+    });
+    const contiguous = Number(await page.getByTestId("heatmap").getAttribute("data-contiguous"));
+    assert(contiguous === h.tokens.length - 1, `no holes (${contiguous} vs ${h.tokens.length})`);
+    await shot(page, "05-finished");
+  },
+
+  async "reload mid-generation resumes the session with no duplicate or missing token"(page, base) {
+    await page.goto(base + "/#/live");
+    const sid = await startGeneration(page, { prompt: "Explain quantum computing in simple terms", maxTokens: 160 });
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="heatmap"]')?.getAttribute("data-count")) >= 10, null, {
+      timeout: 90_000,
+    });
+    const before = await count(page);
+    await page.reload();
+    assert(sessionIdOf(page) === sid, "the URL keeps the session");
+    await page.waitForFunction((n) => Number(document.querySelector('[data-testid="heatmap"]')?.getAttribute("data-count")) > n, before, {
+      timeout: 60_000,
+    });
+    await shot(page, "06-after-reload");
+    await page.getByTestId("session-status").filter({ hasText: /Finished|Cancelled|Failed/ }).waitFor({ timeout: 120_000 });
+    const h = await api(base, `/sessions/${encodeURIComponent(sid)}`);
+    await page.waitForFunction((n) => Number(document.querySelector('[data-testid="heatmap"]')?.getAttribute("data-count")) === n, h.tokens.length, {
+      timeout: 15_000,
+    });
+    const contiguous = Number(await page.getByTestId("heatmap").getAttribute("data-contiguous"));
+    assert(contiguous === h.tokens.length - 1, `every token once, in order (${contiguous + 1} of ${h.tokens.length})`);
+    const shown = (await page.getByTestId("token-count").innerText()).trim();
+    assert(shown === String(h.tokens.length), `tokens card ${shown} = ${h.tokens.length}`);
+  },
+
+  async "Stop cancels a running generation"(page, base) {
+    await page.goto(base + "/#/live");
+    const sid = await startGeneration(page, { prompt: "The capital of France is", maxTokens: 400 });
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="heatmap"]')?.getAttribute("data-count")) >= 3, null, {
+      timeout: 90_000,
+    });
+    await page.getByTestId("stop").click();
+    await page.getByTestId("session-status").filter({ hasText: "Cancelled" }).waitFor({ timeout: 30_000 });
+    const h = await api(base, `/sessions/${encodeURIComponent(sid)}`);
+    assert(h.session.status === "cancelled", `status ${h.session.status}`);
+  },
+
+  async "sessions page lists sessions and replays one; dark theme"(page, base) {
+    await page.goto(base + "/#/sessions");
+    const rows = page.getByTestId("sessions").locator("tbody tr");
+    await rows.first().waitFor({ timeout: 15_000 });
+    assert((await rows.count()) >= 2, "at least the sessions of this run");
+    await shot(page, "07-sessions-light");
+    await rows.first().locator("a").click();
+    await page.getByTestId("session-status").filter({ hasText: /Finished|Cancelled|Failed/ }).waitFor({ timeout: 15_000 });
+    assert((await count(page)) > 0, "replay shows tokens");
+    await page.getByTestId("theme-toggle").click();
+    assert((await page.evaluate(() => document.documentElement.dataset.theme)) === "dark", "dark theme");
+    await page.locator('.tok[data-seq="1"]').hover();
+    await page.getByTestId("token-details").waitFor();
+    await shot(page, "08-replay-dark");
+    await page.getByTestId("theme-toggle").click();
+  },
+
+
+  async "performance: 50 tokens/s stay smooth; a 5,000-token session stays responsive"(page, base) {
+    // 1) 500 tokens pushed at 50 tokens/s through the real pipeline, watched live.
+    const sid = await pushSession(base, "synthetic stream at 50 tokens/s");
+    await page.goto(`${base}/#/live/${encodeURIComponent(sid)}`);
+    await page.getByTestId("connection").filter({ hasText: "Live" }).waitFor({ timeout: 15_000 });
+    await page.waitForTimeout(500);
+    const stopFrames = await recordFrames(page);
+    const t0 = Date.now();
+    for (let i = 0; i < 500; i += 5) {
+      await pushTokens(base, sid, i, 5);
+      const due = t0 + ((i + 5) / 50) * 1000;
+      await new Promise((r) => setTimeout(r, Math.max(0, due - Date.now())));
+    }
+    const pushS = (Date.now() - t0) / 1000;
+    await api(base, `/push/sessions/${encodeURIComponent(sid)}/finish`, { method: "POST", body: JSON.stringify({ status: "finished", reason: "stop" }) });
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="heatmap"]')?.getAttribute("data-count")) === 500, null, { timeout: 60_000 });
+    const f = await stopFrames();
+    const chartFrames = Number(await page.getByTestId("chart").getAttribute("data-frames"));
+    log(
+      `50 tok/s: 500 tokens pushed in ${pushS.toFixed(1)} s; ${f.frames} frames, p50 ${f.p50.toFixed(1)} ms, p95 ${f.p95.toFixed(1)} ms, ` +
+        `max ${f.max.toFixed(0)} ms, frames over 50 ms ${f.over50} (${((100 * f.over50) / Math.max(1, f.frames)).toFixed(1)}%), ` +
+        `long tasks ${f.longTasks}; chart redraws ${chartFrames} for 500 tokens (${(chartFrames / 500).toFixed(2)} per token)`,
+    );
+    assert(Number(await page.getByTestId("heatmap").getAttribute("data-contiguous")) === 499, "all 500 tokens, in order");
+    assert(chartFrames < 500, `chart redrawn per frame, not per token (${chartFrames})`);
+    await shot(page, "10-push-50-per-s");
+
+    // 2) A 5,000-token session: pushed fast, then opened; only what is on screen is rendered.
+    const big = await pushSession(base, "synthetic 5,000-token session");
+    for (let i = 0; i < 5000; i += 1000) await pushTokens(base, big, i, 1000);
+    await api(base, `/push/sessions/${encodeURIComponent(big)}/finish`, { method: "POST", body: JSON.stringify({ status: "finished", reason: "length" }) });
+    const deadline = Date.now() + 120_000;
+    while ((await api(base, `/sessions/${encodeURIComponent(big)}`)).tokens.length < 5000) {
+      assert(Date.now() < deadline, "the pipeline audits 5,000 pushed tokens within 120 s");
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const t1 = Date.now();
+    await page.goto(`${base}/#/sessions/${encodeURIComponent(big)}`);
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="heatmap"]')?.getAttribute("data-count")) === 5000, null, { timeout: 60_000 });
+    const openS = (Date.now() - t1) / 1000;
+    const rendered = await page.locator(".tok[data-seq]").count();
+    assert(rendered < 1500, `virtualised: ${rendered} token nodes for 5,000 tokens`);
+    const stop2 = await recordFrames(page);
+    const t2 = Date.now();
+    await page.locator('.tok[data-seq="0"]').focus();
+    await page.keyboard.press("End");
+    await page.locator('.tok[data-seq="4999"]').waitFor({ timeout: 10_000 });
+    const endMs = Date.now() - t2;
+    await page.locator('.tok[data-seq="4999"]').hover();
+    await page.getByTestId("token-details").waitFor({ timeout: 5_000 });
+    for (let k = 0; k < 10; k++) await page.getByTestId("heatmap").evaluate((el) => (el.scrollTop -= 400));
+    const f2 = await stop2();
+    log(
+      `5,000 tokens: opened in ${openS.toFixed(2)} s with ${rendered} token nodes in the DOM (${((100 * rendered) / 5000).toFixed(1)}%); ` +
+        `End key to last token ${endMs} ms; frames while jumping/scrolling p95 ${f2.p95.toFixed(1)} ms, max ${f2.max.toFixed(0)} ms`,
+    );
+    await shot(page, "11-5000-tokens");
+  },
+
+  async "keyboard: tokens are reachable and show their details on focus"(page, base) {
+    const list = await api(base, "/sessions?limit=1");
+    await page.goto(`${base}/#/sessions/${encodeURIComponent(list.items[0].session_id)}`);
+    await page.locator('.tok[data-seq="0"]').waitFor({ timeout: 15_000 });
+    await page.locator('.tok[data-seq="0"]').focus();
+    await page.keyboard.press("ArrowRight");
+    await page.keyboard.press("ArrowRight");
+    const focused = await page.evaluate(() => document.activeElement?.getAttribute("data-seq"));
+    assert(focused === "2", `arrow keys move the focus (${focused})`);
+    await page.getByTestId("token-details").waitFor({ timeout: 5_000 });
+    await shot(page, "09-keyboard-focus");
+  },
+};
+
+async function main() {
+  mkdirSync(OUT, { recursive: true });
+  const only = process.argv[2];
+  const stack = await startStack({ log });
+  const profile = mkdtempSync(path.join(tmpdir(), "uq-e2e-chromium-"));
+  let context;
+  const results = [];
+  try {
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ARGS,
+      viewport: { width: 1400, height: 1000 },
+    });
+    const consoleErrors = [];
+    for (const [name, fn] of Object.entries(scenarios)) {
+      if (only && !name.includes(only)) continue;
+      const page = await context.newPage();
+      page.on("pageerror", (e) => consoleErrors.push(`${name}: ${e.message}`));
+      page.on("console", (m) => m.type() === "error" && consoleErrors.push(`${name}: ${m.text()}`));
+      const t0 = Date.now();
+      try {
+        await fn(page, stack.url);
+        results.push({ name, ok: true, s: (Date.now() - t0) / 1000 });
+        log(`PASS ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+      } catch (e) {
+        results.push({ name, ok: false, error: String(e?.stack ?? e) });
+        log(`FAIL ${name}: ${e?.stack ?? e}`);
+        await shot(page, `FAIL-${name.replace(/[^a-z0-9]+/gi, "-").slice(0, 60)}`).catch(() => {});
+      } finally {
+        await page.close();
+      }
+    }
+    if (consoleErrors.length) log(`browser errors:\n  ${consoleErrors.join("\n  ")}`);
+  } finally {
+    await context?.close().catch(() => {});
+    rmSync(profile, { recursive: true, force: true });
+    await stack.stop();
+  }
+  writeFileSync(path.join(OUT, "results.json"), JSON.stringify(results, null, 2));
+  const failed = results.filter((r) => !r.ok);
+  log(`${results.length - failed.length} passed, ${failed.length} failed`);
+  if (failed.length) {
+    if (!process.env.UQ_E2E_URL) log(`stack output (tail):\n${stack.output().slice(-3000)}`);
+    process.exit(1);
+  }
+}
+
+main().catch((e) => {
+  console.error("[e2e]", e?.stack ?? e);
+  process.exit(1);
+});
