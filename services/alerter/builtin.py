@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.alerter.rules import Finding, Rule, compact, describe, fmt, label
+from services.alerter.rules import Finding, Rule, describe, fmt, label
 from services.alerter.settings import AlerterSettings
 from services.common.contracts import AuditEvent, Metrics
 
@@ -108,7 +108,7 @@ class Anomaly(Rule):
     ``z = 0.6745 · (x − median) / max(MAD, mad_floor)`` over the session's last ``window`` values of
     the metric (Iglewicz & Hoaglin; 0.6745 makes MAD comparable to a standard deviation), firing
     when ``z > threshold`` (one-sided: only unusually uncertain tokens) after ``min_tokens`` values.
-    State: ``{"w": [the last window values]}``.
+    State: ``{"w": [the last window values, in millionths]}``.
     """
 
     name = "ANOMALY"
@@ -145,28 +145,31 @@ class Anomaly(Rule):
         if x is None:
             return None
         x = float(x)
-        history: list[float] = state.setdefault("w", [])
+        # The window holds millionths as ints: exact in JSON and several times faster to persist than floats.
+        xi = round(x * 1e6)
+        history: list[int] = state.setdefault("w", [])
         finding = None
         if len(history) >= self.min_tokens:
             ordered = sorted(history)
             med = _median(ordered)
+            floor = self.mad_floor * 1e6
             # z ≤ 0.6745·(x − median)/mad_floor: most tokens are ruled out without computing the MAD
-            if 0.6745 * (x - med) > self.threshold * self.mad_floor:
+            if 0.6745 * (xi - med) > self.threshold * floor:
                 mad = _median(sorted([abs(v - med) for v in ordered]))
-                z = 0.6745 * (x - med) / max(mad, self.mad_floor)
+                z = 0.6745 * (xi - med) / max(mad, floor)
                 if z > self.threshold:
                     finding = Finding(
                         f"{describe(audit)}: {label(self.metric)} = {fmt(x)} is an outlier for this session "
-                        f"(robust z = {z:.1f} above {self.threshold:g}; median {fmt(med)})",
-                        {self.metric: x, "z": z, "median": med, "mad": mad},
+                        f"(robust z = {z:.1f} above {self.threshold:g}; median {fmt(med / 1e6)})",
+                        {self.metric: x, "z": z, "median": med / 1e6, "mad": mad / 1e6},
                     )
-        history.append(compact(x))
+        history.append(xi)
         if len(history) > self.window:
             del history[0]
         return finding
 
 
-def _median(ordered: list[float]) -> float:
+def _median(ordered: list[int] | list[float]) -> float:
     n = len(ordered)
     mid = n // 2
     return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2

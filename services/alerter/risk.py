@@ -49,19 +49,21 @@ class RiskPolicy:
 
 @dataclass(slots=True)
 class RiskState:
-    """A session's recent firings (one entry per token: the names of the rules that fired) and level."""
+    """A session's level, the tokens it has seen, and its recent firing tokens: ``[token number, weight,
+    "RULE_A,RULE_B"]`` for each token within the window on which a rule fired (quiet tokens take no room)."""
 
     level: RiskLevel = "safe"
-    score: float = 0.0
-    recent: list[tuple[int, list[str]]] = field(default_factory=list)
+    score: int = 0
+    tokens: int = 0
+    recent: list[list[Any]] = field(default_factory=list)
 
     def to_json(self) -> list[Any]:
-        return [self.level, self.score, self.recent]
+        return [self.level, self.score, self.tokens, self.recent]
 
     @classmethod
     def from_json(cls, raw: list[Any]) -> RiskState:
-        level, score, recent = raw
-        return cls(level, float(score), [(int(w), list(names)) for w, names in recent])
+        level, score, tokens, recent = raw
+        return cls(level, int(score), int(tokens), [list(r) for r in recent])
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,17 +75,17 @@ class RiskChange:
 
 def observe(policy: RiskPolicy, state: RiskState, fired: list[tuple[str, Severity]]) -> RiskChange | None:
     """Add one token's firings (rule name, severity) to ``state``; return the change of level, if any."""
-    weight = max([WEIGHTS[severity] for _, severity in fired]) if fired else 0
-    if not weight and not state.recent and state.level == "safe":
-        return None  # the common case: a quiet token in a quiet session
-    if weight or state.recent:  # a run of quiet tokens in a quiet session needs no bookkeeping
-        state.recent.append((weight, [name for name, _ in fired]))
+    state.tokens += 1
+    recent = state.recent
+    if fired:
+        weight = max([WEIGHTS[severity] for _, severity in fired])
+        recent.append([state.tokens, weight, ",".join(name for name, _ in fired)])
         state.score += weight
-        while len(state.recent) > policy.window:
-            state.score -= state.recent.pop(0)[0]
-        if state.score <= 0:  # every firing has left the window
-            state.recent.clear()
-            state.score = 0.0
+    oldest = state.tokens - policy.window
+    while recent and recent[0][0] <= oldest:  # left the window
+        state.score -= recent.pop(0)[1]
+    if not recent and state.level == "safe":
+        return None  # the common case: a quiet token in a quiet session
     target = policy.level_of(state.score)
     current = state.level
     if LEVELS.index(target) > LEVELS.index(current):
@@ -100,5 +102,5 @@ def observe(policy: RiskPolicy, state: RiskState, fired: list[tuple[str, Severit
 
 
 def _top_rules(state: RiskState) -> str:
-    counts = Counter(name for _, names in state.recent for name in names)
+    counts = Counter(name for _, _, names in state.recent for name in names.split(","))
     return ", ".join(f"{name} ×{n}" for name, n in counts.most_common(4))

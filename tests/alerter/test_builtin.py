@@ -56,7 +56,7 @@ def test_spike_waits_for_warmup() -> None:
 
 def test_anomaly_robust_z_score() -> None:
     rule = Anomaly("hbar_s", threshold=3.5, window=8, min_tokens=4, mad_floor=0.01)
-    state: dict[str, list[float]] = {}
+    state: dict[str, list[int]] = {}
     for seq, h in enumerate([1.0, 1.2, 0.8, 1.1, 0.9]):
         assert rule.check(audit(seq, hbar_s=h), state) is None
     # history 1.0 1.2 0.8 1.1 0.9: median 1.0, |dev| 0 .2 .2 .1 .1 → MAD 0.1; z(1.6) = 0.6745·0.6/0.1 = 4.047
@@ -72,14 +72,14 @@ def test_anomaly_robust_z_score() -> None:
 
 def test_anomaly_window_is_bounded_and_low_values_do_not_fire() -> None:
     rule = Anomaly("hbar_s", threshold=3.5, window=4, min_tokens=3, mad_floor=0.1)
-    state: dict[str, list[float]] = {}
+    state: dict[str, list[int]] = {}
     for seq in range(10):
         rule.check(audit(seq, hbar_s=1.0), state)
-    assert state["w"] == [1.0, 1.0, 1.0, 1.0]
+    assert state["w"] == [1_000_000] * 4  # millionths
     assert rule.check(audit(10, hbar_s=0.0), state) is None  # one-sided: a certain token is no alarm
     # history [1, 1, 1, 0]: median 1, MAD 0 → floor 0.1; z(1.5) = 0.6745·0.5/0.1 = 3.37, z(1.6) = 4.05
     assert rule.check(audit(11, hbar_s=1.5), state) is None
-    state["w"] = [1.0, 1.0, 1.0, 0.0]
+    state["w"] = [1_000_000, 1_000_000, 1_000_000, 0]
     assert rule.check(audit(12, hbar_s=1.6), state) is not None
 
 

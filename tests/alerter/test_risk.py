@@ -47,6 +47,7 @@ def test_quiet_session_keeps_no_history_and_state_round_trips() -> None:
     state = RiskState()
     for _ in range(100):
         observe(POLICY, state, [])
-    assert state.recent == []
-    observe(POLICY, state, [("A", "info")])
+    assert (state.recent, state.tokens) == ([], 100)
+    observe(POLICY, state, [("A", "info"), ("B", "warning")])
+    assert state.recent == [[101, 2, "A,B"]]
     assert RiskState.from_json(state.to_json()) == state
