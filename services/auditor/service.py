@@ -14,6 +14,7 @@ vocabulary, is dead-lettered with that reason; the rest of the batch is publishe
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -68,8 +69,9 @@ class Auditor:
                 result = metrics.from_logprob(np.array([_or_nan(e.logprob) for e in batch]))
             else:
                 result = metrics.empty(len(batch))
+            values = result.rows()
             for row, i in enumerate(index):
-                outcomes[i] = self._outcome(batch[row], result, row)  # batch: display top-k filled in
+                outcomes[i] = self._outcome(batch[row], result, row, values[row])  # batch: display top-k filled in
         self.compute_s += time.perf_counter() - started
         return [o if o is not None else DeadLetter("not audited") for o in outcomes]
 
@@ -112,7 +114,7 @@ class Auditor:
             ]
             batch[row] = batch[row].model_copy(update={"top_k": alternatives})
 
-    def _outcome(self, event: TokenEvent, result: metrics.TokenMetrics, row: int) -> Outcome:
+    def _outcome(self, event: TokenEvent, result: metrics.TokenMetrics, row: int, values: dict[str, Any]) -> Outcome:
         reason = result.problem_reason(row)
         if reason is not None:
             self.dead[reason] += 1
@@ -124,7 +126,7 @@ class Auditor:
             token_id=event.token_id,
             text=event.text,
             distribution=event.distribution,
-            metrics=Metrics(**result.row(row)),
+            metrics=Metrics(**values),
             top_k=event.top_k[: self.settings.display_top_k],
             model=event.model,
             token_ts_ns=event.ts_ns,
@@ -134,21 +136,22 @@ class Auditor:
 
 def _top_k(batch: list[TokenEvent]) -> metrics.TokenMetrics:
     width = max(1, max(len(e.top_k) for e in batch))
-    logprobs = np.full((len(batch), width), -np.inf)
-    token_pos = np.full(len(batch), -1, dtype=np.int64)
-    for row, event in enumerate(batch):
-        for col, alt in enumerate(event.top_k):
-            logprobs[row, col] = alt.logprob
-            if token_pos[row] < 0 and _same_token(event, alt):
-                token_pos[row] = col
+    pad = [-math.inf] * width
+    logprobs = np.array([([a.logprob for a in e.top_k] + pad)[:width] for e in batch], dtype=np.float64)
+    token_pos = np.array([_position(e) for e in batch], dtype=np.int64)
     token_logprob = np.array([_or_nan(e.logprob) for e in batch])
     return metrics.from_top_k(logprobs, token_logprob, token_pos)
 
 
-def _same_token(event: TokenEvent, alt: TopKAlternative) -> bool:
-    if event.token_id is not None and alt.token_id is not None:
-        return event.token_id == alt.token_id
-    return event.text == alt.text
+def _position(event: TokenEvent) -> int:
+    """The emitted token's index among the alternatives (by id, else by text), or -1."""
+    for col, alt in enumerate(event.top_k):
+        if event.token_id is not None and alt.token_id is not None:
+            if event.token_id == alt.token_id:
+                return col
+        elif event.text == alt.text:
+            return col
+    return -1
 
 
 def _or_nan(value: float | None) -> float:

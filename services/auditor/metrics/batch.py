@@ -33,6 +33,7 @@ METRIC_NAMES = (
     "varentropy",
     "coverage",
 )
+_UNIT_INTERVAL = frozenset({"prob", "margin", "fisher_trace", "coverage"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,19 +62,29 @@ class TokenMetrics:
 
     def row(self, i: int) -> dict[str, Any]:
         """Row ``i`` as the fields of the ``Metrics`` contract: non-finite values become None."""
-        out: dict[str, Any] = {}
+        return self.rows(np.array([i]))[0]
+
+    def rows(self, index: NDArray[np.intp] | None = None) -> list[dict[str, Any]]:
+        """Rows (all, or those at ``index``) as ``Metrics`` fields, converted a column at a time.
+
+        Non-finite values become None; probabilities are clipped to [0, 1] and the rest to >= 0
+        (rounding can leave -1e-17 where 0 is meant); rank becomes an int.
+        """
+        pick = slice(None) if index is None else index
+        columns: dict[str, list[Any]] = {}
         for name in METRIC_NAMES:
-            value = float(getattr(self, name)[i])
-            if not np.isfinite(value):
-                out[name] = None
-            elif name == "rank":
-                out[name] = int(value)
-            elif name in ("prob", "margin", "fisher_trace", "coverage"):
-                out[name] = min(max(value, 0.0), 1.0)
+            values = getattr(self, name)[pick]
+            with np.errstate(invalid="ignore"):
+                values = np.clip(values, 0.0, 1.0) if name in _UNIT_INTERVAL else np.maximum(values, 0.0)
+            finite = np.isfinite(values).tolist()
+            if name == "rank":
+                as_list = np.where(np.isfinite(values), values, 0).astype(np.int64).tolist()
             else:
-                out[name] = max(value, 0.0)
-        out["exact"] = bool(self.exact[i])
-        return out
+                as_list = values.tolist()
+            columns[name] = [v if ok else None for v, ok in zip(as_list, finite, strict=True)]
+        exact = self.exact[pick].tolist()
+        names = (*METRIC_NAMES, "exact")
+        return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), exact, strict=True)]
 
     def take(self, index: NDArray[np.intp]) -> TokenMetrics:
         """The rows at ``index``, in that order."""

@@ -41,7 +41,8 @@ PROBLEMS: dict[int, str] = {
 }
 #: Below this shifted logit ``d`` the term ``e^d`` is dropped (float32 underflow: e^-87.3 ≈ 1.2e-38).
 MIN_SHIFTED = -87.0
-_CHUNK_ROWS = 8
+_CHUNK_ROWS = 8  # rows per chunk at full vocabularies; short rows (top-k) take more
+_CHUNK_ELEMENTS = 1 << 18
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +79,7 @@ def check_tokens(token_ids: NDArray[Any], vocab_size: int) -> NDArray[np.int64]:
 
 
 def stats_numpy(logits: NDArray[Any], token_ids: NDArray[Any]) -> RowStats:
-    """Row statistics with numpy, ``_CHUNK_ROWS`` rows at a time in reused float32 buffers.
+    """Row statistics with numpy, a chunk of rows at a time in reused float32 buffers.
 
     float64 input is worked in float64 (the same code, no buffers reused across dtypes).
     """
@@ -91,7 +92,7 @@ def stats_numpy(logits: NDArray[Any], token_ids: NDArray[Any]) -> RowStats:
         raise ValueError(f"{n} rows of logits but {ids.shape[0]} token ids")
     work = np.float64 if z.dtype == np.float64 else np.float32
     out = np.zeros((n, 9), dtype=np.float64)
-    rows = min(_CHUNK_ROWS, max(n, 1))
+    rows = min(max(_CHUNK_ROWS, _CHUNK_ELEMENTS // max(vocab, 1)), max(n, 1))
     d = np.empty((rows, vocab), dtype=work)
     e = np.empty((rows, vocab), dtype=work)
     below = np.empty((rows, vocab), dtype=np.bool_)
