@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from collections.abc import Sequence
 
@@ -38,7 +40,15 @@ class Recorder:
         self.settings = settings
         self.totals = RecordCounts()
         self.stop = asyncio.Event()
-        self.consumers = [bus.consumer(stream, settings.recorder_group, self.handle) for stream in STREAMS]
+        # The recorder's own batch size: one bus for its consumers, reading recorder_batch_size entries.
+        # No bus dedupe (a GETBIT and a SETBIT per entry): the store itself ignores what it already has.
+        own = Bus(bus.redis, settings.model_copy(update={"batch_size": settings.recorder_batch_size}))
+        base = settings.instance or default_consumer_name()
+        self.consumers = [
+            own.consumer(stream, settings.recorder_group, self.handle, name=f"{base}:{stream}:{i}", dedupe=False)
+            for stream in STREAMS
+            for i in range(settings.recorder_audit_consumers if stream == "audits" else 1)
+        ]
         self.last_retention: float | None = None
 
     async def handle(self, deliveries: Sequence[Delivery]) -> Sequence[Outcome]:
@@ -98,9 +108,13 @@ class Recorder:
         return {
             "database": self.store.engine.url.render_as_string(hide_password=True),
             "recorded": vars(self.totals).copy(),
-            "consumers": {c.stream: vars(c.stats).copy() for c in self.consumers},
+            "consumers": {c.name: vars(c.stats).copy() for c in self.consumers},
             "last_retention": self.last_retention,
         }
+
+
+def default_consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 async def open_store(settings: RecorderSettings) -> Store:

@@ -20,6 +20,20 @@ class RecorderSettings(CommonSettings):
     recorder_group: str = Field(
         "recorders", description="Consumer group on `uq:sessions`, `uq:audits` and `uq:alerts`."
     )
+    recorder_batch_size: int = Field(
+        512,
+        gt=0,
+        le=10_000,
+        description="Entries the recorder reads per XREADGROUP and writes per transaction (its own "
+        "`UQ_BATCH_SIZE`: larger batches amortise each commit).",
+    )
+    recorder_audit_consumers: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="Consumers of `uq:audits` in one recorder process: while one batch is written, the "
+        "next is read and decoded.",
+    )
     retention_days: float = Field(
         0.0, ge=0, description="Sessions not updated for this many days are deleted; 0 keeps them forever."
     )

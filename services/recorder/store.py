@@ -18,10 +18,12 @@ import csv
 import io
 import json
 import threading
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import Connection, Engine, Table, bindparam, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
@@ -33,6 +35,7 @@ from services.common.contracts import (
     RiskEvent,
     SessionEvent,
     SummaryEvent,
+    TopKAlternative,
     now_ns,
 )
 from services.common.contracts.history import SessionHistory, SessionRecord
@@ -147,7 +150,7 @@ class Store:
         self._ensure_schema()
         counts = RecordCounts()
         deltas: dict[str, _SessionDelta] = {}
-        token_rows: list[dict[str, Any]] = []
+        token_rows: list[tuple[Any, ...]] = []
         alert_rows: list[dict[str, Any]] = []
         summary_rows: list[dict[str, Any]] = []
         for e in events:
@@ -184,7 +187,7 @@ class Store:
     def _write(
         self,
         deltas: dict[str, _SessionDelta],
-        token_rows: list[dict[str, Any]],
+        token_rows: list[tuple[Any, ...]],
         alert_rows: list[dict[str, Any]],
         summary_rows: list[dict[str, Any]],
         counts: RecordCounts,
@@ -197,9 +200,9 @@ class Store:
             )
             counts.sessions = len(new.all())
             if token_rows:
-                for (sid,) in conn.execute(self._insert_ignore(tokens).returning(tokens.c.session_id), token_rows):
-                    deltas[sid].tokens += 1
-                    counts.tokens += 1
+                for sid, n in self._insert_tokens(conn, token_rows).items():
+                    deltas[sid].tokens += n
+                    counts.tokens += n
             if alert_rows:
                 inserted = conn.execute(
                     self._insert_ignore(alerts).returning(alerts.c.session_id, alerts.c.kind), alert_rows
@@ -215,6 +218,26 @@ class Store:
                     conn.execute(self._insert_ignore(summaries).returning(summaries.c.session_id), summary_rows).all()
                 )
             conn.execute(_UPDATE_SESSION, [_update_params(sid, deltas[sid]) for sid in order])
+
+    def _insert_tokens(self, conn: Connection, rows: list[tuple[Any, ...]]) -> Counter[str]:
+        """Insert-or-ignore token rows; how many were new, by session.
+
+        The hot path, so it bypasses SQLAlchemy's statement building: on PostgreSQL one
+        ``INSERT … SELECT FROM unnest(<one array per column>) … RETURNING`` (one short, cached statement
+        whatever the batch size); on SQLite one ``executemany`` per session, counted by ``rowcount``.
+        """
+        inserted: Counter[str] = Counter()
+        if self.dialect == "postgresql":
+            columns = list(zip(*rows, strict=True))
+            for (sid,) in conn.exec_driver_sql(_PG_INSERT_TOKENS, tuple(list(c) for c in columns)):
+                inserted[sid] += 1
+            return inserted
+        by_session: dict[str, list[tuple[Any, ...]]] = {}
+        for row in rows:
+            by_session.setdefault(row[0], []).append(row)
+        for sid, group in by_session.items():
+            inserted[sid] += conn.exec_driver_sql(_SQLITE_INSERT_TOKENS, group).rowcount
+        return inserted
 
     def _insert_ignore(self, table: Table) -> Insert:
         if self.dialect == "postgresql":
@@ -381,6 +404,44 @@ class _NoLock:
 
 _NO_LOCK = _NoLock()
 
+TOKEN_COLUMNS = (
+    "session_id",
+    "seq",
+    "ts_ns",
+    "token_ts_ns",
+    "token_id",
+    "text",
+    "distribution",
+    "model",
+    *METRICS,
+    "exact",
+    "top_k",
+)
+_PG_TYPES = {
+    "session_id": "text",
+    "text": "text",
+    "distribution": "text",
+    "model": "text",
+    "seq": "int",
+    "ts_ns": "bigint",
+    "token_ts_ns": "bigint",
+    "token_id": "int",
+    "rank": "int",
+}
+_PG_TYPES.update({name: "float8" for name in METRICS if name != "rank"})
+_PG_TYPES.update({"exact": "bool", "top_k": "text"})
+_PG_INSERT_TOKENS = (
+    f"INSERT INTO tokens ({', '.join(TOKEN_COLUMNS)}) "
+    f"SELECT {', '.join(f'u.{c}::jsonb' if c == 'top_k' else f'u.{c}' for c in TOKEN_COLUMNS)} "
+    f"FROM unnest({', '.join(f'%b::{_PG_TYPES[c]}[]' for c in TOKEN_COLUMNS)}) "  # %b: binary, no escaping
+    f"AS u({', '.join(TOKEN_COLUMNS)}) "
+    "ON CONFLICT DO NOTHING RETURNING session_id"
+)
+_SQLITE_INSERT_TOKENS = (
+    f"INSERT INTO tokens ({', '.join(TOKEN_COLUMNS)}) VALUES ({', '.join('?' for _ in TOKEN_COLUMNS)}) "
+    "ON CONFLICT DO NOTHING"
+)
+
 _UPDATE_SESSION = (
     update(sessions)
     .where(sessions.c.session_id == bindparam("sid"))
@@ -450,29 +511,34 @@ def _update_params(session_id: str, d: _SessionDelta) -> dict[str, Any]:
 # --- rows ↔ events --------------------------------------------------------------------------------
 
 
-def _token_row(e: AuditEvent) -> dict[str, Any]:
+_TOP_K_JSON = TypeAdapter(list[TopKAlternative])
+
+
+def _token_row(e: AuditEvent) -> tuple[Any, ...]:
+    """The ``tokens`` row of an audit, in ``TOKEN_COLUMNS`` order; top-k as JSON text."""
     m = e.metrics
-    return {
-        "session_id": e.session_id,
-        "seq": e.seq,
-        "ts_ns": e.ts_ns,
-        "token_ts_ns": e.token_ts_ns,
-        "token_id": e.token_id,
-        "text": e.text,
-        "distribution": e.distribution,
-        "model": e.model,
-        "prob": m.prob,
-        "surprisal": m.surprisal,
-        "entropy": m.entropy,
-        "margin": m.margin,
-        "rank": m.rank,
-        "hbar_s": m.hbar_s,
-        "fisher_trace": m.fisher_trace,
-        "varentropy": m.varentropy,
-        "coverage": m.coverage,
-        "exact": m.exact,
-        "top_k": [{"token_id": a.token_id, "text": a.text, "logprob": a.logprob} for a in e.top_k],
-    }
+    top_k = _TOP_K_JSON.dump_json(e.top_k).decode()
+    return (
+        e.session_id,
+        e.seq,
+        e.ts_ns,
+        e.token_ts_ns,
+        e.token_id,
+        e.text,
+        e.distribution,
+        e.model,
+        m.prob,
+        m.surprisal,
+        m.entropy,
+        m.margin,
+        m.rank,
+        m.hbar_s,
+        m.fisher_trace,
+        m.varentropy,
+        m.coverage,
+        m.exact,
+        top_k,
+    )
 
 
 def _alert_row(e: AlertEvent | RiskEvent) -> dict[str, Any]:
