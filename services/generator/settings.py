@@ -35,6 +35,9 @@ class GeneratorSettings(CommonSettings):
         True, description="Let a job name a model other than the default; it is loaded on first use."
     )
     max_loaded_models: int = Field(2, ge=1, description="Models one worker keeps loaded (least recently used goes).")
+    torch_threads: int = Field(
+        0, ge=0, le=1024, description="CPU threads for torch; 0 = torch's default (one per core). 1 on a busy host."
+    )
     shutdown_grace_s: float = Field(
         10.0, ge=0, description="On SIGTERM, how long running jobs may finish before they are failed."
     )

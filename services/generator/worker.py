@@ -21,6 +21,7 @@ import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -132,14 +133,14 @@ class Worker:
 
     async def _run_job(self, job: JobRequest) -> None:
         self.details["jobs"] += 1
-        produced = 0
+        progress = _Progress()
         status: SessionStatus = "failed"
         reason = "internal error"
         model = job.model
         try:
             async with self.pool.use(job.model) as engine:
                 model = engine.display_name
-                status, reason, produced = await self._decode(job, engine)
+                status, reason = await self._decode(job, engine, progress)
         except GeneratorError as exc:
             status, reason = "failed", str(exc)
         except Exception as exc:
@@ -150,11 +151,11 @@ class Worker:
             log.info("job failed", extra={"session_id": job.session_id, "reason": reason})
         elif status == "cancelled":
             self.details["cancelled"] += 1
-        end = self._session(job, status, reason=reason, tokens=produced, model=model)
+        end = self._session(job, status, reason=reason, tokens=progress.tokens, model=model)
         await self._publish_terminal(end)
 
-    async def _decode(self, job: JobRequest, engine: Engine) -> tuple[SessionStatus, str, int]:
-        """Stream the job; returns (status, reason, tokens published)."""
+    async def _decode(self, job: JobRequest, engine: Engine, progress: _Progress) -> tuple[SessionStatus, str]:
+        """Stream the job, counting published tokens in ``progress``; returns (status, reason)."""
         mode = job.logits_mode or self.settings.logits_mode
         request = GenerationRequest(
             session_id=job.session_id,
@@ -166,35 +167,32 @@ class Worker:
         )
         key = cancel_key(self.bus, job.session_id)
         if await self.bus.redis.exists(key):
-            return "cancelled", "cancelled by request", 0
+            return "cancelled", "cancelled by request"
         loop = asyncio.get_running_loop()
         steps = engine.stream(request)
         pending = loop.run_in_executor(self.executor, _next, steps)
-        produced = 0
         try:
             while True:
                 step = await pending
                 if step is _END:
-                    return "finished", "eos", produced
+                    return "finished", "eos"
                 if isinstance(step, Finished):
-                    return "finished", step.reason, produced
+                    return "finished", step.reason
                 assert isinstance(step, TokenStep)
                 if self._abort.is_set():
-                    return "failed", "the generator was stopped before this job finished; submit it again", produced
+                    return "failed", "the generator was stopped before this job finished; submit it again"
                 pending = loop.run_in_executor(self.executor, _next, steps)  # next step while this one is published
-                cancelled = await self._publish_token(job, engine, step, produced, mode, key)
-                produced += 1
+                cancelled = await self._publish_token(job, engine, step, progress.tokens, key)
+                progress.tokens += 1
                 self.details["tokens"] += 1
                 if cancelled:
-                    return "cancelled", "cancelled by request", produced
+                    return "cancelled", "cancelled by request"
         finally:
             with contextlib.suppress(Exception):
                 await pending  # a step in flight finishes before the stream is closed
             await loop.run_in_executor(self.executor, _close, steps)
 
-    async def _publish_token(
-        self, job: JobRequest, engine: Engine, step: TokenStep, seq: int, mode: str, key: str
-    ) -> bool:
+    async def _publish_token(self, job: JobRequest, engine: Engine, step: TokenStep, seq: int, key: str) -> bool:
         """XADD the token and read the cancel key in one round trip; True when cancelled."""
         full = step.logits is not None
         event = TokenEvent(
@@ -237,6 +235,11 @@ class Worker:
             provider=self.pool.engine_cls.provider,
             **fields,
         )
+
+
+@dataclass
+class _Progress:
+    tokens: int = 0
 
 
 def _next(steps: Iterator[TokenStep | Finished]) -> object:

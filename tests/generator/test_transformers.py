@@ -30,10 +30,14 @@ PARIS = "The capital of France is"
 
 @pytest.fixture(scope="module")
 def pool() -> Iterator[EnginePool]:
-    pool = EnginePool(GeneratorSettings(max_loaded_models=3))
+    import torch
+
+    threads = torch.get_num_threads()
+    pool = EnginePool(GeneratorSettings(max_loaded_models=3, torch_threads=1))  # robust on a shared host
     pool.get()
     yield pool
     pool.close()
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ class TransformersOptions(EngineOptions):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     load_in_8bit: bool = False
     model_cache_dir: str = "data/model-cache"
+    torch_threads: int = Field(0, ge=0, le=1024)
 
 
 @register_engine
@@ -48,6 +49,10 @@ class TransformersEngine(Engine):
 
         opts = self.options
         assert isinstance(opts, TransformersOptions)
+        if opts.torch_threads:
+            import torch
+
+            torch.set_num_threads(opts.torch_threads)  # process-wide; oversubscribed OpenMP threads crawl
         self.loaded = loading.load(
             self.model,
             device=opts.device,
