@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 from services.alerter.ruleset import load_rules
@@ -16,6 +17,7 @@ async def main(ctx: ServiceContext) -> None:
     settings: AlerterSettings = ctx.settings
     rules = load_rules(settings)  # a broken rule or rules file stops the alerter here (exit 2)
     alerter = Alerter(ctx.bus, settings, rules, name=ctx.instance)
+    gc.freeze()  # the objects of start-up live forever: keep them out of every garbage collection
     ctx.heartbeat.details = alerter.details
     ctx.heartbeat.status = "ok"
     log.info("alerter ready", extra={"rules": [r.name for r in rules], "group": settings.audit_group})
