@@ -145,3 +145,16 @@ async def test_a_redelivered_token_is_audited_once(redis: Redis, bus: Bus, audit
     await bus.publish("tokens", token)  # the producer retried
     await drain(bus, Auditor(auditor_settings), auditor_settings)
     assert len(await audits(redis, bus)) == 1
+
+
+def test_full_entry_without_token_id_keeps_the_distribution_metrics(auditor_settings: AuditorSettings) -> None:
+    z = np.array([2.0, 1.0, 0.0, -1.0])
+    token = full_token("s", 0, z, 1).model_copy(update={"token_id": None})
+    batch = [token, full_token("s", 1, z, 1)]  # same vocabulary: one batch, one array
+    (first,), (second,) = Auditor(auditor_settings).audit(batch)  # type: ignore[misc]
+    expected = reference(z.astype(np.float16), 1)
+    unknown, known = first[1].metrics, second[1].metrics  # type: ignore[union-attr]
+    assert (unknown.prob, unknown.surprisal, unknown.rank, unknown.hbar_s) == (None, None, None, None)
+    assert unknown.entropy == pytest.approx(expected["entropy"], rel=1e-5)
+    assert unknown.margin == known.margin == pytest.approx(expected["margin"], rel=1e-5)
+    assert known.rank == 2
