@@ -133,6 +133,13 @@ class Alerter:
     # --- handlers -------------------------------------------------------------------------------
 
     async def _on_audits(self, deliveries: Sequence[Delivery]) -> list[list[Output | StateWrite]]:
+        try:
+            return await self._audits(deliveries)
+        except Exception:
+            self.forget()  # half-applied: the bus retries entry by entry on states reloaded from Redis
+            raise
+
+    async def _audits(self, deliveries: Sequence[Delivery]) -> list[list[Output | StateWrite]]:
         await self._load(d.event.session_id for d in deliveries)
         now = self.clock()
         outcomes: list[list[Output | StateWrite]] = [[] for _ in deliveries]
@@ -153,6 +160,13 @@ class Alerter:
         return outcomes
 
     async def _on_sessions(self, deliveries: Sequence[Delivery]) -> list[list[Output | StateWrite]]:
+        try:
+            return await self._sessions(deliveries)
+        except Exception:
+            self.forget()
+            raise
+
+    async def _sessions(self, deliveries: Sequence[Delivery]) -> list[list[Output | StateWrite]]:
         ends = [(i, d.event) for i, d in enumerate(deliveries) if isinstance(d.event, SessionEvent)]
         ends = [(i, e) for i, e in ends if e.status in TERMINAL]
         outcomes: list[list[Output | StateWrite]] = [[] for _ in deliveries]

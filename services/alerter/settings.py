@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from services.common.settings import CommonSettings
 
@@ -87,3 +87,12 @@ class AlerterSettings(CommonSettings):
     )
     state_ttl_s: int = Field(86_400, gt=0, description="How long a session's persisted state is kept in Redis.")
     sweep_interval_ms: int = Field(200, gt=0, description="How often reorder and end timeouts are checked.")
+
+    @model_validator(mode="after")
+    def _risk_thresholds_rise(self) -> AlerterSettings:
+        if not self.risk_warning < self.risk_critical < self.risk_emergency:
+            raise ValueError(
+                "risk thresholds must rise: UQ_RISK_WARNING < UQ_RISK_CRITICAL < UQ_RISK_EMERGENCY "
+                f"(got {self.risk_warning:g}, {self.risk_critical:g}, {self.risk_emergency:g})"
+            )
+        return self

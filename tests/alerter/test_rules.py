@@ -54,3 +54,13 @@ def test_names_must_be_unique_across_sources(tmp_path: Path) -> None:
         load_rules(settings(python_rules=["examples.quantum_rule:QuantumUncertainty"], rules_file=str(file)))
     with pytest.raises(RuleLoadError, match="same name"):
         load_rules(settings(python_rules=["services.alerter.builtin:HighUncertainty"]))
+
+
+def test_risk_thresholds_must_rise() -> None:
+    with pytest.raises(ValueError, match=r"UQ_RISK_WARNING < UQ_RISK_CRITICAL < UQ_RISK_EMERGENCY \(got 4, 30, 24\)"):
+        settings(risk_critical=30)
+
+
+def test_bad_anomaly_metric_is_named_at_load() -> None:
+    with pytest.raises(RuleLoadError, match="anomaly metric 'hbar' is not one of"):
+        load_rules(settings(anomaly_metric="hbar"))
