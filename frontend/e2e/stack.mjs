@@ -4,6 +4,7 @@
  * SIGTERM (then SIGKILL) when done, also on failure. UQ_E2E_URL=<url> uses a stack already running.
  */
 import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
 
@@ -23,6 +24,9 @@ export function freePort() {
 
 export async function startStack({ readyTimeoutMs = 240_000, log = () => {} } = {}) {
   if (process.env.UQ_E2E_URL) return { url: process.env.UQ_E2E_URL.replace(/\/$/, ""), stop: async () => {}, output: () => "" };
+  if (!existsSync(path.join(ROOT, "tests", "stack.py"))) {
+    throw new Error("tests/stack.py is missing: the browser tests start the system with `python -m tests.stack --port N`");
+  }
   const port = await freePort();
   const python = path.join(ROOT, ".venv", "bin", "python");
   const child = spawn(python, ["-m", "tests.stack", "--port", String(port)], {

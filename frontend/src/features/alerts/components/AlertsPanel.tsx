@@ -1,18 +1,21 @@
 /** Alerts, newest first; severity by colour, glyph and label. Clicking one jumps to its token. */
+import { memo } from "react";
 import type { AlertMessage } from "../../../api/types";
 import { visibleToken } from "../../../lib/format";
 import { SEVERITY_ICON, SEVERITY_LABEL } from "../../../lib/metrics";
 
 interface Props {
+  /** The store's alert list (mutated in place as alerts arrive). */
   alerts: readonly AlertMessage[];
-  version: number;
+  /** Its length: re-render only when it changes, not on every token. */
+  count: number;
   selected: number | null;
   onSelect: (tokenSeq: number) => void;
 }
 
 const MAX_SHOWN = 500;
 
-export function AlertsPanel({ alerts, selected, onSelect }: Props) {
+export const AlertsPanel = memo(function AlertsPanel({ alerts, selected, onSelect }: Props) {
   const newestFirst = alerts.slice(-MAX_SHOWN).reverse();
   return (
     <section className="panel alerts" aria-labelledby="alerts-title">
@@ -47,4 +50,4 @@ export function AlertsPanel({ alerts, selected, onSelect }: Props) {
       {alerts.length > MAX_SHOWN && <p className="empty">Showing the newest {MAX_SHOWN}.</p>}
     </section>
   );
-}
+});

@@ -103,7 +103,7 @@ export function SessionView({ store, theme }: Props) {
             <TokenHeatmap store={store} version={version} metric={heatMetric} selected={selected} onSelect={select} follow={live} />
           </section>
         </div>
-        <AlertsPanel alerts={store.alerts} version={version} selected={selected} onSelect={select} />
+        <AlertsPanel alerts={store.alerts} count={store.alerts.length} selected={selected} onSelect={select} />
       </div>
     </div>
   );

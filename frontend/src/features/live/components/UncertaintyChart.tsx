@@ -45,6 +45,11 @@ export function UncertaintyChart({ store, metric, threshold, theme, onSelectToke
       grid: cssVar("--border"),
       threshold: cssVar("--sev-critical"),
     };
+    const severityColor: Record<Severity, string> = {
+      info: cssVar(SEVERITY_VAR.info),
+      warning: cssVar(SEVERITY_VAR.warning),
+      critical: cssVar(SEVERITY_VAR.critical),
+    };
 
     const markers: uPlot.Plugin = {
       hooks: {
@@ -80,7 +85,7 @@ export function UncertaintyChart({ store, metric, threshold, theme, onSelectToke
               if (v === null || v === undefined) continue;
               const x = u.valToPos(seq, "x", true);
               const y = u.valToPos(v, "y", true);
-              ctx.fillStyle = cssVar(SEVERITY_VAR[sev]);
+              ctx.fillStyle = severityColor[sev];
               ctx.strokeStyle = colors.axis;
               ctx.lineWidth = devicePixelRatio;
               ctx.beginPath();

@@ -1,6 +1,9 @@
 /** Past and running sessions with their risk and summary; open one to replay it in the same views. */
-import { useState } from "react";
+import { useEffect, useState } from "react";
 import { routeHref } from "../../../app/router";
+import { useServices } from "../../../app/services";
+import { useStoreVersion } from "../../live/store/useStore";
+import { ReplayPlayer } from "../store/replay";
 import { RISK_LEVELS, type RiskLevel, type SessionStatus } from "../../../api/types";
 import { ago, fmt, truncate } from "../../../lib/format";
 import { RISK_ICON, RISK_LABEL } from "../../../lib/metrics";
@@ -17,12 +20,60 @@ export function SessionsPage({ sessionId, theme }: { sessionId: string | null; t
 
 function SessionReplay({ sessionId, theme }: { sessionId: string; theme: string }) {
   const store = useSessionFeed(sessionId);
+  useStoreVersion(store);
+  const { config } = useServices();
+  const [speed, setSpeed] = useState(4);
+  const [player, setPlayer] = useState<{ p: ReplayPlayer; playing: boolean } | null>(null);
+  useEffect(() => setPlayer(null), [sessionId]);
+  useEffect(() => {
+    if (!player?.playing) return;
+    return player.p.play(speed, () => setPlayer((cur) => (cur ? { ...cur, playing: false } : cur)));
+  }, [player, speed]);
+  const canReplay = store !== null && store.terminal && store.contiguous >= 0;
+  const shown = player?.p.store ?? store;
   return (
     <div className="replay">
-      <p>
+      <div className="replay-bar">
         <a href={routeHref({ page: "sessions", sessionId: null })}>← All sessions</a>
-      </p>
-      {store && <SessionView key={store.sessionId} store={store} theme={theme} />}
+        {canReplay && (
+          <div className="replay-controls" role="group" aria-label="Replay">
+            {player?.playing ? (
+              <button type="button" onClick={() => setPlayer({ ...player, playing: false })} data-testid="replay-pause">
+                ❚❚ Pause
+              </button>
+            ) : (
+              <button
+                type="button"
+                onClick={() =>
+                  setPlayer(
+                    player && !player.p.done ? { ...player, playing: true } : { p: new ReplayPlayer(store, config.chartPoints), playing: true },
+                  )
+                }
+                data-testid="replay"
+              >
+                ▶ {player && !player.p.done ? "Resume" : "Replay"}
+              </button>
+            )}
+            <label>
+              speed{" "}
+              <select value={speed} onChange={(e) => setSpeed(Number(e.target.value))}>
+                {[1, 4, 16, 64].map((x) => (
+                  <option key={x} value={x}>
+                    {x}×
+                  </option>
+                ))}
+              </select>
+            </label>
+            {player && (
+              <button type="button" onClick={() => setPlayer(null)}>
+                Show the whole session
+              </button>
+            )}
+            {player && <span className="meta">{player.p.done ? "replay finished" : "replaying…"}</span>}
+          </div>
+        )}
+      </div>
+      {shown && <SessionView key={`${shown.sessionId}-${player ? "replay" : "full"}`} store={shown} theme={theme} />}
     </div>
   );
 }

@@ -1,0 +1,31 @@
+/**
+ * Compile-time checks that the hand-written protocol types (types.ts) agree with the gateway's
+ * OpenAPI schema (schema.gen.ts, written by `npm run gen:api` from a running gateway's
+ * /openapi.json). After regenerating, `npm run typecheck` fails here if the REST contract moved.
+ * The WebSocket messages are not in the OpenAPI schema; parse.ts checks them at run time.
+ */
+import type { components } from "./schema.gen";
+import type { GenerateAccepted, GenerateParams, ServerConfig, SessionList, SessionRecord, Summary } from "./types";
+
+type Gen = components["schemas"];
+/** Compiles only when A is assignable to B. */
+type Assignable<A extends B, B> = A;
+
+/** What the dashboard sends is a valid POST /generate body. */
+export type GenerateBodyOk = Assignable<GenerateParams, Partial<Gen["GenerateRequest"]>>;
+/** What POST /generate answers carries what the dashboard reads. */
+export type GenerateAnswerOk = Assignable<Gen["GenerateResponse"], Omit<GenerateAccepted, "urls">>;
+/** GET /config. */
+export type ConfigOk = Assignable<
+  Pick<Gen["ConfigResponse"], "models" | "auth_required">,
+  Pick<ServerConfig, "models" | "auth_required">
+> &
+  Assignable<Gen["ConfigResponse"]["thresholds"], ServerConfig["thresholds"]> &
+  Assignable<Pick<Gen["ConfigResponse"]["limits"], "max_tokens" | "prompt_chars">, ServerConfig["limits"]>;
+/** GET /sessions items and GET /sessions/{id}.session. */
+type RecordFields = "session_id" | "status" | "created_ns" | "updated_ns" | "tokens" | "alerts" | "risk";
+export type RecordOk = Assignable<Pick<Gen["SessionRecord"], RecordFields>, Pick<SessionRecord, RecordFields>>;
+export type ListOk = Assignable<Pick<Gen["SessionList"], "total">, Pick<SessionList, "total">>;
+/** The alerter's summary. */
+type SummaryFields = "tokens" | "final_risk" | "status";
+export type SummaryOk = Assignable<Pick<Gen["SummaryEvent"], SummaryFields>, Pick<Summary, SummaryFields>>;
