@@ -260,3 +260,46 @@ def test_embedded_model_is_cached_dequantised(engine: TransformersEngine) -> Non
     assert "quantization_config" not in config
     assert config["vocab_size"] == 49152
     assert (folders[0] / "model.safetensors").stat().st_size > 400e6  # fp32 weights, not the 98 MB GGUF
+
+
+async def test_service_process_runs_jobs_and_stops_on_sigterm(
+    settings: CommonSettings, bus: Bus, tiny_mistral: Path
+) -> None:
+    """``python -m services.generator`` as deployed: loads its model, reports ready, runs a job, exits 0."""
+    import asyncio
+    import os
+    import signal
+    import sys
+
+    from services.common.health import read_heartbeats
+
+    env = os.environ | {
+        "UQ_REDIS_URL": settings.redis_url,
+        "UQ_STREAM_PREFIX": settings.stream_prefix,
+        "UQ_MODEL": str(tiny_mistral),
+        "UQ_TORCH_THREADS": "1",
+        "UQ_HEARTBEAT_INTERVAL_S": "0.2",
+        "UQ_BLOCK_MS": "100",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.generator", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        await submit(bus, "proc", PARIS, temperature=0, max_tokens=4)
+        end = await wait_end(bus, "proc", timeout_s=90)
+        for _ in range(50):  # heartbeats are periodic: wait for one written after the model loaded
+            beats = [b for b in await read_heartbeats(bus.redis, settings) if b["service"] == "generator"]
+            if beats and beats[0]["status"] == "ready":
+                break
+            await asyncio.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert (end.status, end.tokens, end.model) == ("finished", 4, str(tiny_mistral))
+    assert [(b["status"], b["details"]["model"]) for b in beats] == [("ready", str(tiny_mistral))], beats
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert b'"msg": "service stopped"' in err
+    assert [b for b in await read_heartbeats(bus.redis, settings) if b["service"] == "generator"] == []
