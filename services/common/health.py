@@ -64,6 +64,7 @@ class Heartbeat:
         self.key = heartbeat_key(settings, service, instance)
         self._started = now_ns()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def beat(self) -> None:
         value = {
@@ -82,6 +83,9 @@ class Heartbeat:
         self._task = asyncio.create_task(self._loop(), name=f"heartbeat-{self.service}")
 
     async def stop(self) -> None:
+        # Set before cancelling: redis-py may turn the cancellation of a command in flight into a
+        # RedisError, which the loop survives; the event then ends it at once.
+        self._stopping.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -90,9 +94,10 @@ class Heartbeat:
             await self.redis.delete(self.key)
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self.beat()
             except (RedisError, OSError) as exc:
                 log.warning("heartbeat failed", extra={"error": str(exc)})
-            await asyncio.sleep(self.settings.heartbeat_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.heartbeat_interval_s)
