@@ -83,13 +83,17 @@ local n = tonumber(ARGV[4])
 local i = 5
 local written = 0
 local ids = {}
+local expiring = {}
 for e = 1, n do
   local id, dkey, seq, nout = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
   i = i + 4
   local fresh = true
   if dkey ~= '' then
     fresh = redis.call('SETBIT', dkey, seq, 1) == 0
-    redis.call('EXPIRE', dkey, ttl)
+    if not expiring[dkey] then
+      redis.call('EXPIRE', dkey, ttl)
+      expiring[dkey] = true
+    end
   end
   for o = 1, nout do
     local stream, maxlen, nf = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
