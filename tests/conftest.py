@@ -34,7 +34,7 @@ def redis_url() -> Iterator[str]:
         yield url
         return
     try:
-        from testcontainers.redis import RedisContainer
+        from testcontainers.community.redis import RedisContainer
     except ImportError:
         pytest.fail(f"no Redis at {url}: start one (redis-server) or set UQ_REDIS_URL")
     with RedisContainer() as container:  # pragma: no cover - only where Docker runs
