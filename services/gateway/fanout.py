@@ -38,16 +38,23 @@ class Fanout:
         self.skipped = 0
         self._task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
+        self._stopping = asyncio.Event()
 
     async def start(self) -> None:
         await self._init_ids()
         self._task = asyncio.create_task(self._loop(), name="gateway-fanout")
 
     async def stop(self) -> None:
+        """Let the current read finish (at most one block time), then end; cancelling a blocked XREAD
+        would leave its connection in the pool waiting for the answer."""
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=2.0)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
 
     async def _init_ids(self) -> None:
         """Start at the current end of each stream (history before that comes from the store)."""
@@ -58,7 +65,7 @@ class Fanout:
 
     async def _loop(self) -> None:
         backoff = 0.1
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self.step(block_ms=int(TICK_S * 1000))
                 backoff = 0.1

@@ -1,0 +1,211 @@
+"""The REST surface in-process (httpx → ASGI, lifespan running, real Redis, real recorder store)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from services.common.codec import decode
+from services.common.errors import ConfigError
+from services.gateway.app import create_app
+from services.gateway.settings import GatewaySettings
+from tests.gateway.conftest import gateway_of, running_app
+from tests.gateway.events import alert, audit, lifecycle, summary
+
+
+def assert_error(resp: httpx.Response, status: int, type_: str, param: str | None = None) -> str:
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "param"}
+    assert body["error"]["type"] == type_
+    assert body["error"]["param"] == param
+    message: str = body["error"]["message"]
+    assert message
+    return message
+
+
+async def test_original_readme_curl_example(
+    client: httpx.AsyncClient, redis: Redis, gw_settings: GatewaySettings
+) -> None:
+    resp = await client.post("/generate", json={"prompt": "Explain AI", "max_tokens": 100})
+    assert resp.status_code == 202
+    body = resp.json()
+    sid = body["session_id"]
+    assert body["status"] == "queued"
+    assert body["urls"] == {
+        "session": f"/sessions/{sid}",
+        "status": f"/sessions/{sid}/status",
+        "cancel": f"/sessions/{sid}/cancel",
+        "ws": "/ws",
+    }
+    ((_, fields),) = await redis.xrange(gw_settings.stream("jobs"))
+    job = decode("jobs", fields)
+    assert (job.session_id, job.prompt, job.sampling.max_tokens) == (sid, "Explain AI", 100)  # type: ignore[union-attr]
+    status = await client.get(f"/sessions/{sid}/status")
+    assert status.json()["status"] == "queued"
+    cancel = await client.post(f"/sessions/{sid}/cancel")
+    assert (cancel.status_code, cancel.json()["status"]) == (202, "cancelling")
+    assert await redis.get(gw_settings.stream(f"cancel:{sid}")) == b"1"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"prompt": "x", "max_tokens": "many"}, "max_tokens"),
+        ({"prompt": "x", "temperature": -1}, "temperature"),
+        ({"prompt": "x", "surprise": 1}, "surprise"),
+        ({"prompt": "x", "max_tokens": 100_000}, "max_tokens"),
+        ({"prompt": "x", "max_tokens": 10_000}, "max_tokens"),  # over UQ_MAX_TOKENS_LIMIT (4096)
+        ({"messages": [{"role": "robot", "content": "x"}]}, "messages.0.role"),
+    ],
+)
+async def test_validation_errors_name_the_field(client: httpx.AsyncClient, body: dict[str, object], param: str) -> None:
+    resp = await client.post("/generate", json=body)
+    assert resp.status_code in (400, 422)
+    message = assert_error(
+        resp, resp.status_code, "invalid_request" if resp.status_code == 422 else "bad_request", param
+    )
+    assert param in message or "max_tokens" in message
+
+
+async def test_malformed_json_404_405_and_413(gw_settings: GatewaySettings) -> None:
+    async with running_app(gw_settings.model_copy(update={"max_body_bytes": 1000})) as (_, client):
+        assert_error(
+            await client.post("/generate", content=b"{nope", headers={"content-type": "application/json"}),
+            400,
+            "invalid_json",
+        )
+        assert_error(await client.get("/sessions/x/nothing"), 404, "not_found")
+        assert_error(await client.get("/sessions/no-such"), 404, "not_found", "session_id")
+        assert_error(await client.put("/generate"), 405, "method_not_allowed")
+        assert_error(await client.post("/generate", json={"prompt": "x" * 2000}), 413, "payload_too_large")
+
+
+async def test_rate_limit_answers_429_with_retry_after(gw_settings: GatewaySettings) -> None:
+    settings = gw_settings.model_copy(update={"rate_limit_per_s": 0.5, "rate_limit_burst": 2})
+    async with running_app(settings) as (_, client):
+        for _ in range(2):
+            assert (await client.get("/sessions/status-probe/status")).status_code == 404
+        resp = await client.get("/sessions/status-probe/status")
+        assert_error(resp, 429, "rate_limited")
+        assert resp.headers["retry-after"] == "2"
+        assert (await client.get("/health")).status_code in (200, 503)  # not rate limited
+
+
+async def test_auth_on_and_off(gw_settings: GatewaySettings) -> None:
+    async with running_app(gw_settings.model_copy(update={"auth": "on", "api_keys": "k1,k2"})) as (_, client):
+        assert_error(await client.post("/generate", json={"prompt": "x"}), 401, "unauthorized")
+        assert_error(
+            await client.post("/generate", json={"prompt": "x"}, headers={"Authorization": "Bearer bad"}),
+            401,
+            "unauthorized",
+        )
+        ok = await client.post("/generate", json={"prompt": "x"}, headers={"Authorization": "Bearer k2"})
+        assert ok.status_code == 202
+        assert (await client.get("/config")).json()["auth_required"] is True
+        assert (await client.get("/health")).status_code in (200, 503)
+    async with running_app(gw_settings) as (_, client):
+        assert (await client.post("/generate", json={"prompt": "x"})).status_code == 202
+        assert (await client.get("/config")).json()["auth_required"] is False
+
+
+def test_keys_required_without_keys_refuses_to_start(gw_settings: GatewaySettings) -> None:
+    with pytest.raises(ConfigError, match="UQ_API_KEYS"):
+        create_app(gw_settings.model_copy(update={"auth": "auto", "host": "0.0.0.0"}))
+
+
+async def test_config_and_metrics(client: httpx.AsyncClient, redis: Redis, gw_settings: GatewaySettings) -> None:
+    config = (await client.get("/config")).json()
+    assert config == {
+        "models": ["SmolLM2-135M-Instruct"],
+        "default_model": "SmolLM2-135M-Instruct",
+        "thresholds": {"hbar_s": 2.5, "prob": 0.3},
+        "limits": {"max_tokens": 4096, "prompt_chars": 32000, "push_batch": 1000},
+        "auth_required": False,
+    }
+    await redis.xgroup_create(gw_settings.stream("tokens"), "auditors", id="0", mkstream=True)
+    for i in range(3):
+        await redis.xadd(gw_settings.stream("tokens"), {"data": b"{}", "n": str(i)})
+    text = (await client.get("/metrics")).text
+    assert 'uq_consumer_group_lag{group="auditors",stream="tokens"} 3.0' in text
+    assert "uq_tokens_audited_total 0.0" in text
+    assert "uq_websocket_clients 0.0" in text
+
+
+async def test_history_endpoints_with_the_recorder_store(gw_settings: GatewaySettings) -> None:
+    async with running_app(gw_settings) as (app, client):
+        store = gateway_of(app).history.store
+        assert store is not None
+        await store.record(  # type: ignore[attr-defined]
+            [
+                lifecycle("old", "queued", prompt="Explain AI"),
+                audit("old", 0),
+                audit("old", 1, prob=0.1),
+                alert("old", 0, 1),
+                lifecycle("old", "finished", reason="eos", tokens=2),
+                summary("old", 1, 2),
+                lifecycle("other", "queued"),
+            ]
+        )
+        page = (await client.get("/sessions", params={"status": "finished"})).json()
+        assert (page["total"], [s["session_id"] for s in page["items"]]) == (1, ["old"])
+        assert (await client.get("/sessions", params={"limit": 1})).json()["total"] == 2
+        assert_error(await client.get("/sessions", params={"risk": "purple"}), 422, "invalid_request", "risk")
+        detail = (await client.get("/sessions/old")).json()
+        assert [t["seq"] for t in detail["tokens"]] == [0, 1]
+        assert detail["tokens"][1]["metrics"]["prob"] == 0.1
+        assert [a["token_seq"] for a in detail["alerts"]] == [1]
+        assert detail["summary"]["tokens"] == 2
+        assert detail["session"]["status"] == "finished"
+        lines = (await client.get("/sessions/old/export")).text.splitlines()
+        assert len(lines) >= 4
+        csv = await client.get("/export", params={"format": "csv"})
+        assert csv.headers["content-type"].startswith("text/csv")
+        assert len(csv.text.splitlines()) == 3  # header + two tokens
+        assert (await client.delete("/sessions/old")).status_code == 204
+        assert_error(await client.get("/sessions/old"), 404, "not_found", "session_id")
+
+
+async def test_push_api_over_rest(client: httpx.AsyncClient, redis: Redis, gw_settings: GatewaySettings) -> None:
+    start = await client.post("/push/sessions", json={"model": "gpt-4", "provider": "OpenAI", "prompt": "Explain AI"})
+    assert start.status_code == 201
+    sid = start.json()["session_id"]
+    tokens = [
+        {"text": "AI", "probability": 0.9},
+        {"token": " is", "logprob": -0.2, "top_logprobs": [{"token": " is", "logprob": -0.2}]},
+    ]
+    pushed = await client.post(f"/push/sessions/{sid}/tokens", json={"tokens": tokens})
+    assert (pushed.status_code, pushed.json()["first_seq"], pushed.json()["last_seq"]) == (202, 0, 1)
+    bad = await client.post(f"/push/sessions/{sid}/tokens", json={"tokens": [{"text": "x", "logits": [1, 2]}]})
+    assert_error(bad, 400, "bad_request", "tokens.0.token_id")
+    assert_error(
+        await client.post(f"/push/sessions/{sid}/tokens", json={"tokens": [{"probability": 2}]}),
+        422,
+        "invalid_request",
+        "tokens.0.probability",
+    )
+    done = await client.post(f"/push/sessions/{sid}/finish")
+    assert done.json() == {"session_id": sid, "status": "finished", "tokens": 2}
+    assert_error(await client.post(f"/push/sessions/{sid}/finish"), 409, "conflict", "session_id")
+    entries = await redis.xrange(gw_settings.stream("tokens"))
+    assert [decode("tokens", f).distribution for _, f in entries] == ["prob_only", "top_k"]  # type: ignore[union-attr]
+
+
+async def test_dashboard_served_with_spa_fallback(gw_settings: GatewaySettings, tmp_path: Path) -> None:
+    dist = Path(gw_settings.frontend_dir)
+    (dist / "assets").mkdir(parents=True)
+    (dist / "index.html").write_text("<html>dashboard</html>")
+    (dist / "assets" / "app.js").write_text("console.log(1)")
+    (tmp_path / "secret.txt").write_text("no")
+    async with running_app(gw_settings) as (_, client):
+        assert (await client.get("/")).text == "<html>dashboard</html>"
+        assert (await client.get("/assets/app.js")).text == "console.log(1)"
+        assert (await client.get("/live/abc")).text == "<html>dashboard</html>"
+        assert (await client.get("/../secret.txt")).text != "no"
+        assert_error(await client.get("/sessions/a/b/c"), 404, "not_found")
+        assert (await client.get("/openapi.json")).json()["info"]["title"].startswith("Semantic")
+        assert (await client.get("/docs")).status_code == 200

@@ -1,0 +1,130 @@
+"""History: the recorder's store merged with the live view; replay order and dedupe."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from services.gateway.errors import NotFoundError, UnavailableError
+from services.gateway.history import HistoryService, Store, history_messages, merge, open_store
+from services.gateway.live import LiveState
+from tests.gateway.events import alert, audit, lifecycle, risk, summary
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = open_store(f"sqlite:///{tmp_path}/h.sqlite3")
+    assert s is not None
+    yield s
+    await s.close()
+
+
+async def record(store: Store, *events: object) -> None:
+    await store.record(list(events))  # type: ignore[attr-defined]
+
+
+def test_merge_dedupes_orders_and_filters() -> None:
+    stored = [
+        (("session", 2), {"type": "session", "seq": 2}),
+        (("token", 1), {"type": "token", "seq": 1, "v": "stored"}),
+        (("token", 0), {"type": "token", "seq": 0}),
+        (("alert", 0), {"type": "alert", "seq": 0, "token_seq": 0}),
+        (("done", 0), {"type": "done"}),
+    ]
+    live = [
+        (("session", 1), '{"type":"session","seq":1}'),
+        (("token", 1), '{"type":"token","seq":1,"v":"live"}'),
+        (("token", 2), '{"type":"token","seq":2}'),
+        (("risk", 0), '{"type":"risk","seq":0,"token_seq":2}'),
+    ]
+    out = merge(stored, live)
+    assert [k for k, _ in out] == [
+        ("session", 2),
+        ("token", 0),
+        ("alert", 0),
+        ("token", 1),
+        ("token", 2),
+        ("risk", 0),
+        ("done", 0),
+    ]
+    assert json.loads(dict(out)[("token", 1)])["v"] == "live"
+    assert [k for k, _ in merge(stored, live, after_seq=1) if k[0] == "token"] == [("token", 2)]
+
+
+async def test_detail_merges_store_and_live(store: Store) -> None:
+    await record(store, lifecycle("s", "queued", prompt="Hi"), lifecycle("s", "started"), audit("s", 0), audit("s", 1))
+    live = LiveState()
+    for e in (audit("s", 1), audit("s", 2), alert("s", 0, 2), risk("s", 1, 2)):
+        live.apply(e.model_dump(mode="json"))
+    history = HistoryService(store, live)
+    detail = await history.detail("s")
+    assert [t["seq"] for t in detail.tokens] == [0, 1, 2]
+    assert all(t["type"] == "token" for t in detail.tokens)
+    assert [a["rule"] for a in detail.alerts] == ["LOW_CONFIDENCE"]
+    assert [r["level"] for r in detail.risks] == ["warning"]
+    assert (detail.session.status, detail.session.prompt, detail.session.tokens) == ("started", "Hi", 3)
+    status = await history.status("s")
+    assert (status.source, status.tokens, status.risk) == ("live", 2, "warning")
+
+
+async def test_stored_session_survives_a_new_live_state(store: Store) -> None:
+    await record(
+        store,
+        lifecycle("s", "queued"),
+        audit("s", 0),
+        alert("s", 0, 0),
+        lifecycle("s", "finished", reason="eos", tokens=1),
+        summary("s", 1, 1),
+    )
+    history = HistoryService(store, LiveState())
+    replay = await history.messages("s")
+    assert replay is not None
+    assert [k for k, _ in replay] == [("session", 2), ("token", 0), ("alert", 0), ("done", 0)]
+    done = json.loads(replay[-1][1])
+    assert (done["status"], done["reason"], done["summary"]["tokens"]) == ("finished", "eos", 1)
+    status = await history.status("s")
+    assert (status.source, status.status) == ("history", "finished")
+    assert (await history.detail("s")).summary["final_risk"] == "warning"  # type: ignore[index]
+
+
+async def test_list_delete_and_unknown(store: Store) -> None:
+    await record(store, lifecycle("a", "queued"), lifecycle("b", "finished", tokens=0))
+    history = HistoryService(store, LiveState())
+    page = await history.list_sessions(limit=10, offset=0, status="finished", risk=None)
+    assert (page.total, [r.session_id for r in page.items]) == (1, ["b"])
+    await history.delete("a")
+    assert (await history.list_sessions(limit=10, offset=0, status=None, risk=None)).total == 1
+    with pytest.raises(NotFoundError):
+        await history.delete("a")
+    with pytest.raises(NotFoundError):
+        await history.detail("zzz")
+    assert await history.messages("zzz") is None
+
+
+async def test_without_a_store_history_is_unavailable_but_live_works() -> None:
+    live = LiveState()
+    live.apply(audit("s", 0).model_dump(mode="json"))
+    history = HistoryService(None, live)
+    with pytest.raises(UnavailableError, match="recorder"):
+        await history.list_sessions(limit=1, offset=0, status=None, risk=None)
+    assert [t["seq"] for t in (await history.detail("s")).tokens] == [0]
+
+
+def test_history_messages_shape() -> None:
+    from services.common.contracts import SessionHistory, SessionRecord
+
+    rec = SessionRecord(session_id="s", status="cancelled", created_ns=1, updated_ns=2, tokens=1)
+    msgs = history_messages(SessionHistory(session=rec, tokens=[audit("s", 0)]))
+    assert [k for k, _ in msgs] == [("session", 2), ("token", 0), ("done", 0)]
+    assert msgs[0][1]["status"] == "cancelled"
+    assert msgs[2][1] == {
+        "type": "done",
+        "session_id": "s",
+        "status": "cancelled",
+        "reason": None,
+        "tokens": 1,
+        "summary": None,
+    }

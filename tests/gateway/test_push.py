@@ -1,0 +1,152 @@
+"""The push API's service layer: token conversion and sessions, through the real Redis."""
+
+from __future__ import annotations
+
+import base64
+import math
+
+import numpy as np
+import pytest
+from redis.asyncio import Redis
+
+from services.common.bus import Bus
+from services.common.codec import decode, logits_array
+from services.common.contracts import SessionEvent, TokenEvent
+from services.gateway.errors import BadRequestError, ConflictError, NotFoundError
+from services.gateway.live import LiveState
+from services.gateway.models import PushFinishRequest, PushStartRequest, PushToken
+from services.gateway.push import PushService, token_event
+from services.gateway.settings import GatewaySettings
+
+
+def convert(**fields: object) -> TokenEvent:
+    return token_event("s", 3, "m", "openai", PushToken.model_validate(fields), param="tokens.0")
+
+
+def test_probability_becomes_logprob_prob_only() -> None:
+    ev = convert(text="Hi", probability=0.25)
+    assert ev.distribution == "prob_only"
+    assert ev.logprob == pytest.approx(math.log(0.25))
+    assert (ev.seq, ev.model, ev.provider, ev.text) == (3, "m", "openai", "Hi")
+
+
+def test_openai_content_item_accepted_as_it_comes() -> None:
+    item = {
+        "token": " Paris",
+        "logprob": -0.1,
+        "bytes": [32, 80, 97, 114, 105, 115],
+        "top_logprobs": [
+            {"token": " Lyon", "logprob": -3.0, "bytes": [32]},
+            {"token": " Paris", "logprob": -0.1, "bytes": [32]},
+        ],
+    }
+    ev = convert(**item)
+    assert ev.distribution == "top_k"
+    assert ev.text == " Paris"
+    assert [(a.text, a.logprob) for a in ev.top_k] == [(" Paris", -0.1), (" Lyon", -3.0)]
+
+
+def test_legacy_top_logprobs_dict() -> None:
+    ev = convert(text="a", logprob=-0.5, top_logprobs={"b": -2.0, "a": -0.5})
+    assert [a.text for a in ev.top_k] == ["a", "b"]
+
+
+def test_no_distribution_is_none() -> None:
+    assert convert(text="x").distribution == "none"
+
+
+def test_full_logits_list_and_base64_give_the_same_entry() -> None:
+    logits = np.array([2.0, 1.0, 0.0, -1.0], dtype=np.float16)
+    as_list = convert(text="b", token_id=1, logits=[float(x) for x in logits])
+    as_b64 = convert(text="b", token_id=1, logits=base64.b64encode(logits.astype("<f2").tobytes()).decode())
+    for ev in (as_list, as_b64):
+        assert ev.distribution == "full"
+        assert ev.vocab_size == 4
+        assert np.array_equal(logits_array(ev), logits)
+        p = np.exp(logits.astype(np.float64)) / np.exp(logits.astype(np.float64)).sum()
+        assert ev.logprob == pytest.approx(math.log(p[1]))
+        assert [a.token_id for a in ev.top_k] == [0, 1, 2, 3]
+        assert ev.top_k[0].logprob == pytest.approx(math.log(p[0]))
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"text": "a", "logits": [1.0, 2.0]}, "tokens.0.token_id"),
+        ({"text": "a", "token_id": 5, "logits": [1.0, 2.0]}, "tokens.0.token_id"),
+        ({"text": "a", "token_id": 0, "logits": "%%%"}, "tokens.0.logits"),
+        ({"text": "a", "token_id": 0, "logits": base64.b64encode(b"abc").decode()}, "tokens.0.logits"),
+        ({"text": "a", "token_id": 0, "logits": [1.0]}, "tokens.0.logits"),
+        ({"text": "a", "token_id": 0, "logits": [1.0, 1e6]}, "tokens.0.logits"),
+        ({"text": "a", "top_logprobs": {"b": 0.5}}, "tokens.0.top_logprobs"),
+    ],
+)
+def test_unusable_tokens_name_the_field(fields: dict[str, object], param: str) -> None:
+    with pytest.raises(BadRequestError) as err:
+        convert(**fields)
+    assert err.value.param == param
+
+
+def test_nan_logits_refused() -> None:
+    nan = base64.b64encode(np.array([1.0, np.nan], dtype="<f2").tobytes()).decode()
+    with pytest.raises(BadRequestError, match="finite"):
+        convert(text="a", token_id=0, logits=nan)
+
+
+@pytest.fixture
+def service(redis: Redis, settings: GatewaySettings) -> PushService:
+    s = GatewaySettings(**settings.model_dump(), push_max_batch=3)
+    return PushService(Bus(redis, s), s, LiveState())
+
+
+async def read(redis: Redis, service: PushService, stream: str) -> list[object]:
+    entries = await redis.xrange(service.bus.key(stream))
+    return [decode(stream, fields) for _, fields in entries]
+
+
+async def test_session_lifecycle_publishes_sessions_and_tokens(service: PushService, redis: Redis) -> None:
+    started = await service.start(PushStartRequest(model="gpt-x", provider="openai", prompt="Hi"))
+    sid = started.session_id
+    first = await service.push(sid, [PushToken(text="a", probability=0.5), PushToken(text="b")])
+    second = await service.push(sid, [PushToken(text="c", logprob=-1.0)])
+    assert (first.first_seq, first.last_seq, second.first_seq, second.last_seq) == (0, 1, 2, 2)
+    done = await service.finish(sid, PushFinishRequest(reason="stop"))
+    assert (done.status, done.tokens) == ("finished", 3)
+
+    tokens = await read(redis, service, "tokens")
+    assert [(t.seq, t.text, t.distribution, t.model, t.provider) for t in tokens] == [  # type: ignore[attr-defined]
+        (0, "a", "prob_only", "gpt-x", "openai"),
+        (1, "b", "none", "gpt-x", "openai"),
+        (2, "c", "prob_only", "gpt-x", "openai"),
+    ]
+    sessions = await read(redis, service, "sessions")
+    assert all(isinstance(e, SessionEvent) for e in sessions)
+    assert [(e.seq, e.status, e.tokens, e.reason) for e in sessions] == [  # type: ignore[attr-defined]
+        (0, "queued", None, None),
+        (1, "started", None, None),
+        (2, "finished", 3, "stop"),
+    ]
+    with pytest.raises(ConflictError):
+        await service.push(sid, [PushToken(text="late")])
+    with pytest.raises(ConflictError):
+        await service.finish(sid, PushFinishRequest())
+
+
+async def test_unknown_session_duplicate_id_and_batch_limit(service: PushService) -> None:
+    with pytest.raises(NotFoundError):
+        await service.push("nope", [PushToken(text="a")])
+    await service.start(PushStartRequest(model="m", session_id="mine-1"))
+    with pytest.raises(ConflictError):
+        await service.start(PushStartRequest(model="m", session_id="mine-1"))
+    with pytest.raises(BadRequestError) as err:
+        await service.push("mine-1", [PushToken(text="a")] * 4)
+    assert err.value.param == "tokens"
+
+
+async def test_a_bad_token_rejects_the_whole_batch(service: PushService, redis: Redis) -> None:
+    sid = (await service.start(PushStartRequest(model="m"))).session_id
+    with pytest.raises(BadRequestError) as err:
+        await service.push(sid, [PushToken(text="ok"), PushToken(text="bad", logits=[1.0, 2.0])])
+    assert err.value.param == "tokens.1.token_id"
+    assert await read(redis, service, "tokens") == []
+    assert (await service.push(sid, [PushToken(text="ok")])).first_seq == 0
