@@ -368,6 +368,14 @@ class Consumer:
 
     async def _commit(self, committed: list[tuple[bytes, dict[bytes, bytes], Event | None, Outcome]]) -> None:
         """Publish outputs, mark (session, seq) processed and XACK, atomically (one Lua script)."""
+        if not self.dedupe and all(not isinstance(o, DeadLetter) and not o for *_, o in committed):
+            # Nothing to publish, mark or dead-letter (e.g. the recorder): one plain XACK, n arguments
+            # instead of the script's 4n.
+            await self.bus.redis.xack(self._key, self.group, *(eid for eid, *_ in committed))
+            self.stats.processed += len(committed)
+            for eid, *_ in committed:
+                self._failures.pop(eid, None)
+            return
         s = self.bus.settings
         args: list[Any] = [self._key, self.group, s.dedupe_ttl_s, len(committed)]
         for eid, fields, event, outcome in committed:

@@ -253,3 +253,24 @@ async def test_bounded_reads(bus: Bus, settings: CommonSettings, size: int) -> N
 
 def test_dead_letter_keeps_data_field_name() -> None:
     assert DATA == b"data"
+
+
+async def test_a_batch_without_outputs_or_dedupe_is_acknowledged(bus: Bus) -> None:
+    """The plain-XACK commit (no outputs, no dedupe marks, no dead letters): all acknowledged, nothing written."""
+    seen: list[int] = []
+
+    async def record(deliveries: Sequence[Delivery]) -> list[Outcome]:
+        seen.extend(d.event.seq for d in deliveries)
+        return [() for _ in deliveries]
+
+    consumer = bus.consumer("tokens", GROUP, record, name="c1", dedupe=False)
+    await consumer.ensure_group()
+    await bus.publish_many([("tokens", token("s1", i)) for i in range(10)])
+
+    await drain(consumer)
+
+    assert seen == list(range(10))
+    assert (await bus.redis.xpending(bus.key("tokens"), GROUP))["pending"] == 0
+    assert consumer.stats.processed == 10
+    assert await bus.redis.exists(bus.key("audits"), bus.key("dead")) == 0
+    assert [k async for k in bus.redis.scan_iter(match=bus.key("seen:*"))] == []
