@@ -26,6 +26,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -153,8 +154,43 @@ async def store_rate(database_url: str, items: list[tuple[str, Event]], batch: i
     return sum(1 for stream, _ in items if stream == "audits") / elapsed
 
 
-async def recorder_rate(redis: Redis, database_url: str, items: list[tuple[str, Event]]) -> float:
-    """Tokens/s the recorder commits while draining a backlog of ``items``."""
+@dataclass
+class Run:
+    """One drain of the backlog: wall-clock rate and the CPU seconds it cost."""
+
+    tokens: int
+    wall_s: float
+    process_cpu_s: float  # the recorder's process (SQLite works inside it)
+    server_cpu_s: float  # PostgreSQL backends serving it; 0 for SQLite
+
+    @property
+    def rate(self) -> float:
+        return self.tokens / self.wall_s
+
+    @property
+    def capacity(self) -> float:
+        """Tokens/s with a free core each for the recorder and the database server (CPU-bound)."""
+        return self.tokens / max(self.process_cpu_s, self.server_cpu_s)
+
+
+def _backend_cpu(database_url: str) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend connected to this database (read from /proc)."""
+    name = make_url(database_url).database
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    with psycopg.connect(POSTGRES, autocommit=True) as admin:
+        pids = [pid for (pid,) in admin.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,))]
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    return out
+
+
+async def recorder_rate(redis: Redis, database_url: str, items: list[tuple[str, Event]]) -> Run:
+    """Tokens/s the recorder commits while draining a backlog of ``items``, and its CPU cost."""
     prefix = f"bench-rec-{uuid.uuid4().hex[:8]}:"
     settings = RecorderSettings(redis_url=REDIS, stream_prefix=prefix, database_url=database_url, block_ms=50)
     bus = Bus(redis, settings)
@@ -163,20 +199,24 @@ async def recorder_rate(redis: Redis, database_url: str, items: list[tuple[str, 
     n_tokens = sum(1 for stream, _ in items if stream == "audits")
     store = Store.from_url(database_url)
     await store.migrate()
+    postgres = store.dialect == "postgresql"
+    server_before = _backend_cpu(database_url) if postgres else {}
     recorder = Recorder(bus, store, settings)
     stop = asyncio.Event()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     task = asyncio.create_task(recorder.run(stop))
     while recorder.totals.tokens < n_tokens:  # noqa: ASYNC110 - polling a counter, 10 ms resolution
         await asyncio.sleep(0.01)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    server_after = _backend_cpu(database_url) if postgres else {}
+    server = sum(t - server_before.get(pid, 0.0) for pid, t in server_after.items())
     stop.set()
     await task
     records, _ = await store.list_sessions(limit=1000)
     assert sum(r.tokens for r in records) == n_tokens, "tokens lost or doubled"
     await store.close()
     await _drop_keys(redis, prefix)
-    return n_tokens / elapsed
+    return Run(n_tokens, elapsed, cpu, server)
 
 
 async def _drop_keys(redis: Redis, prefix: str) -> None:
@@ -229,11 +269,18 @@ async def main() -> None:
         "store-postgresql": [],
         "store-sqlite": [],
     }
+    capacity: dict[str, list[float]] = {"postgresql": [], "sqlite": []}
+    cpu_per_token: dict[str, list[tuple[float, float]]] = {"postgresql": [], "sqlite": []}
     batch = RecorderSettings().recorder_batch_size
     try:
         for r in range(args.rounds):  # alternate, so drift on a shared machine hits every figure alike
-            rates["postgresql"].append(await recorder_rate(redis, databases.postgresql(), items))
-            rates["sqlite"].append(await recorder_rate(redis, databases.sqlite(), items))
+            for db in ("postgresql", "sqlite"):
+                run = await recorder_rate(
+                    redis, databases.postgresql() if db == "postgresql" else databases.sqlite(), items
+                )
+                rates[db].append(run.rate)
+                capacity[db].append(run.capacity)
+                cpu_per_token[db].append((run.process_cpu_s / run.tokens * 1e6, run.server_cpu_s / run.tokens * 1e6))
             audited = await auditor_rate(redis, args.auditor_tokens)
             if audited is not None:
                 rates["auditor"].append(audited)
@@ -260,6 +307,14 @@ async def main() -> None:
     print(f"  decode ceiling (one process) {med['decode']:8,.0f} audits/s   (codec.decode, every bus consumer)")
     for db in ("postgresql", "sqlite"):
         print(f"  Store.record alone → {db:10} {med['store-' + db]:8,.0f} tokens/s   (batches of {batch})")
+    print("CPU per token (noise-resistant: what it would do with a free core each for recorder and database):")
+    for db in ("postgresql", "sqlite"):
+        process = statistics.median(p for p, _ in cpu_per_token[db])
+        server = statistics.median(s for _, s in cpu_per_token[db])
+        print(
+            f"  recorder → {db:10}  recorder process {process:6.0f} µs, database server {server:6.0f} µs"
+            f"  → capacity {statistics.median(capacity[db]):8,.0f} tokens/s"
+        )
     for db in ("postgresql", "sqlite"):
         ratios = [f"÷ decode ceiling {med[db] / med['decode']:.2f}"]
         if "auditor" in med:

@@ -150,19 +150,20 @@ class Store:
         self._ensure_schema()
         counts = RecordCounts()
         deltas: dict[str, _SessionDelta] = {}
-        token_rows: list[tuple[Any, ...]] = []
+        audits: list[AuditEvent] = []
         alert_rows: list[dict[str, Any]] = []
         summary_rows: list[dict[str, Any]] = []
         for e in events:
             if not isinstance(e, AuditEvent | AlertEvent | RiskEvent | SummaryEvent | SessionEvent):
                 counts.ignored += 1
                 continue
+            e = _without_nul(e)
             delta = deltas.get(e.session_id)
             if delta is None:
                 delta = deltas[e.session_id] = _SessionDelta(e.ts_ns, e.ts_ns)
             delta.touch(e.ts_ns)
             if isinstance(e, AuditEvent):
-                token_rows.append(_token_row(e))
+                audits.append(e)
                 delta.set_status("started", 1)  # tokens flowing imply the session started
             elif isinstance(e, AlertEvent | RiskEvent):
                 alert_rows.append(_alert_row(e))
@@ -170,7 +171,7 @@ class Store:
                     delta.risk, delta.risk_seq = e.level, e.seq
             elif isinstance(e, SummaryEvent):
                 summary_rows.append(_summary_row(e))
-            else:
+            elif isinstance(e, SessionEvent):
                 delta.set_status(e.status, e.seq, e.reason)
                 delta.model = delta.model or e.model
                 delta.provider = delta.provider or e.provider
@@ -178,16 +179,16 @@ class Store:
         if not deltas:
             return counts
         if self._write_lock is None:
-            self._write(deltas, token_rows, alert_rows, summary_rows, counts)
+            self._write(deltas, audits, alert_rows, summary_rows, counts)
         else:
             with self._write_lock:
-                self._write(deltas, token_rows, alert_rows, summary_rows, counts)
+                self._write(deltas, audits, alert_rows, summary_rows, counts)
         return counts
 
     def _write(
         self,
         deltas: dict[str, _SessionDelta],
-        token_rows: list[tuple[Any, ...]],
+        audits: list[AuditEvent],
         alert_rows: list[dict[str, Any]],
         summary_rows: list[dict[str, Any]],
         counts: RecordCounts,
@@ -199,8 +200,8 @@ class Store:
                 [_new_session_row(sid, deltas[sid]) for sid in order],
             )
             counts.sessions = len(new.all())
-            if token_rows:
-                for sid, n in self._insert_tokens(conn, token_rows).items():
+            if audits:
+                for sid, n in self._insert_tokens(conn, audits).items():
                     deltas[sid].tokens += n
                     counts.tokens += n
             if alert_rows:
@@ -219,24 +220,25 @@ class Store:
                 )
             conn.execute(_UPDATE_SESSION, [_update_params(sid, deltas[sid]) for sid in order])
 
-    def _insert_tokens(self, conn: Connection, rows: list[tuple[Any, ...]]) -> Counter[str]:
-        """Insert-or-ignore token rows; how many were new, by session.
+    def _insert_tokens(self, conn: Connection, audits: list[AuditEvent]) -> Counter[str]:
+        """Insert-or-ignore the audits' token rows; how many were new, by session.
 
-        The hot path, so it bypasses SQLAlchemy's statement building: on PostgreSQL one
-        ``INSERT … SELECT FROM unnest(<one array per column>) … RETURNING`` (one short, cached statement
-        whatever the batch size); on SQLite one ``executemany`` per session, counted by ``rowcount``.
+        The hot path, so it bypasses SQLAlchemy's statement building. PostgreSQL: the whole batch as
+        one JSON array parameter (serialised in one pydantic-core call), unpacked by the server with
+        ``jsonb_array_elements`` in one ``INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING``.
+        SQLite: one ``executemany`` per session, counted by ``rowcount``.
         """
         inserted: Counter[str] = Counter()
         if self.dialect == "postgresql":
-            columns = list(zip(*rows, strict=True))
-            for (sid,) in conn.exec_driver_sql(_PG_INSERT_TOKENS, tuple(list(c) for c in columns)):
+            payload = _AUDITS_JSON.dump_json(audits).decode()
+            for (sid,) in conn.exec_driver_sql(_PG_INSERT_TOKENS, (payload,)):
                 inserted[sid] += 1
             return inserted
         by_session: dict[str, list[tuple[Any, ...]]] = {}
-        for row in rows:
-            by_session.setdefault(row[0], []).append(row)
-        for sid, group in by_session.items():
-            inserted[sid] += conn.exec_driver_sql(_SQLITE_INSERT_TOKENS, group).rowcount
+        for audit in audits:
+            by_session.setdefault(audit.session_id, []).append(_token_row(audit))
+        for sid, rows in by_session.items():
+            inserted[sid] += conn.exec_driver_sql(_SQLITE_INSERT_TOKENS, rows).rowcount
         return inserted
 
     def _insert_ignore(self, table: Table) -> Insert:
@@ -417,24 +419,26 @@ TOKEN_COLUMNS = (
     "exact",
     "top_k",
 )
-_PG_TYPES = {
-    "session_id": "text",
-    "text": "text",
-    "distribution": "text",
-    "model": "text",
-    "seq": "int",
-    "ts_ns": "bigint",
-    "token_ts_ns": "bigint",
-    "token_id": "int",
-    "rank": "int",
+_PG_EXTRACT = {
+    "session_id": "e->>'session_id'",
+    "seq": "(e->>'seq')::int",
+    "ts_ns": "(e->>'ts_ns')::bigint",
+    "token_ts_ns": "(e->>'token_ts_ns')::bigint",
+    "token_id": "(e->>'token_id')::int",
+    "text": "e->>'text'",
+    "distribution": "e->>'distribution'",
+    "model": "e->>'model'",
+    **{name: f"(e->'metrics'->>'{name}')::float8" for name in METRICS if name != "rank"},
+    "rank": "(e->'metrics'->>'rank')::int",
+    "exact": "(e->'metrics'->>'exact')::bool",
+    "top_k": "e->'top_k'",
 }
-_PG_TYPES.update({name: "float8" for name in METRICS if name != "rank"})
-_PG_TYPES.update({"exact": "bool", "top_k": "text"})
+# jsonb keeps JSON numbers as exact decimals and float8 input is correctly rounded, so every float
+# reads back bit for bit (tests/recorder check equality).
 _PG_INSERT_TOKENS = (
     f"INSERT INTO tokens ({', '.join(TOKEN_COLUMNS)}) "
-    f"SELECT {', '.join(f'u.{c}::jsonb' if c == 'top_k' else f'u.{c}' for c in TOKEN_COLUMNS)} "
-    f"FROM unnest({', '.join(f'%b::{_PG_TYPES[c]}[]' for c in TOKEN_COLUMNS)}) "  # %b: binary, no escaping
-    f"AS u({', '.join(TOKEN_COLUMNS)}) "
+    f"SELECT {', '.join(_PG_EXTRACT[c] for c in TOKEN_COLUMNS)} "
+    "FROM jsonb_array_elements(%s::jsonb) AS a(e) "
     "ON CONFLICT DO NOTHING RETURNING session_id"
 )
 _SQLITE_INSERT_TOKENS = (
@@ -508,10 +512,32 @@ def _update_params(session_id: str, d: _SessionDelta) -> dict[str, Any]:
     }
 
 
+def _nul(text: str | None) -> str | None:
+    return None if text is None else text.replace("\x00", "\ufffd")
+
+
+def _without_nul(e: Event) -> Event:
+    """PostgreSQL text cannot hold U+0000; the store keeps it as U+FFFD, on both databases alike."""
+    if isinstance(e, AuditEvent):
+        if "\x00" in e.text or any("\x00" in a.text for a in e.top_k):
+            top_k = [a.model_copy(update={"text": _nul(a.text)}) for a in e.top_k]
+            return e.model_copy(update={"text": _nul(e.text), "top_k": top_k})
+    elif isinstance(e, AlertEvent):
+        if "\x00" in e.message or "\x00" in e.token_text:
+            return e.model_copy(update={"message": _nul(e.message), "token_text": _nul(e.token_text)})
+    elif isinstance(e, RiskEvent):
+        if "\x00" in e.reason:
+            return e.model_copy(update={"reason": _nul(e.reason)})
+    elif isinstance(e, SessionEvent) and "\x00" in (e.prompt or "") + (e.reason or ""):
+        return e.model_copy(update={"prompt": _nul(e.prompt), "reason": _nul(e.reason)})
+    return e
+
+
 # --- rows ↔ events --------------------------------------------------------------------------------
 
 
 _TOP_K_JSON = TypeAdapter(list[TopKAlternative])
+_AUDITS_JSON = TypeAdapter(list[AuditEvent])
 
 
 def _token_row(e: AuditEvent) -> tuple[Any, ...]:
