@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from redis.asyncio import Redis
 
+from bench.report import goal
 from services.common.bus import Bus, Delivery, Outcome
 from services.common.codec import logits_bytes
 from services.common.contracts import SamplingParams, TokenEvent, TopKAlternative, now_ns
@@ -243,6 +244,16 @@ async def main() -> None:
         print(
             f"{kind:<8} {size:>8} {bare:>9.0f} {ours:>9.0f} {ours / bare:>6.2f}  "
             f"{pct(bl, 50):>7.2f}/{pct(bl, 99):<8.2f} {pct(ul, 50):>7.2f}/{pct(ul, 99):<7.2f}"
+        )
+    for kind, _, bare, ours, bl, ul in rows:
+        goal(
+            "bus",
+            f"throughput vs bare redis-py loop, {kind} entries",
+            ours / bare,
+            0.8,
+            "x",
+            detail=f"{ours:,.0f} vs {bare:,.0f} entries/s; one-hop p50/p99 {pct(ul, 50):.1f}/{pct(ul, 99):.1f} ms "
+            f"(bare {pct(bl, 50):.1f}/{pct(bl, 99):.1f} ms)",
         )
     worst = min(ours / bare for _, _, bare, ours, _, _ in rows)
     print(
