@@ -3,13 +3,16 @@
     .venv/bin/python bench/alerter.py [--sessions 200] [--tokens 100]
 
 Prints audits/s of
+- ``auditor``: the real auditor end to end through Redis (bench/auditor.py's round: tokens already
+  in ``uq:tokens``, full float16 logits at V = 49,152 as the embedded model sends them, and top-20
+  only), i.e. what one auditor process feeds the alerter (``--no-auditor`` skips it);
 - ``publish``: publishing the same audits to ``uq:audits`` in batches of 128 (what an auditor's
-  output costs Redis and the client; an upper bound of what one auditor can feed the alerter);
+  output costs Redis and the client; an upper bound of what any auditor can feed the alerter);
 - ``engine``: the rules engine alone (the four built-in rules, the quantum rule, risk, cooldowns;
   no Redis), the goal being ≥ 20,000 audits/s per process;
 - ``end-to-end``: the alerter service reading those audits from Redis and committing alerts, state
   and acknowledgements;
-and the ratios engine/publish and end-to-end/publish (≥ 1 means the alerter keeps up).
+and the ratios of the alerter's rates to them (≥ 1 means the alerter keeps up).
 """
 
 from __future__ import annotations
@@ -113,6 +116,22 @@ async def bench_redis(settings: AlerterSettings, sessions: int, tokens: int) -> 
         await redis.aclose()
 
 
+async def bench_auditor(redis_url: str, full_n: int, top_k_n: int) -> tuple[float, float]:
+    """The auditor's end-to-end tokens/s (full logits at V = 49,152; top-20 only), one process."""
+    from bench.auditor import e2e_round
+    from services.auditor.settings import AuditorSettings
+
+    base = AuditorSettings(redis_url=redis_url, maxlen_tokens=max(50_000, top_k_n))
+    redis = Redis.from_url(redis_url)
+    try:
+        await e2e_round(redis, base, "full", 49_152, 64, naive=False)  # warm-up: numba compiles or loads its cache
+        full, _ = await e2e_round(redis, base, "full", 49_152, full_n, naive=False)
+        top_k, _ = await e2e_round(redis, base, "top_k", 0, top_k_n, naive=False)
+        return full, top_k
+    finally:
+        await redis.aclose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sessions", type=int, default=200)
@@ -120,9 +139,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=512, help="UQ_BATCH_SIZE of the alerter")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; the best of each is kept")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--no-auditor", action="store_true", help="skip measuring the real auditor")
     args = parser.parse_args()
     audits = make_audits(args.sessions, args.tokens)
-    engine_rate = publish = e2e = 0.0
+    engine_rate = publish = e2e = auditor_full = auditor_top_k = 0.0
     for _ in range(args.repeat):  # interleaved rounds, so that all three see the same machine load
         settings = AlerterSettings(
             redis_url=args.redis_url,
@@ -135,6 +155,9 @@ def main() -> None:
         engine_rate = max(engine_rate, rate)
         p, e, e2e_out = asyncio.run(bench_redis(settings, args.sessions, args.tokens))
         publish, e2e = max(publish, p), max(e2e, e)
+        if not args.no_auditor:
+            f, k = asyncio.run(bench_auditor(args.redis_url, 600, 10_000))
+            auditor_full, auditor_top_k = max(auditor_full, f), max(auditor_top_k, k)
     print(
         f"{len(audits)} audits, {args.sessions} sessions × {args.tokens} tokens, {len(load_rules(settings))} rules, "
         f"batch {args.batch_size}, best of {args.repeat}"
@@ -142,8 +165,14 @@ def main() -> None:
     print(f"publish (auditor-like output) {publish:>10,.0f} audits/s")
     print(f"engine alone                  {engine_rate:>10,.0f} audits/s  ({engine_out} outputs)")
     print(f"end-to-end through Redis      {e2e:>10,.0f} audits/s  ({e2e_out} outputs)")
+    if auditor_full:
+        print(f"auditor e2e, full V=49,152    {auditor_full:>10,.0f} audits/s")
+        print(f"auditor e2e, top-20 only      {auditor_top_k:>10,.0f} audits/s")
     print(f"ratio engine / publish        {engine_rate / publish:>10.2f}")
     print(f"ratio end-to-end / publish    {e2e / publish:>10.2f}")
+    if auditor_full:
+        print(f"ratio end-to-end / auditor full   {e2e / auditor_full:>6.2f}")
+        print(f"ratio end-to-end / auditor top-20 {e2e / auditor_top_k:>6.2f}")
 
 
 if __name__ == "__main__":
