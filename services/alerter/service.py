@@ -66,6 +66,7 @@ class Alerter:
         self._done: set[str] = set()  # sessions summarised since the last release
         self._next_sweep = 0.0
         self._lagging = False  # the last read of audits was a full batch: more are waiting
+        self._recover = False  # sessions waiting for a timeout must be reloaded from Redis
         self.alerts_published = 0
 
     # --- running --------------------------------------------------------------------------------
@@ -100,6 +101,8 @@ class Alerter:
         """
         block = min(self.settings.block_ms, 250) if block_ms is None else block_ms
         try:
+            if self._recover:
+                await self.recover()
             n = await self.audits.step(block)
             self._lagging = n >= self.bus.settings.batch_size
             n += await self.lifecycle.step(0)
@@ -114,7 +117,9 @@ class Alerter:
         return n
 
     def forget(self) -> None:
-        """Drop every in-memory session (each reloads from Redis on its next entry)."""
+        """Drop every in-memory session: each reloads from Redis on its next entry, and those waiting for a
+        timeout are recovered at the next step."""
+        self._recover = True
         self.sessions.clear()
         self._waiting.clear()
         self._done.clear()
@@ -224,6 +229,7 @@ class Alerter:
 
     async def recover(self) -> None:
         """Load the persisted sessions that wait for a timeout (a reorder gap or missing audits at the end)."""
+        self._recover = False
         prefix = self.state_key("")
         keys = [k async for k in self.bus.redis.scan_iter(match=prefix + "*", count=1000)]
         for start in range(0, len(keys), 1000):

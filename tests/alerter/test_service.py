@@ -222,3 +222,16 @@ async def test_run_until_stopped(bus: Bus, alerter_settings: AlerterSettings) ->
     stop.set()
     await asyncio.wait_for(task, 5)
     assert alerter.details()["alerts_published"] == 1
+
+
+async def test_after_a_failure_waiting_sessions_are_recovered(bus: Bus, alerter_settings: AlerterSettings) -> None:
+    alerter = make(bus, alerter_settings)
+    await alerter.start()
+    await bus.publish_many([("audits", audit(0)), ("audits", audit(2)), ("audits", audit(0, session_id="s2"))])
+    await drain(alerter)
+    assert set(alerter.sessions) == {"s1", "s2"}
+    alerter.forget()  # what step() does when Redis fails mid-batch
+    assert alerter.sessions == {}
+    await alerter.step(block_ms=1)
+    assert list(alerter.sessions) == ["s1"]  # waits for #1; s2 comes back on its next audit
+    assert alerter.details()["sessions_waiting"] == 1
