@@ -44,6 +44,10 @@ class CommonSettings(BaseSettings):
         86_400, gt=0, description="How long the per-session record of processed `seq` numbers is kept."
     )
 
+    lease_timeout_s: float = Field(
+        30.0, gt=0, description="A running session whose producer shows no sign of life this long is marked failed."
+    )
+
     def stream(self, name: str) -> str:
         """The full name of a stream or key, e.g. ``stream("tokens") == "uq:tokens"``."""
         return f"{self.stream_prefix}{name}"
