@@ -207,6 +207,67 @@ const scenarios = {
     assert(shown === String(h.tokens.length), `tokens card ${shown} = ${h.tokens.length}`);
   },
 
+
+  async "resilience: a lost WebSocket shows its state, reconnects, resubscribes, and no token is lost or doubled"(page, base) {
+    // The page's WebSocket goes through a route we can cut, refuse, and make drop frames.
+    let outage = false;
+    let dropTokens = 0;
+    const live = [];
+    const fromPage = [];
+    await page.routeWebSocket(/\/ws(\?|$)/, (ws) => {
+      if (outage) {
+        ws.close({ code: 4000, reason: "e2e: network down" });
+        return;
+      }
+      const server = ws.connectToServer();
+      live.push(ws);
+      ws.onMessage((m) => {
+        fromPage.push(JSON.parse(String(m)));
+        server.send(m);
+      });
+      server.onMessage((m) => {
+        if (dropTokens > 0 && String(m).startsWith('{"') && JSON.parse(String(m)).type === "token") {
+          dropTokens--;
+          return;
+        }
+        ws.send(m);
+      });
+    });
+    await page.goto(base + "/#/live");
+    await page.getByTestId("connection").filter({ hasText: "Live" }).waitFor({ timeout: 15_000 });
+    const sid = await startGeneration(page, { prompt: "Derive the mathematical relationship between Fisher Information and entropy", maxTokens: 40 });
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="heatmap"]')?.getAttribute("data-count")) >= 4, null, {
+      timeout: 120_000,
+    });
+    // Three token frames vanish on the way (the page must notice the hole and fill it).
+    dropTokens = 3;
+    while (dropTokens > 0) await new Promise((r) => setTimeout(r, 100));
+    // Then the network goes down: the open socket is cut and new ones are refused for a while.
+    outage = true;
+    for (const ws of live.splice(0)) await ws.close({ code: 4000, reason: "e2e: network down" }).catch(() => {});
+    await page.locator('[data-testid="connection"][data-state="reconnecting"]').waitFor({ timeout: 10_000 });
+    const stateText = await page.getByTestId("connection").innerText();
+    assert(/Disconnected|Reconnecting/.test(stateText), `the state is shown in words: ${stateText}`);
+    await shot(page, "12-disconnected");
+    await page.waitForTimeout(4000);
+    const attempts = Number(/attempt (\d+)/.exec(await page.getByTestId("connection").innerText())?.[1] ?? 0);
+    outage = false;
+    await page.locator('[data-testid="connection"][data-state="open"]').waitFor({ timeout: 30_000 });
+    const subs = fromPage.filter((m) => m.type === "subscribe" && m.session_id === sid);
+    assert(subs.length >= 2, `resubscribed after the reconnect (${subs.length} subscribes)`);
+    const resub = subs[subs.length - 1];
+    assert(resub.after_seq >= 3, `resubscribed after what it had (after_seq ${resub.after_seq})`);
+    log(`reconnected after ${attempts} failed attempts; resubscribed with after_seq ${resub.after_seq}`);
+    await page.getByTestId("session-status").filter({ hasText: /Finished|Cancelled|Failed/ }).waitFor({ timeout: 300_000 });
+    const h = await api(base, `/sessions/${encodeURIComponent(sid)}`);
+    await page.waitForFunction((n) => Number(document.querySelector('[data-testid="heatmap"]')?.getAttribute("data-count")) === n, h.tokens.length, {
+      timeout: 30_000,
+    });
+    const contiguous = Number(await page.getByTestId("heatmap").getAttribute("data-contiguous"));
+    assert(contiguous === h.tokens.length - 1, `every token once, in order (${contiguous + 1} of ${h.tokens.length})`);
+    await shot(page, "13-after-reconnect");
+  },
+
   async "Stop cancels a running generation"(page, base) {
     await page.goto(base + "/#/live");
     const sid = await startGeneration(page, { prompt: "The capital of France is", maxTokens: 400 });

@@ -5,12 +5,14 @@ import { useConnection, useServices } from "./services";
 export function ConnectionStatus() {
   const info = useConnection();
   const { socket } = useServices();
-  const [now, setNow] = useState(Date.now());
+  // Re-render four times a second while counting down to the next attempt.
+  const [, setTick] = useState(0);
   useEffect(() => {
     if (info.state !== "reconnecting") return;
-    const t = setInterval(() => setNow(Date.now()), 250);
+    const t = setInterval(() => setTick((n) => n + 1), 250);
     return () => clearInterval(t);
   }, [info.state]);
+  const now = Date.now();
 
   let text: string;
   let glyph: string;

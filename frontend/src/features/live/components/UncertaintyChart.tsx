@@ -73,6 +73,8 @@ export function UncertaintyChart({ store, metric, threshold, theme, onSelectToke
               ctx.setLineDash([]);
               ctx.fillStyle = colors.threshold;
               ctx.font = `${11 * devicePixelRatio}px system-ui, sans-serif`;
+              ctx.textAlign = "left";
+              ctx.textBaseline = "bottom";
               ctx.fillText(`threshold ${threshold}`, left + 6 * devicePixelRatio, y - 4 * devicePixelRatio);
             }
             // Alert markers: a triangle on the curve at the alerted token, coloured by severity.
