@@ -1,8 +1,8 @@
 """Fused numba kernel for the row statistics of :mod:`.stats`, a few passes over a row in cache.
 
-Per row: an integer pass finds the max, NaN and +inf from the raw bits (a float's bits map to an int
-"key" of the same order, so max and counts vectorise as integer ops; numba leaves float max
-reductions scalar); a second integer pass counts the ties at the top and the tokens above the
+Per row: an integer pass finds the max and min of the raw bits (a float's bits map to an int "key"
+of the same order, so max and counts vectorise as integer ops, where numba leaves float max
+reductions scalar; NaN keys lie beyond the infinities', so the extremes also reveal NaN and +inf); a second integer pass counts the ties at the top and the tokens above the
 emitted one and finds the runner-up; a float pass computes ``e = exp(z - m)`` once, vectorised with
 AVX2 by a polynomial ``2^t`` (relative error < 2e-6, no SVML needed), accumulating ``r, sd, q`` in
 float32 blocks of 256 added into float64; a last pass sums ``v = Σ e (d - mean)²`` from the stored
@@ -136,9 +136,10 @@ def _value_impl(k, like):  # type: ignore[no-untyped-def]
 
 @_overload(_traits_stub)
 def _traits_impl(like):  # type: ignore[no-untyped-def]
-    if like == types.uint16:
-        return lambda like: (np.int32(-0x8000), np.int32(0x7C00), np.int32(0x03FF), np.int32(0x7C00))
-    return lambda like: (np.int32(-0x80000000), np.int32(0x7F800000), np.int32(0x007FFFFF), np.int32(0x7F800000))
+    if like == types.uint16:  # keys of: nothing, +inf (0x7C00), -inf (0xFC00)
+        return lambda like: (np.int32(-0x8000), np.int32(0x7C00), np.int32(-31745))
+    # keys of: nothing, +inf (0x7F800000), -inf (0xFF800000)
+    return lambda like: (np.int32(-0x80000000), np.int32(0x7F800000), np.int32(-2139095041))
 
 
 # typed names for the stubs (numba resolves these globals to the same function objects)
@@ -153,17 +154,19 @@ _traits: Callable[..., Any] = _traits_stub
 
 @_jit
 def _scan(bits: Any) -> Any:
-    """(key of the max, NaN count, +inf count) of one row of raw bits."""
-    lowest, exp_mask, man_mask, pos_inf = _traits(bits[0])
+    """(key of the max, key of the min) of one row of raw bits.
+
+    NaN keys lie beyond the infinities' keys (above +inf for a clear sign bit, below -inf for a set
+    one), so the two extremes also tell whether the row holds NaN or +inf.
+    """
+    lowest = _traits(bits[0])[0]
     top = lowest
-    nan = np.int32(0)
-    pinf = np.int32(0)
+    bottom = -(lowest + np.int32(1))
     for j in range(bits.shape[0]):
-        b = np.int32(bits[j])
-        top = max(top, _key(bits[j]))
-        nan += np.int32(((b & exp_mask) == exp_mask) & ((b & man_mask) != np.int32(0)))
-        pinf += np.int32(b == pos_inf)
-    return top, nan, pinf
+        k = _key(bits[j])
+        top = max(top, k)
+        bottom = min(bottom, k)
+    return top, bottom
 
 
 @_jit
@@ -249,12 +252,13 @@ def _kernel(z: Any, zbits: Any, ids: Any, out: Any, buf: Any) -> None:
     for i in range(n):
         row = z[i]
         bits = zbits[i]
-        top, nan, pinf = _scan(bits)
+        top, bottom = _scan(bits)
+        _, pinf_key, ninf_key = _traits(bits[0])
         x = ids[i]
         problem = 0
-        if nan:
+        if top > pinf_key or bottom < ninf_key:
             problem = HAS_NAN
-        elif pinf:
+        elif top == pinf_key:
             problem = HAS_POS_INF
         elif _value(top, bits[0]) == _F32(-np.inf):
             problem = ALL_MASKED

@@ -140,7 +140,10 @@ def from_top_k(logprobs: NDArray[Any], token_logprob: NDArray[Any], token_pos: N
         p = np.exp(lp)
     total = p.sum(axis=1)
     coverage = np.minimum(total, 1.0)
-    tail = np.maximum(1.0 - total, 0.0)
+    tail = 1.0 - total
+    # 1 - Σp is rounding noise up to ~K ulp; as a bucket it would add ~1e-14 bits to an entropy that can
+    # be far smaller (near one-hot rows), so a tail that small is no tail
+    tail = np.where(tail > 16 * max(k, 1) * np.finfo(np.float64).eps, tail, 0.0)
     with np.errstate(divide="ignore"):
         bucketed = np.concatenate([lp, np.log(tail)[:, None]], axis=1)
     has_list = n_listed > 0

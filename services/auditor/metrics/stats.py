@@ -114,19 +114,20 @@ def _chunk(
     out: NDArray[np.float64],
 ) -> None:
     vocab = z.shape[1]
-    np.copyto(d, z, casting="unsafe")
-    m = d.max(axis=1)  # NaN propagates
+    with np.errstate(invalid="ignore"):  # signalling NaNs; their rows are flagged below
+        np.copyto(d, z, casting="unsafe")
+        m = d.max(axis=1)  # NaN propagates
     problem = np.where(np.isnan(m), HAS_NAN, np.where(m == np.inf, HAS_POS_INF, np.where(m == -np.inf, ALL_MASKED, OK)))
     in_range = (ids >= 0) & (ids < vocab)
     problem = np.where((problem == OK) & ~in_range, TOKEN_OUT_OF_RANGE, problem)
     bad = problem != OK
     m[bad] = 0.0
+    if bad.any():
+        d[bad] = 0.0
     rows = np.arange(z.shape[0])
     zx = d[rows, np.where(in_range, ids, 0)].astype(np.float64)
     gt = (d > zx.astype(d.dtype)[:, None]).sum(axis=1)
     d -= m[:, None]
-    if bad.any():
-        d[bad] = 0.0
     np.less(d, 0, out=below)
     c = vocab - below.sum(axis=1)
     d2 = np.where(below, d, -np.inf).max(axis=1) if vocab > 1 else np.full(len(d), -np.inf)

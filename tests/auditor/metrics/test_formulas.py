@@ -97,6 +97,21 @@ def test_near_one_hot_keeps_tiny_values(engine: str) -> None:
     assert m["surprisal"] == pytest.approx(p2 / math.log(2), rel=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_nan_of_either_sign_and_any_payload_is_found(dtype: type) -> None:
+    bits = {
+        np.float16: (np.uint16, [0x7E00, 0xFE00, 0x7C01, 0xFC01]),
+        np.float32: (np.uint32, [0x7FC00000, 0xFFC00000, 0x7F800001, 0xFF800001]),
+    }
+    kind, patterns = bits[dtype]
+    z = np.zeros((len(patterns), 3), dtype=dtype)
+    for row, pattern in enumerate(patterns):
+        z.view(kind)[row, 1] = pattern
+    for engine in ENGINES:
+        r = from_logits(z, [0] * len(patterns), engine=engine)  # type: ignore[arg-type]
+        assert [r.problem_reason(i) for i in range(len(patterns))] == ["logits contain NaN"] * len(patterns)
+
+
 def test_bad_rows_have_problems_not_numbers() -> None:
     z = np.array([[0.0, np.nan], [0.0, np.inf], [-np.inf, -np.inf], [0.0, 1.0], [0.0, 1.0]], dtype=np.float32)
     for engine in ENGINES:
