@@ -62,6 +62,11 @@ class EnginePool:
             self._evict()
             return engine
 
+    def add(self, model: str, engine: Engine) -> None:
+        """Hold an engine loaded elsewhere (benchmarks, embedding) under the name jobs use for it."""
+        with self._lock:
+            self._engines[model] = engine
+
     @asynccontextmanager
     async def use(self, model: str | None) -> AsyncIterator[Engine]:
         """The engine for ``model`` (loaded in a thread if needed), kept loaded while in use."""

@@ -63,6 +63,17 @@ class TransformersEngine(Engine):
         self._texts = decoding.TokenTexts(self.loaded.tokenizer)
         self.display_name = self.loaded.name
 
+    @classmethod
+    def from_loaded(cls, loaded: LoadedModel, options: EngineOptions | None = None) -> TransformersEngine:
+        """An engine around a model already in memory (see loading.from_objects)."""
+        from services.generator.hf import decoding
+
+        engine = cls(loaded.name, options or TransformersOptions())
+        engine.loaded = loaded
+        engine._texts = decoding.TokenTexts(loaded.tokenizer)
+        engine.display_name = loaded.name
+        return engine
+
     def stream(self, request: GenerationRequest) -> Iterator[TokenStep | Finished]:
         from services.generator.hf import decoding
 

@@ -96,20 +96,28 @@ def load(model: str, *, device: str, dtype: str, load_in_8bit: bool, model_cache
         raise ModelLoadError(model, f"{type(exc).__name__}: {_first_line(exc)}") from exc
     if getattr(lm, "hf_device_map", None) is None and not load_in_8bit:
         lm = lm.to(device=dev, dtype=dt)
-    lm.eval()
+    loaded = from_objects(name, lm, tokenizer, load_s=time.perf_counter() - started)
+    loaded.source = source
+    return loaded
+
+
+def from_objects(name: str, model: Any, tokenizer: Any, *, load_s: float = 0.0) -> LoadedModel:
+    """A LoadedModel around a model and tokenizer already in memory (e.g. randomly initialised)."""
+    param = next(model.parameters())
+    model.eval()
     return LoadedModel(
         name=name,
-        model=lm,
+        model=model,
         tokenizer=tokenizer,
-        device=dev,
-        dtype=dt,
-        vocab_size=int(lm.get_output_embeddings().weight.shape[0]),
-        context_length=_context_length(lm, tokenizer),
-        eos_ids=_eos_ids(lm, tokenizer),
-        cache_arg="cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values",
+        device=param.device,
+        dtype=param.dtype,
+        vocab_size=int(model.get_output_embeddings().weight.shape[0]),
+        context_length=_context_length(model, tokenizer),
+        eos_ids=_eos_ids(model, tokenizer),
+        cache_arg="cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values",
         chat_template=bool(getattr(tokenizer, "chat_template", None)),
-        load_s=time.perf_counter() - started,
-        source=source,
+        load_s=load_s,
+        source="memory",
     )
 
 

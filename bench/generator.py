@@ -1,0 +1,225 @@
+"""Generator speed: tokens/s with full-logit publishing through Redis beside bare ``generate()``.
+
+    .venv/bin/python bench/generator.py [--tokens 32] [--prompts 3] [--threads N] [--random-mistral tiny|7b]
+
+Measured side by side in one run, alternating per prompt (timings on shared machines drift; ratios do not):
+- ``bare``: the same model's ``generate()`` (greedy, KV cache, no auditing, nothing published);
+- ``generator``: the real worker (services/generator/worker.py) through the real Redis: the job read
+  from ``uq:jobs``, every token published to ``uq:tokens`` with its logprob, top-20 and the raw
+  logits of the full vocabulary as float16, lifecycle on ``uq:sessions``; timed from the job's
+  submission to its terminal entry.
+Both count the prompt's prefill and the tokens actually produced (each stops at most at --tokens).
+
+Printed: tokens/s of each, the ratio (goal ≥ 0.95: publishing the audit data costs ≤ 5 %), peak
+memory, and the bare speed against the machine's limit: a decoding step reads every weight once, so
+tokens/s ≤ memory bandwidth ÷ model bytes (bandwidth measured here with a large numpy copy).
+``--random-mistral 7b`` measures a randomly initialised Mistral-7B-sized model in fp16 instead
+(GPU; the same compute as the real one), ``tiny`` a small one (a CPU check of that path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+from redis.asyncio import Redis
+
+from services.common.bus import Bus
+from services.common.codec import decode
+from services.common.contracts import JobRequest, SamplingParams, SessionEvent
+from services.generator.hf.engine import TransformersEngine
+from services.generator.pool import EnginePool
+from services.generator.settings import GeneratorSettings
+from services.generator.worker import Worker
+
+PROMPTS = [
+    "The history of the Roman Empire",
+    "Once upon a time, in a land far away,",
+    "The three laws of thermodynamics are",
+    "In the beginning of the twentieth century,",
+    "def fibonacci(n):",
+    "My favourite recipe for pancakes is",
+]
+
+
+def memory_bandwidth(megabytes: int = 512, repeats: int = 5) -> float:
+    """Bytes/s moved by a large numpy copy (read + write), best of ``repeats``."""
+    src = np.ones(megabytes * 2**20 // 8)
+    dst = np.empty_like(src)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - started)
+    return 2 * src.nbytes / best
+
+
+def random_mistral(size: str, tokenizer: Any, device: str) -> Any:
+    import torch
+    from transformers import MistralConfig, MistralForCausalLM
+
+    shape: dict[str, int] = (
+        {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
+         "num_key_value_heads": 8}
+        if size == "7b"
+        else {"hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 4, "num_attention_heads": 8,
+              "num_key_value_heads": 2}
+    )  # fmt: skip
+    config = MistralConfig(
+        vocab_size=len(tokenizer), max_position_embeddings=4096, eos_token_id=tokenizer.eos_token_id, **shape
+    )
+    dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = MistralForCausalLM(config)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    return model.eval()
+
+
+def bare_generate(engine: TransformersEngine, prompt: str, max_tokens: int) -> tuple[int, float]:
+    import torch
+
+    lm = engine.loaded
+    assert lm is not None
+    ids = lm.tokenizer(prompt, return_tensors="pt").input_ids.to(lm.device)
+    _sync(lm.device)
+    started = time.perf_counter()
+    with torch.inference_mode():
+        out = lm.model.generate(ids, max_new_tokens=max_tokens, do_sample=False, pad_token_id=lm.tokenizer.eos_token_id)
+    _sync(lm.device)
+    return int(out.shape[1] - ids.shape[1]), time.perf_counter() - started
+
+
+def _sync(device: Any) -> None:
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+async def through_redis(bus: Bus, model: str | None, prompt: str, max_tokens: int) -> tuple[int, float]:
+    session = f"bench-{uuid.uuid4().hex[:8]}"
+    sessions = bus.key("sessions")
+    last = (await bus.redis.xinfo_stream(sessions))["last-generated-id"] if await bus.redis.exists(sessions) else "0"
+    job = JobRequest(
+        session_id=session,
+        seq=0,
+        prompt=prompt,
+        model=model,
+        sampling=SamplingParams(temperature=0, max_tokens=max_tokens),
+    )
+    started = time.perf_counter()
+    await bus.publish("jobs", job)
+    while True:
+        for _stream, entries in await bus.redis.xread({sessions: last}, block=1000) or []:
+            for entry_id, fields in entries:
+                last = entry_id
+                event = decode("sessions", fields)
+                if isinstance(event, SessionEvent) and event.session_id == session and event.seq == 2:
+                    assert event.status == "finished", event
+                    return event.tokens or 0, time.perf_counter() - started
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tokens", type=int, default=32, help="tokens per prompt (default 32)")
+    parser.add_argument("--prompts", type=int, default=3, help=f"prompts, at most {len(PROMPTS)} (default 3)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--random-mistral", choices=["tiny", "7b"], help="a randomly initialised Mistral instead")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args()
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    settings = GeneratorSettings(
+        redis_url=args.redis_url, stream_prefix=f"bench-gen-{uuid.uuid4().hex[:6]}:", block_ms=50, logits_mode="full"
+    )
+    pool = EnginePool(settings)
+    started = time.perf_counter()
+    engine = pool.get()
+    assert isinstance(engine, TransformersEngine)
+    assert engine.loaded is not None
+    print(f"embedded model loaded in {time.perf_counter() - started:.1f} s (from {engine.loaded.source})")
+    model_name: str | None = None
+    if args.random_mistral:
+        from services.generator.hf.loading import from_objects
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        lm = random_mistral(args.random_mistral, engine.loaded.tokenizer, device)
+        model_name = f"random-mistral-{args.random_mistral}"
+        engine = TransformersEngine.from_loaded(from_objects(model_name, lm, engine.loaded.tokenizer))
+        pool.add(model_name, engine)
+    lm_loaded = engine.loaded
+    assert lm_loaded is not None
+    params = {id(p): p for p in lm_loaded.model.parameters()}.values()
+    model_bytes = sum(p.numel() * p.element_size() for p in params)
+    print(
+        f"model {lm_loaded.name}: {model_bytes / 1e6:.0f} MB of weights, {lm_loaded.dtype}, {lm_loaded.device}, "
+        f"torch threads {torch.get_num_threads()}, vocabulary {lm_loaded.vocab_size}"
+    )
+
+    redis = Redis.from_url(args.redis_url)
+    bus = Bus(redis, settings)
+    worker = Worker(settings, bus, pool, name="bench")
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    prompts = PROMPTS[: args.prompts]
+    bare: list[tuple[int, float]] = []
+    ours: list[tuple[int, float]] = []
+    try:
+        bare_generate(engine, "Warm up", 2)
+        await through_redis(bus, model_name, "Warm up", 2)
+        for prompt in prompts:  # alternate, so that drift in the machine's load hits both alike
+            bare.append(await asyncio.to_thread(bare_generate, engine, prompt, args.tokens))
+            ours.append(await through_redis(bus, model_name, prompt, args.tokens))
+    finally:
+        stop.set()
+        await task
+        keys = [k async for k in redis.scan_iter(match=f"{settings.stream_prefix}*", count=1000)]
+        if keys:
+            await redis.delete(*keys)
+        await redis.aclose()
+
+    def rate(runs: list[tuple[int, float]]) -> float:
+        return sum(n for n, _ in runs) / sum(t for _, t in runs)
+
+    bare_rate, our_rate = rate(bare), rate(ours)
+    per_prompt = [(n1 / t1) / (n0 / t0) for (n0, t0), (n1, t1) in zip(bare, ours, strict=True) if n0 and n1]
+    print(f"\n{len(prompts)} prompts, up to {args.tokens} tokens each (greedy):")
+    print(f"  bare generate():                        {bare_rate:7.2f} tok/s  ({sum(n for n, _ in bare)} tokens)")
+    print(f"  generator, full logits through Redis:   {our_rate:7.2f} tok/s  ({sum(n for n, _ in ours)} tokens)")
+    print(
+        f"  ratio generator / bare: {our_rate / bare_rate:.3f} (per prompt: "
+        f"{', '.join(f'{r:.2f}' for r in per_prompt)}; median {statistics.median(per_prompt):.3f}); goal ≥ 0.95"
+    )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    line = f"  peak memory: {peak:.0f} MB resident"
+    if lm_loaded.device.type == "cuda":
+        line += f", {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB on the GPU"
+    print(line)
+    if lm_loaded.device.type == "cpu":
+        bandwidth = memory_bandwidth()
+        limit = bandwidth / model_bytes
+        print(
+            f"  memory bandwidth (numpy copy, read + write): {bandwidth / 1e9:.1f} GB/s → at most "
+            f"{limit:.1f} tok/s for {model_bytes / 1e6:.0f} MB per token; bare generate() reaches "
+            f"{bare_rate / limit:.0%} of it, the generator {our_rate / limit:.0%}"
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
