@@ -157,7 +157,8 @@ class Store:
             if not isinstance(e, AuditEvent | AlertEvent | RiskEvent | SummaryEvent | SessionEvent):
                 counts.ignored += 1
                 continue
-            e = _without_nul(e)
+            if not isinstance(e, AuditEvent):  # audits: checked cheaply where they are serialised
+                e = _without_nul(e)
             delta = deltas.get(e.session_id)
             if delta is None:
                 delta = deltas[e.session_id] = _SessionDelta(e.ts_ns, e.ts_ns)
@@ -225,14 +226,17 @@ class Store:
 
         The hot path, so it bypasses SQLAlchemy's statement building. PostgreSQL: the whole batch as
         one JSON array parameter (serialised in one pydantic-core call), unpacked by the server with
-        ``jsonb_array_elements`` in one ``INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING``.
+        ``jsonb_array_elements`` in one ``INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING``, counted
+        by session on the server.
         SQLite: one ``executemany`` per session, counted by ``rowcount``.
         """
         inserted: Counter[str] = Counter()
         if self.dialect == "postgresql":
             payload = _AUDITS_JSON.dump_json(audits).decode()
-            for (sid,) in conn.exec_driver_sql(_PG_INSERT_TOKENS, (payload,)):
-                inserted[sid] += 1
+            if "\\u0000" in payload:  # some text holds U+0000 (or a literal "\u0000": harmless to redo)
+                payload = _AUDITS_JSON.dump_json([_audit_without_nul(a) for a in audits]).decode()
+            for sid, n in conn.exec_driver_sql(_PG_INSERT_TOKENS, (payload,)):
+                inserted[sid] += n
             return inserted
         by_session: dict[str, list[tuple[Any, ...]]] = {}
         for audit in audits:
@@ -436,10 +440,11 @@ _PG_EXTRACT = {
 # jsonb keeps JSON numbers as exact decimals and float8 input is correctly rounded, so every float
 # reads back bit for bit (tests/recorder check equality).
 _PG_INSERT_TOKENS = (
-    f"INSERT INTO tokens ({', '.join(TOKEN_COLUMNS)}) "
+    f"WITH new AS (INSERT INTO tokens ({', '.join(TOKEN_COLUMNS)}) "
     f"SELECT {', '.join(_PG_EXTRACT[c] for c in TOKEN_COLUMNS)} "
     "FROM jsonb_array_elements(%s::jsonb) AS a(e) "
-    "ON CONFLICT DO NOTHING RETURNING session_id"
+    "ON CONFLICT DO NOTHING RETURNING session_id) "
+    "SELECT session_id, count(*) FROM new GROUP BY session_id"
 )
 _SQLITE_INSERT_TOKENS = (
     f"INSERT INTO tokens ({', '.join(TOKEN_COLUMNS)}) VALUES ({', '.join('?' for _ in TOKEN_COLUMNS)}) "
@@ -516,13 +521,18 @@ def _nul(text: str | None) -> str | None:
     return None if text is None else text.replace("\x00", "\ufffd")
 
 
+def _audit_without_nul(e: AuditEvent) -> AuditEvent:
+    if "\x00" in e.text or any("\x00" in a.text for a in e.top_k):
+        top_k = [a.model_copy(update={"text": _nul(a.text)}) for a in e.top_k]
+        return e.model_copy(update={"text": _nul(e.text), "top_k": top_k})
+    return e
+
+
 def _without_nul(e: Event) -> Event:
     """PostgreSQL text cannot hold U+0000; the store keeps it as U+FFFD, on both databases alike."""
     if isinstance(e, AuditEvent):
-        if "\x00" in e.text or any("\x00" in a.text for a in e.top_k):
-            top_k = [a.model_copy(update={"text": _nul(a.text)}) for a in e.top_k]
-            return e.model_copy(update={"text": _nul(e.text), "top_k": top_k})
-    elif isinstance(e, AlertEvent):
+        return _audit_without_nul(e)
+    if isinstance(e, AlertEvent):
         if "\x00" in e.message or "\x00" in e.token_text:
             return e.model_copy(update={"message": _nul(e.message), "token_text": _nul(e.token_text)})
     elif isinstance(e, RiskEvent):
@@ -542,8 +552,11 @@ _AUDITS_JSON = TypeAdapter(list[AuditEvent])
 
 def _token_row(e: AuditEvent) -> tuple[Any, ...]:
     """The ``tokens`` row of an audit, in ``TOKEN_COLUMNS`` order; top-k as JSON text."""
-    m = e.metrics
     top_k = _TOP_K_JSON.dump_json(e.top_k).decode()
+    if "\x00" in e.text or "\\u0000" in top_k:
+        e = _audit_without_nul(e)
+        top_k = _TOP_K_JSON.dump_json(e.top_k).decode()
+    m = e.metrics
     return (
         e.session_id,
         e.seq,
