@@ -235,3 +235,21 @@ async def test_after_a_failure_waiting_sessions_are_recovered(bus: Bus, alerter_
     await alerter.step(block_ms=1)
     assert list(alerter.sessions) == ["s1"]  # waits for #1; s2 comes back on its next audit
     assert alerter.details()["sessions_waiting"] == 1
+
+
+async def test_duplicated_entries_never_repeat_an_alert(bus: Bus, alerter_settings: AlerterSettings) -> None:
+    """The alerter does without the bus's (session_id, seq) bitmap: its state makes duplicates harmless."""
+    s = alerter_settings.model_copy(update={"batch_size": 5})
+    alerter = make(bus, s)
+    await alerter.start()
+    audits = scripted()
+    doubled = [a for pair in zip(audits, audits, strict=True) for a in pair]  # each audit twice in a row
+    await bus.publish_many([("audits", a) for a in doubled[:30]])
+    await drain(alerter)
+    await bus.publish_many([("audits", a) for a in audits[:20]])  # again, long after
+    await bus.publish_many([("audits", a) for a in doubled[30:]])
+    await bus.publish_many([("sessions", ended("s1", 24)), ("sessions", ended("s1", 24, "cancelled"))])
+    await drain(alerter)
+    await bus.publish("audits", audits[3])  # after the summary
+    await drain(alerter)
+    assert [view(o) for o in await outputs(bus)] == reference(s, scripted())
