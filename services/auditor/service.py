@@ -18,7 +18,7 @@ import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from services.auditor import metrics
 from services.auditor.settings import AuditorSettings
 from services.common.bus import DeadLetter, Delivery, Outcome
 from services.common.codec import logits_array
-from services.common.contracts import AuditEvent, Metrics, TokenEvent, TopKAlternative
+from services.common.contracts import AuditEvent, Event, Metrics, TokenEvent, TopKAlternative
 
 
 class Auditor:
@@ -47,9 +47,9 @@ class Auditor:
 
     async def handle(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
         """The consumer's batch handler."""
-        return self.audit([d.event for d in deliveries])  # type: ignore[misc]
+        return self.audit([d.event for d in deliveries])
 
-    def audit(self, events: Sequence[TokenEvent]) -> list[Outcome]:
+    def audit(self, events: Sequence[Event]) -> list[Outcome]:
         """One outcome per event, in order: ``[("audits", AuditEvent)]`` or a DeadLetter."""
         started = time.perf_counter()
         outcomes: list[Outcome | None] = [None] * len(events)
@@ -61,7 +61,7 @@ class Auditor:
             vocab = (event.vocab_size or 0) if event.distribution == "full" else 0
             groups[(event.distribution, vocab)].append(i)
         for (kind, _vocab), index in groups.items():
-            batch = [events[i] for i in index]
+            batch = [cast(TokenEvent, events[i]) for i in index]
             if kind == "full":
                 result = self._full(batch)
             elif kind == "top_k":

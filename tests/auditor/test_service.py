@@ -119,6 +119,7 @@ async def test_bad_entries_go_to_dead_letters_and_good_ones_keep_flowing(
     data["token_id"] = 5_000
     out_of_vocab[DATA] = json.dumps(data).encode()
     await redis.xadd(bus.key("tokens"), out_of_vocab)  # type: ignore[arg-type]
+    await bus.publish("tokens", top_k_token("bad", 4, [0.7, 0.6], emitted=0))
     await bus.publish_many(("tokens", t) for t in good[2:])
 
     await drain(bus, Auditor(auditor_settings), auditor_settings)
@@ -126,13 +127,15 @@ async def test_bad_entries_go_to_dead_letters_and_good_ones_keep_flowing(
     assert sorted(a.seq for a in await audits(redis, bus) if a.session_id == "s") == [0, 1, 2, 3]
     assert len(await audits(redis, bus)) == 4
     reasons = sorted(await dead(redis, bus))  # decode failures are committed before handler verdicts
-    assert len(reasons) == 6
+    assert len(reasons) == 7
     assert reasons[0].startswith("invalid tokens entry")
     assert reasons[1].startswith("invalid tokens entry: seq")
     assert reasons[2:] == [
         "logits contain +inf (session bad, seq 1)",
         "logits contain NaN (session bad, seq 0)",
         "logits field holds 1998 bytes = 999 float16 values, but vocab_size is 1000",
+        "the top_k probabilities sum to more than 1: they are not log-probabilities of one distribution"
+        " (session bad, seq 4)",
         "token_id is outside the vocabulary of the logits (session bad, seq 3)",
     ]
     pending = await redis.xpending(bus.key("tokens"), auditor_settings.token_group)

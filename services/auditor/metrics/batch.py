@@ -19,7 +19,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from services.auditor.metrics import composite, geometry, information, ranking
-from services.auditor.metrics.stats import PROBLEMS, FloatArray, RowStats, stats_numpy
+from services.auditor.metrics.stats import (
+    MASS_OVER_ONE,
+    MASS_TOLERANCE,
+    PROBLEMS,
+    FloatArray,
+    RowStats,
+    stats_numpy,
+)
 
 Engine = Literal["auto", "numba", "numpy"]
 METRIC_NAMES = (
@@ -123,6 +130,8 @@ def from_top_k(logprobs: NDArray[Any], token_logprob: NDArray[Any], token_pos: N
     Entropy, varentropy and Fisher trace treat the unlisted mass ``1 - Σ p_k`` as one token (a lower
     bound of the true value, equal to it when the list is the whole vocabulary); ``coverage = Σ p_k``.
     Margin needs the two most likely tokens listed; rank needs the emitted token listed.
+    A row whose listed probabilities sum to more than ``1 + MASS_TOLERANCE`` gets a problem (its
+    figures mean nothing; the auditor dead-letters it).
     """
     lp = np.asarray(logprobs, dtype=np.float64)
     tok = np.asarray(token_logprob, dtype=np.float64)
@@ -178,7 +187,7 @@ def from_top_k(logprobs: NDArray[Any], token_logprob: NDArray[Any], token_pos: N
         varentropy=varentropy,
         coverage=np.where(has_list, coverage, np.nan),
         exact=np.zeros(n, np.bool_),
-        problem=np.zeros(n, np.int8),
+        problem=np.where(total > 1.0 + MASS_TOLERANCE, MASS_OVER_ONE, 0).astype(np.int8),
     )
 
 

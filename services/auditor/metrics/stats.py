@@ -32,13 +32,16 @@ from numpy.typing import NDArray
 FloatArray = NDArray[np.float64]
 
 # Problem codes, per row. A row with a problem has no metrics.
-OK, HAS_NAN, HAS_POS_INF, ALL_MASKED, TOKEN_OUT_OF_RANGE = 0, 1, 2, 3, 4
+OK, HAS_NAN, HAS_POS_INF, ALL_MASKED, TOKEN_OUT_OF_RANGE, MASS_OVER_ONE = 0, 1, 2, 3, 4, 5
 PROBLEMS: dict[int, str] = {
     HAS_NAN: "logits contain NaN",
     HAS_POS_INF: "logits contain +inf",
     ALL_MASKED: "every logit is -inf: there is no distribution",
     TOKEN_OUT_OF_RANGE: "token_id is outside the vocabulary of the logits",
+    MASS_OVER_ONE: "the top_k probabilities sum to more than 1: they are not log-probabilities of one distribution",
 }
+#: How far above 1 the listed top-k probabilities may sum (producers round their logprobs).
+MASS_TOLERANCE = 1e-3
 #: Below this shifted logit ``d`` the term ``e^d`` is dropped (float32 underflow: e^-87.3 ≈ 1.2e-38).
 MIN_SHIFTED = -87.0
 _CHUNK_ROWS = 8  # rows per chunk at full vocabularies; short rows (top-k) take more

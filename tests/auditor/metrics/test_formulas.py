@@ -165,3 +165,13 @@ def test_prob_only() -> None:
         "prob": pytest.approx(0.125), "surprisal": pytest.approx(3.0), "entropy": None, "margin": None,
         "rank": None, "hbar_s": None, "fisher_trace": None, "varentropy": None, "coverage": None, "exact": False,
     }  # fmt: skip
+
+
+def test_top_k_that_is_not_a_distribution_is_a_problem() -> None:
+    # 0.7 + 0.6 > 1: no distribution has these two most likely tokens; 0.6 + 0.4004 is rounding
+    r = from_top_k(np.log([[0.7, 0.6], [0.6, 0.4004]]), np.array([np.nan, np.nan]), np.array([0, 0]))
+    assert r.problem_reason(0) == (
+        "the top_k probabilities sum to more than 1: they are not log-probabilities of one distribution"
+    )
+    assert r.problem_reason(1) is None
+    assert r.coverage[1] == 1.0
