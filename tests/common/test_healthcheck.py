@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from redis.asyncio import Redis
 
 from services.common.health import Heartbeat
@@ -101,3 +102,38 @@ async def test_cli_exit_codes(settings: CommonSettings, redis: Redis, redis_url:
     assert bad.returncode == 2 and "invalid service name 'gen*'" in bad.stderr
     invalid = run_cli("generator", UQ_HEARTBEAT_INTERVAL_S="-1", **env)
     assert invalid.returncode == 1 and "invalid settings" in invalid.stderr
+
+
+DEMO = """
+from services.common.runner import run_service
+from services.common.settings import CommonSettings
+
+async def main(ctx):
+    await ctx.stop.wait()
+
+run_service("demo", CommonSettings, main)
+"""
+
+
+@pytest.mark.slow
+async def test_cli_finds_a_running_service_by_its_default_instance_name(
+    settings: CommonSettings, redis_url: str
+) -> None:
+    """As in a container: no UQ_INSTANCE, so the service is `<hostname>-<pid>` and the probe, run
+    beside it, finds it by the hostname; after SIGTERM its heartbeat is gone and the probe fails."""
+    env = {**os.environ, "UQ_REDIS_URL": redis_url, "UQ_STREAM_PREFIX": settings.stream_prefix}
+    env.pop("UQ_INSTANCE", None)
+    proc = subprocess.Popen([sys.executable, "-c", DEMO], cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        probe = run_cli("demo", UQ_REDIS_URL=redis_url, UQ_STREAM_PREFIX=settings.stream_prefix)
+        while probe.returncode != 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            probe = run_cli("demo", UQ_REDIS_URL=redis_url, UQ_STREAM_PREFIX=settings.stream_prefix)
+        assert probe.returncode == 0, probe.stderr
+        assert probe.stdout.startswith(f"demo: {HOST}-{proc.pid} beat ")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    gone = run_cli("demo", UQ_REDIS_URL=redis_url, UQ_STREAM_PREFIX=settings.stream_prefix)
+    assert gone.returncode == 1 and "no heartbeat from an instance on host" in gone.stderr
