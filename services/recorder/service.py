@@ -50,6 +50,7 @@ class Recorder:
             for i in range(settings.recorder_audit_consumers if stream == "audits" else 1)
         ]
         self.last_retention: float | None = None
+        self.database_ok = True
 
     async def handle(self, deliveries: Sequence[Delivery]) -> Sequence[Outcome]:
         """Bus batch handler: one transaction per batch; no outputs."""
@@ -58,8 +59,10 @@ class Recorder:
         while True:
             try:
                 counts = await self.store.record(events)
+                self.database_ok = True
                 break
             except (*_TRANSIENT, DatabaseUnavailableError) as exc:
+                self.database_ok = False
                 if self.stop.is_set():
                     raise
                 log.warning(
@@ -107,6 +110,7 @@ class Recorder:
         """What the heartbeat shows."""
         return {
             "database": self.store.engine.url.render_as_string(hide_password=True),
+            "database_ok": self.database_ok,
             "recorded": vars(self.totals).copy(),
             "consumers": {c.name: vars(c.stats).copy() for c in self.consumers},
             "last_retention": self.last_retention,
@@ -140,6 +144,7 @@ async def main(ctx: ServiceContext) -> None:
     store = await open_store(settings)
     recorder = Recorder(ctx.bus, store, settings)
     ctx.heartbeat.details = recorder.details
+    ctx.heartbeat.status = "ready"
     log.info(
         "recording",
         extra={"database": recorder.details()["database"], "group": settings.recorder_group, "streams": STREAMS},

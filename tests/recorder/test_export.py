@@ -150,3 +150,13 @@ def test_iso_times_are_utc_unless_zoned() -> None:
     assert cli.parse_time("2023-11-14T22:13:20") == T0
     assert cli.parse_time("2023-11-14T23:13:20+01:00") == T0
     assert cli.parse_time("2023-11-14T22:13:20.5Z") == T0 + 500_000_000
+
+
+def test_cli_migrate_brings_an_empty_database_to_the_newest_schema(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fresh' / 'uq.sqlite3'}"
+
+    assert cli.main(["migrate", "--database-url", url]) == 0
+
+    engine = migrate.create(url)
+    assert migrate.current_revision(engine) == "0001"
+    engine.dispose()

@@ -131,10 +131,12 @@ async def test_a_database_outage_holds_the_batches_and_loses_nothing(
         await publish(bus, events)
         await asyncio.sleep(1.5)
         assert await pending(redis, bus, "recorders") == len(events)
+        assert recorder.details()["database_ok"] is False
         with psycopg.connect(POSTGRES, autocommit=True) as admin:
             admin.execute(f'CREATE DATABASE "{name}"')
         await wait_for(equal_to(store, expected_history(events)), timeout_s=60)
         await wait_for(lambda: zero(pending(redis, bus, "recorders")))
+        assert recorder.details()["database_ok"] is True
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
@@ -150,3 +152,41 @@ async def zero(value: Awaitable[int]) -> bool:
 
 async def _never(_: object) -> list[object]:
     raise AssertionError("not called")
+
+
+async def test_a_malformed_entry_is_dead_lettered_and_the_rest_recorded(
+    bus: Bus, redis: Redis, store: Store, running: Recorder
+) -> None:
+    events = session_events("good-1", n_tokens=10)
+    await redis.xadd(bus.key("audits"), {b"data": b'{"type": "audit", "seq": "not a number"}'})
+    await publish(bus, events)
+
+    await wait_for(equal_to(store, expected_history(events)))
+
+    dead = await redis.xrange(bus.key("dead"))
+    assert len(dead) == 1
+    assert dead[0][1][b"stream"] == bus.key("audits").encode()
+    assert b"invalid audits entry" in dead[0][1][b"reason"]
+
+
+async def test_the_recorder_applies_the_retention_periodically(
+    bus: Bus, store: Store, recorder_settings: RecorderSettings
+) -> None:
+    now = time.time_ns()
+    await store.record(session_events("old", n_tokens=2, t0=now - 3 * 86_400 * 10**9))
+    await store.record(session_events("new", n_tokens=2, t0=now))
+    settings = recorder_settings.model_copy(update={"retention_days": 1.0, "retention_interval_s": 0.1})
+    recorder = Recorder(bus, store, settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(recorder.run(stop))
+
+    async def old_gone() -> bool:
+        return await store.get_session("old") is None
+
+    try:
+        await wait_for(old_gone)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    assert [r.session_id for r in (await store.list_sessions())[0]] == ["new"]
+    assert recorder.last_retention is not None
