@@ -14,11 +14,11 @@ from services.common.contracts import (
 )
 
 
-def audit(sid: str, seq: int, prob: float = 0.5, **extra: object) -> AuditEvent:
+def audit(sid: str, seq: int, prob: float = 0.5, pad: int = 0, **extra: object) -> AuditEvent:
     return AuditEvent(
         session_id=sid,
         seq=seq,
-        text=f"t{seq}",
+        text=f"t{seq}" + "x" * pad,
         token_id=seq,
         distribution="top_k",
         metrics=Metrics(prob=prob, surprisal=1.0, entropy=1.5, exact=False, coverage=0.9),
