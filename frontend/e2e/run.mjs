@@ -103,9 +103,10 @@ async function shot(page, name) {
   log(`screenshot ${path.relative(ROOT, file)}`);
 }
 
-async function startGeneration(page, { prompt, maxTokens, temperature }) {
+async function startGeneration(page, { prompt, maxTokens, temperature, seed = 7 }) {
   await page.getByTestId("prompt").fill(prompt);
   await page.getByTestId("max-tokens").fill(String(maxTokens));
+  await page.getByTestId("seed").fill(String(seed));
   if (temperature !== undefined) {
     await page.getByTestId("temperature").evaluate((el, v) => {
       const set = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, "value").set;
@@ -235,13 +236,24 @@ const scenarios = {
     });
     await page.goto(base + "/#/live");
     await page.getByTestId("connection").filter({ hasText: "Live" }).waitFor({ timeout: 15_000 });
-    const sid = await startGeneration(page, { prompt: "Derive the mathematical relationship between Fisher Information and entropy", maxTokens: 40 });
+    const sid = await startGeneration(page, { prompt: "Explain quantum computing in simple terms", maxTokens: 40 });
     await page.waitForFunction(() => Number(document.querySelector('[data-testid="heatmap"]')?.getAttribute("data-count")) >= 4, null, {
       timeout: 120_000,
     });
     // Three token frames vanish on the way (the page must notice the hole and fill it).
     dropTokens = 3;
     while (dropTokens > 0) await new Promise((r) => setTimeout(r, 100));
+    const afterDrop = await count(page);
+    await page.waitForFunction(
+      (n) => {
+        const el = document.querySelector('[data-testid="heatmap"]');
+        const c = Number(el?.getAttribute("data-count"));
+        return c > n && Number(el?.getAttribute("data-contiguous")) === c - 1;
+      },
+      afterDrop,
+      { timeout: 120_000 },
+    );
+    log(`the 3 dropped token frames were filled from GET /sessions/{id} (${await count(page)} tokens, no hole)`);
     // Then the network goes down: the open socket is cut and new ones are refused for a while.
     outage = true;
     for (const ws of live.splice(0)) await ws.close({ code: 4000, reason: "e2e: network down" }).catch(() => {});

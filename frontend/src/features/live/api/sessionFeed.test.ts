@@ -35,7 +35,7 @@ describe("SessionFeed: live stream, reconnect and gap filling end to end over a 
     });
     socket.start();
     await waitFor(() => socket.connection.state === "open", 3000, "open");
-    feed = new SessionFeed(SID, { api, socket, chartPoints: 1000, retryDelaysMs: [10, 20, 40] });
+    feed = new SessionFeed(SID, { api, socket, chartPoints: 1000, retryDelaysMs: [10, 20, 40], gapWaitMs: 50 });
   });
 
   afterEach(async () => {
@@ -93,6 +93,17 @@ describe("SessionFeed: live stream, reconnect and gap filling end to end over a 
     expect(snapshots).toBeGreaterThanOrEqual(1);
     expect(seqs()).toEqual(range(15));
     expect(feed.store.chart.column("seq")).toEqual(range(15));
+  });
+
+  it("fills a hole the server never reported once it has lasted gapWaitMs", async () => {
+    await feed.start({ snapshot: false });
+    await waitFor(() => gw.subscribes().length === 1, 3000, "subscribe");
+    gw.drop = (m) => m.type === "token" && (m.seq === 2 || m.seq === 3);
+    for (let i = 0; i < 8; i++) gw.publish(token(i));
+    gw.drop = null;
+    await waitFor(() => feed.store.tokenCount === 8, 3000, "hole filled without a missed message");
+    expect(snapshots).toBe(1);
+    expect(seqs()).toEqual(range(8));
   });
 
   it("fetches the rest when a session ends with tokens still missing", async () => {

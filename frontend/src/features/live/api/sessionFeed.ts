@@ -15,6 +15,8 @@ export interface FeedDeps {
   chartPoints: number;
   /** Delays between snapshot retries while tokens are still missing, ms. */
   retryDelaysMs?: readonly number[];
+  /** How long a hole in the token sequence may last before the snapshot is fetched, ms. */
+  gapWaitMs?: number;
 }
 
 export class SessionFeed {
@@ -25,6 +27,7 @@ export class SessionFeed {
   private closed = false;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private retries = 0;
+  private gapTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     sessionId: string,
@@ -58,6 +61,7 @@ export class SessionFeed {
     this.offMessage?.();
     this.offMessage = null;
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    if (this.gapTimer !== null) clearTimeout(this.gapTimer);
     this.deps.socket.unsubscribe(this.store.sessionId);
   }
 
@@ -65,6 +69,15 @@ export class SessionFeed {
     if (!("session_id" in m) || m.session_id !== this.store.sessionId) return;
     this.store.apply(m);
     switch (m.type) {
+      case "token":
+        // A hole behind the newest token: give a late frame a moment, then fetch what is missing.
+        if (this.gapTimer === null && this.filling === null && m.seq > this.store.contiguous + 1) {
+          this.gapTimer = setTimeout(() => {
+            this.gapTimer = null;
+            if (this.store.missingRanges().length > 0) void this.fill();
+          }, this.deps.gapWaitMs ?? 1000);
+        }
+        break;
       case "missed":
         void this.fill();
         break;

@@ -29,13 +29,15 @@ export function PromptForm({ server, running, busy, onStart, onStop, error }: Pr
   const [topP, setTopP] = useState(0.95);
   const [maxTokens, setMaxTokens] = useState(128);
   const [model, setModel] = useState<string>("");
+  const [seed, setSeed] = useState("");
   useEffect(() => {
     if (!model && server.default_model) setModel(server.default_model);
   }, [server.default_model, model]);
 
   const limit = server.limits.max_tokens;
   const tooLong = prompt.length > server.limits.prompt_chars;
-  const canStart = prompt.trim().length > 0 && !tooLong && !busy && !running;
+  const badSeed = seed.trim() !== "" && !/^\d{1,15}$/.test(seed.trim());
+  const canStart = prompt.trim().length > 0 && !tooLong && !badSeed && !busy && !running;
 
   const submit = (e?: FormEvent) => {
     e?.preventDefault();
@@ -46,6 +48,7 @@ export function PromptForm({ server, running, busy, onStart, onStop, error }: Pr
       top_p: topP,
       max_tokens: Math.max(1, Math.min(limit, maxTokens)),
       ...(server.models.length > 1 && model ? { model } : {}),
+      ...(seed.trim() !== "" ? { seed: Number(seed) } : {}),
     });
   };
 
@@ -113,6 +116,19 @@ export function PromptForm({ server, running, busy, onStart, onStop, error }: Pr
             value={maxTokens}
             onChange={(e) => setMaxTokens(Number(e.target.value) || 1)}
             data-testid="max-tokens"
+          />
+        </label>
+        <label>
+          Seed (optional)
+          <input
+            type="text"
+            inputMode="numeric"
+            value={seed}
+            placeholder="random"
+            onChange={(e) => setSeed(e.target.value)}
+            aria-invalid={badSeed}
+            data-testid="seed"
+            className="seed"
           />
         </label>
         {server.models.length > 1 && (
