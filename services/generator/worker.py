@@ -143,6 +143,9 @@ class Worker:
                 status, reason = await self._decode(job, engine, progress)
         except GeneratorError as exc:
             status, reason = "failed", str(exc)
+        except RedisError as exc:
+            log.warning("job lost its connection to Redis", extra={"session_id": job.session_id, "error": str(exc)})
+            status, reason = "failed", f"the generator lost its connection to Redis mid-job ({exc}); submit it again"
         except Exception as exc:
             log.exception("job failed", extra={"session_id": job.session_id})
             status, reason = "failed", f"internal error in the generator: {type(exc).__name__}: {exc}"
