@@ -22,8 +22,9 @@ from typing import TextIO
 
 from services.common.errors import UQError
 from services.recorder.errors import ExportError
+from services.recorder.export import EXPORT_FORMATS
 from services.recorder.settings import RecorderSettings
-from services.recorder.store import EXPORT_FORMATS, Store
+from services.recorder.store import Store
 
 
 def parse_time(value: str) -> int:

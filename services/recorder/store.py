@@ -14,16 +14,12 @@ entry delivered twice changes nothing the second time.
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
-import json
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import TypeAdapter
 from sqlalchemy import Connection, Engine, Table, bindparam, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
@@ -35,34 +31,30 @@ from services.common.contracts import (
     RiskEvent,
     SessionEvent,
     SummaryEvent,
-    TopKAlternative,
     now_ns,
 )
 from services.common.contracts.history import SessionHistory, SessionRecord
 from services.recorder import migrate as migrations
 from services.recorder.errors import ExportError
+from services.recorder.export import CSV_COLUMNS, EXPORT_FORMATS, EXPORT_PAGE, csv_chunks, csv_line, jsonl_chunks
 from services.recorder.models import alerts, sessions, summaries, tokens
-
-EXPORT_FORMATS = ("jsonl", "csv")
-METRICS = ("prob", "surprisal", "entropy", "margin", "rank", "hbar_s", "fisher_trace", "varentropy", "coverage")
-CSV_COLUMNS = (
-    "session_id",
-    "seq",
-    "ts_ns",
-    "token_ts_ns",
-    "token_id",
-    "text",
-    "distribution",
-    "model",
-    *METRICS,
-    "exact",
-    "top_k",
-    "alerts",
-    "risk",
+from services.recorder.rows import (
+    AUDITS_JSON,
+    PG_INSERT_TOKENS,
+    SQLITE_INSERT_TOKENS,
+    alert_from_row,
+    alert_row,
+    audit_from_row,
+    audit_without_nul,
+    record_from_row,
+    risk_from_row,
+    summary_row,
+    token_row,
+    without_nul,
 )
+
 _NS_PER_DAY = 86_400 * 1_000_000_000
 _DELETE_CHUNK = 500
-_EXPORT_PAGE = 200
 
 
 @dataclass
@@ -158,7 +150,7 @@ class Store:
                 counts.ignored += 1
                 continue
             if not isinstance(e, AuditEvent):  # audits: checked cheaply where they are serialised
-                e = _without_nul(e)
+                e = without_nul(e)
             delta = deltas.get(e.session_id)
             if delta is None:
                 delta = deltas[e.session_id] = _SessionDelta(e.ts_ns, e.ts_ns)
@@ -167,11 +159,11 @@ class Store:
                 audits.append(e)
                 delta.set_status("started", 1)  # tokens flowing imply the session started
             elif isinstance(e, AlertEvent | RiskEvent):
-                alert_rows.append(_alert_row(e))
+                alert_rows.append(alert_row(e))
                 if isinstance(e, RiskEvent) and e.seq > delta.risk_seq:
                     delta.risk, delta.risk_seq = e.level, e.seq
             elif isinstance(e, SummaryEvent):
-                summary_rows.append(_summary_row(e))
+                summary_rows.append(summary_row(e))
             elif isinstance(e, SessionEvent):
                 delta.set_status(e.status, e.seq, e.reason)
                 delta.model = delta.model or e.model
@@ -232,17 +224,17 @@ class Store:
         """
         inserted: Counter[str] = Counter()
         if self.dialect == "postgresql":
-            payload = _AUDITS_JSON.dump_json(audits).decode()
+            payload = AUDITS_JSON.dump_json(audits).decode()
             if "\\u0000" in payload:  # some text holds U+0000 (or a literal "\u0000": harmless to redo)
-                payload = _AUDITS_JSON.dump_json([_audit_without_nul(a) for a in audits]).decode()
-            for sid, n in conn.exec_driver_sql(_PG_INSERT_TOKENS, (payload,)):
+                payload = AUDITS_JSON.dump_json([audit_without_nul(a) for a in audits]).decode()
+            for sid, n in conn.exec_driver_sql(PG_INSERT_TOKENS, (payload,)):
                 inserted[sid] += n
             return inserted
         by_session: dict[str, list[tuple[Any, ...]]] = {}
         for audit in audits:
-            by_session.setdefault(audit.session_id, []).append(_token_row(audit))
+            by_session.setdefault(audit.session_id, []).append(token_row(audit))
         for sid, rows in by_session.items():
-            inserted[sid] += conn.exec_driver_sql(_SQLITE_INSERT_TOKENS, rows).rowcount
+            inserted[sid] += conn.exec_driver_sql(SQLITE_INSERT_TOKENS, rows).rowcount
         return inserted
 
     def _insert_ignore(self, table: Table) -> Insert:
@@ -280,7 +272,7 @@ class Store:
             total = conn.execute(select(func.count()).select_from(sessions).where(*where)).scalar_one()
             rows = conn.execute(page).mappings().all()
             found = _summaries(conn, [r["session_id"] for r in rows])
-        return [_record(r, found.get(r["session_id"])) for r in rows], int(total)
+        return [record_from_row(r, found.get(r["session_id"])) for r in rows], int(total)
 
     async def get_session(self, session_id: str) -> SessionHistory | None:
         """Everything recorded of one session, or None when there is no such session."""
@@ -296,7 +288,7 @@ class Store:
             token_rows = conn.execute(
                 select(tokens).where(tokens.c.session_id == session_id).order_by(tokens.c.seq)
             ).mappings()
-            audits = [_audit(r) for r in token_rows]
+            audits = [audit_from_row(r) for r in token_rows]
             alert_rows = conn.execute(
                 select(alerts).where(alerts.c.session_id == session_id).order_by(alerts.c.seq)
             ).mappings()
@@ -304,10 +296,12 @@ class Store:
             risks: list[RiskEvent] = []
             for r in alert_rows:
                 if r["kind"] == "alert":
-                    fired.append(_alert(r))
+                    fired.append(alert_from_row(r))
                 else:
-                    risks.append(_risk(r))
-        return SessionHistory(session=_record(row, found.get(session_id)), tokens=audits, alerts=fired, risks=risks)
+                    risks.append(risk_from_row(r))
+        return SessionHistory(
+            session=record_from_row(row, found.get(session_id)), tokens=audits, alerts=fired, risks=risks
+        )
 
     # --- forgetting -----------------------------------------------------------------------------
 
@@ -362,7 +356,7 @@ class Store:
         if since_ns is not None and until_ns is not None and until_ns < since_ns:
             raise ExportError("the end of the time range is before its start", param="until")
         if fmt == "csv":
-            yield _csv_line(CSV_COLUMNS)
+            yield csv_line(CSV_COLUMNS)
         after: tuple[int, str] | None = None
         while True:
             if session_id is not None:
@@ -376,7 +370,7 @@ class Store:
             for sid in ids:
                 history = await self.get_session(sid)
                 if history is not None:
-                    for chunk in _export_jsonl(history) if fmt == "jsonl" else _export_csv(history):
+                    for chunk in jsonl_chunks(history) if fmt == "jsonl" else csv_chunks(history):
                         yield chunk
             if session_id is not None:
                 return
@@ -395,7 +389,7 @@ class Store:
             query = query.where(
                 (sessions.c.created_ns > created) | ((sessions.c.created_ns == created) & (sessions.c.session_id > sid))
             )
-        query = query.order_by(sessions.c.created_ns, sessions.c.session_id).limit(_EXPORT_PAGE)
+        query = query.order_by(sessions.c.created_ns, sessions.c.session_id).limit(EXPORT_PAGE)
         with self.engine.connect() as conn:
             return [(int(c), str(s)) for c, s in conn.execute(query)]
 
@@ -410,46 +404,6 @@ class _NoLock:
 
 _NO_LOCK = _NoLock()
 
-TOKEN_COLUMNS = (
-    "session_id",
-    "seq",
-    "ts_ns",
-    "token_ts_ns",
-    "token_id",
-    "text",
-    "distribution",
-    "model",
-    *METRICS,
-    "exact",
-    "top_k",
-)
-_PG_EXTRACT = {
-    "session_id": "e->>'session_id'",
-    "seq": "(e->>'seq')::int",
-    "ts_ns": "(e->>'ts_ns')::bigint",
-    "token_ts_ns": "(e->>'token_ts_ns')::bigint",
-    "token_id": "(e->>'token_id')::int",
-    "text": "e->>'text'",
-    "distribution": "e->>'distribution'",
-    "model": "e->>'model'",
-    **{name: f"(e->'metrics'->>'{name}')::float8" for name in METRICS if name != "rank"},
-    "rank": "(e->'metrics'->>'rank')::int",
-    "exact": "(e->'metrics'->>'exact')::bool",
-    "top_k": "e->'top_k'",
-}
-# jsonb keeps JSON numbers as exact decimals and float8 input is correctly rounded, so every float
-# reads back bit for bit (tests/recorder check equality).
-_PG_INSERT_TOKENS = (
-    f"WITH new AS (INSERT INTO tokens ({', '.join(TOKEN_COLUMNS)}) "
-    f"SELECT {', '.join(_PG_EXTRACT[c] for c in TOKEN_COLUMNS)} "
-    "FROM jsonb_array_elements(%s::jsonb) AS a(e) "
-    "ON CONFLICT DO NOTHING RETURNING session_id) "
-    "SELECT session_id, count(*) FROM new GROUP BY session_id"
-)
-_SQLITE_INSERT_TOKENS = (
-    f"INSERT INTO tokens ({', '.join(TOKEN_COLUMNS)}) VALUES ({', '.join('?' for _ in TOKEN_COLUMNS)}) "
-    "ON CONFLICT DO NOTHING"
-)
 
 _UPDATE_SESSION = (
     update(sessions)
@@ -517,145 +471,6 @@ def _update_params(session_id: str, d: _SessionDelta) -> dict[str, Any]:
     }
 
 
-def _nul(text: str | None) -> str | None:
-    return None if text is None else text.replace("\x00", "\ufffd")
-
-
-def _audit_without_nul(e: AuditEvent) -> AuditEvent:
-    if "\x00" in e.text or any("\x00" in a.text for a in e.top_k):
-        top_k = [a.model_copy(update={"text": _nul(a.text)}) for a in e.top_k]
-        return e.model_copy(update={"text": _nul(e.text), "top_k": top_k})
-    return e
-
-
-def _without_nul(e: Event) -> Event:
-    """PostgreSQL text cannot hold U+0000; the store keeps it as U+FFFD, on both databases alike."""
-    if isinstance(e, AuditEvent):
-        return _audit_without_nul(e)
-    if isinstance(e, AlertEvent):
-        if "\x00" in e.message or "\x00" in e.token_text:
-            return e.model_copy(update={"message": _nul(e.message), "token_text": _nul(e.token_text)})
-    elif isinstance(e, RiskEvent):
-        if "\x00" in e.reason:
-            return e.model_copy(update={"reason": _nul(e.reason)})
-    elif isinstance(e, SessionEvent) and "\x00" in (e.prompt or "") + (e.reason or ""):
-        return e.model_copy(update={"prompt": _nul(e.prompt), "reason": _nul(e.reason)})
-    return e
-
-
-# --- rows ↔ events --------------------------------------------------------------------------------
-
-
-_TOP_K_JSON = TypeAdapter(list[TopKAlternative])
-_AUDITS_JSON = TypeAdapter(list[AuditEvent])
-
-
-def _token_row(e: AuditEvent) -> tuple[Any, ...]:
-    """The ``tokens`` row of an audit, in ``TOKEN_COLUMNS`` order; top-k as JSON text."""
-    top_k = _TOP_K_JSON.dump_json(e.top_k).decode()
-    if "\x00" in e.text or "\\u0000" in top_k:
-        e = _audit_without_nul(e)
-        top_k = _TOP_K_JSON.dump_json(e.top_k).decode()
-    m = e.metrics
-    return (
-        e.session_id,
-        e.seq,
-        e.ts_ns,
-        e.token_ts_ns,
-        e.token_id,
-        e.text,
-        e.distribution,
-        e.model,
-        m.prob,
-        m.surprisal,
-        m.entropy,
-        m.margin,
-        m.rank,
-        m.hbar_s,
-        m.fisher_trace,
-        m.varentropy,
-        m.coverage,
-        m.exact,
-        top_k,
-    )
-
-
-def _alert_row(e: AlertEvent | RiskEvent) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "session_id": e.session_id,
-        "seq": e.seq,
-        "ts_ns": e.ts_ns,
-        "token_seq": e.token_seq,
-        "rule": None,
-        "severity": None,
-        "message": None,
-        "token_text": None,
-        "values": None,
-        "level": None,
-        "previous": None,
-        "reason": None,
-    }
-    if isinstance(e, AlertEvent):
-        row.update(
-            kind="alert",
-            rule=e.rule,
-            severity=e.severity,
-            message=e.message,
-            token_text=e.token_text,
-            values=dict(e.values),
-        )
-    else:
-        row.update(kind="risk", level=e.level, previous=e.previous, reason=e.reason)
-    return row
-
-
-def _summary_row(e: SummaryEvent) -> dict[str, Any]:
-    return e.model_dump(exclude={"schema_version", "type"})
-
-
-def _audit(r: Any) -> AuditEvent:
-    return AuditEvent.model_validate(
-        {
-            "session_id": r["session_id"],
-            "seq": r["seq"],
-            "ts_ns": r["ts_ns"],
-            "token_ts_ns": r["token_ts_ns"],
-            "token_id": r["token_id"],
-            "text": r["text"],
-            "distribution": r["distribution"],
-            "model": r["model"],
-            "metrics": {name: r[name] for name in (*METRICS, "exact")},
-            "top_k": r["top_k"],
-        }
-    )
-
-
-def _alert(r: Any) -> AlertEvent:
-    return AlertEvent(
-        session_id=r["session_id"],
-        seq=r["seq"],
-        ts_ns=r["ts_ns"],
-        rule=r["rule"],
-        severity=r["severity"],
-        message=r["message"],
-        token_seq=r["token_seq"],
-        token_text=r["token_text"],
-        values=r["values"] or {},
-    )
-
-
-def _risk(r: Any) -> RiskEvent:
-    return RiskEvent(
-        session_id=r["session_id"],
-        seq=r["seq"],
-        ts_ns=r["ts_ns"],
-        level=r["level"],
-        previous=r["previous"],
-        reason=r["reason"],
-        token_seq=r["token_seq"],
-    )
-
-
 def _summaries(conn: Connection, session_ids: list[str]) -> dict[str, SummaryEvent]:
     """The latest summary of each of these sessions."""
     if not session_ids:
@@ -664,84 +479,3 @@ def _summaries(conn: Connection, session_ids: list[str]) -> dict[str, SummaryEve
         select(summaries).where(summaries.c.session_id.in_(session_ids)).order_by(summaries.c.seq)
     ).mappings()
     return {r["session_id"]: SummaryEvent.model_validate(dict(r)) for r in rows}
-
-
-def _record(r: Any, summary: SummaryEvent | None) -> SessionRecord:
-    return SessionRecord(
-        session_id=r["session_id"],
-        status=r["status"],
-        model=r["model"],
-        provider=r["provider"],
-        prompt=r["prompt"],
-        reason=r["reason"],
-        created_ns=r["created_ns"],
-        updated_ns=r["updated_ns"],
-        tokens=r["tokens"],
-        alerts=r["alerts"],
-        risk=r["risk"],
-        summary=summary,
-    )
-
-
-# --- export formats -------------------------------------------------------------------------------
-
-
-def _export_jsonl(history: SessionHistory) -> Iterable[str]:
-    head = {"type": "session", **history.session.model_dump(exclude={"summary"})}
-    lines = [json.dumps(head, ensure_ascii=False)]
-    lines += [t.model_dump_json() for t in history.tokens]
-    entries: list[AlertEvent | RiskEvent] = [*history.alerts, *history.risks]
-    lines += [a.model_dump_json() for a in sorted(entries, key=lambda a: a.seq)]
-    if history.session.summary is not None:
-        lines.append(history.session.summary.model_dump_json())
-    for i in range(0, len(lines), _EXPORT_PAGE):
-        yield "".join(f"{line}\n" for line in lines[i : i + _EXPORT_PAGE])
-
-
-def _export_csv(history: SessionHistory) -> Iterable[str]:
-    fired: dict[int, list[str]] = {}
-    for a in history.alerts:
-        fired.setdefault(a.token_seq, []).append(a.rule)
-    changes = sorted(history.risks, key=lambda r: (r.token_seq, r.seq))
-    risk, next_change = "safe", 0
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    for n, t in enumerate(history.tokens, 1):
-        while next_change < len(changes) and changes[next_change].token_seq <= t.seq:
-            risk = changes[next_change].level
-            next_change += 1
-        m = t.metrics
-        top_k = json.dumps([a.model_dump() for a in t.top_k], ensure_ascii=False)
-        writer.writerow(
-            [
-                t.session_id,
-                t.seq,
-                t.ts_ns,
-                t.token_ts_ns,
-                _cell(t.token_id),
-                t.text,
-                t.distribution,
-                t.model,
-                *(_cell(getattr(m, name)) for name in METRICS),
-                "true" if m.exact else "false",
-                top_k,
-                ";".join(fired.get(t.seq, [])),
-                risk,
-            ]
-        )
-        if n % _EXPORT_PAGE == 0:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    if buffer.tell():
-        yield buffer.getvalue()
-
-
-def _cell(value: object) -> str:
-    return "" if value is None else repr(value) if isinstance(value, float) else str(value)
-
-
-def _csv_line(values: Iterable[str]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(list(values))
-    return buffer.getvalue()

@@ -16,7 +16,8 @@ from services.common.contracts.events import AlertStreamEvent
 from services.common.contracts.history import SessionRecord
 from services.recorder import cli, migrate
 from services.recorder.errors import ExportError
-from services.recorder.store import CSV_COLUMNS, Store
+from services.recorder.export import CSV_COLUMNS
+from services.recorder.store import Store
 from tests.recorder.conftest import expected_history, session_events
 
 T0 = 1_700_000_000_000_000_000
