@@ -71,7 +71,9 @@ class NumericalError(GeneratorError):
     def __init__(self, position: int, dtype: str) -> None:
         self.position = position
         self.dtype = dtype
-        super().__init__(
-            f"the model produced NaN or infinite logits at token {position} in {dtype}; "
-            "try UQ_DTYPE=bfloat16 or float32"
+        hint = (
+            "float16 overflows easily: try UQ_DTYPE=bfloat16 or float32"
+            if dtype == "float16"
+            else "its weights may be damaged: check the model files, or try another UQ_DTYPE"
         )
+        super().__init__(f"the model produced NaN or infinite logits at token {position} in {dtype}; {hint}")

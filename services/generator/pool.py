@@ -59,7 +59,7 @@ class EnginePool:
             self.load_times[key] = time.perf_counter() - started
             log.info("model loaded", extra={"model": key, "load_s": round(self.load_times[key], 3)})
             self._engines[key] = engine
-            self._evict()
+            self._evict(keep=key)
             return engine
 
     def add(self, model: str, engine: Engine) -> None:
@@ -93,10 +93,10 @@ class EnginePool:
                 engine.close()
             self._engines.clear()
 
-    def _evict(self) -> None:
+    def _evict(self, keep: str) -> None:
         for key in list(self._engines):
             if len(self._engines) <= self.settings.max_loaded_models:
                 return
-            if key != self.settings.model and self._users.get(key, 0) == 0:
+            if key not in (keep, self.settings.model) and self._users.get(key, 0) == 0:
                 self._engines.pop(key).close()
                 log.info("model unloaded", extra={"model": key})

@@ -303,3 +303,33 @@ async def test_service_process_runs_jobs_and_stops_on_sigterm(
     assert proc.returncode == 0, err.decode()[-2000:]
     assert b'"msg": "service stopped"' in err
     assert [b for b in await read_heartbeats(bus.redis, settings) if b["service"] == "generator"] == []
+
+
+async def test_nan_logits_fail_the_job(
+    gen_settings: GeneratorSettings, bus: Bus, pool: EnginePool, engine: TransformersEngine
+) -> None:
+    """A model whose output is NaN (e.g. float16 overflow) fails the job with a way out, not garbage."""
+    import torch
+    from transformers import MistralConfig, MistralForCausalLM
+
+    from services.generator.hf.loading import from_objects
+
+    assert engine.loaded is not None
+    tokenizer = engine.loaded.tokenizer
+    config = MistralConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+    )  # fmt: skip
+    broken = MistralForCausalLM(config)
+    with torch.no_grad():
+        broken.lm_head.weight[7] = float("nan")
+    pool.add("nan-model", TransformersEngine.from_loaded(from_objects("nan-model", broken, tokenizer)))
+    async with running(gen_settings, bus, pool):
+        await submit(bus, "nan", PARIS, model="nan-model", max_tokens=3)
+        end = await wait_end(bus, "nan")
+    assert (end.status, end.tokens, end.model) == ("failed", 0, "nan-model")
+    assert (
+        end.reason
+        == "the model produced NaN or infinite logits at token 0 in float32; try UQ_DTYPE=bfloat16 or float32"
+    )
+    assert await tokens(bus, "nan") == []
