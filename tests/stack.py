@@ -1,0 +1,206 @@
+"""Start the real services as subprocesses, wait for ``/health`` to be green, stop them all.
+
+Each of generator, auditor, alerter, recorder and gateway is started with
+``.venv/bin/python -m services.<name>`` when its package has a ``__main__.py``, all with one unique
+``UQ_STREAM_PREFIX``, a free port, a temporary SQLite audit trail and a log file per service.
+
+As a context manager (pytest)::
+
+    with Stack() as stack:
+        httpx.post(f"{stack.url}/generate", json={"prompt": "Explain AI", "max_tokens": 5})
+
+As a command (the dashboard's Playwright tests): ``.venv/bin/python -m tests.stack --port 8099``
+prints one line ``READY http://127.0.0.1:8099`` once healthy and runs until SIGTERM or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import httpx
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = ("recorder", "auditor", "alerter", "generator", "gateway")  # started in this order
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def python() -> str:
+    venv = ROOT / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
+class StackError(RuntimeError):
+    """A service exited or the stack did not become healthy; the message holds the log tails."""
+
+
+class Stack:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        services: tuple[str, ...] = SERVICES,
+        env: dict[str, str] | None = None,
+        redis_url: str | None = None,
+        work_dir: str | None = None,
+        ready_timeout_s: float = 180.0,
+    ) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
+        self.prefix = f"uqstack-{uuid.uuid4().hex[:10]}:"
+        self.redis_url = redis_url or os.environ.get("UQ_REDIS_URL", "redis://127.0.0.1:6379/0")
+        self._tmp = None if work_dir else tempfile.TemporaryDirectory(prefix="uqstack-")
+        self.dir = Path(work_dir or self._tmp.name)  # type: ignore[union-attr]
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.services = tuple(s for s in services if (ROOT / "services" / s / "__main__.py").exists())
+        self.ready_timeout_s = ready_timeout_s
+        required = ",".join(s for s in self.services if s != "gateway")
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "UQ_REDIS_URL": self.redis_url,
+            "UQ_STREAM_PREFIX": self.prefix,
+            "UQ_HOST": "127.0.0.1",
+            "UQ_PORT": str(self.port),
+            "UQ_DATABASE_URL": f"sqlite:///{self.dir}/uq.sqlite3",
+            "UQ_REQUIRED_SERVICES": required,
+            "UQ_HEARTBEAT_INTERVAL_S": "1.0",
+            "UQ_LOG_FORMAT": "json",
+            "UQ_AUTH": "off",
+            **(env or {}),
+        }
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: dict[str, IO[bytes]] = {}
+
+    def log_path(self, service: str) -> Path:
+        return self.dir / f"{service}.log"
+
+    def log_tail(self, service: str, lines: int = 30) -> str:
+        path = self.log_path(service)
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def start(self) -> Stack:
+        if "gateway" not in self.services:
+            raise StackError("services/gateway/__main__.py is missing: nothing would serve /health")
+        for name in self.services:
+            log = self._logs[name] = self.log_path(name).open("wb")
+            self.procs[name] = subprocess.Popen(
+                [python(), "-m", f"services.{name}"], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        try:
+            self.wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_healthy(self) -> dict[str, Any]:
+        deadline = time.monotonic() + self.ready_timeout_s
+        last: Any = None
+        with httpx.Client(timeout=5) as client:
+            while time.monotonic() < deadline:
+                for name, proc in self.procs.items():
+                    if proc.poll() is not None:
+                        raise StackError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
+                with contextlib.suppress(httpx.HTTPError):
+                    resp = client.get(f"{self.url}/health")
+                    last = resp.json()
+                    if resp.status_code == 200:
+                        health: dict[str, Any] = last
+                        return health
+                time.sleep(0.25)
+        tails = "\n".join(f"--- {n}\n{self.log_tail(n, 10)}" for n in self.procs)
+        raise StackError(f"not healthy after {self.ready_timeout_s:g} s; last /health: {last}\n{tails}")
+
+    def stop(self) -> None:
+        for name in reversed(list(self.procs)):
+            proc = self.procs[name]
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for log in self._logs.values():
+            log.close()
+        self.procs.clear()
+        with contextlib.suppress(redis.RedisError):
+            client = redis.Redis.from_url(self.redis_url)
+            keys = list(client.scan_iter(match=f"{self.prefix}*", count=1000))
+            if keys:
+                client.delete(*keys)
+            client.close()
+
+    def close(self) -> None:
+        self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.stack", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=None, help="gateway port (default: a free one)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for /health")
+    parser.add_argument("--dir", default=None, help="keep logs and the database here (default: a temp dir)")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="UQ_X=value", help="extra setting for every service"
+    )
+    args = parser.parse_args(argv)
+    extra = dict(item.split("=", 1) for item in args.env)
+    stack = Stack(port=args.port, env=extra, work_dir=args.dir, ready_timeout_s=args.timeout)
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    try:
+        stack.start()
+    except StackError as exc:
+        print(f"FAILED {exc}", file=sys.stderr, flush=True)
+        stack.close()
+        return 1
+    print(f"READY {stack.url}", flush=True)
+    print(f"logs in {stack.dir}", file=sys.stderr, flush=True)
+    try:
+        while not done.wait(0.5):
+            dead = [n for n, p in stack.procs.items() if p.poll() is not None]
+            if dead:
+                print(f"FAILED {dead[0]} exited:\n{stack.log_tail(dead[0])}", file=sys.stderr, flush=True)
+                return 1
+    finally:
+        stack.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
