@@ -30,7 +30,7 @@ def start(settings: CommonSettings, database_url: str, instance: str) -> subproc
         "UQ_STREAM_PREFIX": settings.stream_prefix,
         "UQ_DATABASE_URL": database_url,
         "UQ_INSTANCE": instance,
-        "UQ_BATCH_SIZE": "8",
+        "UQ_RECORDER_BATCH_SIZE": "16",
         "UQ_BLOCK_MS": "100",
         "UQ_CLAIM_IDLE_MS": "500",
         "UQ_LOG_LEVEL": "WARNING",
@@ -38,8 +38,15 @@ def start(settings: CommonSettings, database_url: str, instance: str) -> subproc
     return subprocess.Popen([sys.executable, "-m", "services.recorder"], cwd=ROOT, env=env, stderr=subprocess.PIPE)
 
 
+@pytest.mark.parametrize(
+    "restarted_as",
+    [
+        pytest.param("recorder-a", id="same-name"),  # reads its own pending entries first
+        pytest.param("recorder-b", id="another-instance"),  # takes them over with XAUTOCLAIM
+    ],
+)
 async def test_killed_mid_session_and_restarted_nothing_lost_nothing_doubled(
-    bus: Bus, redis: Redis, store: Store, settings: CommonSettings, database_url: str
+    bus: Bus, redis: Redis, store: Store, settings: CommonSettings, database_url: str, restarted_as: str
 ) -> None:
     events = session_events("kill-1", n_tokens=3000)
     audits = [e for e in events if isinstance(e, AuditEvent)]
@@ -63,8 +70,7 @@ async def test_killed_mid_session_and_restarted_nothing_lost_nothing_doubled(
     at_kill, _ = await store.list_sessions()
     await publish(bus, rest)
 
-    # Another instance takes over what the dead one held pending (XAUTOCLAIM) and the rest.
-    second_run = start(settings, database_url, "recorder-b")
+    second_run = start(settings, database_url, restarted_as)
     try:
         await wait_for(equal_to(store, expected_history(events)), timeout_s=90)
         await wait_for(lambda: zero(pending(redis, bus, "recorders")))

@@ -54,7 +54,7 @@ async def pending(redis: Redis, bus: Bus, group: str) -> int:
 
 @pytest.fixture
 def recorder_settings(settings: CommonSettings, database_url: str) -> RecorderSettings:
-    return RecorderSettings(**{**settings.model_dump(), "database_url": database_url, "batch_size": 16})
+    return RecorderSettings(**{**settings.model_dump(), "database_url": database_url, "recorder_batch_size": 16})
 
 
 @pytest.fixture
