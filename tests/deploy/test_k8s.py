@@ -256,3 +256,34 @@ def test_the_redis_and_postgres_here_are_ones_the_system_supports(applied: list[
     assert "noeviction" in redis["args"]  # streams must never be evicted
     config = find(applied, "ConfigMap", "uq-config")["data"]
     assert urlparse(config["UQ_REDIS_URL"]).hostname == find(applied, "Service", "redis")["metadata"]["name"]
+
+
+def test_network_policies_let_exactly_the_users_of_redis_and_postgres_in(applied: list[dict[str, Any]]) -> None:
+    def admitted(policy: dict[str, Any]) -> set[str]:
+        """Our services whose pods the policy's podSelector admits."""
+        (rule,) = policy["spec"]["ingress"]
+        out = set()
+        for peer in rule["from"]:
+            for expr in peer.get("podSelector", {}).get("matchExpressions", []):
+                assert expr["key"] == "app.kubernetes.io/component" and expr["operator"] == "In"
+                out |= set(expr["values"])
+        return out
+
+    components = {
+        d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+        for d in applied
+        if d["kind"] in WORKLOADS and "app.kubernetes.io/component" in d["spec"]["template"]["metadata"]["labels"]
+    }
+    assert components == set(ours(applied))
+    redis = find(applied, "NetworkPolicy", "redis-from-services")
+    assert admitted(redis) == components  # every service talks to Redis
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}} in redis["spec"]["ingress"][
+        0
+    ]["from"]
+    postgres = find(applied, "NetworkPolicy", "postgres-from-recorder-and-gateway")
+    users = {s for s, c in ours(applied).items() if any(e["name"] == "UQ_DATABASE_URL" for e in c["env"])}
+    assert admitted(postgres) == users == {"recorder", "gateway"}
+    for policy, target in ((redis, "redis"), (postgres, "postgres")):
+        assert policy["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": target}
+        (port,) = policy["spec"]["ingress"][0]["ports"]
+        assert port["port"] == find(applied, "Service", target)["spec"]["ports"][0]["port"]
