@@ -328,8 +328,8 @@ async def test_nan_logits_fail_the_job(
         await submit(bus, "nan", PARIS, model="nan-model", max_tokens=3)
         end = await wait_end(bus, "nan")
     assert (end.status, end.tokens, end.model) == ("failed", 0, "nan-model")
-    assert (
-        end.reason
-        == "the model produced NaN or infinite logits at token 0 in float32; try UQ_DTYPE=bfloat16 or float32"
+    assert end.reason == (
+        "the model produced NaN or infinite logits at token 0 in float32; "
+        "its weights may be damaged: check the model files, or try another UQ_DTYPE"
     )
     assert await tokens(bus, "nan") == []
