@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from services.common.docgen import settings_classes
 from services.common.settings import CommonSettings
@@ -50,17 +53,31 @@ def all_setting_names() -> set[str]:
     return {f"UQ_{name.upper()}" for cls in settings_classes() for name in cls.model_fields}
 
 
-def settings_of(service: str) -> set[str]:
-    """``UQ_*`` names the service ``python -m services.<service>`` reads (its settings class and the
-    common ones)."""
+def settings_class(service: str) -> type[CommonSettings]:
+    """The settings class ``python -m services.<service>`` reads."""
     module = importlib.import_module(f"services.{service}.settings")
-    classes = [
+    (cls,) = [
         obj
         for obj in vars(module).values()
         if isinstance(obj, type) and issubclass(obj, CommonSettings) and obj.__module__ == module.__name__
     ]
-    assert classes, f"services/{service}/settings.py defines no settings class"
-    return {f"UQ_{name.upper()}" for cls in classes for name in cls.model_fields}
+    return cls
+
+
+def settings_of(service: str) -> set[str]:
+    """``UQ_*`` names the service reads (its own settings and the common ones)."""
+    return {f"UQ_{name.upper()}" for name in settings_class(service).model_fields}
+
+
+def settings_from_env(service: str, env: Mapping[str, str], monkeypatch: pytest.MonkeyPatch) -> CommonSettings:
+    """The service's settings as it would read them from exactly ``env`` (its ``UQ_*`` part)."""
+    with monkeypatch.context() as patch:
+        for key in [k for k in os.environ if k.startswith("UQ_")]:
+            patch.delenv(key)
+        for key, value in env.items():
+            if key.startswith("UQ_"):
+                patch.setenv(key, str(value))
+        return settings_class(service)()
 
 
 def service_module(command: list[str]) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from tests.deploy.helpers import (
     DEPLOY,
@@ -19,6 +20,7 @@ from tests.deploy.helpers import (
     interpolate,
     referenced_variables,
     service_module,
+    settings_from_env,
     settings_of,
 )
 
@@ -169,3 +171,19 @@ def test_the_databases_and_volumes_line_up(compose: dict[str, Any]) -> None:
     for service in compose["services"].values():
         for volume in service.get("volumes", []):
             assert volume.split(":")[0] in compose["volumes"], volume
+
+
+def test_every_service_accepts_its_environment(compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The values as well as the names: each service's settings load from exactly its environment."""
+    for name, service in compose["services"].items():
+        if "build" in service:
+            module = service_module(service["command"])
+            settings = settings_from_env(module, service["environment"], monkeypatch)
+            assert settings.redis_url == "redis://redis:6379/0", name
+    gateway = settings_from_env("gateway", compose["services"]["gateway"]["environment"], monkeypatch)
+    assert (gateway.host, gateway.port, gateway.auth_required) == ("0.0.0.0", 8080, False)
+    generator = settings_from_env("generator", compose["services"]["generator"]["environment"], monkeypatch)
+    assert (generator.model, generator.device) == ("embedded", "cpu")
+    bad = {**compose["services"]["gateway"]["environment"], "UQ_AUTH": "maybe"}
+    with pytest.raises(ValidationError, match="auth"):
+        settings_from_env("gateway", bad, monkeypatch)

@@ -18,7 +18,7 @@ from kubernetes_validate import utils as kv
 from services.auditor.settings import AuditorSettings
 from services.common.settings import CommonSettings
 from services.gateway.metrics import STREAMS
-from tests.deploy.helpers import K8S, ROOT, all_setting_names, service_module, settings_of
+from tests.deploy.helpers import K8S, ROOT, all_setting_names, service_module, settings_from_env, settings_of
 from tests.deploy.keda import SCHEMAS
 
 K8S_VERSION = kv.latest_version()
@@ -287,3 +287,25 @@ def test_network_policies_let_exactly_the_users_of_redis_and_postgres_in(applied
         assert policy["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": target}
         (port,) = policy["spec"]["ingress"][0]["ports"]
         assert port["port"] == find(applied, "Service", target)["spec"]["ports"][0]["port"]
+
+
+def test_every_service_accepts_its_configuration(
+    applied: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = find(applied, "ConfigMap", "uq-config")["data"]
+    secret = find(applied, "Secret", "uq-secrets")["stringData"]
+    for service, container in ours(applied).items():
+        env = dict(config)
+        for entry in container["env"]:
+            ref = entry.get("valueFrom", {})
+            if "value" in entry:
+                env[entry["name"]] = entry["value"]
+            elif "secretKeyRef" in ref and ref["secretKeyRef"]["key"] in secret:
+                env[entry["name"]] = secret[ref["secretKeyRef"]["key"]]
+            elif "fieldRef" in ref:
+                env[entry["name"]] = f"uq-{service}-0"
+        settings = settings_from_env(service, env, monkeypatch)
+        assert settings.instance == f"uq-{service}-0" and settings.stream_prefix == "uq:"
+    gateway = ours(applied)["gateway"]
+    env = dict(config) | {e["name"]: e["value"] for e in gateway["env"] if "value" in e}
+    assert settings_from_env("gateway", env, monkeypatch).auth_required is True
