@@ -13,7 +13,7 @@ An engine is a class with capability attributes, a strict options model and one 
         Options = EchoOptions
         full_logits = False
         def load(self) -> None: ...
-        def stream(self, request: GenerationRequest) -> Iterator[TokenStep | Finished]: ...
+        def stream(self, request: GenerationRequest) -> Iterator[Step]: ...
 
 and is chosen with ``UQ_ENGINE=mypackage.engines:EchoEngine`` (importing the module registers it;
 ``UQ_ENGINE_OPTIONS='{"delay_s": 0.1}'`` sets its options, validated by its ``Options`` model).
@@ -82,10 +82,22 @@ class TokenStep:
 
 
 @dataclass(frozen=True, slots=True)
+class Prefilling:
+    """Optional: part of a long prompt has been read (no token yet). Yielding it between chunks lets
+    the worker serve its other jobs meanwhile, so a long prompt does not stall them."""
+
+    done: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
 class Finished:
     """The stream's last item: why generation ended."""
 
     reason: FinishReason
+
+
+Step = TokenStep | Prefilling | Finished
 
 
 class Engine(ABC):
@@ -113,8 +125,8 @@ class Engine(ABC):
         """Load the model (blocking; called once, off the event loop). Raise ModelLoadError on failure."""
 
     @abstractmethod
-    def stream(self, request: GenerationRequest) -> Iterator[TokenStep | Finished]:
-        """Yield one TokenStep per generated token, then one Finished. Raise GeneratorError to fail the job."""
+    def stream(self, request: GenerationRequest) -> Iterator[Step]:
+        """Yield one TokenStep per generated token (Prefilling while reading a long prompt), then one Finished. Raise GeneratorError to fail the job."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Free the model's memory (called when the worker unloads it)."""

@@ -32,7 +32,7 @@ from services.common.bus import Bus, Delivery, Outcome
 from services.common.codec import encode
 from services.common.contracts import JobRequest, SessionEvent, TokenEvent
 from services.common.contracts.events import SessionStatus
-from services.generator.engine import Engine, Finished, GenerationRequest, TokenStep
+from services.generator.engine import Engine, Finished, GenerationRequest, Prefilling, Step, TokenStep
 from services.generator.errors import GeneratorError
 from services.generator.pool import EnginePool
 from services.generator.settings import GeneratorSettings
@@ -181,9 +181,12 @@ class Worker:
                     return "finished", "eos"
                 if isinstance(step, Finished):
                     return "finished", step.reason
-                assert isinstance(step, TokenStep)
                 if self._abort.is_set():
                     return "failed", "the generator was stopped before this job finished; submit it again"
+                if isinstance(step, Prefilling):
+                    pending = loop.run_in_executor(self.executor, _next, steps)
+                    continue
+                assert isinstance(step, TokenStep)
                 pending = loop.run_in_executor(self.executor, _next, steps)  # next step while this one is published
                 cancelled = await self._publish_token(job, engine, step, progress.tokens, key)
                 progress.tokens += 1
@@ -245,11 +248,11 @@ class _Progress:
     tokens: int = 0
 
 
-def _next(steps: Iterator[TokenStep | Finished]) -> object:
+def _next(steps: Iterator[Step]) -> object:
     return next(steps, _END)
 
 
-def _close(steps: Iterator[TokenStep | Finished]) -> None:
+def _close(steps: Iterator[Step]) -> None:
     close = getattr(steps, "close", None)
     if close is not None:
         close()

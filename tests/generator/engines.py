@@ -17,6 +17,8 @@ from services.generator.engine import (
     EngineOptions,
     Finished,
     GenerationRequest,
+    Prefilling,
+    Step,
     TokenStep,
     register_engine,
 )
@@ -40,8 +42,9 @@ class ScriptedEngine(Engine):
             raise ModelLoadError(self.model, "no such folder")
         self.display_name = f"scripted-{self.model}"
 
-    def stream(self, request: GenerationRequest) -> Iterator[TokenStep | Finished]:
+    def stream(self, request: GenerationRequest) -> Iterator[Step]:
         assert isinstance(self.options, ScriptedOptions)
+        yield Prefilling(done=1, total=2)  # as an engine reading a long prompt in chunks does
         for i in range(request.sampling.max_tokens):
             time.sleep(self.options.step_s)
             if self.model == "crash" and i == 2:

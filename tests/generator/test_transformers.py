@@ -333,3 +333,32 @@ async def test_nan_logits_fail_the_job(
         "its weights may be damaged: check the model files, or try another UQ_DTYPE"
     )
     assert await tokens(bus, "nan") == []
+
+
+def test_long_prompts_are_read_in_chunks_with_the_same_result(
+    engine: TransformersEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.generator.engine import Finished, Prefilling, TokenStep
+    from services.generator.hf import decoding
+
+    request = GenerationRequest(
+        session_id="x",
+        prompt="The capital of France is a city that",
+        messages=None,
+        sampling=SamplingParams(temperature=0, max_tokens=4),
+        full_logits=False,
+        top_k_alternatives=3,
+    )
+    whole = list(engine.stream(request))
+    monkeypatch.setattr(decoding, "PREFILL_CHUNK", 3)
+    chunked = list(engine.stream(request))
+    assert engine.loaded is not None
+    n_prompt = len(decoding.prompt_ids(engine.loaded, request))
+    prefill = [s for s in chunked if isinstance(s, Prefilling)]
+    assert [p.done for p in prefill] == list(range(3, n_prompt, 3))
+    assert all(not isinstance(s, Prefilling) for s in whole)
+    steps_whole = [s for s in whole if isinstance(s, TokenStep)]
+    steps_chunked = [s for s in chunked if isinstance(s, TokenStep)]
+    assert [s.token_id for s in steps_chunked] == [s.token_id for s in steps_whole]
+    assert [s.logprob for s in steps_chunked] == pytest.approx([s.logprob for s in steps_whole], abs=1e-4)
+    assert chunked[-1] == whole[-1] == Finished("max_tokens")

@@ -16,10 +16,12 @@ import torch
 
 from services.common.codec import logits_bytes
 from services.common.contracts import SamplingParams, TopKAlternative
-from services.generator.engine import Finished, GenerationRequest, TokenStep
+from services.generator.engine import Finished, GenerationRequest, Prefilling, Step, TokenStep
 from services.generator.errors import DeviceMemoryError, InvalidJobError, NumericalError, PromptTooLongError
 from services.generator.hf.loading import LoadedModel
 from services.generator.text import IncrementalDecoder, StopMatcher
+
+PREFILL_CHUNK = 512  # prompt tokens per forward while reading a prompt
 
 
 class Sampler:
@@ -89,7 +91,7 @@ def prompt_ids(lm: LoadedModel, request: GenerationRequest) -> list[int]:
     return [int(i) for i in ids]
 
 
-def generate(lm: LoadedModel, request: GenerationRequest, texts: TokenTexts) -> Iterator[TokenStep | Finished]:
+def generate(lm: LoadedModel, request: GenerationRequest, texts: TokenTexts) -> Iterator[Step]:
     """Stream the tokens of one request (see services/generator/engine.py for the protocol)."""
     ids = prompt_ids(lm, request)
     if len(ids) >= lm.context_length:
@@ -102,7 +104,12 @@ def generate(lm: LoadedModel, request: GenerationRequest, texts: TokenTexts) -> 
     stops = StopMatcher(request.sampling.stop)
     k = min(request.top_k_alternatives, lm.vocab_size)
 
-    logits, cache = _forward(lm, ids, None, 0)
+    cache = None
+    for start in range(0, len(ids) - PREFILL_CHUNK, PREFILL_CHUNK):  # long prompts in chunks, between others' steps
+        _logits, cache = _forward(lm, ids[start : start + PREFILL_CHUNK], cache, 0)
+        yield Prefilling(start + PREFILL_CHUNK, len(ids))
+    last = (max(len(ids) - 1, 0) // PREFILL_CHUNK) * PREFILL_CHUNK
+    logits, cache = _forward(lm, ids[last:], cache, 0)
     produced = 0
     while True:
         token = sampler.choose(logits)

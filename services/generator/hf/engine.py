@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from services.generator.engine import Engine, EngineOptions, Finished, GenerationRequest, TokenStep, register_engine
+from services.generator.engine import Engine, EngineOptions, GenerationRequest, Step, register_engine
 
 if TYPE_CHECKING:
     from services.generator.hf.decoding import TokenTexts
@@ -74,7 +74,7 @@ class TransformersEngine(Engine):
         engine.display_name = loaded.name
         return engine
 
-    def stream(self, request: GenerationRequest) -> Iterator[TokenStep | Finished]:
+    def stream(self, request: GenerationRequest) -> Iterator[Step]:
         from services.generator.hf import decoding
 
         if self.loaded is None or self._texts is None:
