@@ -187,3 +187,19 @@ def test_every_service_accepts_its_environment(compose: dict[str, Any], monkeypa
     bad = {**compose["services"]["gateway"]["environment"], "UQ_AUTH": "maybe"}
     with pytest.raises(ValidationError, match="auth"):
         settings_from_env("gateway", bad, monkeypatch)
+
+
+def test_volumes_mount_where_the_image_made_folders_for_its_user(compose: dict[str, Any]) -> None:
+    """A new named volume takes the ownership of the image's folder at its mount point; a folder the
+    image lacks would come up owned by root, unwritable for the non-root services."""
+    for name, service in compose["services"].items():
+        if "build" not in service:
+            continue
+        dockerfile = (ROOT / service["build"]["context"] / service["build"]["dockerfile"]).read_text()
+        setup = re.search(r"mkdir -p ([^\\\n]+).*?chown -R uq:uq ([^\n]+)", dockerfile, flags=re.DOTALL)
+        assert setup is not None, name
+        made, owned = setup.group(1).split(), setup.group(2).split()
+        for volume in service.get("volumes", []):
+            target = volume.split(":")[1]
+            assert target in made, f"{name}: {target} is not made in {service['build']['dockerfile']}"
+            assert any(target == o or target.startswith(o + "/") for o in owned), f"{name}: {target} not chowned"
