@@ -21,7 +21,7 @@ class RecorderSettings(CommonSettings):
         "recorders", description="Consumer group on `uq:sessions`, `uq:audits` and `uq:alerts`."
     )
     recorder_batch_size: int = Field(
-        512,
+        1024,
         gt=0,
         le=10_000,
         description="Entries the recorder reads per XREADGROUP and writes per transaction (its own "
