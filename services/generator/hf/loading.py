@@ -171,6 +171,13 @@ def _load_pretrained(model: str, device: torch.device, dtype: torch.dtype, load_
         log.warning("UQ_LOAD_IN_8BIT applies on CUDA only; loading unquantised", extra={"model": model})
     elif device.type == "cuda":
         kwargs["device_map"] = str(device)
+    try:  # the local Hugging Face cache first: no network round trips for a model already there
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        return AutoModelForCausalLM.from_pretrained(path, local_files_only=True, **kwargs), tokenizer
+    except OSError:
+        if Path(path).is_dir():
+            raise
+    # then the hub (on a machine without internet set HF_HUB_OFFLINE=1 so this fails at once, not after retries)
     tokenizer = AutoTokenizer.from_pretrained(path)
     return AutoModelForCausalLM.from_pretrained(path, **kwargs), tokenizer
 
@@ -196,4 +203,4 @@ def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or repr(exc)
-    return text.splitlines()[0][:500]
+    return text.splitlines()[0][:500].rstrip(".")
