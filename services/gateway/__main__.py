@@ -31,6 +31,7 @@ def main() -> None:
         log_config=None,
         access_log=False,
         ws_max_size=settings.ws_max_message_bytes + 1024,
+        ws_per_message_deflate=settings.ws_compression,
         timeout_graceful_shutdown=5,
     )
     try:

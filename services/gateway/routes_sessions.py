@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from services.common.contracts import RiskLevel, SessionStatus
 from services.gateway.deps import GatewayDep, Guarded, SessionIdPath
+from services.gateway.errors import BadRequestError
 from services.gateway.models import ErrorResponse, SessionDetail, SessionList
 
 router = APIRouter(tags=["sessions"], dependencies=Guarded, responses={"default": {"model": ErrorResponse}})
@@ -65,5 +66,7 @@ async def export_all(
     format: Format = "jsonl",
 ) -> StreamingResponse:
     """Every session's audit trail in a time window (ns since the epoch), as JSON lines or CSV."""
+    if since_ns is not None and until_ns is not None and until_ns < since_ns:
+        raise BadRequestError("until_ns is before since_ns", param="until_ns")
     rows = gw.history.export(session_id=None, since_ns=since_ns, until_ns=until_ns, fmt=format)
     return _stream(rows, format, "sessions")

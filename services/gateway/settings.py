@@ -52,6 +52,10 @@ class GatewaySettings(CommonSettings):
 
     # WebSocket fan-out.
     ws_queue_size: int = Field(4_096, gt=0, description="Messages buffered per socket before it misses some.")
+    ws_compression: bool = Field(
+        False,
+        description="permessage-deflate on /ws: less bandwidth, but zlib per message per socket costs ~4× the CPU.",
+    )
     ws_max_message_bytes: int = Field(256 * 1024, gt=0, description="Largest message a client may send on /ws.")
     fanout_batch: int = Field(1_000, gt=0, description="Entries read per XREAD by the fan-out task.")
     recent_tokens: int = Field(20_000, gt=0, description="Live entries kept per active session for replay.")

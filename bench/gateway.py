@@ -1,0 +1,152 @@
+"""Gateway fan-out latency: from a token's publish time (``token_ts_ns``) to receipt by WebSocket clients.
+
+Starts the real gateway (``python -m services.gateway``, via tests/stack.py) on a private stream
+prefix, subscribes 1, 10 and 100 WebSocket clients on loopback to one session each round, and
+publishes audit entries straight into Redis at a steady rate (no model needed). Prints p50/p99/max per
+client count, side by side, with each round's ratio to the 1-client round and to the goal
+(p99 < 20 ms at 100 clients; the original README promised < 10 ms WebSocket latency).
+
+    .venv/bin/python -m bench.gateway [--rate 50] [--seconds 4] [--clients 1,10,100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from websockets.asyncio.client import ClientConnection, connect
+
+from services.common.bus import Bus
+from services.common.contracts import AuditEvent, Metrics, TopKAlternative
+from services.common.settings import CommonSettings
+from tests.stack import Stack
+
+GOAL_P99_MS = 20.0
+_TS = re.compile(rb'"token_ts_ns":(\d+)')
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def audit(session_id: str, seq: int) -> AuditEvent:
+    ts = time.time_ns()
+    return AuditEvent(
+        session_id=session_id,
+        seq=seq,
+        ts_ns=ts,
+        token_ts_ns=ts,
+        text=f" tok{seq}",
+        token_id=seq,
+        distribution="full",
+        metrics=Metrics(prob=0.42, surprisal=1.25, entropy=2.5, margin=0.1, rank=2, hbar_s=1.77, exact=True),
+        top_k=[TopKAlternative(token_id=i, text=f" alt{i}", logprob=-0.5 - i) for i in range(10)],
+        model="bench",
+    )
+
+
+async def client(ws: ClientConnection, n: int, latencies: list[float]) -> None:
+    got = 0
+    while got < n:
+        raw = await ws.recv(decode=False)
+        now = time.time_ns()
+        match = _TS.search(raw)
+        if match is None or b'"type":"token"' not in raw:
+            continue
+        latencies.append((now - int(match.group(1))) / 1e6)
+        got += 1
+
+
+async def subscribe_ready(stack: Stack, bus: Bus, session: str) -> None:
+    """Make ``session`` known to the gateway (subscribing to an unknown session is an error)."""
+    await bus.publish("audits", audit(session, 0))
+
+
+async def run(args: argparse.Namespace) -> None:
+    counts = [int(c) for c in args.clients.split(",")]
+    with Stack(services=("gateway",), env={"UQ_REQUIRED_SERVICES": "", "UQ_RATE_LIMIT_PER_S": "0"}) as stack:
+        settings = CommonSettings(redis_url=stack.redis_url, stream_prefix=stack.prefix)
+        redis = aioredis.Redis.from_url(stack.redis_url)
+        bus = Bus(redis, settings)
+        results = []
+        try:
+            for clients in counts:
+                results.append(await round_trip(stack, bus, clients, args.rate, args.seconds))
+        finally:
+            await redis.aclose()
+    base = results[0]
+    print(f"gateway WebSocket fan-out latency, {args.rate:g} tokens/s for {args.seconds:g} s per round, loopback")
+    print(
+        f"{'clients':>8} {'msgs':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'p99/p99(1)':>11} {'p99/goal':>9}"
+        f" {'gateway CPU us/msg':>19} {'client CPU us/msg':>18}"
+    )
+    for r in results:
+        print(
+            f"{r['clients']:>8} {r['messages']:>7} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['max']:>8.2f} "
+            f"{r['p99'] / base['p99']:>11.2f} {r['p99'] / GOAL_P99_MS:>9.2f} {r['gw_us']:>19.1f} {r['client_us']:>18.1f}"
+        )
+    print(f"machine load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    last = results[-1]
+    verdict = "meets" if last["p99"] < GOAL_P99_MS else "misses"
+    print(f"goal p99 < {GOAL_P99_MS:g} ms at {last['clients']} clients: {verdict} ({last['p99']:.2f} ms)")
+
+
+async def round_trip(stack: Stack, bus: Bus, clients: int, rate: float, seconds: float) -> dict[str, Any]:
+    session = f"bench-{clients}-{time.monotonic_ns()}"
+    await subscribe_ready(stack, bus, session)
+    await asyncio.sleep(0.3)  # the gateway's fan-out has seen it
+    sockets = [await connect(stack.ws_url, max_queue=None) for _ in range(clients)]
+    try:
+        for ws in sockets:
+            await ws.send(f'{{"type":"subscribe","session_id":"{session}","after_seq":0}}')
+        for ws in sockets:  # replay of seq 0 is filtered by after_seq; wait for the end of the replay
+            while b'"replayed"' not in await ws.recv(decode=False):
+                pass
+        n = int(rate * seconds)
+        latencies: list[float] = []
+        gateway_cpu = cpu_s(stack.procs["gateway"].pid)
+        bench_cpu = time.process_time()
+        readers = [asyncio.create_task(client(ws, n, latencies)) for ws in sockets]
+        interval = 1.0 / rate
+        start = time.perf_counter()
+        for seq in range(1, n + 1):
+            await bus.publish("audits", audit(session, seq))
+            delay = start + seq * interval - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await asyncio.wait_for(asyncio.gather(*readers), timeout=30 + seconds)
+        gateway_cpu = cpu_s(stack.procs["gateway"].pid) - gateway_cpu
+        bench_cpu = time.process_time() - bench_cpu
+    finally:
+        await asyncio.gather(*(ws.close() for ws in sockets))
+    latencies.sort()
+    return {
+        "clients": clients,
+        "messages": len(latencies),
+        "p50": statistics.median(latencies),
+        "p99": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+        "max": latencies[-1],
+        "gw_us": gateway_cpu / len(latencies) * 1e6,
+        "client_us": bench_cpu / len(latencies) * 1e6,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=50.0, help="tokens per second published (one session)")
+    parser.add_argument("--seconds", type=float, default=4.0, help="length of each round")
+    parser.add_argument("--clients", default="1,10,100", help="comma-separated client counts")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
