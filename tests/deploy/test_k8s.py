@@ -105,6 +105,14 @@ def test_the_validation_has_teeth(applied: list[dict[str, Any]]) -> None:
 
 
 def test_kustomization_lists_every_manifest_but_the_alternatives(kustomization: dict[str, Any]) -> None:
+    # kustomize's own format has no schema in the package: a structural check of the keys used
+    assert kustomization["apiVersion"] == "kustomize.config.k8s.io/v1beta1"
+    assert kustomization["kind"] == "Kustomization"
+    assert set(kustomization) <= {"apiVersion", "kind", "namespace", "labels", "resources", "images"}
+    for image in kustomization["images"]:
+        assert set(image) <= {"name", "newName", "newTag", "digest"} and "name" in image
+    for label in kustomization["labels"]:
+        assert set(label) <= {"pairs", "includeSelectors", "includeTemplates"}
     listed = set(kustomization["resources"])
     on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
     assert listed == on_disk
