@@ -143,6 +143,8 @@ async def main() -> None:
 
     import torch
 
+    if args.random_mistral == "7b" and not torch.cuda.is_available():
+        parser.error("--random-mistral 7b needs a CUDA GPU (about 15 GB in fp16); use tiny to check the path on CPU")
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = GeneratorSettings(
