@@ -11,6 +11,13 @@ As a context manager (pytest)::
 
 As a command (the dashboard's Playwright tests): ``.venv/bin/python -m tests.stack --port 8099``
 prints one line ``READY http://127.0.0.1:8099`` once healthy and runs until SIGTERM or Ctrl-C.
+
+For fault tests: ``auditors=N`` starts N auditor processes (named ``auditor-1`` … ``auditor-N``;
+one is named ``auditor``); every process gets ``UQ_INSTANCE`` = its name, so a restarted one takes
+back what it held. :meth:`Stack.kill`, :meth:`Stack.start_service`, :meth:`Stack.stop_service` and
+:meth:`Stack.restart` act on one process by name. ``own_redis=True`` starts a private
+``redis-server`` on a free port without persistence (``--save ""``), which :meth:`Stack.restart_redis`
+kills and starts again, empty, on the same port.
 """
 
 from __future__ import annotations
@@ -63,11 +70,17 @@ class Stack:
         redis_url: str | None = None,
         work_dir: str | None = None,
         ready_timeout_s: float = 180.0,
+        auditors: int = 1,
+        own_redis: bool = False,
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
         self.prefix = f"uqstack-{uuid.uuid4().hex[:10]}:"
+        self.redis_port = free_port() if own_redis else None
+        self.redis_proc: subprocess.Popen[bytes] | None = None
+        if self.redis_port is not None:
+            redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
         self.redis_url = redis_url or os.environ.get("UQ_REDIS_URL", "redis://127.0.0.1:6379/0")
         self._tmp = None if work_dir else tempfile.TemporaryDirectory(prefix="uqstack-")
         self.dir = Path(work_dir or self._tmp.name)  # type: ignore[union-attr]
@@ -91,6 +104,13 @@ class Stack:
         }
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: dict[str, IO[bytes]] = {}
+        # process name -> service module, in start order
+        self.modules: dict[str, str] = {}
+        for service in self.services:
+            if service == "auditor" and auditors > 1:
+                self.modules.update({f"auditor-{i}": service for i in range(1, auditors + 1)})
+            else:
+                self.modules[service] = service
 
     def log_path(self, service: str) -> Path:
         return self.dir / f"{service}.log"
@@ -104,17 +124,78 @@ class Stack:
     def start(self) -> Stack:
         if "gateway" not in self.services:
             raise StackError("services/gateway/__main__.py is missing: nothing would serve /health")
-        for name in self.services:
-            log = self._logs[name] = self.log_path(name).open("wb")
-            self.procs[name] = subprocess.Popen(
-                [python(), "-m", f"services.{name}"], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
         try:
+            if self.redis_port is not None:
+                self.start_redis()
+            for name in self.modules:
+                self.start_service(name)
             self.wait_healthy()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def start_service(self, name: str) -> subprocess.Popen[bytes]:
+        """Start (or start again) one process by name; its log is appended to."""
+        old = self.procs.get(name)
+        if old is not None and old.poll() is None:
+            raise StackError(f"{name} is still running (pid {old.pid})")
+        if name in self._logs:
+            self._logs[name].close()
+        log = self._logs[name] = self.log_path(name).open("ab")
+        env = {"UQ_INSTANCE": name, **self.env}
+        self.procs[name] = subprocess.Popen(
+            [python(), "-m", f"services.{self.modules[name]}"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        return self.procs[name]
+
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> int:
+        """Send ``sig`` (default SIGKILL) to one process and wait for it to exit; returns its exit code."""
+        proc = self.procs[name]
+        proc.send_signal(sig)
+        return proc.wait(timeout=30)
+
+    def stop_service(self, name: str) -> int:
+        """Stop one process cleanly (SIGTERM)."""
+        return self.kill(name, signal.SIGTERM)
+
+    def restart(self, name: str, sig: signal.Signals = signal.SIGKILL) -> subprocess.Popen[bytes]:
+        """Kill one process with ``sig`` and start it again under the same name."""
+        self.kill(name, sig)
+        return self.start_service(name)
+
+    def start_redis(self) -> None:
+        """Start the private redis-server (``own_redis=True``) and wait until it answers."""
+        assert self.redis_port is not None, "Stack(own_redis=True) only"
+        log = self.dir / "redis.log"
+        self.redis_proc = subprocess.Popen(
+            [
+                *("redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no", "--dir", str(self.dir), "--logfile", str(log)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(redis.RedisError), redis.Redis(port=self.redis_port) as client:
+                if client.ping():
+                    return
+            if self.redis_proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise StackError(f"redis-server on port {self.redis_port} did not start: {log.read_text(errors='replace')}")
+
+    def stop_redis(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        if self.redis_proc is not None and self.redis_proc.poll() is None:
+            self.redis_proc.send_signal(sig)
+            self.redis_proc.wait(timeout=30)
+
+    def restart_redis(self, down_s: float = 0.0) -> None:
+        """Kill the private Redis (everything in it is lost) and start it again on the same port."""
+        self.stop_redis()
+        time.sleep(down_s)
+        self.start_redis()
 
     def wait_healthy(self) -> dict[str, Any]:
         deadline = time.monotonic() + self.ready_timeout_s
@@ -148,6 +229,9 @@ class Stack:
         for log in self._logs.values():
             log.close()
         self.procs.clear()
+        if self.redis_proc is not None:
+            self.stop_redis(signal.SIGTERM)
+            return
         with contextlib.suppress(redis.RedisError):
             client = redis.Redis.from_url(self.redis_url)
             keys = list(client.scan_iter(match=f"{self.prefix}*", count=1000))
