@@ -31,7 +31,7 @@ CSV_COLUMNS = (
 
 
 def jsonl_chunks(history: SessionHistory) -> Iterable[str]:
-    head = {"type": "session", **history.session.model_dump(exclude={"summary"})}
+    head = {"type": "session_record", **history.session.model_dump(exclude={"summary"})}
     lines = [json.dumps(head, ensure_ascii=False)]
     lines += [t.model_dump_json() for t in history.tokens]
     entries: list[AlertEvent | RiskEvent] = [*history.alerts, *history.risks]

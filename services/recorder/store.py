@@ -345,7 +345,7 @@ class Store:
     ) -> AsyncIterator[str]:
         """Chunks of text (whole lines) exporting one session, or the sessions created in [since, until).
 
-        ``jsonl``: per session a ``{"type": "session", …}`` line (the session record without its
+        ``jsonl``: per session a ``{"type": "session_record", …}`` line (the session record without its
         summary), then its entries as they appeared on the streams, one JSON object per line: audits
         in seq order, then alerts and risk changes in seq order, then the summary.
         ``csv``: a header, then one row per token with its metrics, top-k as JSON, the rules that fired

@@ -37,7 +37,7 @@ async def test_jsonl_of_one_session_holds_every_entry_in_order(store: Store) -> 
     lines = (await _text(store, session_id="s-1")).splitlines()
 
     head = json.loads(lines[0])
-    assert head.pop("type") == "session"
+    assert head.pop("type") == "session_record"
     assert SessionRecord.model_validate({**head, "summary": expected.session.summary}) == expected.session
     assert [AuditEvent.model_validate_json(line) for line in lines[1:21]] == expected.tokens
     rest = [ALERT_STREAM.validate_json(line) for line in lines[21:]]
@@ -80,7 +80,7 @@ async def test_a_time_range_exports_the_sessions_created_in_it(store: Store) -> 
     text = await _text(store, since_ns=T0 + HOUR, until_ns=T0 + 3 * HOUR)
     everything = await _text(store)
 
-    heads = [json.loads(line)["session_id"] for line in text.splitlines() if '"type": "session"' in line]
+    heads = [json.loads(line)["session_id"] for line in text.splitlines() if '"type": "session_record"' in line]
     assert heads == ["s1", "s2"]
     assert len(everything.splitlines()) == 4 * (1 + 2 + 5)
 
@@ -131,7 +131,7 @@ def test_cli_exports_a_time_range_as_jsonl(recorded: str, capsys: pytest.Capture
     assert code == 0
     lines = capsys.readouterr().out.splitlines()
     assert {json.loads(line)["session_id"] for line in lines} == {"late"}
-    assert json.loads(lines[0])["type"] == "session"
+    assert json.loads(lines[0])["type"] == "session_record"
     assert len(lines) == 1 + 3 + 5
 
 
