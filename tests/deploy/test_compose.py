@@ -203,3 +203,12 @@ def test_volumes_mount_where_the_image_made_folders_for_its_user(compose: dict[s
             target = volume.split(":")[1]
             assert target in made, f"{name}: {target} is not made in {service['build']['dockerfile']}"
             assert any(target == o or target.startswith(o + "/") for o in owned), f"{name}: {target} not chowned"
+
+
+def test_nothing_always_on_depends_on_a_profile_service(compose: dict[str, Any]) -> None:
+    """Compose refuses a model in which an enabled service depends on one whose profile is off."""
+    services = compose["services"]
+    for name, service in services.items():
+        for target in service.get("depends_on", {}):
+            assert target in services, f"{name} depends on unknown {target}"
+            assert set(services[target].get("profiles", [])) <= set(service.get("profiles", [])), (name, target)
