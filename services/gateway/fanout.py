@@ -93,7 +93,12 @@ class Fanout:
                     self.skipped += 1
                     log.warning("fan-out skipped an unreadable entry", extra={"stream": key, "entry_id": entry_id})
                     continue
-                self.live.apply(entry)
+                try:
+                    self.live.apply(entry)
+                except (KeyError, TypeError, ValueError) as exc:  # valid JSON, not a valid entry
+                    self.skipped += 1
+                    log.warning("fan-out skipped a malformed entry", extra={"stream": key, "error": repr(exc)})
+                    continue
                 n += 1
         self.entries += n
         self.live.tick()
