@@ -118,6 +118,21 @@ def test_keys_required_without_keys_refuses_to_start(gw_settings: GatewaySetting
         create_app(gw_settings.model_copy(update={"auth": "auto", "host": "0.0.0.0"}))
 
 
+async def test_metrics_count_what_the_fan_out_saw(gw_settings: GatewaySettings) -> None:
+    async with running_app(gw_settings) as (app, client):
+        live = gateway_of(app).live
+        for event in (lifecycle("m1", "started"), audit("m1", 0), audit("m1", 1), alert("m1", 0, 1)):
+            live.apply(event.model_dump(mode="json"))
+        text = (await client.get("/metrics")).text
+        assert "uq_tokens_audited_total 2.0" in text
+        assert 'uq_alerts_total{rule="LOW_CONFIDENCE"} 1.0' in text
+        assert "uq_active_sessions 1.0" in text
+        live.apply(lifecycle("m1", "finished", tokens=2).model_dump(mode="json"))
+        text = (await client.get("/metrics")).text
+        assert "uq_tokens_audited_total 2.0" in text  # counters do not double on a second scrape
+        assert "uq_active_sessions 0.0" in text
+
+
 async def test_config_and_metrics(client: httpx.AsyncClient, redis: Redis, gw_settings: GatewaySettings) -> None:
     config = (await client.get("/config")).json()
     assert config == {
