@@ -1,9 +1,11 @@
 """Generator speed: tokens/s with full-logit publishing through Redis beside bare ``generate()``.
 
-    .venv/bin/python bench/generator.py [--tokens 32] [--prompts 3] [--threads N] [--random-mistral tiny|7b]
+    .venv/bin/python bench/generator.py [--tokens 32] [--prompts 3] [--rounds 2] [--threads N] [--random-mistral tiny|7b]
 
 Measured side by side in one run, alternating per prompt (timings on shared machines drift; ratios do not):
 - ``bare``: the same model's ``generate()`` (greedy, KV cache, no auditing, nothing published);
+- ``engine loop alone``: our decoding loop (services/generator/hf/decoding.py) with full logits,
+  top-20 and texts, nothing published: separates the loop's cost from publishing's;
 - ``generator``: the real worker (services/generator/worker.py) through the real Redis: the job read
   from ``uq:jobs``, every token published to ``uq:tokens`` with its logprob, top-20 and the raw
   logits of the full vocabulary as float16, lifecycle on ``uq:sessions``; timed from the job's
@@ -37,6 +39,7 @@ from redis.asyncio import Redis
 from services.common.bus import Bus
 from services.common.codec import decode
 from services.common.contracts import JobRequest, SamplingParams, SessionEvent
+from services.generator.engine import GenerationRequest, TokenStep
 from services.generator.hf.engine import TransformersEngine
 from services.generator.pool import EnginePool
 from services.generator.settings import GeneratorSettings
@@ -109,6 +112,20 @@ def _sync(device: Any) -> None:
         torch.cuda.synchronize()
 
 
+def engine_alone(engine: TransformersEngine, prompt: str, max_tokens: int) -> tuple[int, float]:
+    """The engine's decoding loop with full logits, top-k and texts, nothing published."""
+    request = GenerationRequest(
+        session_id="bench", prompt=prompt, messages=None, full_logits=True, top_k_alternatives=20,
+        sampling=SamplingParams(temperature=0, max_tokens=max_tokens),
+    )  # fmt: skip
+    assert engine.loaded is not None
+    _sync(engine.loaded.device)
+    started = time.perf_counter()
+    produced = sum(isinstance(step, TokenStep) for step in engine.stream(request))
+    _sync(engine.loaded.device)
+    return produced, time.perf_counter() - started
+
+
 async def through_redis(bus: Bus, model: str | None, prompt: str, max_tokens: int) -> tuple[int, float]:
     session = f"bench-{uuid.uuid4().hex[:8]}"
     sessions = bus.key("sessions")
@@ -136,6 +153,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokens", type=int, default=32, help="tokens per prompt (default 32)")
     parser.add_argument("--prompts", type=int, default=3, help=f"prompts, at most {len(PROMPTS)} (default 3)")
+    parser.add_argument("--rounds", type=int, default=2, help="passes over the prompts (default 2)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--random-mistral", choices=["tiny", "7b"], help="a randomly initialised Mistral instead")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
@@ -148,7 +166,7 @@ async def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = GeneratorSettings(
-        redis_url=args.redis_url, stream_prefix=f"bench-gen-{uuid.uuid4().hex[:6]}:", block_ms=50, logits_mode="full"
+        redis_url=args.redis_url, stream_prefix=f"bench-gen-{uuid.uuid4().hex[:6]}:", logits_mode="full"
     )
     pool = EnginePool(settings)
     started = time.perf_counter()
@@ -182,11 +200,13 @@ async def main() -> None:
     prompts = PROMPTS[: args.prompts]
     bare: list[tuple[int, float]] = []
     ours: list[tuple[int, float]] = []
+    alone: list[tuple[int, float]] = []
     try:
         bare_generate(engine, "Warm up", 2)
         await through_redis(bus, model_name, "Warm up", 2)
-        for prompt in prompts:  # alternate, so that drift in the machine's load hits both alike
+        for prompt in prompts * args.rounds:  # alternate, so that drift in the machine's load hits all alike
             bare.append(await asyncio.to_thread(bare_generate, engine, prompt, args.tokens))
+            alone.append(await asyncio.to_thread(engine_alone, engine, prompt, args.tokens))
             ours.append(await through_redis(bus, model_name, prompt, args.tokens))
     finally:
         stop.set()
@@ -199,14 +219,19 @@ async def main() -> None:
     def rate(runs: list[tuple[int, float]]) -> float:
         return sum(n for n, _ in runs) / sum(t for _, t in runs)
 
-    bare_rate, our_rate = rate(bare), rate(ours)
+    bare_rate, our_rate, alone_rate = rate(bare), rate(ours), rate(alone)
     per_prompt = [(n1 / t1) / (n0 / t0) for (n0, t0), (n1, t1) in zip(bare, ours, strict=True) if n0 and n1]
-    print(f"\n{len(prompts)} prompts, up to {args.tokens} tokens each (greedy):")
+    print(f"\n{len(prompts)} prompts × {args.rounds} rounds, up to {args.tokens} tokens each (greedy):")
     print(f"  bare generate():                        {bare_rate:7.2f} tok/s  ({sum(n for n, _ in bare)} tokens)")
+    print(f"  engine loop alone, nothing published:   {alone_rate:7.2f} tok/s  ({sum(n for n, _ in alone)} tokens)")
     print(f"  generator, full logits through Redis:   {our_rate:7.2f} tok/s  ({sum(n for n, _ in ours)} tokens)")
     print(
         f"  ratio generator / bare: {our_rate / bare_rate:.3f} (per prompt: "
         f"{', '.join(f'{r:.2f}' for r in per_prompt)}; median {statistics.median(per_prompt):.3f}); goal ≥ 0.95"
+    )
+    alone_pairs = [(n1 / t1) / (n0 / t0) for (n0, t0), (n1, t1) in zip(bare, alone, strict=True) if n0 and n1]
+    print(
+        f"  ratio engine loop alone / bare: {alone_rate / bare_rate:.3f} (median {statistics.median(alone_pairs):.3f})"
     )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     line = f"  peak memory: {peak:.0f} MB resident"
