@@ -116,9 +116,12 @@ export function TokenHeatmap({ store, version, metric, selected, onSelect, follo
   });
 
   // Follow the end of the text while live, unless the user scrolled up.
-  useEffect(() => {
-    if (follow && atBottom.current && starts.length > 0) virtualizer.scrollToIndex(starts.length - 1, { align: "end" });
-  }, [follow, starts.length, version, virtualizer]);
+  // (A plain scrollTop write: cheaper than the virtualizer's scrollToIndex, which re-checks over
+  // several frames, and this runs on every frame while tokens stream in.)
+  useLayoutEffect(() => {
+    const el = scroller.current;
+    if (follow && atBottom.current && el && el.scrollHeight > el.clientHeight) el.scrollTop = el.scrollHeight;
+  }, [follow, version]);
 
   // Scroll to and focus the selected token (an alert or a chart click chose it).
   useEffect(() => {
