@@ -44,20 +44,20 @@ describe("SocketClient against a real WebSocket server", () => {
   it("reconnects after the connection drops and resubscribes from the seq its owner reports", async () => {
     let after = -1;
     client.start();
-    await waitFor(() => client.connection.state === "open", 3000, "open");
+    await waitFor(() => client.connection.state === "open", 10_000, "open");
     client.subscribe("s-1", () => after);
-    await waitFor(() => gw.subscribes().length === 1, 3000, "first subscribe");
+    await waitFor(() => gw.subscribes().length === 1, 10_000, "first subscribe");
     expect(gw.subscribes()[0]).toEqual({ type: "subscribe", session_id: "s-1", after_seq: -1 });
 
     for (let i = 0; i < 5; i++) gw.publish(token(i));
-    await waitFor(() => messages.filter((m) => m.type === "token").length === 5, 3000, "5 tokens");
+    await waitFor(() => messages.filter((m) => m.type === "token").length === 5, 10_000, "5 tokens");
     after = 4;
 
     gw.cut();
-    await waitFor(() => client.connection.state === "reconnecting", 3000, "reconnecting");
+    await waitFor(() => client.connection.state === "reconnecting", 10_000, "reconnecting");
     expect(client.connection.lastError).toMatch(/closed|error/);
     expect(client.connection.retryAt).not.toBeNull();
-    await waitFor(() => gw.subscribes().length === 2, 3000, "resubscribe");
+    await waitFor(() => gw.subscribes().length === 2, 10_000, "resubscribe");
     expect(gw.subscribes()[1]).toEqual({ type: "subscribe", session_id: "s-1", after_seq: 4 });
     expect(client.connection).toMatchObject({ state: "open", attempt: 0 });
     expect(states.map((s) => s.state)).toContain("reconnecting");
@@ -65,10 +65,10 @@ describe("SocketClient against a real WebSocket server", () => {
 
   it("backs off while the server is away and comes back when it returns", async () => {
     client.start();
-    await waitFor(() => client.connection.state === "open", 3000, "open");
+    await waitFor(() => client.connection.state === "open", 10_000, "open");
     const port = Number(new URL(gw.url).port);
     await gw.close();
-    await waitFor(() => client.connection.attempt >= 3, 5000, "three failed attempts");
+    await waitFor(() => client.connection.attempt >= 3, 10_000, "three failed attempts");
     const delays = states.filter((s) => s.retryAt !== null).map((s) => s.attempt);
     expect(delays.slice(0, 3)).toEqual([1, 2, 3]);
     // The server comes back on the same port.
@@ -76,7 +76,7 @@ describe("SocketClient against a real WebSocket server", () => {
     const again = new WebSocketServer({ port, host: "127.0.0.1" });
     try {
       client.reconnectNow();
-      await waitFor(() => client.connection.state === "open", 5000, "reopen");
+      await waitFor(() => client.connection.state === "open", 10_000, "reopen");
       expect(client.connection.attempt).toBe(0);
     } finally {
       client.stop();
@@ -86,11 +86,11 @@ describe("SocketClient against a real WebSocket server", () => {
 
   it("counts and drops frames that do not parse, and stays open", async () => {
     client.start();
-    await waitFor(() => client.connection.state === "open", 3000, "open");
+    await waitFor(() => client.connection.state === "open", 10_000, "open");
     gw.sendRaw("not json");
     gw.sendRaw(JSON.stringify({ type: "token", session_id: "s-1" }));
     gw.sendRaw(JSON.stringify({ type: "pong" }));
-    await waitFor(() => messages.length === 1, 3000, "pong");
+    await waitFor(() => messages.length === 1, 10_000, "pong");
     expect(messages[0]).toEqual({ type: "pong" });
     expect(client.connection.badFrames).toBe(2);
     expect(client.connection.state).toBe("open");

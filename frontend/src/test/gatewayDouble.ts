@@ -98,7 +98,7 @@ export class GatewayDouble {
   }
 }
 
-export async function waitFor(cond: () => boolean, timeoutMs = 3000, what = "condition"): Promise<void> {
+export async function waitFor(cond: () => boolean, timeoutMs = 10_000, what = "condition"): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);

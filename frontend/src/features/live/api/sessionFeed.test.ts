@@ -34,7 +34,7 @@ describe("SessionFeed: live stream, reconnect and gap filling end to end over a 
       createSocket: (u) => new NodeWebSocket(u) as unknown as WebSocket,
     });
     socket.start();
-    await waitFor(() => socket.connection.state === "open", 3000, "open");
+    await waitFor(() => socket.connection.state === "open", 10_000, "open");
     feed = new SessionFeed(SID, { api, socket, chartPoints: 1000, retryDelaysMs: [10, 20, 40], gapWaitMs: 50 });
   });
 
@@ -50,28 +50,28 @@ describe("SessionFeed: live stream, reconnect and gap filling end to end over a 
   it("loads the snapshot, then subscribes after its last seq", async () => {
     for (let i = 0; i < 3; i++) gw.publish(token(i));
     await feed.start({ snapshot: true });
-    await waitFor(() => gw.subscribes().length === 1, 3000, "subscribe");
+    await waitFor(() => gw.subscribes().length === 1, 10_000, "subscribe");
     expect(gw.subscribes()[0]!.after_seq).toBe(2);
     for (let i = 3; i < 6; i++) gw.publish(token(i));
-    await waitFor(() => feed.store.tokenCount === 6, 3000, "6 tokens");
+    await waitFor(() => feed.store.tokenCount === 6, 10_000, "6 tokens");
     expect(seqs()).toEqual(range(6));
   });
 
   it("survives a dropped connection mid-stream with no duplicate and no missing token", async () => {
     await feed.start({ snapshot: false });
-    await waitFor(() => gw.subscribes().length === 1, 3000, "subscribe");
+    await waitFor(() => gw.subscribes().length === 1, 10_000, "subscribe");
     for (let i = 0; i < 20; i++) gw.publish(token(i));
     gw.publish(alert(0, 4));
-    await waitFor(() => feed.store.tokenCount === 20, 3000, "20 tokens");
+    await waitFor(() => feed.store.tokenCount === 20, 10_000, "20 tokens");
     gw.cut();
     // Published while the socket is down: the page never saw these live.
     for (let i = 20; i < 30; i++) gw.publish(token(i));
     gw.publish(alert(1, 25, "critical"));
-    await waitFor(() => gw.subscribes().length === 2, 3000, "resubscribe");
+    await waitFor(() => gw.subscribes().length === 2, 10_000, "resubscribe");
     expect(gw.subscribes()[1]!.after_seq).toBe(19);
     for (let i = 30; i < 40; i++) gw.publish(token(i));
     gw.publish({ type: "done", session_id: SID, status: "finished", reason: "max_tokens", tokens: 40, summary: null });
-    await waitFor(() => feed.store.complete, 3000, "complete");
+    await waitFor(() => feed.store.complete, 10_000, "complete");
     expect(seqs()).toEqual(range(40));
     expect(feed.store.tokenCount).toBe(40);
     expect(feed.store.alerts.map((a) => a.seq)).toEqual([0, 1]);
@@ -81,15 +81,15 @@ describe("SessionFeed: live stream, reconnect and gap filling end to end over a 
 
   it("fills what the server dropped from the REST snapshot when told `missed`", async () => {
     await feed.start({ snapshot: false });
-    await waitFor(() => gw.subscribes().length === 1, 3000, "subscribe");
+    await waitFor(() => gw.subscribes().length === 1, 10_000, "subscribe");
     gw.drop = (m) => m.type === "token" && m.seq >= 5 && m.seq <= 9;
     for (let i = 0; i < 15; i++) gw.publish(token(i));
     gw.drop = null;
-    await waitFor(() => feed.store.tokenCount === 10, 3000, "10 tokens");
+    await waitFor(() => feed.store.tokenCount === 10, 10_000, "10 tokens");
     expect(feed.store.contiguous).toBe(4);
     expect(feed.store.missingRanges()).toEqual([[5, 9]]);
     gw.publish({ type: "missed", session_id: SID, from_seq: 5, to_seq: 9 });
-    await waitFor(() => feed.store.tokenCount === 15, 3000, "gap filled");
+    await waitFor(() => feed.store.tokenCount === 15, 10_000, "gap filled");
     expect(snapshots).toBeGreaterThanOrEqual(1);
     expect(seqs()).toEqual(range(15));
     expect(feed.store.chart.column("seq")).toEqual(range(15));
@@ -97,23 +97,23 @@ describe("SessionFeed: live stream, reconnect and gap filling end to end over a 
 
   it("fills a hole the server never reported once it has lasted gapWaitMs", async () => {
     await feed.start({ snapshot: false });
-    await waitFor(() => gw.subscribes().length === 1, 3000, "subscribe");
+    await waitFor(() => gw.subscribes().length === 1, 10_000, "subscribe");
     gw.drop = (m) => m.type === "token" && (m.seq === 2 || m.seq === 3);
     for (let i = 0; i < 8; i++) gw.publish(token(i));
     gw.drop = null;
-    await waitFor(() => feed.store.tokenCount === 8, 3000, "hole filled without a missed message");
+    await waitFor(() => feed.store.tokenCount === 8, 10_000, "hole filled without a missed message");
     expect(snapshots).toBe(1);
     expect(seqs()).toEqual(range(8));
   });
 
   it("fetches the rest when a session ends with tokens still missing", async () => {
     await feed.start({ snapshot: false });
-    await waitFor(() => gw.subscribes().length === 1, 3000, "subscribe");
+    await waitFor(() => gw.subscribes().length === 1, 10_000, "subscribe");
     gw.drop = (m) => m.type === "token" && m.seq === 3;
     for (let i = 0; i < 6; i++) gw.publish(token(i));
     gw.drop = null;
     gw.publish({ type: "done", session_id: SID, status: "finished", reason: "eos", tokens: 6, summary: null });
-    await waitFor(() => feed.store.complete, 3000, "complete");
+    await waitFor(() => feed.store.complete, 10_000, "complete");
     expect(seqs()).toEqual(range(6));
   });
 });

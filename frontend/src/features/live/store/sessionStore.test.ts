@@ -146,6 +146,12 @@ describe("SessionStore buffer bounds", () => {
     const s = new SessionStore(SID);
     for (let i = 0; i < 50; i++) s.apply(token(i)); // 100 ms apart
     expect(s.tokensPerSecond).toBeCloseTo(10, 6);
+    // Faster at the end: the live rate follows the last 32 tokens...
+    for (let i = 50; i < 100; i++) s.apply({ ...token(i), token_ts_ns: 1e18 + 49 * 1e8 + (i - 49) * 2e7 });
+    expect(s.tokensPerSecond).toBeCloseTo(50, 6);
+    // ...and once ended, the whole session counts: 99 gaps over 4.9 s + 1 s.
+    s.apply({ type: "done", session_id: SID, status: "finished", reason: "eos", tokens: 100, summary: null });
+    expect(s.tokensPerSecond).toBeCloseTo(99 / 5.9, 6);
   });
 
   it("leaves a null metric out of the chart as NaN, not zero", () => {

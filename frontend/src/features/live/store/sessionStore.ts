@@ -101,10 +101,13 @@ export class SessionStore {
     return this.terminal && this.expectedTokens !== null && this.contiguousSeq + 1 >= this.expectedTokens;
   }
 
-  /** Tokens per second over the last few contiguous tokens, from the producer's timestamps. */
+  /**
+   * Tokens per second from the producer's timestamps: over the last few tokens while the session
+   * runs, over the whole session once it ended.
+   */
   get tokensPerSecond(): number | null {
     const last = this.contiguousSeq;
-    const first = Math.max(0, last - RATE_WINDOW + 1);
+    const first = this.terminal ? 0 : Math.max(0, last - RATE_WINDOW + 1);
     if (last - first < 1) return null;
     const dt = (this.tokens[last]!.token_ts_ns - this.tokens[first]!.token_ts_ns) / 1e9;
     return dt > 0 ? (last - first) / dt : null;
