@@ -18,6 +18,7 @@ import logging
 from typing import Any
 
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from services.gateway.errors import ApiError, BadRequestError, NotFoundError
@@ -143,6 +144,9 @@ class Connection:
         except ValidationError as exc:
             text, param = _validation_message(exc)
             await self.send(error_message(text, "bad_request", param=param))
+        except (RedisError, OSError) as exc:
+            log.error("redis error on the socket", extra={"error": str(exc)})
+            await self.send(error_message(f"Redis is not reachable or failed ({exc}); try again", "unavailable"))
 
     async def _ping(self, msg: dict[str, Any]) -> None:
         await self.send(_dumps({"type": "pong"}))

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from services.common.codec import decode
 from services.common.errors import ConfigError
 from services.gateway.app import create_app
+from services.gateway.services import Gateway
 from services.gateway.settings import GatewaySettings
 from tests.gateway.conftest import gateway_of, running_app
 from tests.gateway.events import alert, audit, lifecycle, summary
@@ -224,3 +225,18 @@ async def test_dashboard_served_with_spa_fallback(gw_settings: GatewaySettings, 
         assert_error(await client.get("/sessions/a/b/c"), 404, "not_found")
         assert (await client.get("/openapi.json")).json()["info"]["title"].startswith("Semantic")
         assert (await client.get("/docs")).status_code == 200
+
+
+async def test_redis_down_is_503_not_a_crash(gw_settings: GatewaySettings) -> None:
+    settings = gw_settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    app = create_app(settings)
+    dead = Redis.from_url(settings.redis_url, socket_connect_timeout=0.5)
+    app.state.gateway = Gateway.build(settings, dead, None)  # no lifespan: it would wait for Redis
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
+            message = assert_error(await client.post("/generate", json={"prompt": "x"}), 503, "unavailable")
+            assert "Redis" in message
+            health = await client.get("/health")
+            assert (health.status_code, health.json()["missing"]) == (503, ["redis"])
+    finally:
+        await dead.aclose()
