@@ -12,6 +12,9 @@ Flow of one job
    a cancel set by the gateway stops the job before its next token.
 4. Exactly one terminal entry (seq 2): finished (eos, max_tokens, stop), failed (a reason the
    user can act on) or cancelled.
+5. While it runs, the job's session holds a lease (services/common/leases.py) that the worker
+   renews every third of ``UQ_LEASE_TIMEOUT_S``; if the worker dies, a sweeper — every gateway and
+   every other generator runs one — marks the session failed once the lease expires.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from services.common.bus import Bus, Delivery, Outcome
 from services.common.codec import encode
 from services.common.contracts import JobRequest, SessionEvent, TokenEvent
 from services.common.contracts.events import SessionStatus
+from services.common.leases import Leases
 from services.generator.engine import Engine, Finished, GenerationRequest, Prefilling, Step, TokenStep
 from services.generator.errors import GeneratorError
 from services.generator.pool import EnginePool
@@ -57,6 +61,7 @@ class Worker:
         # One job per read: a worker takes a job only when it has a free slot, so others can take the rest.
         job_bus = Bus(bus.redis, settings.model_copy(update={"batch_size": 1}))
         self.consumer = job_bus.consumer("jobs", settings.job_group, self._take, name=name)
+        self.leases = Leases(bus)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generator-compute")
         self.active: dict[str, asyncio.Task[None]] = {}
         self._taken: list[JobRequest] = []
@@ -67,6 +72,7 @@ class Worker:
         """Take and run jobs until ``stop`` is set, then let running jobs finish (within the grace time)."""
         await self.consumer.ensure_group()
         backoff = 0.1
+        keeper = asyncio.create_task(self._keep_leases(), name="generator-leases")
         try:
             while not stop.is_set():
                 if len(self.active) >= self.settings.max_concurrent_jobs:
@@ -87,6 +93,22 @@ class Worker:
                 self.details["active_jobs"] = len(self.active)
         finally:
             await self._shutdown()
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+    async def _keep_leases(self) -> None:
+        """Renew the leases of running jobs and sweep the expired leases of dead producers."""
+        timeout = self.settings.lease_timeout_s
+        while True:
+            await asyncio.sleep(timeout / 3)
+            try:
+                await self.leases.hold(self.consumer.name, timeout, *self.active)
+                swept = await self.leases.sweep(timeout)
+                if swept:
+                    log.warning("marked sessions of a dead producer failed", extra={"sessions": swept})
+            except (RedisError, OSError) as exc:
+                log.warning("could not renew leases", extra={"error": str(exc)})
 
     async def _wait_for_slot(self, stop: asyncio.Event) -> None:
         stopping = asyncio.create_task(stop.wait())
@@ -125,6 +147,8 @@ class Worker:
                 outcomes.append([("sessions", self._session(job, "cancelled", reason="cancelled before it started"))])
                 self.details["cancelled"] += 1
                 continue
+            # the lease exists before "started" is committed, so a crash in between cannot leave it open
+            await self.leases.hold(self.consumer.name, self.settings.lease_timeout_s, job.session_id)
             outcomes.append([("sessions", self._session(job, "started", prompt=_prompt_text(job)))])
             self._taken.append(job)
         return outcomes
@@ -156,6 +180,8 @@ class Worker:
             self.details["cancelled"] += 1
         end = self._session(job, status, reason=reason, tokens=progress.tokens, model=model)
         await self._publish_terminal(end)
+        with contextlib.suppress(RedisError, OSError):
+            await self.leases.release(job.session_id)
 
     async def _decode(self, job: JobRequest, engine: Engine, progress: _Progress) -> tuple[SessionStatus, str]:
         """Stream the job, counting published tokens in ``progress``; returns (status, reason)."""

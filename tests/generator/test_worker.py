@@ -158,3 +158,28 @@ async def test_jobs_wait_for_a_free_slot(settings: CommonSettings, bus: Bus) -> 
     q1 = await tokens(bus, "q1")
     q2 = await tokens(bus, "q2")
     assert q1[-1].ts_ns < q2[0].ts_ns
+
+
+async def test_running_job_holds_a_renewed_lease_released_at_the_end(settings: CommonSettings, bus: Bus) -> None:
+    slow = make_settings(settings, engine_options={"step_s": 0.02}, lease_timeout_s=0.3)
+    async with running(slow, bus, EnginePool(slow)):
+        await submit(bus, "l1", max_tokens=40)  # ~0.8 s: longer than the lease, so it must be renewed
+        await wait_tokens(bus, "l1", 1)
+        assert await bus.redis.zscore(bus.key("leases"), "l1") is not None
+        end = await wait_end(bus, "l1")
+    assert end.status == "finished"  # not swept as dead while it ran
+    assert end.tokens == 40
+    assert await bus.redis.zscore(bus.key("leases"), "l1") is None
+
+
+async def test_a_dead_workers_session_is_failed_by_another_worker(settings: CommonSettings, bus: Bus) -> None:
+    from services.common.leases import Leases
+
+    # a worker that died mid-job leaves its lease behind, unrenewed
+    await Leases(bus).hold("generator-dead", 0.1, "orphan")
+    fast = make_settings(settings, engine_options={"step_s": 0.002}, lease_timeout_s=0.3)
+    async with running(fast, bus, EnginePool(fast)):
+        end = await wait_end(bus, "orphan")
+    assert end.status == "failed"
+    assert end.reason is not None
+    assert "generator-dead stopped responding" in end.reason
