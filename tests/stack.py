@@ -259,11 +259,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for /health")
     parser.add_argument("--dir", default=None, help="keep logs and the database here (default: a temp dir)")
     parser.add_argument(
+        "--services", default=",".join(SERVICES), help="comma-separated services to start (default: all)"
+    )
+    parser.add_argument(
         "--env", action="append", default=[], metavar="UQ_X=value", help="extra setting for every service"
     )
     args = parser.parse_args(argv)
     extra = dict(item.split("=", 1) for item in args.env)
-    stack = Stack(port=args.port, env=extra, work_dir=args.dir, ready_timeout_s=args.timeout)
+    services = tuple(s.strip() for s in args.services.split(",") if s.strip())
+    stack = Stack(port=args.port, services=services, env=extra, work_dir=args.dir, ready_timeout_s=args.timeout)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())

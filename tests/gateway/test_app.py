@@ -240,3 +240,17 @@ async def test_redis_down_is_503_not_a_crash(gw_settings: GatewaySettings) -> No
             assert (health.status_code, health.json()["missing"]) == (503, ["redis"])
     finally:
         await dead.aclose()
+
+
+async def test_cors_only_for_configured_origins(gw_settings: GatewaySettings) -> None:
+    async with running_app(gw_settings.model_copy(update={"cors_origins": "http://dash.example"})) as (_, client):
+        preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
+        ok = await client.options("/generate", headers={"Origin": "http://dash.example", **preflight})
+        assert ok.status_code == 200
+        assert ok.headers["access-control-allow-origin"] == "http://dash.example"
+        other = await client.options("/generate", headers={"Origin": "http://evil.example", **preflight})
+        assert other.status_code == 400
+        assert "access-control-allow-origin" not in other.headers
+    async with running_app(gw_settings) as (_, client):
+        plain = await client.get("/config", headers={"Origin": "http://dash.example"})
+        assert "access-control-allow-origin" not in plain.headers
