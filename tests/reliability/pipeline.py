@@ -83,9 +83,12 @@ async def entries(redis: Redis, stack: Stack, stream: str, sid: str) -> list[dic
         if not chunk:
             return out
         for _eid, fields in chunk:
-            data = fields[b"data"]
+            data = fields.get(b"data", b"")
             if needle in data:
-                event = json.loads(data)
+                try:
+                    event = json.loads(data)
+                except ValueError:  # a third party's garbage
+                    continue
                 if event["session_id"] == sid:
                     out.append(event)
         last = chunk[-1][0].decode()
