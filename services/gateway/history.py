@@ -11,11 +11,11 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-from services.common.contracts import SessionHistory, SessionRecord, SessionStatus
+from services.common.contracts import AlertEvent, RiskEvent, SessionHistory, SessionRecord, SessionStatus, SummaryEvent
 from services.common.contracts.events import STATUS_SEQ
 from services.gateway.errors import NotFoundError, UnavailableError
 from services.gateway.live import TERMINAL, LiveState, MessageKey, SessionView
-from services.gateway.models import SessionDetail, SessionList, StatusResponse
+from services.gateway.models import SessionDetail, SessionList, StatusResponse, TokenMessage
 
 log = logging.getLogger(__name__)
 
@@ -172,19 +172,24 @@ class HistoryService:
         tokens, alerts, risks = [], [], []
         summary: dict[str, Any] | None = None
         for key, text in replay:
-            msg = json.loads(text)
             if key[0] == "token":
-                tokens.append(msg)
+                tokens.append(TokenMessage.model_validate_json(text))
             elif key[0] == "alert":
-                alerts.append(msg)
+                alerts.append(AlertEvent.model_validate_json(text))
             elif key[0] == "risk":
-                risks.append(msg)
+                risks.append(RiskEvent.model_validate_json(text))
             elif key[0] == "done":
-                summary = msg.get("summary")
+                summary = json.loads(text).get("summary")
         if view is not None and view.summary is not None:
             summary = view.summary
         record = _record(history, view, len(tokens), len(alerts))
-        return SessionDetail(session=record, tokens=tokens, alerts=alerts, risks=risks, summary=summary)
+        return SessionDetail(
+            session=record,
+            tokens=tokens,
+            alerts=alerts,
+            risks=risks,
+            summary=SummaryEvent.model_validate(summary) if summary is not None else None,
+        )
 
     async def status(self, session_id: str) -> StatusResponse:
         view = self.live.view(session_id)

@@ -10,7 +10,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.common.contracts import ChatMessage, SessionRecord, SessionStatus
+from services.common.contracts import (
+    AlertEvent,
+    AuditEvent,
+    ChatMessage,
+    RiskEvent,
+    SessionRecord,
+    SessionStatus,
+    SummaryEvent,
+)
 from services.common.contracts.events import SessionId
 
 
@@ -84,14 +92,20 @@ class SessionList(_Strict):
     total: int
 
 
+class TokenMessage(AuditEvent):
+    """A ``uq:audits`` entry as the WebSocket and ``GET /sessions/{id}`` show it: ``type`` is ``token``."""
+
+    type: Literal["token"] = Field("token", description="Message type.")  # type: ignore[assignment]
+
+
 class SessionDetail(_Strict):
     """``GET /sessions/{id}``: the messages a WebSocket subscriber gets, from the audit trail."""
 
     session: SessionRecord
-    tokens: list[dict[str, Any]]
-    alerts: list[dict[str, Any]]
-    risks: list[dict[str, Any]]
-    summary: dict[str, Any] | None
+    tokens: list[TokenMessage] = Field(description="Tokens with their metrics, in seq order.")
+    alerts: list[AlertEvent] = Field(description="Alerts, by the token that fired them.")
+    risks: list[RiskEvent] = Field(description="Risk level changes.")
+    summary: SummaryEvent | None = Field(description="The alerter's summary once the session ended, else null.")
 
 
 # --- push API ------------------------------------------------------------------------------------

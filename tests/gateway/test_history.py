@@ -61,10 +61,10 @@ async def test_detail_merges_store_and_live(store: Store) -> None:
         live.apply(e.model_dump(mode="json"))
     history = HistoryService(store, live)
     detail = await history.detail("s")
-    assert [t["seq"] for t in detail.tokens] == [0, 1, 2]
-    assert all(t["type"] == "token" for t in detail.tokens)
-    assert [a["rule"] for a in detail.alerts] == ["LOW_CONFIDENCE"]
-    assert [r["level"] for r in detail.risks] == ["warning"]
+    assert [t.seq for t in detail.tokens] == [0, 1, 2]
+    assert all(t.type == "token" for t in detail.tokens)
+    assert [a.rule for a in detail.alerts] == ["LOW_CONFIDENCE"]
+    assert [r.level for r in detail.risks] == ["warning"]
     assert (detail.session.status, detail.session.prompt, detail.session.tokens) == ("started", "Hi", 3)
     status = await history.status("s")
     assert (status.source, status.tokens, status.risk) == ("live", 2, "warning")
@@ -87,7 +87,9 @@ async def test_stored_session_survives_a_new_live_state(store: Store) -> None:
     assert (done["status"], done["reason"], done["summary"]["tokens"]) == ("finished", "eos", 1)
     status = await history.status("s")
     assert (status.source, status.status) == ("history", "finished")
-    assert (await history.detail("s")).summary["final_risk"] == "warning"  # type: ignore[index]
+    final = (await history.detail("s")).summary
+    assert final is not None
+    assert final.final_risk == "warning"
 
 
 async def test_list_delete_and_unknown(store: Store) -> None:
@@ -110,7 +112,7 @@ async def test_without_a_store_history_is_unavailable_but_live_works() -> None:
     history = HistoryService(None, live)
     with pytest.raises(UnavailableError, match="recorder"):
         await history.list_sessions(limit=1, offset=0, status=None, risk=None)
-    assert [t["seq"] for t in (await history.detail("s")).tokens] == [0]
+    assert [t.seq for t in (await history.detail("s")).tokens] == [0]
 
 
 def test_history_messages_shape() -> None:
