@@ -45,11 +45,9 @@ export class SessionFeed {
     if (snapshot) {
       try {
         this.store.applyHistory(await this.deps.api.session(this.store.sessionId));
-      } catch (e) {
+      } catch {
         // Not recorded yet (a session only just queued) or the recorder is away: the
         // subscription's replay covers it.
-        this.store.error = null;
-        void e;
       }
     }
     if (this.closed || this.store.complete) return;

@@ -105,7 +105,7 @@ export function TokenHeatmap({ store, version, metric, selected, onSelect, follo
 
   const tokens = store.tokens;
   const count = tokens.length;
-  // eslint-disable-next-line react-hooks/exhaustive-deps
+  // The token array is mutated in place; `version` says when it changed.
   const starts = useMemo(() => rowStarts(tokens), [tokens, count, version]);
 
   const virtualizer = useVirtualizer({
@@ -140,7 +140,7 @@ export function TokenHeatmap({ store, version, metric, selected, onSelect, follo
       } else if (tries++ < 10) requestAnimationFrame(focus);
     };
     requestAnimationFrame(focus);
-    // eslint-disable-next-line react-hooks/exhaustive-deps
+    // Only a new selection scrolls; rows growing underneath must not pull the view back.
   }, [selected]);
 
   const place = useCallback((el: HTMLElement) => {
