@@ -5,7 +5,20 @@
  * The WebSocket messages are not in the OpenAPI schema; parse.ts checks them at run time.
  */
 import type { components } from "./schema.gen";
-import type { GenerateAccepted, GenerateParams, ServerConfig, SessionList, SessionRecord, Summary } from "./types";
+import type {
+  AlertMessage,
+  GenerateAccepted,
+  GenerateParams,
+  Metrics,
+  RiskMessage,
+  ServerConfig,
+  SessionHistory,
+  SessionList,
+  SessionRecord,
+  Summary,
+  TokenMessage,
+  TopKAlternative,
+} from "./types";
 
 type Gen = components["schemas"];
 /** Compiles only when A is assignable to B. */
@@ -29,3 +42,14 @@ export type ListOk = Assignable<Pick<Gen["SessionList"], "total">, Pick<SessionL
 /** The alerter's summary. */
 type SummaryFields = "tokens" | "final_risk" | "status";
 export type SummaryOk = Assignable<Pick<Gen["SummaryEvent"], SummaryFields>, Pick<Summary, SummaryFields>>;
+
+/** GET /sessions/{id}: tokens, alerts and risk changes (also the WebSocket's token/alert/risk messages). */
+type TokenFields = "type" | "session_id" | "seq" | "text" | "token_id" | "distribution" | "token_ts_ns";
+export type TokenOk = Assignable<Required<Pick<Gen["TokenMessage"], TokenFields>>, Pick<TokenMessage, TokenFields>>;
+export type MetricsOk = Assignable<Required<Gen["Metrics"]>, Metrics>;
+export type TopKOk = Assignable<Required<Gen["TopKAlternative"]>, TopKAlternative>;
+type AlertFields = "type" | "session_id" | "seq" | "rule" | "severity" | "message" | "token_seq" | "token_text";
+export type AlertOk = Assignable<Required<Pick<Gen["AlertEvent"], AlertFields>>, Pick<AlertMessage, AlertFields>>;
+type RiskFields = "type" | "session_id" | "seq" | "level" | "previous" | "reason" | "token_seq";
+export type RiskOk = Assignable<Required<Pick<Gen["RiskEvent"], RiskFields>>, Pick<RiskMessage, RiskFields>>;
+export type DetailOk = Assignable<keyof Gen["SessionDetail"], keyof SessionHistory>;

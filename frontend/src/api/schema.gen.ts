@@ -272,6 +272,74 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * AlertEvent
+         * @description A rule fired on a token (producer: alerter). ``seq`` counts the alerter's entries per session.
+         */
+        AlertEvent: {
+            /**
+             * Schema Version
+             * @description Contract version; 1.
+             * @default 1
+             * @constant
+             */
+            schema_version: 1;
+            /**
+             * Session Id
+             * @description Session identifier.
+             */
+            session_id: string;
+            /**
+             * Seq
+             * @description Per-session sequence number within this stream; unique with session_id.
+             */
+            seq: number;
+            /**
+             * Ts Ns
+             * @description Publish time, ns since the Unix epoch.
+             */
+            ts_ns?: number;
+            /**
+             * Type
+             * @description Entry type.
+             * @default alert
+             * @constant
+             */
+            type: "alert";
+            /**
+             * Rule
+             * @description Rule name, e.g. HIGH_UNCERTAINTY.
+             */
+            rule: string;
+            /**
+             * Severity
+             * @description info, warning or critical.
+             * @enum {string}
+             */
+            severity: "info" | "warning" | "critical";
+            /**
+             * Message
+             * @description One line a person understands at a glance.
+             */
+            message: string;
+            /**
+             * Token Seq
+             * @description seq of the token that fired it.
+             */
+            token_seq: number;
+            /**
+             * Token Text
+             * @description Text of that token.
+             */
+            token_text: string;
+            /**
+             * Values
+             * @description Metric values the rule looked at, by name.
+             */
+            values?: {
+                [key: string]: number | null;
+            };
+        };
         /** CancelResponse */
         CancelResponse: {
             /** Session Id */
@@ -421,6 +489,62 @@ export interface components {
             push_batch: number;
         };
         /**
+         * Metrics
+         * @description Uncertainty of one token; bits (log base 2). Null when the input does not allow it.
+         */
+        Metrics: {
+            /**
+             * Prob
+             * @description p(x) of the emitted token.
+             */
+            prob?: number | null;
+            /**
+             * Surprisal
+             * @description -log2 p(x). Higher = more uncertain.
+             */
+            surprisal?: number | null;
+            /**
+             * Entropy
+             * @description H = -Σ p log2 p. Higher = more uncertain.
+             */
+            entropy?: number | null;
+            /**
+             * Margin
+             * @description p(1st) - p(2nd). Higher = more certain.
+             */
+            margin?: number | null;
+            /**
+             * Rank
+             * @description 1 + tokens more likely than x. Higher = more surprising.
+             */
+            rank?: number | null;
+            /**
+             * Hbar S
+             * @description ℏₛ = √(H · surprisal) (experimental).
+             */
+            hbar_s?: number | null;
+            /**
+             * Fisher Trace
+             * @description 1 - Σ p². Higher = more uncertain.
+             */
+            fisher_trace?: number | null;
+            /**
+             * Varentropy
+             * @description Σ p (-log2 p - H)². Bits².
+             */
+            varentropy?: number | null;
+            /**
+             * Coverage
+             * @description Σ p over the known top-k (top-k input).
+             */
+            coverage?: number | null;
+            /**
+             * Exact
+             * @description True when computed from the full distribution.
+             */
+            exact: boolean;
+        };
+        /**
          * OpenAITopLogprob
          * @description One entry of OpenAI's ``top_logprobs`` (chat format), accepted as it comes.
          */
@@ -568,6 +692,63 @@ export interface components {
             /** Last Seq */
             last_seq: number;
         };
+        /**
+         * RiskEvent
+         * @description The session's risk level changed (producer: alerter).
+         */
+        RiskEvent: {
+            /**
+             * Schema Version
+             * @description Contract version; 1.
+             * @default 1
+             * @constant
+             */
+            schema_version: 1;
+            /**
+             * Session Id
+             * @description Session identifier.
+             */
+            session_id: string;
+            /**
+             * Seq
+             * @description Per-session sequence number within this stream; unique with session_id.
+             */
+            seq: number;
+            /**
+             * Ts Ns
+             * @description Publish time, ns since the Unix epoch.
+             */
+            ts_ns?: number;
+            /**
+             * Type
+             * @description Entry type.
+             * @default risk
+             * @constant
+             */
+            type: "risk";
+            /**
+             * Level
+             * @description New level.
+             * @enum {string}
+             */
+            level: "safe" | "warning" | "critical" | "emergency";
+            /**
+             * Previous
+             * @description Level before.
+             * @enum {string}
+             */
+            previous: "safe" | "warning" | "critical" | "emergency";
+            /**
+             * Reason
+             * @description Why it changed.
+             */
+            reason: string;
+            /**
+             * Token Seq
+             * @description seq of the token at which it changed.
+             */
+            token_seq: number;
+        };
         /** ServiceBeat */
         ServiceBeat: {
             /** Instance */
@@ -583,22 +764,23 @@ export interface components {
          */
         SessionDetail: {
             session: components["schemas"]["SessionRecord"];
-            /** Tokens */
-            tokens: {
-                [key: string]: unknown;
-            }[];
-            /** Alerts */
-            alerts: {
-                [key: string]: unknown;
-            }[];
-            /** Risks */
-            risks: {
-                [key: string]: unknown;
-            }[];
-            /** Summary */
-            summary: {
-                [key: string]: unknown;
-            } | null;
+            /**
+             * Tokens
+             * @description Tokens with their metrics, in seq order.
+             */
+            tokens: components["schemas"]["TokenMessage"][];
+            /**
+             * Alerts
+             * @description Alerts, by the token that fired them.
+             */
+            alerts: components["schemas"]["AlertEvent"][];
+            /**
+             * Risks
+             * @description Risk level changes.
+             */
+            risks: components["schemas"]["RiskEvent"][];
+            /** @description The alerter's summary once the session ended, else null. */
+            summary: components["schemas"]["SummaryEvent"] | null;
         };
         /** SessionList */
         SessionList: {
@@ -826,6 +1008,95 @@ export interface components {
             hbar_s: number;
             /** Prob */
             prob: number;
+        };
+        /**
+         * TokenMessage
+         * @description A ``uq:audits`` entry as the WebSocket and ``GET /sessions/{id}`` show it: ``type`` is ``token``.
+         */
+        TokenMessage: {
+            /**
+             * Schema Version
+             * @description Contract version; 1.
+             * @default 1
+             * @constant
+             */
+            schema_version: 1;
+            /**
+             * Session Id
+             * @description Session identifier.
+             */
+            session_id: string;
+            /**
+             * Seq
+             * @description Per-session sequence number within this stream; unique with session_id.
+             */
+            seq: number;
+            /**
+             * Ts Ns
+             * @description Publish time, ns since the Unix epoch.
+             */
+            ts_ns?: number;
+            /**
+             * Type
+             * @description Message type.
+             * @default token
+             * @constant
+             */
+            type: "token";
+            /**
+             * Token Id
+             * @description Vocabulary id of the token.
+             */
+            token_id?: number | null;
+            /**
+             * Text
+             * @description The token's text.
+             */
+            text: string;
+            /**
+             * Distribution
+             * @description As on the token.
+             * @enum {string}
+             */
+            distribution: "full" | "top_k" | "prob_only" | "none";
+            /** @description The token's uncertainty metrics. */
+            metrics: components["schemas"]["Metrics"];
+            /**
+             * Top K
+             * @description Most likely alternatives, for display.
+             */
+            top_k?: components["schemas"]["TopKAlternative"][];
+            /**
+             * Model
+             * @description Model name.
+             */
+            model: string;
+            /**
+             * Token Ts Ns
+             * @description `ts_ns` of the token entry, for end-to-end latency.
+             */
+            token_ts_ns: number;
+        };
+        /**
+         * TopKAlternative
+         * @description One of the most likely next tokens under the raw distribution.
+         */
+        TopKAlternative: {
+            /**
+             * Token Id
+             * @description Vocabulary id; null when the producer has none.
+             */
+            token_id?: number | null;
+            /**
+             * Text
+             * @description Decoded text of the token.
+             */
+            text: string;
+            /**
+             * Logprob
+             * @description Natural-log probability under the raw distribution.
+             */
+            logprob: number;
         };
     };
     responses: never;
