@@ -90,10 +90,12 @@ export function UncertaintyChart({ store, metric, threshold, theme, onSelectToke
               ctx.fillStyle = severityColor[sev];
               ctx.strokeStyle = colors.axis;
               ctx.lineWidth = devicePixelRatio;
+              // Above the point, pointing down at it; below it, pointing up, where the top is near.
+              const dir = y - r * 3.2 < top ? -1 : 1;
               ctx.beginPath();
-              ctx.moveTo(x, y - r * 1.6);
-              ctx.lineTo(x - r, y - r * 3.2);
-              ctx.lineTo(x + r, y - r * 3.2);
+              ctx.moveTo(x, y - dir * r * 1.6);
+              ctx.lineTo(x - r, y - dir * r * 3.2);
+              ctx.lineTo(x + r, y - dir * r * 3.2);
               ctx.closePath();
               ctx.fill();
               ctx.stroke();
