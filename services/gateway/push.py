@@ -31,6 +31,7 @@ from services.gateway.models import (
 from services.gateway.settings import GatewaySettings
 
 DISPLAY_TOP_K = 20  # alternatives derived from pushed full logits
+MASS_TOLERANCE = 1e-3  # the auditor's (services/auditor/metrics/stats.py): more listed mass is refused
 
 
 def token_event(session_id: str, seq: int, model: str, provider: str, tok: PushToken, *, param: str) -> TokenEvent:
@@ -100,6 +101,13 @@ def _top_k(tok: PushToken, param: str) -> list[TopKAlternative]:
                 f"top_logprobs entry {text[:40]!r}: logprob must be a number <= 0 and the text at most 1024 characters",
                 param=f"{param}.top_logprobs",
             )
+    mass = math.fsum(math.exp(lp) for _, lp in pairs)
+    if mass > 1.0 + MASS_TOLERANCE:
+        raise BadRequestError(
+            f"top_logprobs' probabilities sum to {mass:.4f} > 1: they are not log-probabilities of one "
+            "distribution (natural-log probabilities of the most likely tokens at this position)",
+            param=f"{param}.top_logprobs",
+        )
     pairs.sort(key=lambda p: -p[1])
     return [TopKAlternative(text=text, logprob=lp) for text, lp in pairs]
 

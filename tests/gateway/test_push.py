@@ -79,6 +79,7 @@ def test_full_logits_list_and_base64_give_the_same_entry() -> None:
         ({"text": "a", "token_id": 0, "logits": [1.0]}, "tokens.0.logits"),
         ({"text": "a", "token_id": 0, "logits": [1.0, 1e6]}, "tokens.0.logits"),
         ({"text": "a", "top_logprobs": {"b": 0.5}}, "tokens.0.top_logprobs"),
+        ({"text": "a", "top_logprobs": {"a": -0.1, "b": -0.2}}, "tokens.0.top_logprobs"),  # mass 1.72
     ],
 )
 def test_unusable_tokens_name_the_field(fields: dict[str, object], param: str) -> None:
