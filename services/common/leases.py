@@ -13,12 +13,17 @@ with a reason naming the holder and the timeout.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from services.common.bus import Bus
 from services.common.contracts import SessionEvent
+
+log = logging.getLogger(__name__)
 
 # KEYS: leases zset, owners hash; ARGV: now_ms, limit → flat list [session, owner, ...]
 _TAKE_EXPIRED = """
@@ -87,3 +92,16 @@ class Leases:
                 for session_id, owner in expired
             )
         return [s for s, _ in expired]
+
+
+async def sweep_forever(leases: Leases, timeout_s: float) -> None:
+    """Sweep every third of ``timeout_s`` until cancelled (a background task of gateways)."""
+    while True:
+        await asyncio.sleep(timeout_s / 3)
+        try:
+            swept = await leases.sweep(timeout_s)
+        except (RedisError, OSError) as exc:
+            log.warning("lease sweep failed", extra={"error": str(exc)})
+            continue
+        if swept:
+            log.warning("marked sessions of a dead producer failed", extra={"sessions": swept})

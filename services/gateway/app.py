@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.errors import ConfigError
 from services.common.health import Heartbeat
+from services.common.leases import Leases, sweep_forever
 from services.common.runner import connect, instance_name
 from services.gateway import routes_jobs, routes_ops, routes_push, routes_sessions
 from services.gateway.errors import ApiError, RateLimitedError, error_body
@@ -54,12 +56,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             details=lambda: {"ws_clients": gw.metrics.clients, "fanout_entries": gw.fanout.entries},
         )
         await gw.fanout.start()
+        sweeper = asyncio.create_task(sweep_forever(Leases(gw.bus), settings.lease_timeout_s), name="lease-sweeper")
         beat.status = "running"
         beat.start()
         log.info("gateway ready", extra={"host": settings.host, "port": settings.port, "auth": settings.auth_required})
         try:
             yield
         finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
             await gw.fanout.stop()
             await beat.stop()
             if gw.history.store is not None:
