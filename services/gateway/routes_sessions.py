@@ -61,8 +61,8 @@ async def export_session(session_id: SessionIdPath, gw: GatewayDep, format: Form
 @router.get("/export", response_class=StreamingResponse)
 async def export_all(
     gw: GatewayDep,
-    since_ns: Annotated[int | None, Query(ge=0)] = None,
-    until_ns: Annotated[int | None, Query(ge=0)] = None,
+    since_ns: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
+    until_ns: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
     format: Format = "jsonl",
 ) -> StreamingResponse:
     """Every session's audit trail in a time window (ns since the epoch), as JSON lines or CSV."""
