@@ -73,14 +73,6 @@ class RowStats:
         return ok
 
 
-def check_tokens(token_ids: NDArray[Any], vocab_size: int) -> NDArray[np.int64]:
-    """``token_ids`` as int64; raises ValueError when their shape is not one id per row."""
-    ids = np.asarray(token_ids, dtype=np.int64)
-    if ids.ndim != 1:
-        raise ValueError(f"token_ids must be 1-D, got shape {ids.shape}")
-    return ids
-
-
 def stats_numpy(logits: NDArray[Any], token_ids: NDArray[Any]) -> RowStats:
     """Row statistics with numpy, a chunk of rows at a time in reused float32 buffers.
 
@@ -90,9 +82,9 @@ def stats_numpy(logits: NDArray[Any], token_ids: NDArray[Any]) -> RowStats:
     if z.ndim != 2:
         raise ValueError(f"logits must be 2-D (tokens × vocabulary), got shape {z.shape}")
     n, vocab = z.shape
-    ids = check_tokens(token_ids, vocab)
-    if ids.shape[0] != n:
-        raise ValueError(f"{n} rows of logits but {ids.shape[0]} token ids")
+    ids = np.asarray(token_ids, dtype=np.int64)
+    if ids.shape != (n,):
+        raise ValueError(f"{n} rows of logits need {n} token ids, got shape {ids.shape}")
     work = np.float64 if z.dtype == np.float64 else np.float32
     out = np.zeros((n, 9), dtype=np.float64)
     rows = min(max(_CHUNK_ROWS, _CHUNK_ELEMENTS // max(vocab, 1)), max(n, 1))
