@@ -7,6 +7,7 @@
 import type { components } from "./schema.gen";
 import type {
   AlertMessage,
+  ChatMessage,
   GenerateAccepted,
   GenerateParams,
   Metrics,
@@ -26,6 +27,7 @@ type Assignable<A extends B, B> = A;
 
 /** What the dashboard sends is a valid POST /generate body. */
 export type GenerateBodyOk = Assignable<GenerateParams, Partial<Gen["GenerateRequest"]>>;
+export type ChatMessageOk = Assignable<ChatMessage, Gen["ChatMessage"]>;
 /** What POST /generate answers carries what the dashboard reads. */
 export type GenerateAnswerOk = Assignable<Gen["GenerateResponse"], Omit<GenerateAccepted, "urls">>;
 /** GET /config. */

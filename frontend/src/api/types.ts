@@ -139,8 +139,16 @@ export type ServerMessage =
   | ErrorMessage
   | PongMessage;
 
-export interface GenerateParams {
-  prompt: string;
+export interface ChatMessage {
+  role: "system" | "user" | "assistant";
+  content: string;
+}
+
+/** Body of POST /generate: exactly one of `prompt` (continued as raw text) and `messages` (chat template). */
+export type GenerateParams = GenerateInput & SamplingParams;
+export type GenerateInput = { prompt: string; messages?: never } | { messages: ChatMessage[]; prompt?: never };
+
+export interface SamplingParams {
   max_tokens: number;
   temperature: number;
   top_p: number;

@@ -1,17 +1,37 @@
-/** The prompt, the original README's example prompts, sampling settings, Start and Stop. */
+/**
+ * The prompt, how the model reads it (chat or plain completion), the original README's example
+ * prompts, sampling settings, Start and Stop.
+ */
 import { useEffect, useId, useState } from "react";
 import type { FormEvent } from "react";
-import type { GenerateParams, ServerConfig } from "../../../api/types";
+import type { GenerateInput, GenerateParams, ServerConfig } from "../../../api/types";
 
-export const EXAMPLE_PROMPTS: readonly { label: string; prompt: string }[] = [
-  { label: "High certainty (factual)", prompt: "The capital of France is" },
-  { label: "Medium uncertainty (explanatory)", prompt: "Explain quantum computing in simple terms" },
-  { label: "High uncertainty (speculative)", prompt: "What will technology look like in 2090?" },
+/**
+ * How the prompt is sent: as one user message, which the generator wraps in the model's chat
+ * template (instructions and questions), or as raw text the model continues (completions).
+ */
+export type PromptMode = "chat" | "complete";
+
+export const PROMPT_MODES: readonly { mode: PromptMode; label: string; hint: string }[] = [
+  { mode: "chat", label: "Chat (model's chat template)", hint: "for instructions and questions" },
+  { mode: "complete", label: "Complete text", hint: "the model continues the text as written" },
+];
+
+export const EXAMPLE_PROMPTS: readonly { label: string; prompt: string; mode: PromptMode }[] = [
+  { label: "High certainty (factual)", prompt: "The capital of France is", mode: "complete" },
+  { label: "Medium uncertainty (explanatory)", prompt: "Explain quantum computing in simple terms", mode: "chat" },
+  { label: "High uncertainty (speculative)", prompt: "What will technology look like in 2090?", mode: "chat" },
   {
     label: "Technical uncertainty (complex reasoning)",
     prompt: "Derive the mathematical relationship between Fisher Information and entropy",
+    mode: "chat",
   },
 ];
+
+/** The POST /generate input for a prompt in a mode: `messages` for chat, `prompt` for completion. */
+export function generateInput(prompt: string, mode: PromptMode): GenerateInput {
+  return mode === "chat" ? { messages: [{ role: "user", content: prompt }] } : { prompt };
+}
 
 interface Props {
   server: ServerConfig;
@@ -25,6 +45,7 @@ interface Props {
 export function PromptForm({ server, running, busy, onStart, onStop, error }: Props) {
   const id = useId();
   const [prompt, setPrompt] = useState("");
+  const [mode, setMode] = useState<PromptMode>("chat");
   const [temperature, setTemperature] = useState(0.7);
   const [topP, setTopP] = useState(0.95);
   const [maxTokens, setMaxTokens] = useState(128);
@@ -43,7 +64,7 @@ export function PromptForm({ server, running, busy, onStart, onStop, error }: Pr
     e?.preventDefault();
     if (!canStart) return;
     onStart({
-      prompt,
+      ...generateInput(prompt, mode),
       temperature,
       top_p: topP,
       max_tokens: Math.max(1, Math.min(limit, maxTokens)),
@@ -75,9 +96,39 @@ export function PromptForm({ server, running, busy, onStart, onStop, error }: Pr
           The prompt is longer than {server.limits.prompt_chars} characters.
         </p>
       )}
+      <fieldset className="modes" data-testid="mode">
+        <legend className="label">Send as</legend>
+        {PROMPT_MODES.map((m) => (
+          <label key={m.mode} className="mode" title={m.hint}>
+            <input
+              type="radio"
+              name={`${id}-mode`}
+              value={m.mode}
+              checked={mode === m.mode}
+              onChange={() => setMode(m.mode)}
+              aria-labelledby={`${id}-mode-${m.mode}`}
+              aria-describedby={`${id}-mode-${m.mode}-hint`}
+              data-testid={`mode-${m.mode}`}
+            />
+            <span id={`${id}-mode-${m.mode}`}>{m.label}</span>
+            <span id={`${id}-mode-${m.mode}-hint`} className="mode-hint">
+              {m.hint}
+            </span>
+          </label>
+        ))}
+      </fieldset>
       <div className="examples" role="group" aria-label="Example prompts">
         {EXAMPLE_PROMPTS.map((ex) => (
-          <button key={ex.prompt} type="button" className="chip" title={ex.label} onClick={() => setPrompt(ex.prompt)}>
+          <button
+            key={ex.prompt}
+            type="button"
+            className="chip"
+            title={`${ex.label}; sent as ${ex.mode === "chat" ? "chat" : "text to complete"}`}
+            onClick={() => {
+              setPrompt(ex.prompt);
+              setMode(ex.mode);
+            }}
+          >
             <span className="chip-kind">{ex.label.split(" (")[0]}</span> {ex.prompt}
           </button>
         ))}

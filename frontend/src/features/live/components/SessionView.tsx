@@ -7,6 +7,7 @@ import { fmt, pct } from "../../../lib/format";
 import type { SessionStore } from "../store/sessionStore";
 import { useStoreVersion } from "../store/useStore";
 import { MetricCards } from "./MetricCards";
+import { SessionOutcome } from "./SessionOutcome";
 import { TokenHeatmap } from "./TokenHeatmap";
 import { UncertaintyChart } from "./UncertaintyChart";
 
@@ -35,7 +36,7 @@ export function SessionView({ store, theme }: Props) {
           {statusText(store.status)}
         </span>
         {store.model && <span className="meta">model {store.model}</span>}
-        {store.reason && <span className="meta">ended: {store.reason}</span>}
+        {store.reason && store.status !== "failed" && <span className="meta">ended: {store.reason}</span>}
         <span className="meta mono">session {store.sessionId}</span>
         {store.error && (
           <span className="meta error" role="alert">
@@ -48,6 +49,12 @@ export function SessionView({ store, theme }: Props) {
           <span className="label">Prompt</span> {store.prompt}
         </p>
       )}
+      <SessionOutcome
+        status={store.status}
+        reason={store.reason}
+        expectedTokens={store.expectedTokens}
+        tokenCount={store.tokenCount}
+      />
       <MetricCards store={store} threshold={threshold} />
       {summary && (
         <section className="summary" aria-label="Session summary" data-testid="summary">

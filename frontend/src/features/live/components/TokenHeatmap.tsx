@@ -249,7 +249,7 @@ export function TokenHeatmap({ store, version, metric, selected, onSelect, follo
         }}
       >
         {count === 0 ? (
-          <p className="empty">No tokens yet.</p>
+          <p className="empty">{follow ? "No tokens yet." : "No tokens."}</p>
         ) : (
           <div style={{ height: virtualizer.getTotalSize(), position: "relative" }}>
             {virtualizer.getVirtualItems().map((vi) => {
