@@ -72,23 +72,27 @@ class Counts:
     viewers: list[tuple[str, set[int]]] = field(default_factory=list)
     done: dict[int, bool] = field(default_factory=dict)
     missed: int = 0
+    before_done: int = 0  # tokens a viewer had when `done` came
     ws_errors: int = 0
 
 
 async def pusher(
     client: httpx.AsyncClient, sid: str, index: int, args: argparse.Namespace, t0: float, counts: Counts
 ) -> None:
-    """Push ``rate × seconds`` tokens on schedule: each batch holds the tokens due since the last one."""
+    """Push tokens on schedule for ``seconds``: one batch per ``interval`` holding every token due by
+    then (so a session that fell behind catches up); no request starts after ``seconds``."""
     total = int(args.rate * args.seconds)
     sent = 0
     offset = random.Random(index).uniform(0, args.interval)  # spread the sessions' batches in time
-    k = 0
+    tick = 0
     while sent < total:
-        due_at = t0 + offset + k * args.interval
-        await asyncio.sleep(max(0.0, due_at - time.monotonic()))
-        k += 1
-        late = int(args.rate * (time.monotonic() - t0 - offset))  # catch up when behind schedule
-        due = min(total, max(round(args.rate * args.interval * k), late))
+        due_at = offset + tick * args.interval
+        if due_at >= args.seconds:
+            break
+        await asyncio.sleep(max(0.0, t0 + due_at - time.monotonic()))
+        elapsed = time.monotonic() - t0
+        tick = int((elapsed - offset) / args.interval) + 1  # ticks missed while a request was slow are merged
+        due = min(total, round(args.rate * args.interval * tick))
         n = min(max(due - sent, 0), 1_000)
         if n == 0:
             continue
@@ -111,6 +115,8 @@ async def pusher(
 
 
 async def viewer(ws: ClientConnection, index: int, seqs: set[int], counts: Counts) -> None:
+    """Count the distinct token seqs of the followed session until ``done`` and all its tokens came."""
+    expected = math.inf
     try:
         async for raw in ws:
             msg = json.loads(raw)
@@ -123,6 +129,11 @@ async def viewer(ws: ClientConnection, index: int, seqs: set[int], counts: Count
                 counts.ws_errors += 1
             elif kind == "done":
                 counts.done[index] = True
+                counts.before_done += len(seqs)
+                if len(seqs) >= msg["tokens"]:
+                    return
+                expected = msg["tokens"]  # `done` overtook tokens: keep reading until they all came
+            if len(seqs) >= expected:
                 return
     except ConnectionClosed:
         counts.ws_errors += 1
@@ -136,9 +147,20 @@ async def backlog(redis: Redis, prefix: str) -> dict[str, int]:
             groups = await redis.xinfo_groups(f"{prefix}{stream}")
         except ResponseError:
             continue
+        last_id = None
         for g in groups:
             name = g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
-            out[f"{stream}/{name}"] = int(g["pending"]) + int(g.get("lag") or 0)
+            lag = g.get("lag")
+            if lag is None or lag > 0:
+                # Redis counts entries trimmed before this group read them as lag for ever (and gives up
+                # with null in some cases): the group has read everything when it has read the last entry.
+                if last_id is None:
+                    last_id = (await redis.xinfo_stream(f"{prefix}{stream}"))["last-generated-id"]
+                if g["last-delivered-id"] == last_id:
+                    lag = 0
+                elif lag is None:  # every retained entry is unread
+                    lag = await redis.xlen(f"{prefix}{stream}")
+            out[f"{stream}/{name}"] = int(g["pending"]) + int(lag)
     return out
 
 
@@ -184,6 +206,22 @@ def count_recorded(stack: Stack, sessions: set[str]) -> int:
     finally:
         db.close()
     return sum(n for sid, n in rows if sid in sessions)
+
+
+def cpu_seconds(stack: Stack) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each service process and by this benchmark."""
+    out = {}
+    for name, p in [*stack.procs.items(), ("bench", None)]:
+        with contextlib.suppress(psutil.Error):
+            t = psutil.Process(p.pid if p is not None else None).cpu_times()
+            out[name] = t.user + t.system
+    return out
+
+
+async def redis_cpu(redis: Redis) -> float:
+    """CPU seconds used by the Redis server (all its clients: on a shared Redis, not only ours)."""
+    info = await redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def growth(samples: list[tuple[float, int]], t0: float, t1: float) -> float:
@@ -233,9 +271,12 @@ async def run(args: argparse.Namespace) -> None:
             rss: dict[str, list[tuple[float, int]]] = defaultdict(list)
             lag: list[Any] = []
             sampling = asyncio.create_task(sampler(stack, redis, stop, rss, lag))
+            cpu0 = {**cpu_seconds(stack), "redis (shared)": await redis_cpu(redis)}
             t0 = time.monotonic()
             await asyncio.gather(*(pusher(client, sid, i, args, t0, counts) for i, sid in enumerate(sids)))
             push_end = time.monotonic()
+            cpu1 = {**cpu_seconds(stack), "redis (shared)": await redis_cpu(redis)}
+            cpu = {n: c - cpu0.get(n, 0.0) for n, c in cpu1.items()}
             await asyncio.gather(*(client.post(f"/push/sessions/{sid}/finish", json={}) for sid in sids))
 
             # Drain: until every group's backlog is 0 and every viewer got `done` (or the limit).
@@ -264,7 +305,7 @@ async def run(args: argparse.Namespace) -> None:
 
     expected_view = sum(counts.pushed[sid] for sid, _ in counts.viewers)
     delivered = sum(len(seqs) for _, seqs in counts.viewers)
-    push_s = max(counts.last_push - counts.first_push, 1e-9)
+    push_s = max(counts.last_push - counts.first_push, args.seconds)  # the window the sessions pushed in
     target = args.sessions * args.rate
     achieved = pushed / push_s
     recovery = (drained_at - push_end) if drained_at is not None else math.inf
@@ -279,11 +320,20 @@ async def run(args: argparse.Namespace) -> None:
         f"audited {audited:,} (duplicates {dups}), recorded {recorded:,}, delivered {delivered:,} of {expected_view:,}"
     )
     print(
-        f"viewers done {len(counts.done)}/{args.viewers}, 'missed' messages {counts.missed}, ws errors {counts.ws_errors}"
+        f"viewers done {len(counts.done)}/{args.viewers}, 'missed' messages {counts.missed}, ws errors {counts.ws_errors}; "
+        f"{delivered - counts.before_done:,} tokens reached a viewer after its session's `done`"
     )
+    if audited < pushed:
+        print(
+            f"{pushed - audited:,} pushed tokens were never audited: the auditors fell further behind than "
+            "uq:tokens retains (UQ_MAXLEN_TOKENS, default 5,000), and Redis trimmed them unread"
+        )
     print(f"backlog peak {peak[1]:,} entries at t+{peak[0] - t0:.1f} s; drained {recovery:.1f} s after the last push")
     for t, b in lag[:: max(1, len(lag) // 12)]:
         print(f"  t+{t - t0:6.1f} s backlog " + ", ".join(f"{k} {v}" for k, v in sorted(b.items()) if v))
+    print(f"CPU during the push phase ({push_end - t0:.1f} s; cores busy = CPU s / wall s):")
+    for name, c in sorted(cpu.items(), key=lambda x: -x[1]):
+        print(f"  cpu {name:10s} {c:6.1f} s  ({c / (push_end - t0):.2f} cores)")
     for name, samples in sorted(rss.items()):
         mb = [v / 2**20 for _, v in samples]
         print(

@@ -149,6 +149,27 @@ async def test_wrong_types_in_pushed_tokens(client: httpx.AsyncClient) -> None:
     assert ok.json()["first_seq"] == 0
 
 
+async def test_pushed_top_logprobs_that_are_no_distribution_are_refused_or_audited(
+    client: httpx.AsyncClient, stack: Stack, r: Redis
+) -> None:
+    """Either refused with a 4xx naming the token, or audited: never "accepted" and then dropped.
+
+    Found by bench/load.py: the push API answers 202 for ``top_logprobs`` whose probabilities sum to
+    more than 1 (here 0.90 + 0.82), and the auditor then dead-letters the token ("the top_k
+    probabilities sum to more than 1"), so a client told "accepted" loses it.
+    """
+    sid = await start_session(client)
+    bad = {"text": "a", "logprob": -0.1, "top_logprobs": {"a": -0.1, "b": -0.2}}
+    resp = await client.post(f"/push/sessions/{sid}/tokens", json={"tokens": [bad]})
+    if resp.status_code == 202:
+        await finish(client, sid)
+        got = await outcome(r, stack, sid, 1, wait_s=15)
+        assert sorted(got["audits"]) == [0], "accepted (202) but never audited: it was dead-lettered"
+    else:
+        err = assert_refused(resp, (400, 422))
+        assert (err["param"] or "").startswith("tokens.0"), err
+
+
 async def test_malformed_bytes_and_content(client: httpx.AsyncClient) -> None:
     for content in (b"{", b'{"prompt": "\xff\xfe"}', b"\x00\x00", b"", b'{"prompt": "hi"} trailing'):
         resp = await client.post("/generate", content=content, headers={"content-type": "application/json"})

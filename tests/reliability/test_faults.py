@@ -264,7 +264,13 @@ async def test_redis_restarted_every_service_reconnects_and_new_sessions_flow(ow
             before = await outcome(r, stack, await run_script(client, TOKENS[:n]), n)
             assert len(before["audits"]) == n
 
-            stack.restart_redis(down_s=1.0)  # empty: streams, groups, push sessions and heartbeats are gone
+            stack.stop_redis()  # when it comes back it is empty: streams, groups, push sessions, heartbeats
+            resp = await client.post("/push/sessions", json={"model": "m"})
+            assert resp.status_code == 503, resp.text
+            assert resp.json()["error"]["type"] == "unavailable"
+            assert (await client.get("/health")).status_code == 503
+            await asyncio.sleep(1.0)
+            stack.start_redis()
             await r.aclose()
             r = await redis_of(stack)
             health = await wait_healthy(stack, wait_s=90)
