@@ -18,8 +18,15 @@ GROUP = "testers"
 
 
 def audit_of(event: TokenEvent) -> AuditEvent:
-    return AuditEvent(session_id=event.session_id, seq=event.seq, text=event.text, distribution=event.distribution,
-                      metrics=Metrics(prob=0.5, exact=False), model=event.model, token_ts_ns=event.ts_ns)
+    return AuditEvent(
+        session_id=event.session_id,
+        seq=event.seq,
+        text=event.text,
+        distribution=event.distribution,
+        metrics=Metrics(prob=0.5, exact=False),
+        model=event.model,
+        token_ts_ns=event.ts_ns,
+    )
 
 
 class Recorder:
@@ -185,8 +192,7 @@ async def test_handler_dead_letter_verdict(bus: Bus) -> None:
 
 async def test_state_write_commits_with_outputs(bus: Bus) -> None:
     async def stateful(batch: Sequence[Delivery]) -> list[Outcome]:
-        return [[StateWrite(bus.key(f"state:{d.event.session_id}"), str(d.event.seq).encode(), 60_000)]
-                for d in batch]
+        return [[StateWrite(bus.key(f"state:{d.event.session_id}"), str(d.event.seq).encode(), 60_000)] for d in batch]
 
     consumer = bus.consumer("tokens", GROUP, stateful, name="c1")
     await consumer.ensure_group()
@@ -198,8 +204,9 @@ async def test_state_write_commits_with_outputs(bus: Bus) -> None:
 
 async def test_retention_is_bounded(redis: Redis, settings: CommonSettings) -> None:
     bus = Bus(redis, settings.model_copy(update={"maxlen_audits": 100}))
-    event = AuditEvent(session_id="s", seq=0, text="x", distribution="none", metrics=Metrics(exact=False), model="m",
-                       token_ts_ns=0)
+    event = AuditEvent(
+        session_id="s", seq=0, text="x", distribution="none", metrics=Metrics(exact=False), model="m", token_ts_ns=0
+    )
     for start in range(0, 3000, 500):
         await bus.publish_many([("audits", event.model_copy(update={"seq": i})) for i in range(start, start + 500)])
     length = await redis.xlen(bus.key("audits"))

@@ -32,7 +32,7 @@ def test_full_logits_travel_as_float16_bytes() -> None:
     fields = encode(event)
     assert set(fields) == {DATA, LOGITS}
     assert len(fields[LOGITS]) == 2 * 49152
-    assert b"\"logits\":" not in fields[DATA]  # not in the JSON
+    assert b'"logits":' not in fields[DATA]  # not in the JSON
     expected = np.linspace(-4, 4, 49152).astype(np.float32).astype(np.float16)
     np.testing.assert_array_equal(logits_array(decode("tokens", fields)), expected)
 
@@ -52,15 +52,32 @@ def test_envelope_fields_present_in_json() -> None:
         ({b"nodata": b"x"}, "no 'data' field"),
         ({DATA: b"{not json"}, "invalid tokens entry"),
         ({DATA: b'{"session_id": "a", "seq": -1, "text": "x", "distribution": "none", "model": "m"}'}, "seq"),
-        ({DATA: b'{"session_id": "a", "seq": 0, "text": "x", "distribution": "none", "model": "m", "bogus": 1}'},
-         "bogus: Extra inputs are not permitted"),
-        ({DATA: b'{"session_id": "a", "seq": 0, "text": "x", "distribution": "full", "model": "m", '
-                b'"vocab_size": 4, "logits_dtype": "float16"}'}, "no 'logits' field"),
-        ({DATA: b'{"session_id": "a", "seq": 0, "text": "x", "distribution": "full", "model": "m", '
-                b'"vocab_size": 4, "logits_dtype": "float16"}', LOGITS: b"\x00" * 6},
-         "3 float16 values, but vocab_size is 4"),
-        ({DATA: b'{"session_id": "a", "seq": 0, "text": "x", "distribution": "none", "model": "m"}',
-          LOGITS: b"\x00\x00"}, "distribution is 'none'"),
+        (
+            {DATA: b'{"session_id": "a", "seq": 0, "text": "x", "distribution": "none", "model": "m", "bogus": 1}'},
+            "bogus: Extra inputs are not permitted",
+        ),
+        (
+            {
+                DATA: b'{"session_id": "a", "seq": 0, "text": "x", "distribution": "full", "model": "m", '
+                b'"vocab_size": 4, "logits_dtype": "float16"}'
+            },
+            "no 'logits' field",
+        ),
+        (
+            {
+                DATA: b'{"session_id": "a", "seq": 0, "text": "x", "distribution": "full", "model": "m", '
+                b'"vocab_size": 4, "logits_dtype": "float16"}',
+                LOGITS: b"\x00" * 6,
+            },
+            "3 float16 values, but vocab_size is 4",
+        ),
+        (
+            {
+                DATA: b'{"session_id": "a", "seq": 0, "text": "x", "distribution": "none", "model": "m"}',
+                LOGITS: b"\x00\x00",
+            },
+            "distribution is 'none'",
+        ),
         ({DATA: b'{"session_id": "a b", "seq": 0, "text": "x", "distribution": "none", "model": "m"}'}, "session_id"),
     ],
 )

@@ -9,7 +9,9 @@ FIX = "run `.venv/bin/python -m services.common.docgen` and commit the result"
 
 
 def test_generated_docs_are_up_to_date() -> None:
-    stale = [str(p.relative_to(ROOT)) for p, text in expected_files().items() if not p.exists() or p.read_text() != text]
+    stale = [
+        str(p.relative_to(ROOT)) for p, text in expected_files().items() if not p.exists() or p.read_text() != text
+    ]
     assert not stale, f"docs differ from the code in {stale}: {FIX}"
 
 

@@ -55,8 +55,13 @@ def test_service_exits_2_on_invalid_settings() -> None:
 
 
 async def test_heartbeat_logs_and_sigterm(redis: Redis, settings: CommonSettings, redis_url: str, prefix: str) -> None:
-    env = {**os.environ, "UQ_REDIS_URL": redis_url, "UQ_STREAM_PREFIX": prefix, "UQ_HEARTBEAT_INTERVAL_S": "0.2",
-           "UQ_INSTANCE": "demo-1"}
+    env = {
+        **os.environ,
+        "UQ_REDIS_URL": redis_url,
+        "UQ_STREAM_PREFIX": prefix,
+        "UQ_HEARTBEAT_INTERVAL_S": "0.2",
+        "UQ_INSTANCE": "demo-1",
+    }
     proc = subprocess.Popen([sys.executable, "-c", DEMO], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     try:
         beats: list[dict[str, object]] = []
