@@ -311,10 +311,20 @@ class Consumer:
     async def _drop_duplicates(self, deliveries: list[Delivery], outcomes: dict[bytes, Outcome]) -> list[Delivery]:
         if not self.dedupe or not deliveries:
             return deliveries
+        # one BITFIELD_RO per session in the batch, not one GETBIT per entry
+        by_key: dict[str, list[int]] = {}
+        for i, d in enumerate(deliveries):
+            by_key.setdefault(self._dedupe_key(d.event), []).append(i)
         pipe = self.bus.redis.pipeline(transaction=False)
-        for d in deliveries:
-            pipe.getbit(self._dedupe_key(d.event), d.event.seq)
-        seen = await pipe.execute()
+        for key, rows in by_key.items():
+            args: list[Any] = []
+            for i in rows:
+                args += ["GET", "u1", deliveries[i].event.seq]
+            pipe.execute_command("BITFIELD_RO", key, *args)
+        seen = [0] * len(deliveries)
+        for rows, bits in zip(by_key.values(), await pipe.execute(), strict=True):
+            for i, bit in zip(rows, bits, strict=True):
+                seen[i] = bit
         fresh = []
         for d, bit in zip(deliveries, seen, strict=True):
             if bit:
