@@ -9,25 +9,11 @@ from collections.abc import Iterable
 
 from services.common.contracts import AlertEvent, RiskEvent
 from services.common.contracts.history import SessionHistory
-from services.recorder.rows import METRICS
+from services.recorder.rows import METRICS, TOKEN_COLUMNS
 
 EXPORT_FORMATS = ("jsonl", "csv")
 EXPORT_PAGE = 200  # lines per chunk
-CSV_COLUMNS = (
-    "session_id",
-    "seq",
-    "ts_ns",
-    "token_ts_ns",
-    "token_id",
-    "text",
-    "distribution",
-    "model",
-    *METRICS,
-    "exact",
-    "top_k",
-    "alerts",
-    "risk",
-)
+CSV_COLUMNS = (*TOKEN_COLUMNS, "alerts", "risk")
 
 
 def jsonl_chunks(history: SessionHistory) -> Iterable[str]:
