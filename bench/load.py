@@ -334,6 +334,11 @@ async def run(args: argparse.Namespace) -> None:
     print(f"CPU during the push phase ({push_end - t0:.1f} s; cores busy = CPU s / wall s):")
     for name, c in sorted(cpu.items(), key=lambda x: -x[1]):
         print(f"  cpu {name:10s} {c:6.1f} s  ({c / (push_end - t0):.2f} cores)")
+    per_token = sum(cpu.values()) / max(pushed, 1)
+    print(
+        f"  all of it: {per_token * 1e3:.2f} CPU ms per pushed token, so {target:,.0f} tokens/s needs about "
+        f"{per_token * target:.1f} cores at this cost (this machine: {psutil.cpu_count()} cores, shared)"
+    )
     for name, samples in sorted(rss.items()):
         mb = [v / 2**20 for _, v in samples]
         print(

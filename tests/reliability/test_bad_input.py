@@ -386,14 +386,14 @@ async def test_malformed_stream_entries_are_dead_lettered_with_reasons(
     written: dict[bytes, tuple[str, str]] = {}
     for stream, cases in (("tokens", BAD_TOKENS), ("audits", BAD_AUDITS), ("sessions", BAD_SESSIONS)):
         for name, fields in cases.items():
-            eid = await r.xadd(f"{stack.prefix}{stream}", fields)
+            eid: Any = await r.xadd(f"{stack.prefix}{stream}", fields)  # type: ignore[arg-type]
             written[eid] = (stream, name)
     expected = {"tokens": {"auditors"}, "audits": {"alerters", "recorders"}, "sessions": {"alerters", "recorders"}}
     want = sum(len(expected[s]) for s, _ in written.values())
 
     deadline = time.monotonic() + 60
     while True:
-        dead = await r.xrange(f"{stack.prefix}dead")
+        dead: list[Any] = list(await r.xrange(f"{stack.prefix}dead") or [])
         ours = [f for _, f in dead if f[b"entry_id"] in written]
         if len(ours) >= want or time.monotonic() > deadline:
             break

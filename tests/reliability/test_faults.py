@@ -175,7 +175,6 @@ async def wait_status(
 
 
 @pytest.mark.model
-@pytest.mark.xfail(strict=True, reason="lease wiring pending")
 async def test_generator_killed_mid_generation_fails_the_session_after_the_lease_timeout(
     generator_stack: Stack,
 ) -> None:
