@@ -116,8 +116,10 @@ async function shot(page, name) {
   log(`screenshot ${path.relative(ROOT, file)}`);
 }
 
-async function startGeneration(page, { prompt, maxTokens, temperature, seed = 7 }) {
+/** Fill the form and start; `mode` is "chat" (the model's chat template, default) or "complete". */
+async function startGeneration(page, { prompt, maxTokens, temperature, seed = 7, mode = "chat" }) {
   await page.getByTestId("prompt").fill(prompt);
+  await page.getByTestId(`mode-${mode}`).check();
   await page.getByTestId("max-tokens").fill(String(maxTokens));
   await page.getByTestId("seed").fill(String(seed));
   if (temperature !== undefined) {
@@ -135,39 +137,40 @@ async function startGeneration(page, { prompt, maxTokens, temperature, seed = 7 
 
 
 /**
- * Start a generation that yields at least `minTokens` tokens: sampling may end a generation at once
- * (the model emits its end token), so a few seeds are tried in turn.
+ * Start a generation (chat mode, fixed seed) and wait until it has at least `minTokens` tokens. In
+ * chat mode the model answers instead of ending at once, and a seeded run is reproducible, so one
+ * seed is enough; a run that ends short fails here with the count.
  */
-async function startLongGeneration(page, opts, minTokens, seeds = [7, 11, 23, 42, 99]) {
-  for (const seed of seeds) {
-    const sid = await startGeneration(page, { ...opts, seed });
-    await page.waitForFunction(
-      (n) =>
-        Number(document.querySelector('[data-testid="heatmap"]')?.getAttribute("data-count")) >= n ||
-        /Finished|Cancelled|Failed/.test(document.querySelector('[data-testid="session-status"]')?.textContent ?? ""),
-      minTokens,
-      { timeout: 180_000 },
-    );
-    if ((await count(page)) >= minTokens) return sid;
-    log(`seed ${seed} ended after ${await count(page)} tokens; trying another`);
-  }
-  throw new Error(`no generation reached ${minTokens} tokens`);
+async function startLongGeneration(page, opts, minTokens) {
+  const sid = await startGeneration(page, opts);
+  await page.waitForFunction(
+    (n) =>
+      Number(document.querySelector('[data-testid="heatmap"]')?.getAttribute("data-count")) >= n ||
+      /Finished|Cancelled|Failed/.test(document.querySelector('[data-testid="session-status"]')?.textContent ?? ""),
+    minTokens,
+    { timeout: 180_000 },
+  );
+  const n = await count(page);
+  assert(n >= minTokens, `the generation (seed ${opts.seed ?? 7}) ended after ${n} of at least ${minTokens} tokens`);
+  return sid;
 }
 
 const scenarios = {
   async "live generation: prompt, start, tokens and chart update, alerts, token details"(page, base) {
     await page.goto(base + "/");
     await page.getByTestId("connection").filter({ hasText: "Live" }).waitFor({ timeout: 15_000 });
-    // The original README's example prompts are one click away.
+    // The original README's example prompts are one click away, and set how the prompt is sent.
+    await page.getByRole("button", { name: /The capital of France is/ }).click();
+    assert(await page.getByRole("radio", { name: "Complete text" }).isChecked(), "the factual example is a completion");
     await page.getByRole("button", { name: /What will technology look like in 2090\?/ }).click();
     assert((await page.getByTestId("prompt").inputValue()) === "What will technology look like in 2090?", "example prompt filled");
+    assert(await page.getByRole("radio", { name: "Chat (model's chat template)" }).isChecked(), "the speculative example is a chat");
     await shot(page, "01-empty-light");
 
     const sid = await startLongGeneration(
       page,
-      { prompt: "What will technology look like in 2090? Describe a day in the life of a person then.", maxTokens: 60, temperature: 0.9 },
+      { prompt: "What will technology look like in 2090? Describe a day in the life of a person then.", maxTokens: 60, temperature: 0.9, seed: 99 },
       5,
-      [99, 7, 11, 23, 42, 5, 3],
     );
     log(`session ${sid}`);
     const n1 = await count(page);
@@ -219,6 +222,8 @@ const scenarios = {
   async "reload mid-generation resumes the session with no duplicate or missing token"(page, base) {
     await page.goto(base + "/#/live");
     const sid = await startLongGeneration(page, { prompt: "Explain quantum computing in simple terms", maxTokens: 48 }, 10);
+    const record = (await api(base, `/sessions/${encodeURIComponent(sid)}`)).session;
+    assert(record.prompt === "user: Explain quantum computing in simple terms", `sent as a chat message: ${JSON.stringify(record.prompt)}`);
     const before = await count(page);
     await page.reload();
     assert(sessionIdOf(page) === sid, "the URL keeps the session");
@@ -313,6 +318,42 @@ const scenarios = {
     await page.getByTestId("session-status").filter({ hasText: "Cancelled" }).waitFor({ timeout: 30_000 });
     const h = await api(base, `/sessions/${encodeURIComponent(sid)}`);
     assert(h.session.status === "cancelled", `status ${h.session.status}`);
+  },
+
+  async "modes reach the generator; a 0-token ending and a failure are said plainly"(page, base) {
+    // "The capital of France is" goes as text to complete (typed prompts go as chat: see the reload scenario).
+    await page.goto(base + "/#/live");
+    await page.getByRole("button", { name: /The capital of France is/ }).click();
+    await page.getByTestId("max-tokens").fill("6");
+    await page.getByTestId("start").click();
+    await page.waitForFunction(() => location.hash.startsWith("#/live/"), null, { timeout: 15_000 });
+    const sid = sessionIdOf(page);
+    await page.getByTestId("session-status").filter({ hasText: /Finished|Cancelled|Failed/ }).waitFor({ timeout: 180_000 });
+    const h = await api(base, `/sessions/${encodeURIComponent(sid)}`);
+    assert(h.session.prompt === "The capital of France is", `sent as a plain prompt: ${JSON.stringify(h.session.prompt)}`);
+
+    // A session that ends before its first token (pushed, so it does not depend on sampling).
+    const empty = await pushSession(base, "ends at once");
+    await api(base, `/push/sessions/${encodeURIComponent(empty)}/finish`, { method: "POST", body: JSON.stringify({ status: "finished", reason: "eos" }) });
+    await page.goto(`${base}/#/live/${encodeURIComponent(empty)}`);
+    const notice = page.getByTestId("session-outcome");
+    await notice.filter({ hasText: "end of sequence before any token" }).waitFor({ timeout: 15_000 });
+    assert((await notice.getAttribute("data-kind")) === "empty", "0-token notice");
+    await shot(page, "14-ended-at-once-light");
+
+    // A failed session shows its reason as an alert, in both themes.
+    const failed = await pushSession(base, "fails");
+    await pushTokens(base, failed, 0, 3);
+    const reason = "the upstream model returned HTTP 503";
+    await api(base, `/push/sessions/${encodeURIComponent(failed)}/finish`, { method: "POST", body: JSON.stringify({ status: "failed", reason }) });
+    await page.goto(`${base}/#/live/${encodeURIComponent(failed)}`);
+    await page.getByRole("alert").filter({ hasText: reason }).waitFor({ timeout: 15_000 });
+    await page.getByTestId("theme-toggle").click();
+    await shot(page, "15-failed-dark");
+    await page.goto(base + "/#/live");
+    await page.getByRole("button", { name: /Explain quantum computing/ }).click();
+    await shot(page, "16-form-dark");
+    await page.getByTestId("theme-toggle").click();
   },
 
   async "sessions page lists sessions and replays one; dark theme"(page, base) {

@@ -11,7 +11,7 @@ const base = { status: "finished", reason: "eos", expectedTokens: 0, tokenCount:
 
 describe("sessionOutcome", () => {
   it("explains a session that ended before its first token", () => {
-    expect(sessionOutcome(base)).toStrictEqual({ kind: "empty", title: "No tokens", detail: EMPTY_EOS_DETAIL });
+    expect(sessionOutcome(base)).toStrictEqual({ kind: "empty", title: "No tokens.", detail: EMPTY_EOS_DETAIL });
     expect(EMPTY_EOS_DETAIL).toContain("The model ended the text at once");
     expect(sessionOutcome({ ...base, reason: "stop" })!.detail).toContain("ended (stop) before any token");
     expect(sessionOutcome({ ...base, status: "cancelled", reason: "cancelled" })!.detail).toContain("stopped before its first token");
@@ -28,7 +28,7 @@ describe("sessionOutcome", () => {
     const reason = "the prompt is longer than the model's context";
     expect(sessionOutcome({ ...base, status: "failed", reason })).toStrictEqual({
       kind: "failed",
-      title: "The generation failed",
+      title: "The generation failed:",
       detail: reason,
     });
     expect(sessionOutcome({ status: "failed", reason, expectedTokens: 7, tokenCount: 7 })!.detail).toBe(reason);

@@ -23,7 +23,7 @@ export const EMPTY_EOS_DETAIL =
 
 export function sessionOutcome({ status, reason, expectedTokens, tokenCount }: OutcomeInput): Outcome | null {
   if (status === "failed") {
-    return { kind: "failed", title: "The generation failed", detail: reason ?? "No reason was given." };
+    return { kind: "failed", title: "The generation failed:", detail: reason ?? "No reason was given." };
   }
   const empty = expectedTokens === 0 && tokenCount === 0;
   if (!empty) return null;
@@ -32,10 +32,10 @@ export function sessionOutcome({ status, reason, expectedTokens, tokenCount }: O
       reason === null || reason === "eos"
         ? EMPTY_EOS_DETAIL
         : `The session ended (${reason}) before any token. Try chat mode, another seed or a lower temperature.`;
-    return { kind: "empty", title: "No tokens", detail };
+    return { kind: "empty", title: "No tokens.", detail };
   }
   if (status === "cancelled") {
-    return { kind: "empty", title: "No tokens", detail: "The session was stopped before its first token." };
+    return { kind: "empty", title: "No tokens.", detail: "The session was stopped before its first token." };
   }
   return null;
 }
