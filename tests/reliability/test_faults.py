@@ -31,11 +31,13 @@ N = 300
 TOKENS = script(N)
 ENDED = ("finished", "failed", "cancelled")
 FAST_RECLAIM = {"UQ_CLAIM_IDLE_MS": "2000", "UQ_RECORDER_BATCH_SIZE": "64"}
+RETAINED = 500  # UQ_MAXLEN_TOKENS of the fault stack (default 5,000), so that outrunning it is cheap
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    with Stack(services=("recorder", "auditor", "alerter", "gateway"), auditors=2, env=FAST_RECLAIM) as s:
+    env = {**FAST_RECLAIM, "UQ_MAXLEN_TOKENS": str(RETAINED)}
+    with Stack(services=("recorder", "auditor", "alerter", "gateway"), auditors=2, env=env) as s:
         yield s
 
 
@@ -145,6 +147,36 @@ async def test_both_auditors_killed_then_one_restarted_under_another_name(stack:
     stack.start_service("auditor-2")
     stack.stop_service("auditor-3")
     del stack.procs["auditor-3"]
+
+
+async def test_tokens_pushed_while_no_auditor_runs_are_audited_later_or_refused(stack: Stack, r: Redis) -> None:
+    """What the push API accepts (202) is audited once an auditor is back, however long it was away; if
+    it cannot keep that promise it must say so (503/429 with Retry-After) instead of accepting.
+
+    Fails today: ``uq:tokens`` is trimmed to ``UQ_MAXLEN_TOKENS`` (~N entries) whether or not the
+    auditors have read them, and the push API keeps answering 202, so every token beyond N that
+    arrives while no auditor reads is lost without a trace (not even dead-lettered). bench/load.py
+    loses the same way under overload (the auditors fall behind by more than N).
+    """
+    tokens = script(2 * RETAINED, seed=3)
+    stack.kill("auditor-1")
+    stack.kill("auditor-2")
+    accepted = refused = 0
+    async with httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
+        sid = await start_session(client)
+        for start in range(0, len(tokens), 100):
+            resp = await client.post(f"/push/sessions/{sid}/tokens", json={"tokens": tokens[start : start + 100]})
+            if resp.status_code == 202:
+                accepted += resp.json()["accepted"]
+            else:
+                assert resp.status_code in (429, 503), resp.text
+                assert "retry-after" in resp.headers
+                refused += 1
+        stack.start_service("auditor-1")
+        stack.start_service("auditor-2")
+        await finish(client, sid)
+    got = await outcome(r, stack, sid, accepted, wait_s=30)
+    assert len(got["audits"]) == accepted, f"{accepted - len(got['audits'])} of {accepted} accepted tokens lost"
 
 
 # --- the generator ---------------------------------------------------------------------------------
