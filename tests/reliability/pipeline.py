@@ -142,6 +142,10 @@ async def pending(redis: Redis, stack: Stack) -> dict[str, int]:
             groups = await redis.xinfo_groups(f"{stack.prefix}{stream}")
         except ResponseError:  # no such stream yet
             continue
+        last = (await redis.xinfo_stream(f"{stack.prefix}{stream}"))["last-generated-id"]
         for g in groups:
-            out[f"{stream}/{g['name'].decode()}"] = int(g["pending"]) + int(g.get("lag") or 0)
+            # Redis keeps counting entries trimmed before a group read them as lag; a group that has
+            # read the last entry has nothing left to read.
+            lag = 0 if g["last-delivered-id"] == last else int(g.get("lag") or 0)
+            out[f"{stream}/{g['name'].decode()}"] = int(g["pending"]) + lag
     return out
