@@ -24,13 +24,14 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.alerter.engine import AlerterOutput, Engine
 from services.alerter.rules import Rule
 from services.alerter.session import SessionState
 from services.alerter.settings import AlerterSettings
-from services.common.bus import Bus, Delivery, Output, StateWrite
+from services.common.bus import Bus, Delivery, Output, StateWrite, is_nogroup
 from services.common.codec import encode
 from services.common.contracts import AuditEvent, SessionEvent
 
@@ -89,6 +90,15 @@ class Alerter:
                 log.warning("redis unavailable, retrying", extra={"error": str(exc)})
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+                with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+                    await self.audits.ensure_group()
+                    await self.lifecycle.ensure_group()
+            except ResponseError as exc:
+                if not is_nogroup(exc):
+                    raise
+                # A group vanished without a broken connection (Redis came back empty between two
+                # reads, was flushed, or the group was destroyed): create both again and carry on.
+                log.warning("consumer group is gone, creating it again")
                 with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
                     await self.audits.ensure_group()
                     await self.lifecycle.ensure_group()

@@ -232,6 +232,14 @@ class Consumer:
                 backoff = min(backoff * 2, 5.0)
                 with contextlib.suppress(RedisConnectionError, TimeoutError, OSError):
                     await self.ensure_group()  # a restarted Redis without persistence has lost the group
+            except ResponseError as exc:
+                if not is_nogroup(exc):
+                    raise
+                # The group vanished without a broken connection: Redis came back (empty) between two
+                # reads, was flushed, or the group was destroyed. Create it again and carry on.
+                log.warning("consumer group is gone, creating it again", extra={"stream": self.stream})
+                with contextlib.suppress(RedisConnectionError, TimeoutError, OSError):
+                    await self.ensure_group()
 
     async def step(self, block_ms: int | None = None) -> int:
         """One cycle: reclaim or read a batch, handle it, commit. Returns the number of entries taken."""
@@ -419,6 +427,11 @@ class Consumer:
                 self.stats.processed += 1
             self._failures.pop(eid, None)
         await self.bus._commit(args=args)
+
+
+def is_nogroup(exc: ResponseError) -> bool:
+    """Whether Redis answered that the consumer group (or its stream) does not exist."""
+    return str(exc).startswith("NOGROUP")
 
 
 def _entries(response: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:

@@ -281,3 +281,29 @@ async def test_a_batch_without_outputs_or_dedupe_is_acknowledged(bus: Bus) -> No
     assert consumer.stats.processed == 10
     assert await bus.redis.exists(bus.key("audits"), bus.key("dead")) == 0
     assert [k async for k in bus.redis.scan_iter(match=bus.key("seen:*"))] == []
+
+
+async def test_run_creates_a_vanished_group_again_and_goes_on(bus: Bus) -> None:
+    """NOGROUP without a broken connection (Redis back empty between two reads, a flush, XGROUP
+    DESTROY): ``run`` creates the group again instead of ending."""
+    handler = Recorder()
+    consumer = bus.consumer("tokens", GROUP, handler, name="c1")
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    await bus.publish("tokens", token("s1", 0))
+    for _ in range(100):
+        if handler.seen:
+            break
+        await asyncio.sleep(0.02)
+    assert await bus.redis.xgroup_destroy(bus.key("tokens"), GROUP) == 1
+    await asyncio.sleep(0.3)
+    assert not task.done(), task.exception()
+    await bus.publish("tokens", token("s1", 1))
+    for _ in range(200):
+        if len(handler.seen) == 2:
+            break
+        await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(task, timeout=2)
+    assert handler.seen == [("s1", 0), ("s1", 1)]  # s1/0 is read again but deduped: one output each
+    assert [a.seq for a in await audits(bus)] == [0, 1]

@@ -22,7 +22,17 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.reliability.pipeline import comparable, finish, outcome, pending, push, run_script, script, start_session
+from tests.reliability.pipeline import (
+    comparable,
+    entries,
+    finish,
+    outcome,
+    pending,
+    push,
+    run_script,
+    script,
+    start_session,
+)
 from tests.stack import Stack
 
 pytestmark = pytest.mark.slow
@@ -70,7 +80,7 @@ async def reference(stack: Stack, r: Redis) -> dict[str, Any]:
         assert sorted(got["audits"].items()) == [(s, 1) for s in range(N)]
         assert sum(a["type"] == "alert" for a in got["alerts"]) >= 5, "the script must make the rules fire"
         assert {a["type"] for a in got["alerts"]} == {"alert", "risk", "summary"}
-        _reference[stack.prefix] = got
+        _reference[stack.prefix] = {**got, "sid": sid}
     return _reference[stack.prefix]
 
 
@@ -147,6 +157,24 @@ async def test_both_auditors_killed_then_one_restarted_under_another_name(stack:
     stack.start_service("auditor-2")
     stack.stop_service("auditor-3")
     del stack.procs["auditor-3"]
+
+
+async def test_consumer_groups_destroyed_under_the_services_are_created_again(stack: Stack, r: Redis) -> None:
+    """A group can vanish without a broken connection (Redis restarted empty between two reads, a flush,
+    ``XGROUP DESTROY``): every consumer gets NOGROUP. Each service creates its group again and goes on;
+    re-reading the retained entries from the start repeats no audit, alert or row."""
+    ref = await reference(stack, r)
+    destroyed = 0
+    for stream in ("tokens", "audits", "alerts", "sessions"):
+        for g in await r.xinfo_groups(f"{stack.prefix}{stream}"):
+            destroyed += await r.xgroup_destroy(f"{stack.prefix}{stream}", g["name"])
+    assert destroyed == 6  # auditors; alerters ×2; recorders ×3
+    await asyncio.sleep(1.5)  # every consumer has hit NOGROUP by now
+    async with httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
+        sid = await run_script(client, TOKENS)
+    assert_same_outputs(await outcome(r, stack, sid, N), ref, N)
+    assert_all_running(stack)
+    assert len(await entries(r, stack, "audits", ref["sid"])) == N, "earlier sessions are not audited twice"
 
 
 async def test_tokens_pushed_while_no_auditor_runs_are_audited_later_or_refused(stack: Stack, r: Redis) -> None:
