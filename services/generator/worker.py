@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from services.common.bus import Bus, Delivery, Outcome
+from services.common.bus import Bus, Delivery, Outcome, is_nogroup
 from services.common.codec import encode
 from services.common.contracts import JobRequest, SessionEvent, TokenEvent
 from services.common.contracts.events import SessionStatus
@@ -86,6 +86,16 @@ class Worker:
                     log.warning("redis unavailable, retrying", extra={"error": str(exc)})
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
+                    with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+                        await self.consumer.ensure_group()  # a restarted Redis without persistence lost it
+                    continue
+                except ResponseError as exc:
+                    self._taken.clear()
+                    if not is_nogroup(exc):
+                        raise
+                    log.warning("consumer group is gone, creating it again")  # Redis back empty, or flushed
+                    with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+                        await self.consumer.ensure_group()
                     continue
                 for job in self._taken:
                     self._start(job)

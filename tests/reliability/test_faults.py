@@ -53,7 +53,8 @@ def stack() -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def own_redis_stack() -> Iterator[Stack]:
-    with Stack(services=("recorder", "auditor", "alerter", "gateway"), own_redis=True, env=FAST_RECLAIM) as s:
+    services = ("recorder", "auditor", "alerter", "generator", "gateway")
+    with Stack(services=services, own_redis=True, env=FAST_RECLAIM) as s:
         yield s
 
 
@@ -314,6 +315,7 @@ async def test_gateway_killed_a_browser_reconnects_and_resumes_without_gaps_or_d
     assert second[-1]["tokens"] == 200
 
 
+@pytest.mark.model
 async def test_redis_restarted_every_service_reconnects_and_new_sessions_flow(own_redis_stack: Stack) -> None:
     stack = own_redis_stack
     n = 100
@@ -322,6 +324,9 @@ async def test_redis_restarted_every_service_reconnects_and_new_sessions_flow(ow
         async with httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
             before = await outcome(r, stack, await run_script(client, TOKENS[:n]), n)
             assert len(before["audits"]) == n
+            resp = await client.post("/generate", json={"prompt": "Hi", "max_tokens": 2, "temperature": 0})
+            job = await wait_status(client, resp.json()["session_id"], lambda b: b["status"] in ENDED, 120)
+            assert job["status"] == "finished", job  # the generator is in its job loop now
 
             stack.stop_redis()  # when it comes back it is empty: streams, groups, push sessions, heartbeats
             resp = await client.post("/push/sessions", json={"model": "m"})
@@ -343,6 +348,9 @@ async def test_redis_restarted_every_service_reconnects_and_new_sessions_flow(ow
                     await push(client, sid, TOKENS[start : start + 20])
                 await finish(client, sid)
                 seen = await follow(ws, until_done=True)
+            resp = await client.post("/generate", json={"prompt": "Hi", "max_tokens": 3, "temperature": 0})
+            job = await wait_status(client, resp.json()["session_id"], lambda b: b["status"] in ENDED, 120)
+            assert job["status"] == "finished", job
         after = await outcome(r, stack, sid, n)
         assert token_seqs(seen) == list(range(n))
         assert seen[-1]["type"] == "done"
