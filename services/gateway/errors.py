@@ -7,7 +7,8 @@ UQError (services.common.errors)
     ├── NotFoundError        404 not_found: unknown session (carries the id as ``param``)
     ├── ConflictError        409 conflict: the session is in a state that forbids it (e.g. finished)
     ├── RateLimitedError     429 rate_limited: carries ``retry_after_s``
-    └── UnavailableError     503 unavailable: a part the request needs is missing (Redis, the store)
+    └── UnavailableError     503 unavailable: a part the request needs is missing (Redis, the store) or
+                             the auditors are too far behind to take more (carries ``retry_after_s``)
 
 The WebSocket renders the same errors as ``{"type": "error", "message", "code"}`` messages.
 """
@@ -62,6 +63,10 @@ class RateLimitedError(ApiError):
 class UnavailableError(ApiError):
     status = 503
     type = "unavailable"
+
+    def __init__(self, message: str, *, param: str | None = None, retry_after_s: float | None = None) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message, param=param)
 
 
 def error_body(message: str, type_: str, param: str | None = None) -> dict[str, dict[str, str | None]]:

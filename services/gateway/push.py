@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from services.common.backlog import room
 from services.common.bus import Bus
 from services.common.codec import logits_bytes
 from services.common.contracts import SessionEvent, TokenEvent, TopKAlternative
-from services.gateway.errors import BadRequestError, ConflictError, NotFoundError
+from services.gateway.errors import BadRequestError, ConflictError, NotFoundError, UnavailableError
 from services.gateway.jobs import new_session_id, session_urls
 from services.gateway.live import LiveState
 from services.gateway.models import (
@@ -192,6 +193,13 @@ class PushService:
             )
         state = await self._state(session_id)
         model, provider = state["model"], state["provider"]
+        free = await room(self.bus, "tokens", self.settings.token_group, self.settings.push_backlog_share)
+        if len(tokens) > free:
+            raise UnavailableError(
+                f"the auditors are behind: {len(tokens)} more tokens would not fit in what the stream retains "
+                f"unread (room for {max(free, 0)}; UQ_MAXLEN_TOKENS={self.bus.maxlen('tokens')}); push them again later",
+                retry_after_s=1,
+            )
         events = [token_event(session_id, 0, model, provider, t, param=f"tokens.{i}") for i, t in enumerate(tokens)]
         key = self._key(session_id)
         end = int(await self.bus.redis.hincrby(key, "next_seq", len(events)))

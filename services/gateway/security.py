@@ -65,5 +65,5 @@ class RateLimiter:
         self._buckets[caller] = (tokens - 1.0, now)
 
     @staticmethod
-    def retry_after_header(exc: RateLimitedError) -> str:
-        return str(max(1, math.ceil(exc.retry_after_s)))
+    def retry_after_header(retry_after_s: float) -> str:
+        return str(max(1, math.ceil(retry_after_s)))

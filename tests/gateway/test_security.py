@@ -45,7 +45,7 @@ def test_rate_limit_allows_the_burst_then_the_rate() -> None:
     with pytest.raises(RateLimitedError) as err:
         limiter.check("k", now=0.0)
     assert err.value.retry_after_s == pytest.approx(0.5)
-    assert RateLimiter.retry_after_header(err.value) == "1"
+    assert RateLimiter.retry_after_header(err.value.retry_after_s) == "1"
     limiter.check("other", now=0.0)  # per caller
     limiter.check("k", now=0.5)  # one token refilled
     with pytest.raises(RateLimitedError):

@@ -1,0 +1,48 @@
+"""How far a consumer group is behind on a stream: the producers' backpressure signal.
+
+Retention (``MAXLEN ~``) trims a stream whether or not its consumers have read it, so a producer
+that keeps publishing while a group is more than ``UQ_MAXLEN_<STREAM>`` entries behind loses
+entries. Producers that can wait (the push API) ask :func:`backlog` first and refuse, with a retry
+hint, when what they would add does not fit in what the retention leaves unread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.exceptions import ResponseError
+
+from services.common.bus import Bus
+
+
+async def backlog(bus: Bus, stream: str, group: str) -> int:
+    """Entries of ``stream`` that ``group`` has not acknowledged yet: pending plus not yet delivered.
+
+    A group that does not exist yet (its consumers never started) is behind by the whole stream.
+    """
+    key = bus.key(stream)
+    try:
+        groups: list[dict[str, Any]] = await bus.redis.xinfo_groups(key)
+    except ResponseError:  # no such stream: nothing published, nothing behind
+        return 0
+    for info in groups:
+        name = info["name"].decode() if isinstance(info["name"], bytes) else info["name"]
+        if name != group:
+            continue
+        pending = int(info["pending"])
+        lag = info.get("lag")
+        if lag is None:  # Redis cannot tell after trimming: count what follows the last delivered entry
+            last = info["last-delivered-id"]
+            last = last.decode() if isinstance(last, bytes) else last
+            undelivered = len(await bus.redis.xrange(key, min=f"({last}", count=bus.maxlen(stream) + 1) or [])
+            return pending + undelivered
+        return pending + int(lag)
+    return int(await bus.redis.xlen(key))
+
+
+async def room(bus: Bus, stream: str, group: str, share: float = 0.8) -> int:
+    """How many more entries ``stream`` can take before unread ones risk being trimmed.
+
+    ``share`` of the retention is the budget for the backlog; the rest is slack for MAXLEN ~.
+    """
+    return int(bus.maxlen(stream) * share) - await backlog(bus, stream, group)
