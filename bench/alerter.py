@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from redis.asyncio import Redis
 
+from bench.report import goal
 from services.alerter.engine import Engine
 from services.alerter.ruleset import load_rules
 from services.alerter.service import Alerter
@@ -173,6 +174,31 @@ def main() -> None:
     if auditor_full:
         print(f"ratio end-to-end / auditor full   {e2e / auditor_full:>6.2f}")
         print(f"ratio end-to-end / auditor top-20 {e2e / auditor_top_k:>6.2f}")
+    goal(
+        "alerter",
+        "rules engine audits/s (one process)",
+        engine_rate,
+        20_000,
+        "audits/s",
+        detail=f"{engine_rate / publish:.2f}x the publish rate of the same audits",
+    )
+    goal(
+        "alerter",
+        "end to end through Redis / publish rate of the same audits",
+        e2e / publish,
+        1.0,
+        "x",
+        detail=f"{e2e:,.0f} vs {publish:,.0f} audits/s",
+    )
+    if auditor_full:
+        goal(
+            "alerter",
+            "end to end / one auditor's output (full logits)",
+            e2e / auditor_full,
+            1.0,
+            "x",
+            detail=f"{e2e:,.0f} vs {auditor_full:,.0f} audits/s: the alerter keeps up with one auditor",
+        )
 
 
 if __name__ == "__main__":

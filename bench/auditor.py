@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from redis.asyncio import Redis
 
+from bench.report import goal
 from services.auditor import metrics
 from services.auditor.service import Auditor
 from services.auditor.settings import AuditorSettings
@@ -316,8 +317,27 @@ async def run(args: argparse.Namespace) -> None:
     redis = Redis.from_url(base.redis_url)
     try:
         print(f"auditor benchmark: pid {os.getpid()}, one process, batch_size {base.batch_size}")
-        table("1. metrics function alone (best of several rounds)", bench_metrics(args.quick))
-        table("2. end to end through Redis, one auditor process", await bench_e2e(redis, base, args.quick))
+        metrics_rows = bench_metrics(args.quick)
+        table("1. metrics function alone (best of several rounds)", metrics_rows)
+        e2e_rows = await bench_e2e(redis, base, args.quick)
+        table("2. end to end through Redis, one auditor process", e2e_rows)
+        targets = {
+            "full V=32000 fused numba": 8_000,
+            "top-20": 500_000,
+            "e2e full V=32000": 3_000,
+            "e2e full V=49152": 3_000,
+            "e2e top-20": 20_000,
+        }
+        for name, ours, naive, _ in metrics_rows + e2e_rows:
+            if name in targets:
+                goal(
+                    "auditor",
+                    f"{name} tokens/s (one core)",
+                    ours,
+                    targets[name],
+                    "tokens/s",
+                    detail=f"{ours / naive:.1f}x the naive reference ({naive:,.0f}/s)",
+                )
         tokens = min(args.tokens, 20_000) if args.quick else args.tokens
         rate_, samples = await bench_memory(redis, base, tokens)
         print(f"\n3. long run: {tokens:,} tokens (1 in 20 full V=32000), produced and audited concurrently")
@@ -325,6 +345,15 @@ async def run(args: argparse.Namespace) -> None:
         print("   " + ", ".join(f"{n:,}: {mb:.0f}" for n, mb in samples))
         later = [mb for n, mb in samples if n >= tokens // 5]
         print(f"   growth from 20% to the end: {later[-1] - later[0]:+.1f} MB")
+        goal(
+            "auditor",
+            f"memory growth over a {tokens:,}-token run",
+            later[-1] - later[0],
+            20,
+            "MB",
+            higher_is_better=False,
+            detail=f"{rate_:,.0f} tokens/s mixed full/top-k",
+        )
     finally:
         await redis.aclose()
 

@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
+from bench.report import goal
 from services.common.bus import Bus
 from services.common.contracts import AuditEvent, Metrics, TopKAlternative
 from services.common.settings import CommonSettings
@@ -196,6 +197,15 @@ async def run(args: argparse.Namespace) -> None:
     last = [r for name, r in rows if name == "gateway"][-1]
     verdict = "meets" if last["p99"] < GOAL_P99_MS else "misses"
     print(f"goal p99 < {GOAL_P99_MS:g} ms at {last['clients']} clients: {verdict} ({last['p99']:.2f} ms)")
+    goal(
+        "gateway",
+        f"WebSocket p99 latency at {last['clients']} clients",
+        last["p99"],
+        GOAL_P99_MS,
+        "ms",
+        higher_is_better=False,
+        detail=f"p50 {last['p50']:.1f} ms; bare XREAD+broadcast floor p99 {floors[last['clients']]['p99']:.1f} ms",
+    )
 
 
 def main() -> None:

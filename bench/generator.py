@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 from redis.asyncio import Redis
 
+from bench.report import goal
 from services.common.bus import Bus
 from services.common.codec import decode
 from services.common.contracts import JobRequest, SamplingParams, SessionEvent
@@ -228,6 +229,14 @@ async def main() -> None:
     print(
         f"  ratio generator / bare: {our_rate / bare_rate:.3f} (per prompt: "
         f"{', '.join(f'{r:.2f}' for r in per_prompt)}; median {statistics.median(per_prompt):.3f}); goal ≥ 0.95"
+    )
+    goal(
+        "generator",
+        "tokens/s with full-logit publishing / bare generate()",
+        our_rate / bare_rate,
+        0.95,
+        "x",
+        detail=f"{our_rate:.1f} vs {bare_rate:.1f} tok/s; median per prompt {statistics.median(per_prompt):.2f}",
     )
     alone_pairs = [(n1 / t1) / (n0 / t0) for (n0, t0), (n1, t1) in zip(bare, alone, strict=True) if n0 and n1]
     print(

@@ -34,6 +34,7 @@ import psycopg
 from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
 
+from bench.report import goal
 from services.common.bus import Bus
 from services.common.codec import decode, encode, logits_bytes
 from services.common.contracts import AuditEvent, Event, Metrics, SessionEvent, TokenEvent, TopKAlternative, now_ns
@@ -320,6 +321,24 @@ async def main() -> None:
         if "auditor" in med:
             ratios.insert(0, f"÷ auditor {med[db] / med['auditor']:.2f}")
         print(f"  ratio recorder({db}) " + ", ".join(ratios))
+    goal(
+        "recorder",
+        "tokens/s recorded into PostgreSQL",
+        med["postgresql"],
+        5_000,
+        "tokens/s",
+        detail=f"SQLite {med['sqlite']:,.0f}/s; capacity with a free core "
+        f"{statistics.median(capacity['postgresql']):,.0f}/s",
+    )
+    if "auditor" in med:
+        goal(
+            "recorder",
+            "recorder (PostgreSQL) / one auditor's output",
+            med["postgresql"] / med["auditor"],
+            1.0,
+            "x",
+            detail=f"auditor {med['auditor']:,.0f} audits/s",
+        )
 
 
 if __name__ == "__main__":
