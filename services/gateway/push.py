@@ -6,6 +6,7 @@ so any gateway replica can take any request; ``HINCRBY`` hands out seq numbers w
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import math
@@ -147,6 +148,9 @@ class PushService:
         self.bus = bus
         self.settings = settings
         self.live = live
+        # the backlog check and the publish it allows are one step per gateway, so concurrent pushes
+        # cannot all pass the same check and overfill the stream together
+        self._admission = asyncio.Lock()
 
     def _key(self, session_id: str) -> str:
         return self.bus.key(f"push:{session_id}")
@@ -193,19 +197,23 @@ class PushService:
             )
         state = await self._state(session_id)
         model, provider = state["model"], state["provider"]
-        free = await room(self.bus, "tokens", self.settings.token_group, self.settings.push_backlog_share)
-        if len(tokens) > free:
-            raise UnavailableError(
-                f"the auditors are behind: {len(tokens)} more tokens would not fit in what the stream retains "
-                f"unread (room for {max(free, 0)}; UQ_MAXLEN_TOKENS={self.bus.maxlen('tokens')}); push them again later",
-                retry_after_s=1,
-            )
         events = [token_event(session_id, 0, model, provider, t, param=f"tokens.{i}") for i, t in enumerate(tokens)]
         key = self._key(session_id)
-        end = int(await self.bus.redis.hincrby(key, "next_seq", len(events)))
+        async with self._admission:
+            free = await room(self.bus, "tokens", self.settings.token_group, self.settings.push_backlog_share)
+            if len(tokens) > free:
+                raise UnavailableError(
+                    f"the auditors are behind: {len(tokens)} more tokens would not fit in what the stream retains "
+                    f"unread (room for {max(free, 0)}; UQ_MAXLEN_TOKENS={self.bus.maxlen('tokens')}); "
+                    "push them again later",
+                    retry_after_s=1,
+                )
+            end = int(await self.bus.redis.hincrby(key, "next_seq", len(events)))
+            first = end - len(events)
+            await self.bus.publish_many(
+                ("tokens", e.model_copy(update={"seq": first + i})) for i, e in enumerate(events)
+            )
         await self.bus.redis.expire(key, self.settings.push_session_ttl_s)
-        first = end - len(events)
-        await self.bus.publish_many(("tokens", e.model_copy(update={"seq": first + i})) for i, e in enumerate(events))
         return PushTokensResponse(session_id=session_id, accepted=len(events), first_seq=first, last_seq=end - 1)
 
     async def finish(self, session_id: str, req: PushFinishRequest) -> PushFinishResponse:
