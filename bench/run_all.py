@@ -41,12 +41,21 @@ def run(name: str, quick: bool, results: Path) -> tuple[int, float]:
     return rc, time.time() - t0
 
 
+def num(v: object) -> str:
+    x = float(v)  # type: ignore[arg-type]
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    return f"{x:.3g}"
+
+
 def table(rows: list[dict[str, object]], status: dict[str, str]) -> str:
     lines = ["| benchmark | goal | target | measured | met | detail |", "|---|---|---|---|---|---|"]
     for r in rows:
         op = "≥" if r["higher_is_better"] else "≤"
         lines.append(
-            f"| {r['bench']} | {r['goal']} | {op} {r['target']:,.3g} {r['unit']} | {r['measured']:,.3g} {r['unit']} "
+            f"| {r['bench']} | {r['goal']} | {op} {num(r['target'])} {r['unit']} | {num(r['measured'])} {r['unit']} "
             f"| {'yes' if r['met'] else '**no**'} | {r['detail']} |"
         )
     for name, st in status.items():
@@ -74,6 +83,13 @@ def main() -> None:
         print(f"   {status[name]} in {secs:.0f} s", flush=True)
     rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
     results.unlink()
+    # benchmarks not run this time keep their last results (test-output/bench/results.jsonl)
+    kept = ROOT / "test-output" / "bench" / "results.jsonl"
+    if kept.exists():
+        old = [json.loads(line) for line in kept.read_text().splitlines() if line.strip()]
+        rows = [r for r in old if r["bench"] not in names] + rows
+    rows.sort(key=lambda r: BENCHES.index(str(r["bench"])) if r["bench"] in BENCHES else len(BENCHES))
+    kept.write_text("".join(json.dumps(r) + "\n" for r in rows))
     text = table(rows, status)
     print()
     print(text)
