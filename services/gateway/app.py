@@ -22,7 +22,7 @@ from services.common.health import Heartbeat
 from services.common.leases import Leases, sweep_forever
 from services.common.runner import connect, instance_name
 from services.gateway import routes_jobs, routes_ops, routes_push, routes_sessions
-from services.gateway.errors import ApiError, RateLimitedError, UnavailableError, error_body
+from services.gateway.errors import ApiError, error_body
 from services.gateway.history import open_store
 from services.gateway.security import RateLimiter
 from services.gateway.services import Gateway
@@ -107,7 +107,7 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         headers = {}
-        if isinstance(exc, RateLimitedError | UnavailableError) and exc.retry_after_s is not None:
+        if exc.retry_after_s is not None:
             headers["Retry-After"] = RateLimiter.retry_after_header(exc.retry_after_s)
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 

@@ -22,9 +22,10 @@ class ApiError(UQError):
     status = 500
     type = "internal_error"
 
-    def __init__(self, message: str, *, param: str | None = None) -> None:
+    def __init__(self, message: str, *, param: str | None = None, retry_after_s: float | None = None) -> None:
         self.message = message
         self.param = param
+        self.retry_after_s = retry_after_s  # sent as Retry-After when set
         super().__init__(message)
 
     def body(self) -> dict[str, dict[str, str | None]]:
@@ -55,18 +56,10 @@ class RateLimitedError(ApiError):
     status = 429
     type = "rate_limited"
 
-    def __init__(self, message: str, *, retry_after_s: float) -> None:
-        self.retry_after_s = retry_after_s
-        super().__init__(message)
-
 
 class UnavailableError(ApiError):
     status = 503
     type = "unavailable"
-
-    def __init__(self, message: str, *, param: str | None = None, retry_after_s: float | None = None) -> None:
-        self.retry_after_s = retry_after_s
-        super().__init__(message, param=param)
 
 
 def error_body(message: str, type_: str, param: str | None = None) -> dict[str, dict[str, str | None]]:
