@@ -33,11 +33,13 @@ from redis.asyncio import Redis
 
 from bench.report import goal
 from services.auditor import metrics
-from services.auditor.service import Auditor
+from services.auditor.service import Auditor, token_consumer
 from services.auditor.settings import AuditorSettings
 from services.common.bus import Bus, Delivery, Outcome
 from services.common.codec import logits_array, logits_bytes
 from services.common.contracts import AuditEvent, Metrics, TokenEvent, TopKAlternative
+from services.common.redis_client import redis_client
+from services.common.runner import settle_gc
 
 LN2 = math.log(2.0)
 
@@ -191,11 +193,12 @@ def bench_metrics(quick: bool) -> list[tuple[str, float, float, float | None]]:
 
 
 async def consume_all(bus: Bus, settings: AuditorSettings, handler: Any, n: int) -> float:
-    consumer = bus.consumer("tokens", settings.token_group, handler)
+    consumer = token_consumer(bus, settings, handler)
     await consumer.ensure_group()
     t = time.perf_counter()
     while consumer.stats.processed + consumer.stats.dead_lettered < n:
-        await consumer.step(block_ms=100)
+        await consumer.step(block_ms=100, wait=False)  # commits pipelined, as in Consumer.run
+    await consumer.flush()
     elapsed = time.perf_counter() - t
     if consumer.stats.dead_lettered:
         raise RuntimeError(f"{consumer.stats.dead_lettered} of {n} bench entries were dead-lettered: a bench bug")
@@ -256,7 +259,7 @@ async def bench_memory(redis: Redis, base: AuditorSettings, total: int) -> tuple
         "full": [make_token("full", "s", 0, rng) for _ in range(4)],
         "top_k": [make_token("top_k", "s", 0, rng)],
     }
-    consumer = bus.consumer("tokens", settings.token_group, Auditor(settings).handle)
+    consumer = token_consumer(bus, settings, Auditor(settings).handle)
     await consumer.ensure_group()
     samples: list[tuple[int, float]] = []
     stop = asyncio.Event()
@@ -277,10 +280,11 @@ async def bench_memory(redis: Redis, base: AuditorSettings, total: int) -> tuple
     async def consume() -> None:
         next_sample = 0
         while done() < total and not stop.is_set():
-            await consumer.step(block_ms=100)
+            await consumer.step(block_ms=100, wait=False)
             if consumer.stats.processed >= next_sample:
                 samples.append((consumer.stats.processed, rss_mb()))
                 next_sample += total // 10
+        await consumer.flush()
         samples.append((consumer.stats.processed, rss_mb()))
         if consumer.stats.dead_lettered:
             raise RuntimeError(f"{consumer.stats.dead_lettered} bench entries were dead-lettered: a bench bug")
@@ -314,7 +318,8 @@ def table(title: str, rows: list[tuple[str, float, float, float | None]]) -> Non
 
 async def run(args: argparse.Namespace) -> None:
     base = AuditorSettings(batch_size=args.batch_size, maxlen_tokens=max(50_000, args.tokens))
-    redis = Redis.from_url(base.redis_url)
+    redis = redis_client(base.redis_url)  # as the service connects
+    settle_gc()  # as the service runs
     try:
         print(f"auditor benchmark: pid {os.getpid()}, one process, batch_size {base.batch_size}")
         metrics_rows = bench_metrics(args.quick)

@@ -14,6 +14,8 @@ import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
 
+from services.common.redis_client import redis_client
+
 from services.common.bus import Bus
 from services.common.settings import CommonSettings
 
@@ -55,7 +57,7 @@ def settings(redis_url: str, prefix: str) -> CommonSettings:
 
 @pytest.fixture
 async def redis(redis_url: str, prefix: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
+    client = redis_client(redis_url)  # as the services connect
     yield client
     keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
     if keys:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 
 from services.alerter.ruleset import load_rules
 from services.alerter.service import Alerter
 from services.alerter.settings import AlerterSettings
-from services.common.runner import ServiceContext, run_service
+from services.common.runner import ServiceContext, run_service, settle_gc
 
 log = logging.getLogger("services.alerter")
 
@@ -17,7 +16,7 @@ async def main(ctx: ServiceContext) -> None:
     settings: AlerterSettings = ctx.settings
     rules = load_rules(settings)  # a broken rule or rules file stops the alerter here (exit 2)
     alerter = Alerter(ctx.bus, settings, rules, name=ctx.instance)
-    gc.freeze()  # the objects of start-up live forever: keep them out of every garbage collection
+    settle_gc()  # the rules and their state tables live as long as the process
     ctx.heartbeat.details = alerter.details
     ctx.heartbeat.status = "ok"
     log.info("alerter ready", extra={"rules": [r.name for r in rules], "group": settings.audit_group})

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
 
-from services.auditor.service import Auditor
+from services.auditor.service import Auditor, token_consumer
 from services.auditor.settings import AuditorSettings
-from services.common.bus import Delivery, Outcome
-from services.common.runner import ServiceContext, run_service
+from services.common.runner import ServiceContext, run_service, settle_gc
 
 
 async def main(ctx: ServiceContext) -> None:
@@ -17,14 +15,11 @@ async def main(ctx: ServiceContext) -> None:
     auditor = Auditor(settings)
     ctx.details.update(status="compiling")
     await asyncio.to_thread(auditor.warm_up)
-
-    async def handle(deliveries: Sequence[Delivery]) -> list[Outcome]:
-        outcomes = await auditor.handle(deliveries)
-        ctx.details.update(auditor.details(), consumer=dataclasses.asdict(consumer.stats))
-        return outcomes
-
-    consumer = ctx.bus.consumer("tokens", settings.token_group, handle, name=ctx.instance)
+    settle_gc()  # numba's compiled kernels and their caches live as long as the process
+    consumer = token_consumer(ctx.bus, settings, auditor.handle, name=ctx.instance)
     ctx.details.update(status="ready", group=settings.token_group, consumer_name=consumer.name)
+    # computed on each beat: the consumer's counts include commits that finished after the last batch
+    ctx.heartbeat.details = lambda: ctx.details | auditor.details() | {"consumer": dataclasses.asdict(consumer.stats)}
     ctx.heartbeat.status = "ready"
     await consumer.run(ctx.stop)
 

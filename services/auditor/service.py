@@ -24,9 +24,18 @@ import numpy as np
 
 from services.auditor import metrics
 from services.auditor.settings import AuditorSettings
-from services.common.bus import DeadLetter, Delivery, Outcome
+from services.common.bus import BatchHandler, Bus, Consumer, DeadLetter, Delivery, Outcome
 from services.common.codec import logits_array
 from services.common.contracts import AuditEvent, Event, Metrics, TokenEvent, TopKAlternative
+
+
+def token_consumer(bus: Bus, settings: AuditorSettings, handler: BatchHandler, name: str | None = None) -> Consumer:
+    """How an auditor reads ``uq:tokens``: in the auditors' group, deduped on ``(session_id, seq)``.
+
+    No precheck of the dedupe marks before handling (one round trip a batch): audits depend on
+    their entry alone, so a redelivered token is audited again and the commit drops the copy.
+    """
+    return bus.consumer("tokens", settings.token_group, handler, name=name, precheck=False)
 
 
 class Auditor:

@@ -81,7 +81,7 @@ _COMMIT = """
 local src, group, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local n = tonumber(ARGV[4])
 local i = 5
-local written = 0
+local duplicates = 0
 local ids = {}
 local expiring = {}
 for e = 1, n do
@@ -90,6 +90,7 @@ for e = 1, n do
   local fresh = true
   if dkey ~= '' then
     fresh = redis.call('SETBIT', dkey, seq, 1) == 0
+    if not fresh then duplicates = duplicates + 1 end
     if not expiring[dkey] then
       redis.call('EXPIRE', dkey, ttl)
       expiring[dkey] = true
@@ -104,14 +105,13 @@ for e = 1, n do
       local args = {'XADD', stream, 'MAXLEN', '~', maxlen, '*'}
       for f = 0, 2 * nf - 1 do args[#args + 1] = ARGV[i + f] end
       redis.call(unpack(args))
-      written = written + 1
     end
     i = i + 2 * nf
   end
   ids[#ids + 1] = id
 end
 if #ids > 0 then redis.call('XACK', src, group, unpack(ids)) end
-return written
+return duplicates
 """
 
 
@@ -166,9 +166,10 @@ class Bus:
         *,
         name: str | None = None,
         dedupe: bool = True,
+        precheck: bool = True,
         start_id: str = "0",
     ) -> Consumer:
-        return Consumer(self, stream, group, handler, name=name, dedupe=dedupe, start_id=start_id)
+        return Consumer(self, stream, group, handler, name=name, dedupe=dedupe, precheck=precheck, start_id=start_id)
 
 
 @dataclass
@@ -183,7 +184,15 @@ class ConsumerStats:
 
 
 class Consumer:
-    """Reads ``stream`` in consumer group ``group`` and commits handler outputs exactly once."""
+    """Reads ``stream`` in consumer group ``group`` and commits handler outputs exactly once.
+
+    ``dedupe``: mark ``(session_id, seq)`` processed in the commit and publish nothing for an entry
+    already marked. Off for consumers that dedupe by themselves (the alerter's state, the
+    recorder's store). ``precheck``: also look the marks up before the handler runs, so that a
+    redelivered entry is not handled a second time; a stateful handler needs it. A stateless one
+    (the auditor) can skip that round trip: a redelivered entry is then computed again, and its
+    outputs are still dropped by the commit.
+    """
 
     def __init__(
         self,
@@ -194,6 +203,7 @@ class Consumer:
         *,
         name: str | None = None,
         dedupe: bool = True,
+        precheck: bool = True,
         start_id: str = "0",
     ) -> None:
         self.bus = bus
@@ -202,6 +212,7 @@ class Consumer:
         self.handler = handler
         self.name = name or bus.settings.instance or _default_name()
         self.dedupe = dedupe
+        self.precheck = precheck
         self.start_id = start_id
         self.stats = ConsumerStats()
         self._key = bus.key(stream)
@@ -209,6 +220,7 @@ class Consumer:
         self._retry: list[tuple[bytes, dict[bytes, bytes]]] = []
         self._read_own_pending = True
         self._next_claim = 0.0
+        self._in_flight: asyncio.Future[None] | None = None
 
     async def ensure_group(self) -> None:
         """Create the group (and the stream) if it does not exist yet."""
@@ -219,36 +231,73 @@ class Consumer:
                 raise
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Process until ``stop`` is set; the batch in hand is finished first."""
+        """Process until ``stop`` is set; the batch in hand is finished and committed first.
+
+        Commits are pipelined: a batch's commit goes out and the next batch is read and handled
+        while Redis runs it; the commit after waits for it, so commits stay in order. (Redis
+        executes ~7 µs a token of commit script for the auditor: this way the process does not
+        wait for it.) A commit lost with the connection leaves its entries pending, to be
+        reclaimed, as an unpipelined one would.
+        """
         await self.ensure_group()
         backoff = 0.1
-        while not stop.is_set():
+        try:
+            while not stop.is_set():
+                try:
+                    await self.step(wait=False)
+                    backoff = 0.1
+                except (RedisConnectionError, TimeoutError, OSError) as exc:
+                    log.warning("redis unavailable, retrying", extra={"error": str(exc), "stream": self.stream})
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    with contextlib.suppress(RedisConnectionError, TimeoutError, OSError):
+                        await self.ensure_group()  # a restarted Redis without persistence has lost the group
+                except ResponseError as exc:
+                    if not is_nogroup(exc):
+                        raise
+                    # The group vanished without a broken connection: Redis came back (empty) between
+                    # two reads, was flushed, or the group was destroyed. Create it again and carry on.
+                    log.warning("consumer group is gone, creating it again", extra={"stream": self.stream})
+                    with contextlib.suppress(RedisConnectionError, TimeoutError, OSError):
+                        await self.ensure_group()
+        finally:
             try:
-                await self.step()
-                backoff = 0.1
-            except (RedisConnectionError, TimeoutError, OSError) as exc:
-                log.warning("redis unavailable, retrying", extra={"error": str(exc), "stream": self.stream})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                with contextlib.suppress(RedisConnectionError, TimeoutError, OSError):
-                    await self.ensure_group()  # a restarted Redis without persistence has lost the group
-            except ResponseError as exc:
-                if not is_nogroup(exc):
-                    raise
-                # The group vanished without a broken connection: Redis came back (empty) between two
-                # reads, was flushed, or the group was destroyed. Create it again and carry on.
-                log.warning("consumer group is gone, creating it again", extra={"stream": self.stream})
-                with contextlib.suppress(RedisConnectionError, TimeoutError, OSError):
-                    await self.ensure_group()
+                await self.flush()
+            except (RedisConnectionError, TimeoutError, OSError, ResponseError) as exc:
+                log.warning(
+                    "last commit failed; its entries stay pending and are read again",
+                    extra={"error": str(exc), "stream": self.stream},
+                )
 
-    async def step(self, block_ms: int | None = None) -> int:
-        """One cycle: reclaim or read a batch, handle it, commit. Returns the number of entries taken."""
+    async def step(self, block_ms: int | None = None, *, wait: bool = True) -> int:
+        """One cycle: reclaim or read a batch, handle it, commit. Returns the number of entries taken.
+
+        ``wait=False`` returns with the commit still running (see :meth:`run`); :meth:`flush` waits for it.
+        """
         entries = await self._take(self.bus.settings.block_ms if block_ms is None else block_ms)
         if entries:
             await self._process(entries)
             self.stats.batches += 1
             self.stats.last_batch_at = time.time()
+        if wait:
+            await self.flush()
         return len(entries)
+
+    async def flush(self) -> None:
+        """Wait for the commit in flight, if any; raises what it raised."""
+        task, self._in_flight = self._in_flight, None
+        if task is not None:
+            await task
+
+    async def _send_commit(self, commit: Callable[[], Awaitable[Any]], *, script: bool) -> None:
+        """Start ``commit()`` once the previous commit has finished, so commits keep their order."""
+        await self.flush()
+        self._in_flight = asyncio.ensure_future(self._run_commit(commit(), script))
+
+    async def _run_commit(self, commit: Awaitable[Any], script: bool) -> None:
+        reply = await commit
+        if script:  # the commit script answers how many entries it found done already
+            self.stats.duplicates += int(reply)
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -313,11 +362,11 @@ class Consumer:
         raw = dict(entries)
         self._retry.extend((eid, raw[eid]) for eid in failed)
         if outcomes:
-            events = {d.entry_id: d.event for d in deliveries}
+            events = {d.entry_id: d.event for d in fresh}  # duplicates found above: nothing to mark
             await self._commit([(eid, raw[eid], events.get(eid), outcome) for eid, outcome in outcomes.items()])
 
     async def _drop_duplicates(self, deliveries: list[Delivery], outcomes: dict[bytes, Outcome]) -> list[Delivery]:
-        if not self.dedupe or not deliveries:
+        if not (self.dedupe and self.precheck) or not deliveries:
             return deliveries
         # one BITFIELD_RO per session in the batch, not one GETBIT per entry
         by_key: dict[str, list[int]] = {}
@@ -389,7 +438,8 @@ class Consumer:
         if not self.dedupe and all(not isinstance(o, DeadLetter) and not o for *_, o in committed):
             # Nothing to publish, mark or dead-letter (e.g. the recorder): one plain XACK, n arguments
             # instead of the script's 4n.
-            await self.bus.redis.xack(self._key, self.group, *(eid for eid, *_ in committed))
+            ids = [eid for eid, *_ in committed]
+            await self._send_commit(lambda: self.bus.redis.xack(self._key, self.group, *ids), script=False)
             self.stats.processed += len(committed)
             for eid, *_ in committed:
                 self._failures.pop(eid, None)
@@ -426,7 +476,7 @@ class Consumer:
                         args += [k, v]
                 self.stats.processed += 1
             self._failures.pop(eid, None)
-        await self.bus._commit(args=args)
+        await self._send_commit(lambda: self.bus._commit(args=args), script=True)
 
 
 def is_nogroup(exc: ResponseError) -> bool:

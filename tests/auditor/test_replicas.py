@@ -83,7 +83,11 @@ async def test_two_processes_share_the_work(redis: Redis, bus: Bus, settings: Co
         assert set(consumers) == {"auditor-a", "auditor-b"}
         beats = {b["instance"]: b["details"] for b in await read_heartbeats(redis, settings)}
         done = {name: sum(beats[name]["audited"].values()) for name in ("auditor-a", "auditor-b")}
-        assert sum(done.values()) == 300
+        # Auditors do not look up the dedupe marks before computing (they are stateless): a repeated
+        # token is audited again, and the commit drops its audit and counts it as a duplicate.
+        duplicates = sum(beats[name]["consumer"]["duplicates"] for name in ("auditor-a", "auditor-b"))
+        assert duplicates == 20, repr(beats)
+        assert sum(done.values()) == 320
         assert min(done.values()) > 0, done  # both took a share
     finally:
         for proc in procs:

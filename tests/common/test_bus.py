@@ -128,7 +128,10 @@ async def test_commit_is_atomic_under_a_race(bus: Bus) -> None:
     assert isinstance(event, TokenEvent)
     # c1 has handled it but not committed yet; c2 takes it over and commits first
     await c2._process([(eid, dict(fields))])
+    await c2.flush()
     await c1._commit([(eid, dict(fields), event, [("audits", audit_of(event))])])
+    await c1.flush()
+    assert c1.stats.duplicates == 1
     assert len(await audits(bus)) == 1
 
 
@@ -228,6 +231,41 @@ async def test_run_stops_cleanly_on_stop_event(bus: Bus) -> None:
     stop.set()
     await asyncio.wait_for(task, timeout=2)
     assert handler.seen == [("s1", 0), ("s1", 1), ("s1", 2)]
+    # run pipelines its commits; the last one is finished before run returns
+    assert [a.seq for a in await audits(bus)] == [0, 1, 2]
+    assert (await bus.redis.xpending(bus.key("tokens"), GROUP))["pending"] == 0
+
+
+async def test_pipelined_commits_keep_their_order(bus: Bus, settings: CommonSettings) -> None:
+    """run() reads and handles the next batch while the last commit runs; outputs stay in order."""
+    small = Bus(bus.redis, settings.model_copy(update={"batch_size": 3}))
+    consumer = small.consumer("tokens", GROUP, Recorder(), name="c1")
+    await consumer.ensure_group()
+    await small.publish_many([("tokens", token("s1", i)) for i in range(60)])
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    for _ in range(200):
+        if consumer.stats.processed == 60:
+            break
+        await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(task, timeout=2)
+    assert [a.seq for a in await audits(bus)] == list(range(60))
+    assert consumer.stats.batches == 20
+
+
+async def test_without_precheck_a_repeat_is_handled_but_output_once(bus: Bus) -> None:
+    """precheck=False (the stateless auditor): no lookup before the handler; the commit drops the copy."""
+    handler = Recorder()
+    consumer = bus.consumer("tokens", GROUP, handler, name="c1", precheck=False)
+    await consumer.ensure_group()
+    await bus.publish("tokens", token("s1", 0))
+    await drain(consumer)
+    await bus.publish_many([("tokens", token("s1", 0)), ("tokens", token("s1", 1))])
+    await drain(consumer)
+    assert handler.seen == [("s1", 0), ("s1", 0), ("s1", 1)]
+    assert [a.seq for a in await audits(bus)] == [0, 1]
+    assert consumer.stats.duplicates == 1
 
 
 async def test_consumer_reads_own_pending_after_restart(bus: Bus) -> None:
