@@ -14,9 +14,8 @@ import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
 
-from services.common.redis_client import redis_client
-
 from services.common.bus import Bus
+from services.common.redis_client import redis_client
 from services.common.settings import CommonSettings
 
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"

@@ -8,6 +8,7 @@ import uvicorn
 
 from services.common.errors import UQError
 from services.common.logs import setup_logging
+from services.common.runner import settle_gc
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
 
@@ -34,6 +35,7 @@ def main() -> None:
         ws_per_message_deflate=settings.ws_compression,
         timeout_graceful_shutdown=5,
     )
+    settle_gc()  # as every service does: start-up objects frozen, fewer young-generation collections
     try:
         uvicorn.Server(config).run()
     except UQError as exc:

@@ -52,4 +52,4 @@ async def test_round_trip(redis: Redis, prefix: str) -> None:
     await redis.set(key, "é" * 3)
     assert await redis.get(key) == "é".encode() * 3
     script = redis.register_script("return {ARGV[1], ARGV[2], #ARGV}")
-    assert await script(args=[1.5, b"\x00x"] + list(range(500))) == [b"1.5", b"\x00x", 502]
+    assert await script(args=[1.5, b"\x00x", *range(500)]) == [b"1.5", b"\x00x", 502]
