@@ -254,12 +254,30 @@ class Alerter:
             log.info("recovered sessions waiting for a timeout", extra={"sessions": len(self._waiting)})
 
     async def caught_up(self) -> bool:
-        """Whether every audit published so far has been read and none is held by another consumer (a dead
-        alerter's unacknowledged batch, to be reclaimed): only then can a missing seq be missing for real."""
+        """Whether a missing seq can be missing for real: every audit published so far has been read,
+        none is held by another consumer (a dead alerter's unacknowledged batch, to be reclaimed),
+        and no token has been pending on an auditor for longer than the reorder timeout (an auditor
+        that died holding it: its audit comes once another auditor reclaims it)."""
         if self._lagging:
             return False
-        info = await self.bus.redis.xpending(self.bus.key("audits"), self.settings.audit_group)
-        return int(info["pending"]) == 0
+        pipe = self.bus.redis.pipeline(transaction=False)
+        pipe.xpending(self.bus.key("audits"), self.settings.audit_group)
+        pipe.xpending_range(
+            self.bus.key("tokens"),
+            self.settings.token_group,
+            min="-",
+            max="+",
+            count=1,
+            idle=self.settings.reorder_timeout_ms,
+        )
+        audits, stranded = await pipe.execute(raise_on_error=False)
+        if isinstance(audits, Exception):
+            raise audits
+        if isinstance(stranded, ResponseError) and is_nogroup(stranded):
+            stranded = []  # no auditor has ever read uq:tokens
+        elif isinstance(stranded, Exception):
+            raise stranded
+        return int(audits["pending"]) == 0 and not stranded
 
     async def sweep(self, now: float) -> None:
         """Apply reorder and end timeouts (only when caught up, so that a backlog or an entry still to be

@@ -10,5 +10,4 @@ from services.common.settings import CommonSettings
 class AuditorSettings(CommonSettings):
     """The stateless metrics worker (``python -m services.auditor``)."""
 
-    token_group: str = Field("auditors", description="Consumer group on `uq:tokens`.")
     display_top_k: int = Field(10, ge=0, le=100, description="Alternatives copied into each audit for display.")

@@ -219,8 +219,11 @@ class Consumer:
         self._failures: dict[bytes, int] = {}
         self._retry: list[tuple[bytes, dict[bytes, bytes]]] = []
         self._read_own_pending = True
+        self._own_after: bytes | str = "0"
         self._next_claim = 0.0
-        self._in_flight: asyncio.Future[None] | None = None
+        self._in_flight: asyncio.Future[None] | None = None  # the commit running (run pipelines them)
+        self._ahead: asyncio.Future[list[tuple[bytes, dict[bytes, bytes]]]] | None = None  # the next batch, read ahead
+        self._read_new = False  # the batch in hand was read with ">" (not own pending, reclaimed or retried)
 
     async def ensure_group(self) -> None:
         """Create the group (and the stream) if it does not exist yet."""
@@ -262,6 +265,9 @@ class Consumer:
                         await self.ensure_group()
         finally:
             try:
+                ahead, self._ahead = self._ahead, None
+                if ahead is not None and (entries := await ahead):
+                    await self._process(entries)  # read already: finish it rather than leave it pending
                 await self.flush()
             except (RedisConnectionError, TimeoutError, OSError, ResponseError) as exc:
                 log.warning(
@@ -272,10 +278,15 @@ class Consumer:
     async def step(self, block_ms: int | None = None, *, wait: bool = True) -> int:
         """One cycle: reclaim or read a batch, handle it, commit. Returns the number of entries taken.
 
-        ``wait=False`` returns with the commit still running (see :meth:`run`); :meth:`flush` waits for it.
+        ``wait=False`` returns with the commit still running (see :meth:`run`); :meth:`flush` waits for
+        it. It also reads ahead: after a full batch of new entries, the next batch is read (without
+        blocking) while this one is handled, so a handler that awaits (the auditor computes in a
+        thread) overlaps with the transfer of the next batch.
         """
         entries = await self._take(self.bus.settings.block_ms if block_ms is None else block_ms)
         if entries:
+            if not wait and self._read_new and len(entries) >= self.bus.settings.batch_size:
+                self._ahead = asyncio.ensure_future(self._take_new(0))
             await self._process(entries)
             self.stats.batches += 1
             self.stats.last_batch_at = time.time()
@@ -302,6 +313,13 @@ class Consumer:
     # --- reading --------------------------------------------------------------------------------
 
     async def _take(self, block_ms: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        self._read_new = False
+        if self._ahead is not None:
+            ahead, self._ahead = self._ahead, None
+            entries = await ahead
+            if entries:
+                self._read_new = True
+                return entries
         if self._retry:
             entries, self._retry = self._retry, []
             await asyncio.sleep(0.05)
@@ -309,9 +327,11 @@ class Consumer:
         redis = self.bus.redis
         count = self.bus.settings.batch_size
         if self._read_own_pending:  # entries delivered to this name before a restart
-            own = await redis.xreadgroup(self.group, self.name, {self._key: "0"}, count=count)
+            # from after the last one read: with commits pipelined, those may not be acknowledged yet
+            own = await redis.xreadgroup(self.group, self.name, {self._key: self._own_after}, count=count)
             entries = _entries(own)
             if entries:
+                self._own_after = entries[-1][0]
                 return entries
             self._read_own_pending = False
         if time.monotonic() >= self._next_claim:
@@ -319,7 +339,16 @@ class Consumer:
             claimed = await self._reclaim(count)
             if claimed:
                 return claimed
-        response = await redis.xreadgroup(self.group, self.name, {self._key: ">"}, count=count, block=block_ms or None)
+        entries = await self._take_new(block_ms)
+        self._read_new = True
+        return entries
+
+    async def _take_new(self, block_ms: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        """Entries never delivered to the group (``>``); ``block_ms`` 0: do not wait for any."""
+        count = self.bus.settings.batch_size
+        response = await self.bus.redis.xreadgroup(
+            self.group, self.name, {self._key: ">"}, count=count, block=block_ms or None
+        )
         return _entries(response)
 
     async def _reclaim(self, count: int) -> list[tuple[bytes, dict[bytes, bytes]]]:

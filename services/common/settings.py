@@ -36,6 +36,10 @@ class CommonSettings(BaseSettings):
     # Consumer behaviour (bus).
     batch_size: int = Field(128, gt=0, le=10_000, description="Entries read per XREADGROUP call.")
     block_ms: int = Field(1_000, ge=0, description="How long one XREADGROUP blocks waiting for entries.")
+    token_group: str = Field(
+        "auditors",
+        description="The auditors' consumer group on `uq:tokens` (the gateway checks its backlog, the alerter its stranded entries).",
+    )
     claim_idle_ms: int = Field(30_000, gt=0, description="An entry pending this long on a dead consumer is reclaimed.")
     max_deliveries: int = Field(
         5, gt=0, description="Attempts at an entry whose handler fails before it is dead-lettered."

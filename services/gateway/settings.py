@@ -42,9 +42,6 @@ class GatewaySettings(CommonSettings):
     cancel_ttl_s: int = Field(3_600, gt=0, description="How long a cancel request stays visible to the generator.")
     push_session_ttl_s: int = Field(86_400, gt=0, description="An idle push session is forgotten after this long.")
     push_max_batch: int = Field(1_000, gt=0, le=10_000, description="Most tokens in one push request.")
-    token_group: str = Field(
-        "auditors", description="The auditors' consumer group on `uq:tokens`, whose backlog pushes are checked against."
-    )
     push_backlog_share: float = Field(
         0.8,
         gt=0,

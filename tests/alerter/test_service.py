@@ -179,6 +179,31 @@ async def test_gap_timeout_fires_from_the_sweep_and_survives_a_restart(
     assert (state.next_seq, state.skipped, state.out_seq, state.buffer) == (3, 1, 1, {})
 
 
+async def test_a_gap_is_not_given_up_while_its_token_is_stranded_on_a_dead_auditor(
+    bus: Bus, redis: Redis, alerter_settings: AlerterSettings
+) -> None:
+    """Token #1 was taken by an auditor that died: its audit comes only after another auditor
+    reclaims it (UQ_CLAIM_IDLE_MS), so the alerter must not give up on #1 meanwhile."""
+    now = [1000.0]
+    s = alerter_settings.model_copy(update={"reorder_timeout_ms": 50, "sweep_interval_ms": 1})
+    alerter = make(bus, s, clock=lambda: now[0])
+    await alerter.start()
+    tokens = bus.key("tokens")
+    await redis.xgroup_create(tokens, s.token_group, id="$", mkstream=True)
+    stranded_id = await redis.xadd(tokens, {"data": b"{}"})
+    await redis.xreadgroup(s.token_group, "dead-auditor", {tokens: ">"}, count=1)  # and then it dies
+    await bus.publish_many([("audits", audit(0)), ("audits", audit(2, prob=0.1))])
+    await drain(alerter)
+    await asyncio.sleep(0.1)  # the token is now pending for longer than the reorder timeout
+    now[0] += 10
+    await alerter.step(block_ms=1)
+    assert await outputs(bus) == []  # still waiting for #1
+    await redis.xack(tokens, s.token_group, stranded_id)  # reclaimed and audited elsewhere (or dead-lettered)
+    now[0] += 1
+    await alerter.step(block_ms=1)
+    assert [(o.type, o.token_seq) for o in await outputs(bus)] == [("alert", 2)]
+
+
 async def test_unparsable_audit_is_dead_lettered_and_the_alerter_goes_on(
     bus: Bus, redis: Redis, alerter_settings: AlerterSettings
 ) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 from redis.asyncio import Redis
 
-from services.common.bus import Bus, DeadLetter, Delivery, Outcome, StateWrite
+from services.common.bus import Bus, Consumer, DeadLetter, Delivery, Outcome, StateWrite
 from services.common.codec import DATA, decode
 from services.common.contracts import AuditEvent, Metrics, TokenEvent
 from services.common.settings import CommonSettings
@@ -252,6 +252,55 @@ async def test_pipelined_commits_keep_their_order(bus: Bus, settings: CommonSett
     await asyncio.wait_for(task, timeout=2)
     assert [a.seq for a in await audits(bus)] == list(range(60))
     assert consumer.stats.batches == 20
+
+
+async def run_until(consumer: Consumer, done: Callable[[], bool]) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    for _ in range(200):
+        if done():
+            break
+        await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(task, timeout=2)
+
+
+async def test_stop_finishes_the_batch_read_ahead(bus: Bus, settings: CommonSettings) -> None:
+    """run() reads the next batch while handling a full one; stopping then handles that batch too,
+    rather than leaving it pending on a consumer that is going away."""
+    small = Bus(bus.redis, settings.model_copy(update={"batch_size": 3}))
+    stop = asyncio.Event()
+    seen: list[int] = []
+
+    async def slow(batch: Sequence[Delivery]) -> list[Outcome]:
+        seen.extend(d.event.seq for d in batch)
+        stop.set()
+        await asyncio.sleep(0.1)  # the read-ahead lands meanwhile
+        return [[("audits", audit_of(d.event))] for d in batch if isinstance(d.event, TokenEvent)]
+
+    consumer = small.consumer("tokens", GROUP, slow, name="c1")
+    await consumer.ensure_group()
+    await small.publish_many([("tokens", token("s1", i)) for i in range(9)])
+    await asyncio.wait_for(consumer.run(stop), timeout=5)
+    assert seen == [0, 1, 2, 3, 4, 5]
+    assert [a.seq for a in await audits(bus)] == [0, 1, 2, 3, 4, 5]
+    group = (await bus.redis.xinfo_groups(bus.key("tokens")))[0]
+    assert (group["pending"], group["lag"]) == (0, 3)  # the last three were never read
+
+
+async def test_read_ahead_never_reads_own_pending_twice(bus: Bus, settings: CommonSettings) -> None:
+    """A restarted consumer first reads what it held before (``0``), then new entries (``>``): read
+    ahead only ever takes new ones, so nothing is handled twice."""
+    small = Bus(bus.redis, settings.model_copy(update={"batch_size": 3}))
+    await bus.redis.xgroup_create(bus.key("tokens"), GROUP, id="0", mkstream=True)
+    await small.publish_many([("tokens", token("s1", i)) for i in range(6)])
+    await bus.redis.xreadgroup(GROUP, "stable", {bus.key("tokens"): ">"}, count=6)  # then "crashes"
+    await small.publish_many([("tokens", token("s1", i)) for i in range(6, 12)])
+    handler = Recorder()
+    consumer = small.consumer("tokens", GROUP, handler, name="stable")
+    await run_until(consumer, lambda: consumer.stats.processed >= 12)
+    assert handler.seen == [("s1", i) for i in range(12)]
+    assert consumer.stats.duplicates == 0
 
 
 async def test_without_precheck_a_repeat_is_handled_but_output_once(bus: Bus) -> None:

@@ -40,7 +40,10 @@ pytestmark = pytest.mark.slow
 N = 300
 TOKENS = script(N)
 ENDED = ("finished", "failed", "cancelled")
-FAST_RECLAIM = {"UQ_CLAIM_IDLE_MS": "2000", "UQ_RECORDER_BATCH_SIZE": "64"}
+# UQ_REORDER_MAX above N: while tokens stranded on a killed auditor wait to be reclaimed, the alerter
+# buffers every later audit of the session; with the default 256 it would give up on the gap once
+# 256 had arrived, which for N = 300 depends on which tokens the auditor held when it died.
+FAST_RECLAIM = {"UQ_CLAIM_IDLE_MS": "2000", "UQ_RECORDER_BATCH_SIZE": "64", "UQ_REORDER_MAX": "1000"}
 RETAINED = 500  # UQ_MAXLEN_TOKENS of the fault stack (default 5,000), so that outrunning it is cheap
 
 
