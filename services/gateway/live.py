@@ -6,6 +6,12 @@ No I/O here. The fan-out task (fanout.py) feeds entries read from ``uq:audits``,
 each message to every subscriber of its session through :meth:`Subscriber.deliver`, which never
 blocks (a subscriber with a full buffer drops the message and reports it as ``missed``).
 
+The replay buffers are bounded twice: ``recent_tokens`` messages per session, and ``budget_bytes``
+for all sessions together. Over the budget, ended sessions' buffers go first, then the oldest token
+messages of the largest buffers (lifecycle, alert and risk messages stay): a replay takes what the
+live buffer no longer has from the recorder's store (history.py), which holds everything but the
+last moments.
+
 A session's ``done`` message is built here: once its terminal ``uq:sessions`` entry has been seen and
 either the alerter's summary arrived, or every token was audited and ``done_grace_s`` passed, or
 four times that passed (an alerter or auditor is down; ``done`` must still come).
@@ -49,6 +55,7 @@ class SessionView:
     done_sent: bool = False
     touched: float = field(default_factory=time.monotonic)
     messages: deque[tuple[MessageKey, str]] = field(default_factory=deque)
+    bytes: int = 0  # estimated memory of ``messages``
 
     @property
     def ended(self) -> bool:
@@ -89,8 +96,12 @@ class LiveState:
         done_grace_s: float = 3.0,
         max_sessions: int = 10_000,
         idle_s: float = 3_600.0,
+        budget_bytes: int = 128 * 2**20,
     ) -> None:
         self.recent_tokens = recent_tokens
+        self.budget_bytes = budget_bytes
+        self.replay_bytes = 0  # estimated memory of every session's ``messages``
+        self.trimmed = 0  # token messages dropped to stay within the budget
         self.keep_s = keep_s
         self.done_grace_s = done_grace_s
         self.max_sessions = max_sessions
@@ -196,8 +207,50 @@ class LiveState:
 
     def _remember(self, view: SessionView, key: MessageKey, text: str) -> None:
         view.messages.append((key, text))
+        cost = _cost(text)
+        view.bytes += cost
+        self.replay_bytes += cost
         if len(view.messages) > self.recent_tokens:
-            view.messages.popleft()
+            self._drop_tokens(view, len(view.messages) - self.recent_tokens * 9 // 10)
+        if self.replay_bytes > self.budget_bytes:
+            self._shrink()
+
+    def _shrink(self) -> None:
+        """Bring the replay buffers down to 80 % of the budget (so that this runs rarely)."""
+        target = self.budget_bytes * 4 // 5
+        for view in [v for v in self.views.values() if v.done_sent]:
+            if self.replay_bytes <= target:
+                return
+            self._forget_messages(view)
+        while True:  # halve the largest buffers first; each round halves them all at worst
+            dropped = 0
+            for view in sorted(self.views.values(), key=lambda v: v.bytes, reverse=True):
+                if self.replay_bytes <= target:
+                    return
+                dropped += self._drop_tokens(view, (len(view.messages) + 1) // 2)
+            if not dropped:
+                return  # nothing left but lifecycle, alert and risk messages
+
+    def _drop_tokens(self, view: SessionView, n: int) -> int:
+        """Drop the ``n`` oldest token messages of ``view`` (other messages stay); returns how many went."""
+        kept: deque[tuple[MessageKey, str]] = deque()
+        dropped = 0
+        for key, text in view.messages:
+            if dropped < n and key[0] == "token":
+                dropped += 1
+                cost = _cost(text)
+                view.bytes -= cost
+                self.replay_bytes -= cost
+            else:
+                kept.append((key, text))
+        view.messages = kept
+        self.trimmed += dropped
+        return dropped
+
+    def _forget_messages(self, view: SessionView) -> None:
+        self.replay_bytes -= view.bytes
+        view.bytes = 0
+        view.messages = deque()
 
     def _deliver(self, session_id: str, key: MessageKey, text: str) -> None:
         for sub in tuple(self.subscribers.get(session_id, ())):
@@ -205,7 +258,8 @@ class LiveState:
 
     def _evict(self, now: float) -> None:
         while len(self.views) > self.max_sessions:
-            self.views.popitem(last=False)
+            _, old = self.views.popitem(last=False)
+            self.replay_bytes -= old.bytes
         stale = [
             sid
             for sid, v in self.views.items()
@@ -213,7 +267,12 @@ class LiveState:
             or now - v.touched > self.idle_s
         ]
         for sid in stale:
-            del self.views[sid]
+            self.replay_bytes -= self.views.pop(sid).bytes
+
+
+def _cost(text: str) -> int:
+    """Estimated bytes of one buffered message: the JSON text and the objects around it."""
+    return len(text) + 160
 
 
 def view_messages(view: SessionView | None) -> Iterable[tuple[MessageKey, str]]:

@@ -37,7 +37,16 @@ class GatewayMetrics:
         self.pending = Gauge(
             "uq_consumer_group_pending", "Entries delivered and not yet acknowledged.", ["stream", "group"], registry=r
         )
+        self.replay_bytes = Gauge(
+            "uq_replay_buffer_bytes", "Estimated memory of the live replay buffers (UQ_REPLAY_BUDGET_MB).", registry=r
+        )
+        self.replay_trimmed = Counter(
+            "uq_replay_trimmed_messages",
+            "Token messages dropped from replay buffers to stay within budget.",
+            registry=r,
+        )
         self.clients = 0
+        self._seen_trimmed = 0
         self._seen_tokens = 0
         self._seen_alerts: dict[str, int] = {}
 
@@ -57,6 +66,9 @@ class GatewayMetrics:
             self.alerts.labels(rule=rule).inc(n - self._seen_alerts.get(rule, 0))
             self._seen_alerts[rule] = n
         self.active_sessions.set(live.active_sessions())
+        self.replay_bytes.set(live.replay_bytes)
+        self.replay_trimmed.inc(live.trimmed - self._seen_trimmed)
+        self._seen_trimmed = live.trimmed
 
     async def refresh_lag(self, redis: Redis, settings: CommonSettings) -> None:
         for stream in STREAMS:

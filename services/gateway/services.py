@@ -37,7 +37,10 @@ class Gateway:
     def build(cls, settings: GatewaySettings, redis: Redis, store: Store | None) -> Gateway:
         bus = Bus(redis, settings)
         live = LiveState(
-            recent_tokens=settings.recent_tokens, keep_s=settings.recent_keep_s, done_grace_s=settings.done_grace_s
+            recent_tokens=settings.recent_tokens,
+            keep_s=settings.recent_keep_s,
+            done_grace_s=settings.done_grace_s,
+            budget_bytes=int(settings.replay_budget_mb * 2**20),
         )
         history = HistoryService(store, live)
         return cls(

@@ -67,6 +67,12 @@ class GatewaySettings(CommonSettings):
     fanout_batch: int = Field(1_000, gt=0, description="Entries read per XREAD by the fan-out task.")
     recent_tokens: int = Field(20_000, gt=0, description="Live entries kept per active session for replay.")
     recent_keep_s: float = Field(300.0, gt=0, description="How long an ended session's live entries are kept.")
+    replay_budget_mb: float = Field(
+        128,
+        gt=0,
+        description="Memory for all sessions' live entries together; beyond it the oldest token entries go "
+        "(a replay then takes them from the recorder's store).",
+    )
     done_grace_s: float = Field(
         3.0, ge=0, description="After a session ends, wait this long for the alerter's summary before `done`."
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import deque
 
 from services.gateway.live import LiveState, MessageKey
 
@@ -98,8 +99,54 @@ def test_lifecycle_and_risk_tracked_and_buffer_bounded() -> None:
     view = live.view("s")
     assert view is not None
     assert (view.status, view.model, view.prompt, view.risk, view.tokens) == ("started", "m", "p", "critical", 10)
-    assert [k for k, _ in view.messages] == [("token", 6), ("token", 7), ("token", 8), ("token", 9), ("risk", 0)]
+    # over 5 messages, the oldest tokens go (down to 90 %, so trimming is rare); lifecycle messages stay
+    assert [k for k, _ in view.messages] == [("session", 0), ("session", 1), ("token", 8), ("token", 9), ("risk", 0)]
     assert live.active_sessions() == 1
+
+
+def accounted(live: LiveState) -> int:
+    return sum(v.bytes for v in live.views.values())
+
+
+def test_replay_buffers_stay_within_the_budget_largest_and_ended_first() -> None:
+    budget = 60 * 400  # bytes: room for about 60 token messages of the padded size below
+    live = LiveState(budget_bytes=budget, done_grace_s=0)
+
+    def padded(sid: str, seq: int) -> dict[str, object]:
+        return audit(sid, seq) | {"text": "x" * 200}
+
+    live.apply(session("ended", "started", 1), now=0)
+    for seq in range(20):
+        live.apply(padded("ended", seq), now=0)
+    live.apply(session("ended", "finished", 2, tokens=20), now=0)
+    live.tick(now=1)  # done sent: its buffer is the first to go
+    live.apply(session("big", "started", 1), now=1)
+    live.apply(session("small", "started", 1), now=1)
+    for seq in range(10):
+        live.apply(padded("small", seq), now=1)
+    for seq in range(200):
+        live.apply(padded("big", seq), now=1)
+        assert live.replay_bytes <= budget
+        assert live.replay_bytes == accounted(live)
+    ended, big, small = (live.view(s) for s in ("ended", "big", "small"))
+    assert ended is not None and big is not None and small is not None
+    assert ended.messages == deque()
+    assert [k for k, _ in small.messages][:3] == [("session", 1), ("token", 0), ("token", 1)]  # untouched
+    big_keys = [k for k, _ in big.messages]
+    assert big_keys[0] == ("session", 1) and big_keys[-1] == ("token", 199)  # its newest tokens stay
+    kept_tokens = sum(k[0] == "token" for v in (big, small) for k, _ in v.messages)
+    assert live.trimmed == 200 + 10 - kept_tokens  # counted: token messages dropped from live sessions
+
+
+def test_replay_accounting_follows_evicted_sessions() -> None:
+    live = LiveState(keep_s=10, done_grace_s=0, max_sessions=3)
+    for i in range(6):
+        live.apply(session(f"s{i}", "started", 1), now=0)
+        live.apply(audit(f"s{i}", 0), now=0)
+    live.apply(session("s5", "finished", 2, tokens=1), now=0)
+    live.tick(now=20)
+    assert len(live.views) == 2
+    assert live.replay_bytes == accounted(live) > 0
 
 
 def test_ended_sessions_are_forgotten_after_keep_s() -> None:
