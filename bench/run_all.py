@@ -81,7 +81,8 @@ def main() -> None:
         rc, secs = run(name, args.quick, results)
         status[name] = "ok" if rc == 0 else ("timed out" if rc == 124 else f"exit {rc}")
         print(f"   {status[name]} in {secs:.0f} s", flush=True)
-    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    rows = [json.loads(line) | {"at": stamp} for line in results.read_text().splitlines() if line.strip()]
     results.unlink()
     # benchmarks not run this time keep their last results (bench/results.jsonl, committed with the doc)
     kept = ROOT / "bench" / "results.jsonl"
@@ -95,10 +96,20 @@ def main() -> None:
     print(text)
     if not args.no_write:
         doc = ROOT / "docs" / "performance.md"
+        measured = sorted({str(r.get("at", "?")) for r in rows})
+        when = measured[0] if len(measured) == 1 else f"{measured[0]} to {measured[-1]}"
         header = (
             "# Performance\n\n"
-            "Written by `bench/run_all` (" + ("quick run" if args.quick else "full run") + ") on "
-            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.machine()}, {os.cpu_count()} cores. "
+            "Written by `bench/run_all` ("
+            + ("quick run" if args.quick else "full run")
+            + "; "
+            + (
+                (f"this time only {', '.join(names)}; " if names else "no benchmark run this time; ")
+                if args.only
+                else ""
+            )
+            + f"rows measured {when}; each row's time is in `bench/results.jsonl`), "
+            f"{platform.machine()}, {os.cpu_count()} cores. "
             "Each figure is a ratio or rate measured side by side within one benchmark run, on a shared "
             "machine; the logs of each run are in `test-output/bench/`. Goals come from the issues and "
             "the original README.\n\n"
