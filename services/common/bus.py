@@ -12,7 +12,8 @@ So an output appears exactly once even when a consumer dies between reading and 
 another one reclaims the entry (``XAUTOCLAIM`` after ``claim_idle_ms``). Entries that cannot be
 decoded, or whose handler fails ``max_deliveries`` times, go to the dead-letter stream (``uq:dead``)
 with the reason, and the consumer carries on. Reads are bounded (``batch_size``), so a consumer that
-is slower than its producer holds at most one batch in memory; the stream itself is bounded by
+is slower than its producer holds at most two batches in memory (one read ahead, see
+:meth:`Consumer.step`); the stream itself is bounded by
 ``MAXLEN ~`` (see docs/streams.md, "Retention").
 """
 
