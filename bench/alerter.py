@@ -29,7 +29,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from redis.asyncio import Redis
 
 from bench.report import goal
 from services.alerter.engine import Engine
@@ -39,6 +38,8 @@ from services.alerter.session import SessionState
 from services.alerter.settings import AlerterSettings
 from services.common.bus import Bus
 from services.common.contracts import AuditEvent, Metrics, TopKAlternative
+from services.common.redis_client import redis_client
+from services.common.runner import settle_gc
 
 
 def make_audits(sessions: int, tokens: int, seed: int = 0) -> list[AuditEvent]:
@@ -89,7 +90,7 @@ def bench_engine(settings: AlerterSettings, audits: list[AuditEvent]) -> tuple[f
 
 
 async def bench_redis(settings: AlerterSettings, sessions: int, tokens: int) -> tuple[float, float, int]:
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings.redis_url)  # as the service connects
     bus = Bus(redis, settings)
     try:
         alerter = Alerter(bus, settings, load_rules(settings), name="bench")
@@ -101,8 +102,7 @@ async def bench_redis(settings: AlerterSettings, sessions: int, tokens: int) -> 
             await bus.publish_many([("audits", a) for a in audits[i : i + 128]])
         publish = n / (time.perf_counter() - start)
         del audits  # the alerter's process would not hold the producer's objects (they slow its GC)
-        gc.collect()
-        gc.freeze()  # as python -m services.alerter does after start-up
+        settle_gc()  # as python -m services.alerter does after start-up
         start = time.perf_counter()
         while alerter.audits.stats.processed < n:
             await alerter.step(block_ms=10)
@@ -123,7 +123,7 @@ async def bench_auditor(redis_url: str, full_n: int, top_k_n: int) -> tuple[floa
     from services.auditor.settings import AuditorSettings
 
     base = AuditorSettings(redis_url=redis_url, maxlen_tokens=max(50_000, top_k_n))
-    redis = Redis.from_url(redis_url)
+    redis = redis_client(redis_url)
     try:
         await e2e_round(redis, base, "full", 49_152, 64, naive=False)  # warm-up: numba compiles or loads its cache
         full, _ = await e2e_round(redis, base, "full", 49_152, full_n, naive=False)
