@@ -39,6 +39,7 @@ from services.common.settings import CommonSettings
 log = logging.getLogger(__name__)
 
 DEAD = "dead"
+_COMMIT_ERRORS = (RedisConnectionError, TimeoutError, OSError, ResponseError)
 _DEAD_ORIGINAL_LIMIT = 1 << 20  # bytes of the original entry kept in a dead letter
 
 
@@ -265,12 +266,15 @@ class Consumer:
                     with contextlib.suppress(RedisConnectionError, TimeoutError, OSError):
                         await self.ensure_group()
         finally:
+            ahead, self._ahead = self._ahead, None
             try:
-                ahead, self._ahead = self._ahead, None
                 if ahead is not None and (entries := await ahead):
                     await self._process(entries)  # read already: finish it rather than leave it pending
+            except _COMMIT_ERRORS as exc:
+                log.warning("could not finish the batch read ahead", extra={"error": str(exc), "stream": self.stream})
+            try:
                 await self.flush()
-            except (RedisConnectionError, TimeoutError, OSError, ResponseError) as exc:
+            except _COMMIT_ERRORS as exc:
                 log.warning(
                     "last commit failed; its entries stay pending and are read again",
                     extra={"error": str(exc), "stream": self.stream},
@@ -286,7 +290,13 @@ class Consumer:
         """
         entries = await self._take(self.bus.settings.block_ms if block_ms is None else block_ms)
         if entries:
-            if not wait and self._read_new and len(entries) >= self.bus.settings.batch_size:
+            if (
+                not wait
+                and self._read_new
+                and len(entries) >= self.bus.settings.batch_size
+                and not self._retry
+                and time.monotonic() < self._next_claim  # a reclaim that is due goes first
+            ):
                 self._ahead = asyncio.ensure_future(self._take_new(0))
             await self._process(entries)
             self.stats.batches += 1
@@ -302,8 +312,18 @@ class Consumer:
             await task
 
     async def _send_commit(self, commit: Callable[[], Awaitable[Any]], *, script: bool) -> None:
-        """Start ``commit()`` once the previous commit has finished, so commits keep their order."""
-        await self.flush()
+        """Start ``commit()`` once the previous commit has finished, so commits keep their order.
+
+        A previous commit that failed is logged, and this one is sent anyway: the failed one's
+        entries stay pending and are reclaimed, and this batch need not join them.
+        """
+        try:
+            await self.flush()
+        except _COMMIT_ERRORS as exc:
+            log.warning(
+                "commit failed; its entries stay pending and are reclaimed",
+                extra={"error": str(exc), "stream": self.stream},
+            )
         self._in_flight = asyncio.ensure_future(self._run_commit(commit(), script))
 
     async def _run_commit(self, commit: Awaitable[Any], script: bool) -> None:
@@ -398,6 +418,7 @@ class Consumer:
     async def _drop_duplicates(self, deliveries: list[Delivery], outcomes: dict[bytes, Outcome]) -> list[Delivery]:
         if not (self.dedupe and self.precheck) or not deliveries:
             return deliveries
+        await self.flush()  # the marks of the commit in flight count too
         # one BITFIELD_RO per session in the batch, not one GETBIT per entry
         by_key: dict[str, list[int]] = {}
         for i, d in enumerate(deliveries):

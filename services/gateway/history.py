@@ -219,7 +219,7 @@ class HistoryService:
     async def delete(self, session_id: str) -> None:
         if not await self._need_store().delete_session(session_id):
             raise NotFoundError(f"no session {session_id!r}", param="session_id")
-        self.live.views.pop(session_id, None)
+        self.live.forget(session_id)
 
     def export(
         self, *, session_id: str | None, since_ns: int | None, until_ns: int | None, fmt: str

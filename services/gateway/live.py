@@ -7,8 +7,8 @@ each message to every subscriber of its session through :meth:`Subscriber.delive
 blocks (a subscriber with a full buffer drops the message and reports it as ``missed``).
 
 The replay buffers are bounded twice: ``recent_tokens`` messages per session, and ``budget_bytes``
-for all sessions together. Over the budget, ended sessions' buffers go first, then the oldest token
-messages of the largest buffers (lifecycle, alert and risk messages stay): a replay takes what the
+for all sessions together. Over the budget, ended sessions' tokens go first, then the oldest token
+messages of the largest buffers (lifecycle, alert, risk and done messages stay): a replay takes what the
 live buffer no longer has from the recorder's store (history.py), which holds everything but the
 last moments.
 
@@ -131,6 +131,12 @@ class LiveState:
     def view(self, session_id: str) -> SessionView | None:
         return self.views.get(session_id)
 
+    def forget(self, session_id: str) -> None:
+        """Drop a session's view and its replay buffer (it was deleted)."""
+        view = self.views.pop(session_id, None)
+        if view is not None:
+            self.replay_bytes -= view.bytes
+
     def ensure(self, session_id: str, **known: str | None) -> SessionView:
         """The session's view, created now (before its entries come back from Redis) if needed."""
         view = self.views.get(session_id)
@@ -211,7 +217,7 @@ class LiveState:
         view.bytes += cost
         self.replay_bytes += cost
         if len(view.messages) > self.recent_tokens:
-            self._drop_tokens(view, len(view.messages) - self.recent_tokens * 9 // 10)
+            self._drop_tokens(view, len(view.messages) - max(1, self.recent_tokens * 9 // 10))
         if self.replay_bytes > self.budget_bytes:
             self._shrink()
 
@@ -221,7 +227,7 @@ class LiveState:
         for view in [v for v in self.views.values() if v.done_sent]:
             if self.replay_bytes <= target:
                 return
-            self._forget_messages(view)
+            self._drop_tokens(view, len(view.messages))  # its lifecycle, alerts and `done` stay
         while True:  # halve the largest buffers first; each round halves them all at worst
             dropped = 0
             for view in sorted(self.views.values(), key=lambda v: v.bytes, reverse=True):
@@ -246,11 +252,6 @@ class LiveState:
         view.messages = kept
         self.trimmed += dropped
         return dropped
-
-    def _forget_messages(self, view: SessionView) -> None:
-        self.replay_bytes -= view.bytes
-        view.bytes = 0
-        view.messages = deque()
 
     def _deliver(self, session_id: str, key: MessageKey, text: str) -> None:
         for sub in tuple(self.subscribers.get(session_id, ())):

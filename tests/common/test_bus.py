@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable, Sequence
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from services.common.bus import Bus, Consumer, DeadLetter, Delivery, Outcome, StateWrite
 from services.common.codec import DATA, decode
@@ -394,3 +396,149 @@ async def test_run_creates_a_vanished_group_again_and_goes_on(bus: Bus) -> None:
     await asyncio.wait_for(task, timeout=2)
     assert handler.seen == [("s1", 0), ("s1", 1)]  # s1/0 is read again but deduped: one output each
     assert [a.seq for a in await audits(bus)] == [0, 1]
+
+
+# --- pipelined commits and read-ahead under failure (found in review) ----------------------------
+async def test_read_ahead_gives_way_to_a_due_reclaim(bus: Bus, settings: CommonSettings) -> None:
+    """A backlog keeps every '>' batch full; a read-ahead must still not keep XAUTOCLAIM (or the retry
+    list) from running once it is due, or a dead consumer's entry waits as long as the backlog lasts."""
+    small = Bus(bus.redis, settings.model_copy(update={"batch_size": 3, "claim_idle_ms": 100}))
+    key = bus.key("tokens")
+    await bus.redis.xgroup_create(key, GROUP, id="0", mkstream=True)
+    await small.publish("tokens", token("dead", 0))
+    await bus.redis.xreadgroup(GROUP, "dead", {key: ">"}, count=1)  # a consumer that then dies
+    await small.publish_many([("tokens", token("s1", i)) for i in range(300)])
+    handler = Recorder()
+    c = small.consumer("tokens", GROUP, handler, name="c1", precheck=False)
+    await c.step(wait=False)  # reclaim attempted now (too early: idle < 100 ms); read-ahead starts
+    await asyncio.sleep(0.7)  # past claim_idle_ms and past _next_claim
+    for _ in range(30):  # 90 more entries, backlog never empties
+        await c.step(wait=False)
+    await c.flush()
+    if c._ahead is not None:
+        c._ahead.cancel()
+    assert c.stats.processed >= 90
+    assert ("dead", 0) in handler.seen, f"dead consumer's entry never reclaimed; reclaimed={c.stats.reclaimed}"
+
+
+async def test_a_failed_commit_does_not_take_the_next_batch_with_it(bus: Bus, settings: CommonSettings) -> None:
+    """A commit lost to a (transient) connection error surfaces at the next commit, which is still sent:
+    only the failed batch stays pending (to be reclaimed)."""
+    small = Bus(bus.redis, settings.model_copy(update={"batch_size": 3}))
+    c = small.consumer("tokens", GROUP, Recorder(), name="c1", precheck=False)
+    await c.ensure_group()
+    await small.publish_many([("tokens", token("s1", i)) for i in range(6)])
+    real = small._commit
+    calls = 0
+
+    async def flaky(*a, **kw):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RedisConnectionError("connection lost")
+        return await real(*a, **kw)
+
+    small._commit = flaky  # type: ignore[assignment]
+    await c.step(wait=False)  # batch 1: commit fails in the background
+    await c.step(wait=False)  # batch 2: its commit goes out although batch 1's failed (logged)
+    await c.flush()
+    if c._ahead is not None:
+        await c._ahead
+    pending = (await bus.redis.xpending(bus.key("tokens"), GROUP))["pending"]
+    assert pending == 3, f"only batch 1 should be pending, got {pending}"
+
+
+async def test_stop_flushes_the_last_commit_even_when_the_read_ahead_failed(bus: Bus, settings: CommonSettings) -> None:
+    """run() never returns with its last commit in flight, even when the read-ahead failed."""
+    small = Bus(bus.redis, settings.model_copy(update={"batch_size": 3}))
+    stop = asyncio.Event()
+
+    async def handler(batch: Sequence[Delivery]) -> list[Outcome]:
+        stop.set()
+        return [() for _ in batch]
+
+    c = small.consumer("tokens", GROUP, handler, name="c1", precheck=False)
+    await c.ensure_group()
+    await small.publish_many([("tokens", token("s1", i)) for i in range(6)])
+    real_take_new = c._take_new
+
+    async def take_new(block_ms: int):
+        if block_ms == 0:  # the read-ahead
+            raise RedisConnectionError("connection lost")
+        return await real_take_new(block_ms)
+
+    c._take_new = take_new  # type: ignore[method-assign]
+    real = small._commit
+
+    async def slow_commit(*a, **kw):
+        await asyncio.sleep(0.2)
+        return await real(*a, **kw)
+
+    small._commit = slow_commit  # type: ignore[assignment]
+    await asyncio.wait_for(c.run(stop), timeout=5)
+    in_flight = c._in_flight
+    if in_flight is not None:
+        await in_flight
+    assert in_flight is None, "run() returned with its last commit still in flight"
+
+
+async def test_failed_read_ahead_and_commit_leave_no_unretrieved_exception(bus: Bus, settings: CommonSettings) -> None:
+    small = Bus(bus.redis, settings.model_copy(update={"batch_size": 3}))
+    stop = asyncio.Event()
+
+    async def handler(batch: Sequence[Delivery]) -> list[Outcome]:
+        stop.set()
+        return [() for _ in batch]
+
+    c = small.consumer("tokens", GROUP, handler, name="c1", precheck=False)
+    await c.ensure_group()
+    await small.publish_many([("tokens", token("s1", i)) for i in range(6)])
+    real_take_new = c._take_new
+
+    async def take_new(block_ms: int):
+        if block_ms == 0:
+            raise RedisConnectionError("connection lost")
+        return await real_take_new(block_ms)
+
+    async def failing_commit(*a, **kw):
+        await asyncio.sleep(0.05)
+        raise RedisConnectionError("connection lost")
+
+    c._take_new = take_new  # type: ignore[method-assign]
+    small._commit = failing_commit  # type: ignore[assignment]
+    seen: list[dict] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _l, ctx: seen.append(ctx))
+    await asyncio.wait_for(c.run(stop), timeout=5)
+    await asyncio.sleep(0.2)
+    c._in_flight = None
+    gc.collect()
+    await asyncio.sleep(0)
+    loop.set_exception_handler(None)
+    assert not seen, [ctx.get("message") for ctx in seen]
+
+
+async def test_precheck_sees_the_marks_of_the_commit_in_flight(bus: Bus, settings: CommonSettings) -> None:
+    """With commits pipelined, the precheck of batch N+1 waits for batch N's commit, so a repeat in the
+    next batch is not handled again (a stateful handler would count it twice)."""
+    small = Bus(bus.redis, settings.model_copy(update={"batch_size": 1}))
+    handler = Recorder()
+    c = small.consumer("tokens", GROUP, handler, name="c1")  # precheck=True
+    await c.ensure_group()
+    real = small._commit
+
+    async def slow_commit(*a, **kw):
+        await asyncio.sleep(0.05)
+        return await real(*a, **kw)
+
+    small._commit = slow_commit  # type: ignore[assignment]
+    await small.publish_many([("tokens", token("s1", 0)), ("tokens", token("s1", 0))])
+    stop = asyncio.Event()
+    task = asyncio.create_task(c.run(stop))
+    for _ in range(100):
+        if c.stats.processed + c.stats.duplicates >= 2:
+            break
+        await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert handler.seen == [("s1", 0)], handler.seen

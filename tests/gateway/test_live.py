@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import deque
 
 from services.gateway.live import LiveState, MessageKey
 
@@ -130,12 +129,22 @@ def test_replay_buffers_stay_within_the_budget_largest_and_ended_first() -> None
         assert live.replay_bytes == accounted(live)
     ended, big, small = (live.view(s) for s in ("ended", "big", "small"))
     assert ended is not None and big is not None and small is not None
-    assert ended.messages == deque()
+    assert [k for k, _ in ended.messages] == [("session", 1), ("session", 2), ("done", 0)]  # only its tokens went
     assert [k for k, _ in small.messages][:3] == [("session", 1), ("token", 0), ("token", 1)]  # untouched
     big_keys = [k for k, _ in big.messages]
     assert big_keys[0] == ("session", 1) and big_keys[-1] == ("token", 199)  # its newest tokens stay
     kept_tokens = sum(k[0] == "token" for v in (big, small) for k, _ in v.messages)
-    assert live.trimmed == 200 + 10 - kept_tokens  # counted: token messages dropped from live sessions
+    assert live.trimmed == 20 + 200 + 10 - kept_tokens  # every token message dropped is counted
+
+
+def test_replay_accounting_follows_deleted_sessions() -> None:
+    live = LiveState()
+    for i in range(3):
+        live.apply(audit(f"s{i}", 0))
+    live.forget("s1")
+    live.forget("never-seen")
+    assert live.view("s1") is None
+    assert live.replay_bytes == accounted(live) > 0
 
 
 def test_replay_accounting_follows_evicted_sessions() -> None:
