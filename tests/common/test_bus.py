@@ -448,8 +448,8 @@ async def test_a_failed_commit_does_not_take_the_next_batch_with_it(bus: Bus, se
     assert pending == 3, f"only batch 1 should be pending, got {pending}"
 
 
-async def test_stop_flushes_the_last_commit_even_when_the_read_ahead_failed(bus: Bus, settings: CommonSettings) -> None:
-    """run() never returns with its last commit in flight, even when the read-ahead failed."""
+async def stopping_with_a_failing_read_ahead(bus: Bus, settings: CommonSettings) -> tuple[Bus, Consumer, asyncio.Event]:
+    """A consumer whose first batch asks it to stop, and whose read-ahead loses the connection."""
     small = Bus(bus.redis, settings.model_copy(update={"batch_size": 3}))
     stop = asyncio.Event()
 
@@ -462,12 +462,18 @@ async def test_stop_flushes_the_last_commit_even_when_the_read_ahead_failed(bus:
     await small.publish_many([("tokens", token("s1", i)) for i in range(6)])
     real_take_new = c._take_new
 
-    async def take_new(block_ms: int):
+    async def take_new(block_ms: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
         if block_ms == 0:  # the read-ahead
             raise RedisConnectionError("connection lost")
         return await real_take_new(block_ms)
 
     c._take_new = take_new  # type: ignore[method-assign]
+    return small, c, stop
+
+
+async def test_stop_flushes_the_last_commit_even_when_the_read_ahead_failed(bus: Bus, settings: CommonSettings) -> None:
+    """run() never returns with its last commit in flight, even when the read-ahead failed."""
+    small, c, stop = await stopping_with_a_failing_read_ahead(bus, settings)
     real = small._commit
 
     async def slow_commit(*a, **kw):
@@ -483,28 +489,12 @@ async def test_stop_flushes_the_last_commit_even_when_the_read_ahead_failed(bus:
 
 
 async def test_failed_read_ahead_and_commit_leave_no_unretrieved_exception(bus: Bus, settings: CommonSettings) -> None:
-    small = Bus(bus.redis, settings.model_copy(update={"batch_size": 3}))
-    stop = asyncio.Event()
-
-    async def handler(batch: Sequence[Delivery]) -> list[Outcome]:
-        stop.set()
-        return [() for _ in batch]
-
-    c = small.consumer("tokens", GROUP, handler, name="c1", precheck=False)
-    await c.ensure_group()
-    await small.publish_many([("tokens", token("s1", i)) for i in range(6)])
-    real_take_new = c._take_new
-
-    async def take_new(block_ms: int):
-        if block_ms == 0:
-            raise RedisConnectionError("connection lost")
-        return await real_take_new(block_ms)
+    small, c, stop = await stopping_with_a_failing_read_ahead(bus, settings)
 
     async def failing_commit(*a, **kw):
         await asyncio.sleep(0.05)
         raise RedisConnectionError("connection lost")
 
-    c._take_new = take_new  # type: ignore[method-assign]
     small._commit = failing_commit  # type: ignore[assignment]
     seen: list[dict] = []
     loop = asyncio.get_running_loop()
