@@ -35,6 +35,7 @@ from services.common.bus import Bus, Delivery, Output, StateWrite, is_nogroup
 from services.common.codec import encode
 from services.common.contracts import AuditEvent, SessionEvent
 
+_PENDING_SCAN = 1_000  # tokens pending in the auditors' group that caught_up() looks at (more: not caught up)
 log = logging.getLogger(__name__)
 
 ALERTS = "alerts"
@@ -256,28 +257,25 @@ class Alerter:
     async def caught_up(self) -> bool:
         """Whether a missing seq can be missing for real: every audit published so far has been read,
         none is held by another consumer (a dead alerter's unacknowledged batch, to be reclaimed),
-        and no token has been pending on an auditor for longer than the reorder timeout (an auditor
-        that died holding it: its audit comes once another auditor reclaims it)."""
+        and no token in the auditors' group is on its way the long way round: pending for longer
+        than the reorder timeout (an auditor died holding it) or delivered more than once (reclaimed
+        from a dead auditor, and being audited now)."""
         if self._lagging:
             return False
         pipe = self.bus.redis.pipeline(transaction=False)
         pipe.xpending(self.bus.key("audits"), self.settings.audit_group)
-        pipe.xpending_range(
-            self.bus.key("tokens"),
-            self.settings.token_group,
-            min="-",
-            max="+",
-            count=1,
-            idle=self.settings.reorder_timeout_ms,
-        )
-        audits, stranded = await pipe.execute(raise_on_error=False)
+        pipe.xpending_range(self.bus.key("tokens"), self.settings.token_group, min="-", max="+", count=_PENDING_SCAN)
+        audits, tokens = await pipe.execute(raise_on_error=False)
         if isinstance(audits, Exception):
             raise audits
-        if isinstance(stranded, ResponseError) and is_nogroup(stranded):
-            stranded = []  # no auditor has ever read uq:tokens
-        elif isinstance(stranded, Exception):
-            raise stranded
-        return int(audits["pending"]) == 0 and not stranded
+        if isinstance(tokens, ResponseError) and is_nogroup(tokens):
+            tokens = []  # no auditor has ever read uq:tokens
+        elif isinstance(tokens, Exception):
+            raise tokens
+        if int(audits["pending"]) or len(tokens) >= _PENDING_SCAN:
+            return False
+        limit = self.settings.reorder_timeout_ms
+        return not any(t["times_delivered"] > 1 or t["time_since_delivered"] >= limit for t in tokens)
 
     async def sweep(self, now: float) -> None:
         """Apply reorder and end timeouts (only when caught up, so that a backlog or an entry still to be

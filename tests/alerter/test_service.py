@@ -198,7 +198,12 @@ async def test_a_gap_is_not_given_up_while_its_token_is_stranded_on_a_dead_audit
     now[0] += 10
     await alerter.step(block_ms=1)
     assert await outputs(bus) == []  # still waiting for #1
-    await redis.xack(tokens, s.token_group, stranded_id)  # reclaimed and audited elsewhere (or dead-lettered)
+    # another auditor reclaims it: pending again with its idle time reset, but delivered twice
+    await redis.xclaim(tokens, s.token_group, "live-auditor", min_idle_time=0, message_ids=[stranded_id])
+    now[0] += 1
+    await alerter.step(block_ms=1)
+    assert await outputs(bus) == []  # its audit is on the way
+    await redis.xack(tokens, s.token_group, stranded_id)  # audited (or dead-lettered)
     now[0] += 1
     await alerter.step(block_ms=1)
     assert [(o.type, o.token_seq) for o in await outputs(bus)] == [("alert", 2)]
