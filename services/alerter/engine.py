@@ -21,12 +21,14 @@ from collections.abc import Sequence
 
 from services.alerter.risk import RiskPolicy, observe
 from services.alerter.rules import Finding, Rule
+from services.alerter.scores import SpanStats
 from services.alerter.session import Ending, SessionState
 from services.alerter.settings import AlerterSettings
 from services.common.contracts import (
     AlertEvent,
     AuditEvent,
     RiskEvent,
+    SequenceScores,
     SessionStatus,
     Severity,
     SummaryEvent,
@@ -126,6 +128,7 @@ class Engine:
 
     def _process(self, st: SessionState, audit: AuditEvent) -> list[AlerterOutput]:
         st.stats.add(audit, self._low)
+        st.sequence.add(audit.text, audit.metrics)
         out: list[AlerterOutput] = []
         fired: list[tuple[str, Severity]] = []
         for rule in self.rules:
@@ -221,7 +224,10 @@ class Engine:
             nll_bits=s.surprisal_sum if s.surprisal_n else None,
             low_confidence_share=s.low_n / s.prob_n if s.prob_n else None,
             final_risk=st.risk.level,
+            peak_risk=st.risk.peak,
             status=st.ending.status,
+            answer_scores=_scores(st.sequence.answer),
+            scores=_scores(st.sequence.all),
         )
         st.done = True
         st.buffer.clear()
@@ -232,3 +238,7 @@ class Engine:
         seq = st.out_seq
         st.out_seq += 1
         return seq
+
+
+def _scores(span: SpanStats) -> SequenceScores | None:
+    return SequenceScores(tokens=span.tokens, **span.scores()) if span.tokens else None

@@ -56,14 +56,16 @@ class RiskState:
     score: int = 0
     tokens: int = 0
     recent: list[list[Any]] = field(default_factory=list)
+    peak: RiskLevel = "safe"  # the highest level reached
 
     def to_json(self) -> list[Any]:
-        return [self.level, self.score, self.tokens, self.recent]
+        return [self.level, self.score, self.tokens, self.recent, self.peak]
 
     @classmethod
     def from_json(cls, raw: list[Any]) -> RiskState:
-        level, score, tokens, recent = raw
-        return cls(level, int(score), int(tokens), [list(r) for r in recent])
+        level, score, tokens, recent = raw[:4]
+        peak = raw[4] if len(raw) > 4 else level  # state written before peaks were kept
+        return cls(level, int(score), int(tokens), [list(r) for r in recent], peak)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,8 @@ def observe(policy: RiskPolicy, state: RiskState, fired: list[tuple[str, Severit
     current = state.level
     if LEVELS.index(target) > LEVELS.index(current):
         state.level = target
+        if LEVELS.index(target) > LEVELS.index(state.peak):
+            state.peak = target
         reason = f"risk score {state.score:g} over the last {policy.window} tokens reached the {target} threshold {policy.threshold(target):g}"
         return RiskChange(target, current, f"{reason} ({_top_rules(state)})")
     if LEVELS.index(target) < LEVELS.index(current):

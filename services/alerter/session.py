@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.alerter.risk import RiskState
+from services.alerter.scores import SequenceStats
 from services.common.contracts import AuditEvent, SessionStatus
 
 STATE_VERSION = 1
@@ -94,6 +95,7 @@ class SessionState:
     )  # rule -> [last_emit, last_fire, span, suppressed, rank]
     fired: dict[str, int] = field(default_factory=dict)  # rule -> tokens it fired on
     stats: Stats = field(default_factory=Stats)
+    sequence: SequenceStats = field(default_factory=SequenceStats)
     risk: RiskState = field(default_factory=RiskState)
     skipped: int = 0  # seqs given up on (never arrived within the reorder timeout)
     late: int = 0  # audits that arrived after their seq was given up on
@@ -109,6 +111,7 @@ class SessionState:
             "next": self.next_seq,
             "out": self.out_seq,
             "stats": self.stats.to_json(),
+            "sq": self.sequence.to_json(),
             "risk": self.risk.to_json(),
             "seen": self.last_seen,
         }
@@ -149,6 +152,7 @@ class SessionState:
             cooldown=raw.get("cd", {}),
             fired=raw.get("fired", {}),
             stats=Stats.from_json(raw["stats"]),
+            sequence=SequenceStats.from_json(raw["sq"]) if "sq" in raw else SequenceStats(),
             risk=RiskState.from_json(raw["risk"]),
             skipped=skipped,
             late=late,

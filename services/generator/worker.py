@@ -46,6 +46,40 @@ log = logging.getLogger(__name__)
 _END = object()
 
 
+def generation_request(job: JobRequest, engine: Engine, settings: GeneratorSettings) -> GenerationRequest:
+    """What an engine is asked to do for ``job`` (full logits when the job's or the worker's mode asks
+    and the engine can)."""
+    mode = job.logits_mode or settings.logits_mode
+    return GenerationRequest(
+        session_id=job.session_id,
+        prompt=job.prompt,
+        messages=job.messages,
+        sampling=job.sampling,
+        full_logits=mode == "full" and engine.full_logits,
+        top_k_alternatives=settings.top_k_alternatives,
+    )
+
+
+def token_event(job: JobRequest, engine: Engine, step: TokenStep, seq: int) -> TokenEvent:
+    """The ``uq:tokens`` entry for one step of ``job``."""
+    full = step.logits is not None
+    return TokenEvent(
+        session_id=job.session_id,
+        seq=seq,
+        token_id=step.token_id,
+        text=step.text,
+        logprob=step.logprob,
+        distribution="full" if full else "top_k",
+        top_k=step.top_k,
+        vocab_size=step.vocab_size,
+        logits_dtype="float16" if full else None,
+        sampling=job.sampling,
+        model=engine.display_name,
+        provider=engine.provider,
+        logits=step.logits,
+    )
+
+
 def cancel_key(bus: Bus, session_id: str) -> str:
     """The control key the gateway sets (any value, with a TTL) to cancel a session."""
     return bus.key(f"cancel:{session_id}")
@@ -195,15 +229,7 @@ class Worker:
 
     async def _decode(self, job: JobRequest, engine: Engine, progress: _Progress) -> tuple[SessionStatus, str]:
         """Stream the job, counting published tokens in ``progress``; returns (status, reason)."""
-        mode = job.logits_mode or self.settings.logits_mode
-        request = GenerationRequest(
-            session_id=job.session_id,
-            prompt=job.prompt,
-            messages=job.messages,
-            sampling=job.sampling,
-            full_logits=mode == "full" and engine.full_logits,
-            top_k_alternatives=self.settings.top_k_alternatives,
-        )
+        request = generation_request(job, engine, self.settings)
         key = cancel_key(self.bus, job.session_id)
         if await self.bus.redis.exists(key):
             return "cancelled", "cancelled by request"
@@ -236,22 +262,7 @@ class Worker:
 
     async def _publish_token(self, job: JobRequest, engine: Engine, step: TokenStep, seq: int, key: str) -> bool:
         """XADD the token and read the cancel key in one round trip; True when cancelled."""
-        full = step.logits is not None
-        event = TokenEvent(
-            session_id=job.session_id,
-            seq=seq,
-            token_id=step.token_id,
-            text=step.text,
-            logprob=step.logprob,
-            distribution="full" if full else "top_k",
-            top_k=step.top_k,
-            vocab_size=step.vocab_size,
-            logits_dtype="float16" if full else None,
-            sampling=job.sampling,
-            model=engine.display_name,
-            provider=engine.provider,
-            logits=step.logits,
-        )
+        event = token_event(job, engine, step, seq)
         pipe = self.bus.redis.pipeline(transaction=False)
         pipe.xadd(self.bus.key("tokens"), encode(event), maxlen=self.bus.maxlen("tokens"), approximate=True)  # type: ignore[arg-type]
         pipe.exists(key)

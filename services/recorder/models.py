@@ -111,6 +111,11 @@ class SummaryRow(Base):
     low_confidence_share: Mapped[float | None] = mapped_column(Double)
     final_risk: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16))
+    peak_risk: Mapped[str] = mapped_column(String(16), default="safe")
+    p_wrong: Mapped[float | None] = mapped_column(Double, nullable=True)
+    profile: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    answer_scores: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    scores: Mapped[Any] = mapped_column(JSONType, nullable=True)
 
 
 sessions = cast(Table, SessionRow.__table__)

@@ -8,7 +8,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from services.recorder import migrate
 from services.recorder.models import Base
@@ -33,7 +33,7 @@ def test_from_empty_to_head_creates_exactly_the_models(database_url: str) -> Non
 
     migrate.upgrade(engine)
 
-    assert migrate.current_revision(engine) == "0001"
+    assert migrate.current_revision(engine) == migrate.head_revision()
     assert set(inspect(engine).get_table_names()) >= TABLES
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"version_table": migrate.VERSION_TABLE})
@@ -62,7 +62,7 @@ def test_upgrade_is_idempotent_and_safe_from_several_threads(database_url: str) 
 
     assert errors == []
     engine = migrate.create(database_url)
-    assert migrate.current_revision(engine) == "0001"
+    assert migrate.current_revision(engine) == migrate.head_revision()
     engine.dispose()
 
 
@@ -88,7 +88,7 @@ async def test_a_store_nobody_migrated_migrates_on_first_use(database_url: str) 
 
     assert await store.list_sessions() == ([], 0)
 
-    assert migrate.current_revision(store.engine) == "0001"
+    assert migrate.current_revision(store.engine) == migrate.head_revision()
     await store.close()
 
 
@@ -107,3 +107,28 @@ def test_an_sqlite_file_gets_its_folder(tmp_path: object) -> None:
     engine.dispose()
 
     assert (folder / "uq.sqlite3").is_file()
+
+
+def test_upgrade_from_0001_keeps_summaries_and_takes_their_final_level_as_peak(database_url: str) -> None:
+    _wipe(database_url)
+    engine = migrate.create(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(migrate.MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO summaries (session_id, seq, ts_ns, tokens, alerts_by_rule, final_risk, status) "
+                "VALUES ('old', 3, 1, 5, '{}', 'critical', 'finished')"
+            )
+        )
+
+    migrate.upgrade(engine)
+
+    assert migrate.current_revision(engine) == migrate.head_revision() == "0002"
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT peak_risk, p_wrong, answer_scores FROM summaries")).one()
+    assert tuple(row) == ("critical", None, None)
+    engine.dispose()

@@ -192,6 +192,27 @@ class RiskEvent(Envelope):
     token_seq: Seq = Field(description="seq of the token at which it changed.")
 
 
+class SequenceScores(_Model):
+    """Sequence scores of one span of a session's tokens (docs/metrics.md, "Sequence scores").
+
+    Every score is "higher = more likely wrong"; null when no token of the span had the metric.
+    """
+
+    tokens: int = Field(ge=0, description="Tokens in the span.")
+    gnll: float | None = Field(None, ge=0.0, description="G-NLL: Σ surprisal = -log2 p(sequence), bits.")
+    msp: float | None = Field(None, ge=0.0, le=1.0, description="1 - p(sequence): one minus its probability.")
+    mean_nll: float | None = Field(None, ge=0.0, description="Mean surprisal, bits (log2 perplexity).")
+    max_nll: float | None = Field(None, ge=0.0, description="Largest surprisal, bits.")
+    first_nll: float | None = Field(None, ge=0.0, description="Surprisal of the span's first token, bits.")
+    mean_entropy: float | None = Field(None, ge=0.0, description="Mean entropy, bits.")
+    max_entropy: float | None = Field(None, ge=0.0, description="Largest entropy, bits.")
+    mean_hbar_s: float | None = Field(None, ge=0.0, description="Mean ℏₛ (experimental).")
+    max_hbar_s: float | None = Field(None, ge=0.0, description="Largest ℏₛ (experimental).")
+    min_margin_gap: float | None = Field(
+        None, ge=0.0, le=1.0, description="1 - the smallest margin: how close the closest call was."
+    )
+
+
 class SummaryEvent(Envelope):
     """The session ended; what happened in it (producer: alerter)."""
 
@@ -207,7 +228,21 @@ class SummaryEvent(Envelope):
         None, ge=0.0, le=1.0, description="Share of tokens below the low-confidence threshold."
     )
     final_risk: RiskLevel = Field(description="Risk level at the end.")
+    peak_risk: RiskLevel = Field("safe", description="Highest risk level the session reached.")
     status: SessionStatus = Field(description="How the session ended.")
+    p_wrong: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Calibrated probability that the answer is wrong; null without a labelled calibration profile.",
+    )
+    profile: str | None = Field(
+        None, max_length=256, description="Calibration profile the session was judged with; null = uncalibrated."
+    )
+    answer_scores: SequenceScores | None = Field(
+        None, description="Sequence scores of the answer: the tokens up to the end of the first line or sentence."
+    )
+    scores: SequenceScores | None = Field(None, description="Sequence scores of the whole generation.")
 
 
 # --- uq:sessions ---------------------------------------------------------------------------------

@@ -1,0 +1,124 @@
+"""``uq``: the command line of the Semantic Uncertainty Runtime (installed by ./start.sh and ./test.sh).
+
+``uq eval``       run a labelled QA file through the system and report how well each score, alert
+                  rule and the risk level tell wrong answers from right ones (docs/evaluation.md);
+``uq calibrate``  fit a model's calibration profile from evaluation runs (docs/evaluation.md).
+
+Built on Typer (Click underneath): typed options, ``--help`` on every command, shell completion.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    name="uq",
+    help="Semantic Uncertainty Runtime: evaluate and calibrate the uncertainty signals of a model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _group() -> None:
+    """Semantic Uncertainty Runtime: evaluate and calibrate the uncertainty signals of a model."""
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg="red", err=True)
+    raise typer.Exit(2)
+
+
+@app.command("eval")
+def eval_command(
+    data: Annotated[Path, typer.Argument(help="QA file, JSON Lines: {question, answer[]} or {prompt, reference}.")],
+    out: Annotated[Path, typer.Option(help="Folder for runs.jsonl, report.md/json and plots.")] = Path(
+        "data/eval/latest"
+    ),
+    url: Annotated[
+        str, typer.Option(help="Gateway of the running system (ignored with --local).", envvar="UQ_GATEWAY_URL")
+    ] = "http://127.0.0.1:8080",
+    api_key: Annotated[
+        str | None, typer.Option(help="API key, when the gateway asks for one.", envvar="UQ_API_KEY")
+    ] = None,
+    local: Annotated[
+        bool, typer.Option("--local", help="Run the generator's engine, auditor and alerter in this process.")
+    ] = False,
+    model: Annotated[str | None, typer.Option(help="Model; default: the system's default model.")] = None,
+    style: Annotated[str, typer.Option(help="How questions become prompts: fewshot or chat.")] = "fewshot",
+    max_tokens: Annotated[int, typer.Option(min=1, max=4096, help="Tokens per answer.")] = 16,
+    temperature: Annotated[float, typer.Option(min=0.0, max=5.0, help="0 = greedy.")] = 0.0,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed (with temperature > 0).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N items.")] = None,
+    report_only: Annotated[
+        bool, typer.Option("--report-only", help="Do not generate: report on the runs already in --out.")
+    ] = False,
+    profile: Annotated[
+        Path | None, typer.Option(help="Calibration profile to score P(wrong) with (default: the model's own).")
+    ] = None,
+) -> None:
+    """Run DATA through the system and report AUROC, PRR, AUPRC, alert and risk rates, and calibration."""
+    from services.evaluation import qa, report, runner
+    from services.evaluation.pipeline import ApiPipeline, LocalPipeline, PipelineError
+
+    if style not in qa.PROMPT_STYLES:
+        _fail(f"--style must be one of {', '.join(qa.PROMPT_STYLES)}, not {style!r}")
+    try:
+        items = qa.load(data, limit)
+    except qa.QAFileError as exc:
+        _fail(str(exc))
+    if not report_only:
+        try:
+            pipeline = LocalPipeline(model) if local else ApiPipeline(url, api_key, model)
+        except PipelineError as exc:
+            _fail(str(exc))
+        config = runner.RunConfig(
+            data=str(data),
+            model=pipeline.model,
+            mode="local" if local else "api",
+            style=style,  # type: ignore[arg-type]
+            max_tokens=max_tokens,
+            temperature=temperature,
+            seed=seed,
+        )
+        started = time.monotonic()
+        correct = [0]
+
+        def progress(n: int, total: int, record: dict[str, Any]) -> None:
+            correct[0] += bool(record["correct"])
+            rate = n / max(time.monotonic() - started, 1e-9)
+            eta = (total - n) / rate if rate else 0.0
+            line = f"\r[{n}/{total}] {correct[0] / n:6.1%} correct · {rate:.2f} items/s · ETA {eta / 60:5.1f} min"
+            sys.stderr.write(line)
+            sys.stderr.flush()
+
+        try:
+            runner.run(items, pipeline, config, out, progress)
+        except (runner.RunFolderError, PipelineError) as exc:
+            _fail(str(exc))
+        finally:
+            pipeline.close()
+            sys.stderr.write("\n")
+    try:
+        result = report.build(out, [i.id for i in items], profile=profile)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    report.write(out, result)
+    typer.echo(report.console_summary(result))
+    typer.echo(f"report: {out / 'report.md'}")
+
+
+def main() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    app()
+
+
+if __name__ == "__main__":
+    main()
