@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 from redis.asyncio import Redis
@@ -141,10 +143,28 @@ async def test_a_batch_the_gateway_does_not_take_stays_queued(gw_settings: Gatew
         assert [q.body["text"] for q in session.pending] == ["A"]
 
 
-async def _audited(client: AsyncAuditClient, session_id: str, tokens: int) -> None:
-    """Until the gateway serves the audits of ``tokens`` tokens."""
-    while len((await client.get_session(session_id))["tokens"]) < tokens:
+async def until(check: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
+    """Wait for a condition (polling the gateway), failing the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await check():
+            return
         await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout_s} s")
+
+
+def audited(client: AsyncAuditClient, session_id: str, tokens: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return len((await client.get_session(session_id))["tokens"]) >= tokens
+
+    return check
+
+
+def ended(client: AsyncAuditClient, session_id: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return bool((await client.status(session_id))["status"] == "finished")
+
+    return check
 
 
 async def test_finish_and_wait_returns_only_once_the_summary_is_written(gw_settings: GatewaySettings, bus: Bus) -> None:
@@ -156,10 +176,10 @@ async def test_finish_and_wait_returns_only_once_the_summary_is_written(gw_setti
         sid = session.session_id
         for seq in range(2):  # what an auditor publishes
             await bus.publish("audits", audit(sid, seq))
-        await asyncio.wait_for(_audited(client, sid, 2), 10)  # every token audited, no summary yet
+        await until(audited(client, sid, 2))  # every token audited, no summary yet
 
         waiting = asyncio.create_task(client.finish(wait=True, wait_s=30))
-        await asyncio.wait_for(_polled(client, sid), 10)
+        await until(ended(client, sid))  # the waiting finish has ended it and is polling
         assert not waiting.done()
         await bus.publish("alerts", summary(sid, 0, 2))  # what the alerter publishes once caught up
         result = await asyncio.wait_for(waiting, 30)
@@ -169,12 +189,6 @@ async def test_finish_and_wait_returns_only_once_the_summary_is_written(gw_setti
         assert [t["text"] for t in result["tokens"]] == ["t0", "t1"]
 
 
-async def _polled(client: AsyncAuditClient, session_id: str) -> None:
-    """Until the session has ended (the waiting finish has posted it and is polling)."""
-    while (await client.status(session_id))["status"] != "finished":
-        await asyncio.sleep(0.02)
-
-
 async def test_finish_and_wait_without_a_summary_times_out_clearly(gw_settings: GatewaySettings, bus: Bus) -> None:
     async with serving(gw_settings) as (addr, _), AsyncAuditClient(f"http://{addr}") as client:
         session = await client.start_audit("p", "m")
@@ -182,7 +196,7 @@ async def test_finish_and_wait_without_a_summary_times_out_clearly(gw_settings: 
         await client.add_token(SimpleToken(text="t1", logprob=-0.5))
         await client.flush()
         await bus.publish("audits", audit(session.session_id, 0))  # one of two audited; no alerter
-        await asyncio.wait_for(_audited(client, session.session_id, 1), 10)
+        await until(audited(client, session.session_id, 1))
 
         with pytest.raises(AuditTimeoutError) as err:
             await client.finish(wait=True, wait_s=0.5)
