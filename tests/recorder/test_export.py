@@ -159,5 +159,5 @@ def test_cli_migrate_brings_an_empty_database_to_the_newest_schema(tmp_path: Pat
     assert cli.main(["migrate", "--database-url", url]) == 0
 
     engine = migrate.create(url)
-    assert migrate.current_revision(engine) == "0001"
+    assert migrate.current_revision(engine) == "0002"
     engine.dispose()

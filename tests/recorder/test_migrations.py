@@ -33,7 +33,7 @@ def test_from_empty_to_head_creates_exactly_the_models(database_url: str) -> Non
 
     migrate.upgrade(engine)
 
-    assert migrate.current_revision(engine) == "0001"
+    assert migrate.current_revision(engine) == "0002"
     assert set(inspect(engine).get_table_names()) >= TABLES
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"version_table": migrate.VERSION_TABLE})
@@ -62,7 +62,7 @@ def test_upgrade_is_idempotent_and_safe_from_several_threads(database_url: str) 
 
     assert errors == []
     engine = migrate.create(database_url)
-    assert migrate.current_revision(engine) == "0001"
+    assert migrate.current_revision(engine) == "0002"
     engine.dispose()
 
 
@@ -88,7 +88,7 @@ async def test_a_store_nobody_migrated_migrates_on_first_use(database_url: str) 
 
     assert await store.list_sessions() == ([], 0)
 
-    assert migrate.current_revision(store.engine) == "0001"
+    assert migrate.current_revision(store.engine) == "0002"
     await store.close()
 
 
@@ -107,3 +107,33 @@ def test_an_sqlite_file_gets_its_folder(tmp_path: object) -> None:
     engine.dispose()
 
     assert (folder / "uq.sqlite3").is_file()
+
+
+async def test_a_summary_recorded_before_0002_reads_back_with_its_firings(database_url: str) -> None:
+    """Revision 0002 names the summary's counts; a row written under 0001 keeps its meaning."""
+    _wipe(database_url)
+    engine = migrate.create(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(migrate.MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+        conn.exec_driver_sql(
+            "INSERT INTO sessions (session_id, status, status_seq, created_ns, updated_ns, tokens, alerts, risk, "
+            "risk_seq) VALUES ('old', 'finished', 2, 1, 2, 3, 1, 'warning', 0)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO summaries (session_id, seq, ts_ns, tokens, alerts_by_rule, final_risk, status) "
+            """VALUES ('old', 1, 2, 3, '{"LOW_CONFIDENCE": 3}', 'warning', 'finished')"""
+        )
+    engine.dispose()
+    store = Store.from_url(database_url)
+
+    history = await store.get_session("old")
+
+    assert history is not None and history.session.summary is not None
+    summary = history.session.summary
+    assert (summary.firings_by_rule, summary.alerts_by_rule) == ({"LOW_CONFIDENCE": 3}, {"LOW_CONFIDENCE": 3})
+    assert summary.alerts_sent_by_rule is None  # not counted then
+    assert migrate.current_revision(store.engine) == "0002"
+    await store.close()

@@ -61,7 +61,8 @@ def hard_session(session_id: str) -> list[Event]:
         elif isinstance(e, RiskEvent):
             e = e.model_copy(update={"reason": e.reason + "\x00"})
         elif isinstance(e, SummaryEvent):
-            e = e.model_copy(update={"alerts_by_rule": {f"{k}\x00": v for k, v in e.alerts_by_rule.items()}})
+            counts = ("firings_by_rule", "alerts_sent_by_rule", "alerts_by_rule")
+            e = e.model_copy(update={c: {f"{k}\x00": v for k, v in (getattr(e, c) or {}).items()} for c in counts})
         out.append(e)
     return out
 
