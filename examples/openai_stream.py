@@ -20,7 +20,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TextIO
 
 import httpx
 
@@ -63,7 +63,10 @@ def audit_stream(
     max_tokens: int = 200,
     provider: str = "openai",
 ) -> dict[str, Any]:
-    """Stream the completion into the audit; returns the audited session (tokens, alerts, summary)."""
+    """Stream the completion into the audit; returns the audited session once final (tokens, alerts, summary).
+
+    Raises ``uqclient.AuditTimeoutError`` when the auditor and alerter have not finished with it in time.
+    """
     audit.start_audit(prompt, model, provider)
     for item in stream_chat(openai, model, prompt, max_tokens=max_tokens):
         audit.add_token(item)
@@ -88,13 +91,18 @@ def main() -> int:
         AuditClient(args.gateway, api_key=args.gateway_key) as audit,
     ):
         session = audit_stream(openai, audit, args.model, args.prompt, max_tokens=args.max_tokens)
+    report(session)
+    return 0
+
+
+def report(session: dict[str, Any], out: TextIO = sys.stdout) -> None:
+    """Print the audited tokens, the alerts sent and the session's summary (final: finish waited for it)."""
     for token in session["tokens"]:
         m = token["metrics"]
-        print(f"{token['seq']:4d} {token['text']!r:20} p={m['prob']} H={m['entropy']} hbar={m['hbar_s']}")
+        print(f"{token['seq']:4d} {token['text']!r:20} p={m['prob']} H={m['entropy']} hbar={m['hbar_s']}", file=out)
     for alert in session["alerts"]:
-        print(f"ALERT {alert['rule']} at token {alert['token_seq']}: {alert['message']}")
-    print("summary:", json.dumps(session["summary"]), file=sys.stderr)
-    return 0
+        print(f"ALERT {alert['rule']} at token {alert['token_seq']}: {alert['message']}", file=out)
+    print("summary:", json.dumps(session["summary"]), file=out)
 
 
 if __name__ == "__main__":

@@ -150,6 +150,7 @@ class Engine:
             alert = self._alert(st, name, severity, audit, finding)
             if alert is not None:
                 out.append(alert)
+                st.sent[name] = st.sent.get(name, 0) + 1
         change = observe(self.policy, st.risk, fired)
         if change is not None:
             out.append(
@@ -216,7 +217,8 @@ class Engine:
             session_id=st.session_id,
             seq=self._next_out(st),
             tokens=s.tokens,
-            alerts_by_rule=dict(sorted(st.fired.items())),
+            firings_by_rule=dict(sorted(st.fired.items())),
+            alerts_sent_by_rule=dict(sorted(st.sent.items())),
             max_hbar_s=s.hbar_max,
             mean_hbar_s=s.hbar_sum / s.hbar_n if s.hbar_n else None,
             mean_entropy=s.entropy_sum / s.entropy_n if s.entropy_n else None,

@@ -94,6 +94,7 @@ class SessionState:
         default_factory=dict
     )  # rule -> [last_emit, last_fire, span, suppressed, rank]
     fired: dict[str, int] = field(default_factory=dict)  # rule -> tokens it fired on
+    sent: dict[str, int] = field(default_factory=dict)  # rule -> alerts sent (firings the cooldown let through)
     stats: Stats = field(default_factory=Stats)
     sequence: SequenceStats = field(default_factory=SequenceStats)
     risk: RiskState = field(default_factory=RiskState)
@@ -124,6 +125,8 @@ class SessionState:
             raw["cd"] = self.cooldown
         if self.fired:
             raw["fired"] = self.fired
+        if self.sent:
+            raw["sent"] = self.sent
         if self.skipped or self.late:
             raw["gaps"] = [self.skipped, self.late]
         if self.ending is not None:
@@ -151,6 +154,7 @@ class SessionState:
             rule_state=raw.get("rules", {}),
             cooldown=raw.get("cd", {}),
             fired=raw.get("fired", {}),
+            sent=raw.get("sent", {}),  # absent from states written before it was counted
             stats=Stats.from_json(raw["stats"]),
             sequence=SequenceStats.from_json(raw["sq"]) if "sq" in raw else SequenceStats(),
             risk=RiskState.from_json(raw["risk"]),

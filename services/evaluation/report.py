@@ -51,6 +51,12 @@ def score_table(rows: list[dict[str, Any]]) -> dict[str, list[float | None]]:
     return table
 
 
+def _firings(row: dict[str, Any]) -> dict[str, int]:
+    """Tokens each rule fired on (``alerts_by_rule``: its name in summaries of older alerters)."""
+    summary = row.get("summary") or {}
+    return dict(summary.get("firings_by_rule") or summary.get("alerts_by_rule") or {})
+
+
 def _filled(values: list[float | None]) -> np.ndarray[Any, np.dtype[np.float64]]:
     """Missing scores (an empty span) rank as the most uncertain: no evidence is not reassurance."""
     known = [v for v in values if v is not None and math.isfinite(v)]
@@ -83,10 +89,10 @@ def build(
             "auprc": measures.bootstrap(measures.auprc, s, wrong, rounds=rounds).as_dict(),
             "missing": sum(v is None for v in values),
         }
-    rules = sorted({rule for r in rows for rule in ((r.get("summary") or {}).get("alerts_by_rule") or {})})
+    rules = sorted({rule for r in rows for rule in _firings(r)})
     flags: dict[str, Any] = {}
     for rule in rules:
-        fired = [bool(((r.get("summary") or {}).get("alerts_by_rule") or {}).get(rule)) for r in rows]
+        fired = [bool(_firings(r).get(rule)) for r in rows]
         flags[f"rule {rule}"] = measures.flagged_share(fired, wrong)
     for kind in ("final", "peak"):
         levels = table[f"risk.{kind}"]

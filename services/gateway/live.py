@@ -109,7 +109,7 @@ class LiveState:
         self.views: OrderedDict[str, SessionView] = OrderedDict()
         self.subscribers: dict[str, set[Subscriber]] = {}
         self.tokens_audited = 0
-        self.alerts_by_rule: dict[str, int] = {}
+        self.alerts_sent_by_rule: dict[str, int] = {}
 
     # --- subscribers ----------------------------------------------------------------------------
 
@@ -162,7 +162,7 @@ class LiveState:
             self.tokens_audited += 1
         elif kind == "alert":
             rule = str(entry.get("rule"))
-            self.alerts_by_rule[rule] = self.alerts_by_rule.get(rule, 0) + 1
+            self.alerts_sent_by_rule[rule] = self.alerts_sent_by_rule.get(rule, 0) + 1
         elif kind == "risk":
             view.risk = str(entry.get("level"))
         elif kind == "summary":

@@ -62,7 +62,7 @@ class GatewayMetrics:
         """Bring counters up to the live state's totals."""
         self.tokens_audited.inc(live.tokens_audited - self._seen_tokens)
         self._seen_tokens = live.tokens_audited
-        for rule, n in live.alerts_by_rule.items():
+        for rule, n in live.alerts_sent_by_rule.items():
             self.alerts.labels(rule=rule).inc(n - self._seen_alerts.get(rule, 0))
             self._seen_alerts[rule] = n
         self.active_sessions.set(live.active_sessions())

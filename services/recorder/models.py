@@ -102,7 +102,9 @@ class SummaryRow(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     ts_ns: Mapped[int] = mapped_column(BigInteger)
     tokens: Mapped[int] = mapped_column(Integer)
-    alerts_by_rule: Mapped[Any] = mapped_column(JSONType)
+    alerts_by_rule: Mapped[Any] = mapped_column(JSONType)  # deprecated name of firings_by_rule, kept equal
+    firings_by_rule: Mapped[Any | None] = mapped_column(JSONType)  # null in rows from before revision 0002
+    alerts_sent_by_rule: Mapped[Any | None] = mapped_column(JSONType)
     max_hbar_s: Mapped[float | None] = mapped_column(Double)
     mean_hbar_s: Mapped[float | None] = mapped_column(Double)
     mean_entropy: Mapped[float | None] = mapped_column(Double)

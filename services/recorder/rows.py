@@ -14,11 +14,11 @@ from services.common.contracts import (
     AuditEvent,
     Event,
     RiskEvent,
-    SessionEvent,
     SummaryEvent,
     TopKAlternative,
 )
 from services.common.contracts.history import SessionRecord
+from services.recorder.escape import escaped, load_optional, load_text, loaded, needs_escape, store_text
 
 METRICS = ("prob", "surprisal", "entropy", "margin", "rank", "hbar_s", "fisher_trace", "varentropy", "coverage")
 
@@ -64,32 +64,9 @@ SQLITE_INSERT_TOKENS = (
 )
 
 
-def nul_to_replacement(text: str | None) -> str | None:
-    return None if text is None else text.replace("\x00", "\ufffd")
-
-
-def audit_without_nul(e: AuditEvent) -> AuditEvent:
-    if "\x00" in e.text or any("\x00" in a.text for a in e.top_k):
-        top_k = [a.model_copy(update={"text": nul_to_replacement(a.text)}) for a in e.top_k]
-        return e.model_copy(update={"text": nul_to_replacement(e.text), "top_k": top_k})
-    return e
-
-
-def without_nul(e: Event) -> Event:
-    """PostgreSQL text cannot hold U+0000; the store keeps it as U+FFFD, on both databases alike."""
-    if isinstance(e, AuditEvent):
-        return audit_without_nul(e)
-    if isinstance(e, AlertEvent):
-        if "\x00" in e.message or "\x00" in e.token_text:
-            return e.model_copy(
-                update={"message": nul_to_replacement(e.message), "token_text": nul_to_replacement(e.token_text)}
-            )
-    elif isinstance(e, RiskEvent):
-        if "\x00" in e.reason:
-            return e.model_copy(update={"reason": nul_to_replacement(e.reason)})
-    elif isinstance(e, SessionEvent) and "\x00" in (e.prompt or "") + (e.reason or ""):
-        return e.model_copy(update={"prompt": nul_to_replacement(e.prompt), "reason": nul_to_replacement(e.reason)})
-    return e
+def as_stored(e: Event) -> Event:
+    """The entry as the store writes it: U+0000 and U+0010 escaped (see ``escape.py``), else itself."""
+    return escaped(e) if needs_escape(e.model_dump_json()) else e
 
 
 TOP_K_JSON = TypeAdapter(list[TopKAlternative])
@@ -99,8 +76,8 @@ AUDITS_JSON = TypeAdapter(list[AuditEvent])
 def token_row(e: AuditEvent) -> tuple[Any, ...]:
     """The ``tokens`` row of an audit, in ``TOKEN_COLUMNS`` order; top-k as JSON text."""
     top_k = TOP_K_JSON.dump_json(e.top_k).decode()
-    if "\x00" in e.text or "\\u0000" in top_k:
-        e = audit_without_nul(e)
+    if needs_escape(top_k) or store_text(e.text) != e.text or store_text(e.model) != e.model:
+        e = escaped(e)
         top_k = TOP_K_JSON.dump_json(e.top_k).decode()
     m = e.metrics
     return (
@@ -167,11 +144,11 @@ def audit_from_row(r: Any) -> AuditEvent:
             "ts_ns": r["ts_ns"],
             "token_ts_ns": r["token_ts_ns"],
             "token_id": r["token_id"],
-            "text": r["text"],
+            "text": load_text(r["text"]),
             "distribution": r["distribution"],
-            "model": r["model"],
+            "model": load_text(r["model"]),
             "metrics": {name: r[name] for name in (*METRICS, "exact")},
-            "top_k": r["top_k"],
+            "top_k": loaded(r["top_k"]),
         }
     )
 
@@ -181,12 +158,12 @@ def alert_from_row(r: Any) -> AlertEvent:
         session_id=r["session_id"],
         seq=r["seq"],
         ts_ns=r["ts_ns"],
-        rule=r["rule"],
+        rule=load_text(r["rule"]),
         severity=r["severity"],
-        message=r["message"],
+        message=load_text(r["message"]),
         token_seq=r["token_seq"],
-        token_text=r["token_text"],
-        values=r["values"] or {},
+        token_text=load_text(r["token_text"]),
+        values=loaded(r["values"] or {}),
     )
 
 
@@ -197,7 +174,7 @@ def risk_from_row(r: Any) -> RiskEvent:
         ts_ns=r["ts_ns"],
         level=r["level"],
         previous=r["previous"],
-        reason=r["reason"],
+        reason=load_text(r["reason"]),
         token_seq=r["token_seq"],
     )
 
@@ -206,10 +183,10 @@ def record_from_row(r: Any, summary: SummaryEvent | None) -> SessionRecord:
     return SessionRecord(
         session_id=r["session_id"],
         status=r["status"],
-        model=r["model"],
-        provider=r["provider"],
-        prompt=r["prompt"],
-        reason=r["reason"],
+        model=load_optional(r["model"]),
+        provider=load_optional(r["provider"]),
+        prompt=load_optional(r["prompt"]),
+        reason=load_optional(r["reason"]),
         created_ns=r["created_ns"],
         updated_ns=r["updated_ns"],
         tokens=r["tokens"],

@@ -36,6 +36,7 @@ from services.common.contracts import (
 from services.common.contracts.history import SessionHistory, SessionRecord
 from services.recorder import migrate as migrations
 from services.recorder.errors import ExportError
+from services.recorder.escape import escaped, loaded, needs_escape
 from services.recorder.export import CSV_COLUMNS, EXPORT_FORMATS, EXPORT_PAGE, csv_chunks, csv_line, jsonl_chunks
 from services.recorder.models import alerts, sessions, summaries, tokens
 from services.recorder.rows import (
@@ -44,13 +45,12 @@ from services.recorder.rows import (
     SQLITE_INSERT_TOKENS,
     alert_from_row,
     alert_row,
+    as_stored,
     audit_from_row,
-    audit_without_nul,
     record_from_row,
     risk_from_row,
     summary_row,
     token_row,
-    without_nul,
 )
 
 _NS_PER_DAY = 86_400 * 1_000_000_000
@@ -150,7 +150,7 @@ class Store:
                 counts.ignored += 1
                 continue
             if not isinstance(e, AuditEvent):  # audits: checked cheaply where they are serialised
-                e = without_nul(e)
+                e = as_stored(e)  # U+0000 escaped: services/recorder/escape.py
             delta = deltas.get(e.session_id)
             if delta is None:
                 delta = deltas[e.session_id] = _SessionDelta(e.ts_ns, e.ts_ns)
@@ -225,8 +225,8 @@ class Store:
         inserted: Counter[str] = Counter()
         if self.dialect == "postgresql":
             payload = AUDITS_JSON.dump_json(audits).decode()
-            if "\\u0000" in payload:  # some text holds U+0000 (or a literal "\u0000": harmless to redo)
-                payload = AUDITS_JSON.dump_json([audit_without_nul(a) for a in audits]).decode()
+            if needs_escape(payload):  # some text holds U+0000 or U+0010 (or looks so: harmless to redo)
+                payload = AUDITS_JSON.dump_json([escaped(a) for a in audits]).decode()
             for sid, n in conn.exec_driver_sql(PG_INSERT_TOKENS, (payload,)):
                 inserted[sid] += n
             return inserted
@@ -478,4 +478,4 @@ def _summaries(conn: Connection, session_ids: list[str]) -> dict[str, SummaryEve
     rows = conn.execute(
         select(summaries).where(summaries.c.session_id.in_(session_ids)).order_by(summaries.c.seq)
     ).mappings()
-    return {r["session_id"]: SummaryEvent.model_validate(dict(r)) for r in rows}
+    return {r["session_id"]: SummaryEvent.model_validate(loaded(dict(r))) for r in rows}

@@ -68,13 +68,16 @@ def test_scripted_session_gives_exactly_the_expected_alerts() -> None:
     summary = out[-1]
     assert summary.type == "summary" and summary.seq == 10
     assert summary.tokens == 24
-    assert summary.alerts_by_rule == {
+    assert summary.firings_by_rule == {
         "ANOMALY": 5,
         "HIGH_UNCERTAINTY": 5,
         "LOW_CONFIDENCE": 5,
         "QUANTUM_UNCERTAINTY": 1,
         "UNCERTAINTY_SPIKE": 5,
     }
+    sent = [o.rule for o in out if o.type == "alert"]
+    assert summary.alerts_sent_by_rule == {rule: sent.count(rule) for rule in sorted(set(sent))}
+    assert summary.alerts_by_rule == summary.firings_by_rule  # the deprecated name, same counts
     assert summary.max_hbar_s == 3.2
     assert summary.mean_hbar_s == pytest.approx((19 * 0.5 + 4 * 2.8 + 3.2) / 24)
     nll = -(19 * -0.152003093445 + -3.058893689 + 4 * -2.321928095)
@@ -130,7 +133,24 @@ def test_rambling_session_yields_a_handful_of_alerts() -> None:
     alerts = [o for o in out if o.type == "alert"]
     assert [a.token_seq for a in alerts] == [0, 8, 24, 56, 120, 248]  # cooldown 8, ×2 each time
     assert [a.values.get("suppressed") for a in alerts] == [None, 7.0, 15.0, 31.0, 63.0, 127.0]
-    assert out[-1].type == "summary" and out[-1].alerts_by_rule == {"LOW_CONFIDENCE": 256}
+    summary = out[-1]
+    assert summary.type == "summary"
+    assert summary.firings_by_rule == {"LOW_CONFIDENCE": 256}  # tokens it fired on
+    assert summary.alerts_sent_by_rule == {"LOW_CONFIDENCE": 6}  # what the cooldown let through
+
+
+def test_sent_alerts_are_counted_across_a_restart() -> None:
+    e = engine(builtin_rules=["services.alerter.builtin:LowConfidence"])
+    st = SessionState("s1")
+    out: list[AlerterOutput] = []
+    for seq in range(64):
+        if seq == 30:
+            st = SessionState.loads("s1", st.dumps())
+        out += e.accept(st, audit(seq, prob=0.1), 0.0)
+    out += e.end(st, "finished", 64, 0.0)
+    assert [o.token_seq for o in out if o.type == "alert"] == [0, 8, 24, 56]
+    assert out[-1].type == "summary"
+    assert (out[-1].firings_by_rule, out[-1].alerts_sent_by_rule) == ({"LOW_CONFIDENCE": 64}, {"LOW_CONFIDENCE": 4})
 
 
 def test_a_new_episode_starts_after_a_quiet_cooldown() -> None:

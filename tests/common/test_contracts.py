@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from services.common.codec import DATA, LOGITS, decode, encode, logits_array
-from services.common.contracts import JobRequest, SamplingParams, TokenEvent
+from services.common.contracts import JobRequest, SamplingParams, SummaryEvent, TokenEvent
 from services.common.errors import EntryError
 from tests.common.events import samples, token
 
@@ -101,3 +101,23 @@ def test_models_are_strict() -> None:
         JobRequest(session_id="a", seq=0, prompt="x", sampling=SamplingParams(max_tokens=0))
     with pytest.raises(ValidationError, match="logprob"):
         TokenEvent(session_id="a", seq=0, text="x", distribution="prob_only", logprob=0.5, model="m")
+
+
+def test_a_summary_names_firings_and_keeps_the_old_name_as_an_alias() -> None:
+    """docs/streams.md, "Changes": ``alerts_by_rule`` (v1.0) is ``firings_by_rule``; both are written."""
+    old = {"session_id": "s", "seq": 3, "tokens": 9, "final_risk": "safe", "status": "finished"}
+    from_old = decode("alerts", {DATA: json.dumps({**old, "type": "summary", "alerts_by_rule": {"R": 4}}).encode()})
+    new = SummaryEvent(**old, firings_by_rule={"R": 4}, alerts_sent_by_rule={"R": 1})  # type: ignore[arg-type]
+
+    assert isinstance(from_old, SummaryEvent)
+    assert (from_old.firings_by_rule, from_old.alerts_by_rule, from_old.alerts_sent_by_rule) == (
+        {"R": 4},
+        {"R": 4},
+        None,
+    )
+    written = json.loads(encode(new)[DATA])
+    assert (written["firings_by_rule"], written["alerts_by_rule"], written["alerts_sent_by_rule"]) == (
+        {"R": 4},
+        {"R": 4},
+        {"R": 1},
+    )

@@ -43,3 +43,14 @@ def test_binary_logits_field_is_documented() -> None:
     streams = (DOCS / "streams.md").read_text()
     assert "little-endian IEEE 754 float16" in streams
     assert 'np.frombuffer(fields[b"logits"], dtype="<f2")' in streams
+
+
+def test_the_consumer_example_says_what_a_consumer_must_know() -> None:
+    """The example itself runs in tests/common/test_streams_example.py; these are its notes."""
+    section = (DOCS / "streams.md").read_text().split("## Attaching a consumer of your own", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert 'ids = {stream: "0" for stream in streams}' in code  # its own pending entries first
+    assert "r.xreadgroup(group, me, ids," in code and 'f"{prefix}audits"' in code  # two streams, one call
+    assert '(fields or {}).get(b"data")' in code  # a foreign entry may lack data
+    assert "**Which logprob to trust.**" in section and "computed from the float16" in section
+    assert "`UQ_DISPLAY_TOP_K`" in section

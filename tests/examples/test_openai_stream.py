@@ -1,7 +1,7 @@
 """examples/openai_stream.py: an OpenAI-format SSE stream with logprobs goes through the real auditor.
 
 OpenAI itself cannot run here; its side is a recorded stream in OpenAI's chunk format served by an
-httpx transport. The gateway and the auditor are the real services (tests/stack.py).
+httpx transport. The gateway, the auditor and the alerter are the real services (tests/stack.py).
 """
 
 from __future__ import annotations
@@ -71,12 +71,12 @@ def openai_sse(request: httpx.Request) -> httpx.Response:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    with Stack(services=("auditor", "gateway")) as s:
+    with Stack(services=("auditor", "alerter", "gateway")) as s:
         yield s
 
 
 @pytest.mark.slow
-def test_streamed_completion_is_audited(stack: Stack) -> None:
+def test_streamed_completion_is_audited(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
     example = load_example()
     openai = httpx.Client(base_url="https://openai.invalid/v1", transport=httpx.MockTransport(openai_sse))
     with openai, AuditClient(stack.url) as audit:
@@ -89,3 +89,9 @@ def test_streamed_completion_is_audited(stack: Stack) -> None:
     assert third["metrics"]["rank"] == 2
     assert third["metrics"]["coverage"] == pytest.approx(math.exp(-0.9) + math.exp(-2.5), rel=1e-6)
     assert session["session"]["provider"] == "openai"
+    summary = session["summary"]  # finish(wait=True) returned the final session, summary included
+    assert (summary["tokens"], summary["status"]) == (3, "finished")
+    assert summary["nll_bits"] == pytest.approx((0.05 + 0.4 + 2.5) / math.log(2), rel=1e-6)
+    example.report(session)
+    printed = capsys.readouterr().out.splitlines()
+    assert json.loads(printed[-1].removeprefix("summary: ")) == summary

@@ -92,6 +92,20 @@ async def test_stored_session_survives_a_new_live_state(store: Store) -> None:
     assert final.final_risk == "warning"
 
 
+async def test_stored_text_comes_back_exactly_nul_included(store: Store) -> None:
+    """docs/recorder.md, "Text": what the recorder stored, history serves unchanged (replay and detail)."""
+    text, prompt = "a\x00b\x10 👩🏽‍🚀 e\u0301 \u202e\uffff", "Explain\x00 AI"
+    await record(store, lifecycle("s", "queued", prompt=prompt), audit("s", 0).model_copy(update={"text": text}))
+    history = HistoryService(store, LiveState())
+
+    detail = await history.detail("s")
+    replay = await history.messages("s")
+
+    assert ([t.text for t in detail.tokens], detail.session.prompt) == ([text], prompt)
+    assert replay is not None
+    assert [json.loads(m)["text"] for k, m in replay if k[0] == "token"] == [text]
+
+
 async def test_list_delete_and_unknown(store: Store) -> None:
     await record(store, lifecycle("a", "queued"), lifecycle("b", "finished", tokens=0))
     history = HistoryService(store, LiveState())

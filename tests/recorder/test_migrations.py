@@ -109,7 +109,8 @@ def test_an_sqlite_file_gets_its_folder(tmp_path: object) -> None:
     assert (folder / "uq.sqlite3").is_file()
 
 
-def test_upgrade_from_0001_keeps_summaries_and_takes_their_final_level_as_peak(database_url: str) -> None:
+async def test_a_summary_recorded_before_0002_reads_back_with_its_firings(database_url: str) -> None:
+    """Revision 0002 names the summary's counts; a row written under 0001 keeps its meaning."""
     _wipe(database_url)
     engine = migrate.create(database_url)
     config = Config()
@@ -117,6 +118,35 @@ def test_upgrade_from_0001_keeps_summaries_and_takes_their_final_level_as_peak(d
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "0001")
+        conn.exec_driver_sql(
+            "INSERT INTO sessions (session_id, status, status_seq, created_ns, updated_ns, tokens, alerts, risk, "
+            "risk_seq) VALUES ('old', 'finished', 2, 1, 2, 3, 1, 'warning', 0)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO summaries (session_id, seq, ts_ns, tokens, alerts_by_rule, final_risk, status) "
+            """VALUES ('old', 1, 2, 3, '{"LOW_CONFIDENCE": 3}', 'warning', 'finished')"""
+        )
+    engine.dispose()
+    store = Store.from_url(database_url)
+
+    history = await store.get_session("old")
+
+    assert history is not None and history.session.summary is not None
+    summary = history.session.summary
+    assert (summary.firings_by_rule, summary.alerts_by_rule) == ({"LOW_CONFIDENCE": 3}, {"LOW_CONFIDENCE": 3})
+    assert summary.alerts_sent_by_rule is None  # not counted then
+    assert migrate.current_revision(store.engine) == migrate.head_revision()
+    await store.close()
+
+
+def test_upgrade_from_0002_keeps_summaries_and_takes_their_final_level_as_peak(database_url: str) -> None:
+    _wipe(database_url)
+    engine = migrate.create(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(migrate.MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0002")
     with engine.begin() as conn:
         conn.execute(
             text(
@@ -127,7 +157,7 @@ def test_upgrade_from_0001_keeps_summaries_and_takes_their_final_level_as_peak(d
 
     migrate.upgrade(engine)
 
-    assert migrate.current_revision(engine) == migrate.head_revision() == "0002"
+    assert migrate.current_revision(engine) == migrate.head_revision() == "0003"
     with engine.connect() as conn:
         row = conn.execute(text("SELECT peak_risk, p_wrong, answer_scores FROM summaries")).one()
     assert tuple(row) == ("critical", None, None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from services.common.contracts import AuditEvent, Event, Metrics, RiskEvent, SessionEvent, TopKAlternative, now_ns
+from services.common.contracts import AuditEvent, Event, Metrics, RiskEvent, SessionEvent, now_ns
 from services.recorder.store import Store
 from tests.recorder.conftest import expected_history, session_events
 
@@ -168,19 +168,3 @@ def _audit(session_id: str, seq: int, ts_ns: int) -> AuditEvent:
         model="m-1",
         token_ts_ns=ts_ns,
     )
-
-
-async def test_nul_characters_are_kept_as_replacement_characters(store: Store) -> None:
-    """PostgreSQL text cannot hold U+0000; both databases store U+FFFD instead, and nothing is lost."""
-    audit = _audit("nul", 0, now_ns()).model_copy(
-        update={"text": "a\x00b", "top_k": [TopKAlternative(token_id=1, text="\x00", logprob=-1.0)]}
-    )
-    session = SessionEvent(session_id="nul", seq=0, status="queued", prompt="p\x00")
-
-    await store.record([audit, session])
-
-    history = await store.get_session("nul")
-    assert history is not None
-    assert history.tokens[0].text == "a\ufffdb"
-    assert history.tokens[0].top_k[0].text == "\ufffd"
-    assert history.session.prompt == "p\ufffd"

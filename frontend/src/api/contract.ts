@@ -43,7 +43,8 @@ export type RecordOk = Assignable<Pick<Gen["SessionRecord"], RecordFields>, Pick
 export type ListOk = Assignable<Pick<Gen["SessionList"], "total">, Pick<SessionList, "total">>;
 /** The alerter's summary. */
 type SummaryFields = "tokens" | "final_risk" | "status";
-export type SummaryOk = Assignable<Pick<Gen["SummaryEvent"], SummaryFields>, Pick<Summary, SummaryFields>>;
+export type SummaryOk = Assignable<Pick<Gen["SummaryEvent"], SummaryFields>, Pick<Summary, SummaryFields>> &
+  Assignable<Required<Pick<Gen["SummaryEvent"], "firings_by_rule" | "alerts_sent_by_rule">>, Pick<Summary, "firings_by_rule" | "alerts_sent_by_rule">>;
 
 /** GET /sessions/{id}: tokens, alerts and risk changes (also the WebSocket's token/alert/risk messages). */
 type TokenFields = "type" | "session_id" | "seq" | "text" | "token_id" | "distribution" | "token_ts_ns";

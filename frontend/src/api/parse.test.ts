@@ -41,10 +41,36 @@ describe("parseServerMessage", () => {
         status: "finished",
         reason: "eos",
         tokens: 12,
-        summary: { tokens: 12, alerts_by_rule: { LOW_CONFIDENCE: 2 }, max_hbar_s: 3.1, final_risk: "warning", status: "finished" },
+        summary: {
+          tokens: 12,
+          firings_by_rule: { LOW_CONFIDENCE: 7 },
+          alerts_sent_by_rule: { LOW_CONFIDENCE: 2 },
+          alerts_by_rule: { LOW_CONFIDENCE: 7 },
+          max_hbar_s: 3.1,
+          final_risk: "warning",
+          status: "finished",
+        },
       }),
     );
-    expect(msg).toMatchObject({ type: "done", tokens: 12, summary: { max_hbar_s: 3.1, final_risk: "warning", alerts_by_rule: { LOW_CONFIDENCE: 2 } } });
+    expect(msg).toMatchObject({
+      type: "done",
+      tokens: 12,
+      summary: { max_hbar_s: 3.1, final_risk: "warning", firings_by_rule: { LOW_CONFIDENCE: 7 }, alerts_sent_by_rule: { LOW_CONFIDENCE: 2 } },
+    });
+  });
+
+  it("reads a summary from an older alerter: firings under their deprecated name, alerts sent unknown", () => {
+    const msg = parseServerMessage(
+      JSON.stringify({
+        type: "done",
+        session_id: "s",
+        status: "finished",
+        reason: "eos",
+        tokens: 3,
+        summary: { tokens: 3, alerts_by_rule: { LOW_CONFIDENCE: 3 }, final_risk: "safe", status: "finished" },
+      }),
+    );
+    expect(msg).toMatchObject({ summary: { firings_by_rule: { LOW_CONFIDENCE: 3 }, alerts_sent_by_rule: null } });
   });
 });
 

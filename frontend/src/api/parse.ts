@@ -153,16 +153,21 @@ export function parseRisk(v: unknown): RiskMessage {
   };
 }
 
+/** A `{rule: count}` object, or null when there is none. */
+function countsByRule(v: unknown): Record<string, number> | null {
+  if (!isObj(v)) return null;
+  const counts: Record<string, number> = {};
+  for (const [k, x] of Object.entries(v)) if (typeof x === "number") counts[k] = x;
+  return counts;
+}
+
 export function parseSummary(v: unknown): Summary | null {
   if (v === undefined || v === null) return null;
   const o = obj(v, "summary");
-  const byRule: Record<string, number> = {};
-  if (isObj(o.alerts_by_rule)) {
-    for (const [k, x] of Object.entries(o.alerts_by_rule)) if (typeof x === "number") byRule[k] = x;
-  }
   return {
     tokens: optNum(o, "tokens") ?? 0,
-    alerts_by_rule: byRule,
+    firings_by_rule: countsByRule(o.firings_by_rule) ?? countsByRule(o.alerts_by_rule) ?? {},
+    alerts_sent_by_rule: countsByRule(o.alerts_sent_by_rule),
     max_hbar_s: optNum(o, "max_hbar_s"),
     mean_hbar_s: optNum(o, "mean_hbar_s"),
     mean_entropy: optNum(o, "mean_entropy"),

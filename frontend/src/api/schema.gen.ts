@@ -843,7 +843,7 @@ export interface components {
             tokens: number;
             /**
              * Alerts
-             * @description Alerts so far.
+             * @description Alerts sent so far: alert entries on uq:alerts (firings the cooldown held back excluded).
              * @default 0
              */
             alerts: number;
@@ -916,6 +916,11 @@ export interface components {
         /**
          * SummaryEvent
          * @description The session ended; what happened in it (producer: alerter).
+         *
+         *     A rule *fires* on a token when its condition holds there; an *alert* is an ``alert`` entry on
+         *     ``uq:alerts``, sent for a firing the cooldown let through. ``firings_by_rule`` counts the first,
+         *     ``alerts_sent_by_rule`` the second. ``alerts_by_rule`` is the deprecated first name of
+         *     ``firings_by_rule`` (same values; removed in contract version 2); either one alone is accepted.
          */
         SummaryEvent: {
             /**
@@ -953,8 +958,22 @@ export interface components {
              */
             tokens: number;
             /**
+             * Firings By Rule
+             * @description Tokens each rule fired on, by rule, including firings the cooldown held back.
+             */
+            firings_by_rule?: {
+                [key: string]: number;
+            };
+            /**
+             * Alerts Sent By Rule
+             * @description Alert entries sent on uq:alerts for the session, by rule (after the cooldown); null from an alerter older than this field.
+             */
+            alerts_sent_by_rule?: {
+                [key: string]: number;
+            } | null;
+            /**
              * Alerts By Rule
-             * @description Alert counts by rule.
+             * @description Deprecated: the same counts as firings_by_rule (tokens fired on, not alerts sent); removed in contract version 2.
              */
             alerts_by_rule?: {
                 [key: string]: number;

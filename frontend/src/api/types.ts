@@ -72,9 +72,16 @@ export interface RiskMessage {
   ts_ns?: number;
 }
 
+/**
+ * The alerter's summary. A rule *fires* on a token when its condition holds there; an *alert* is one
+ * sent on uq:alerts (a firing the cooldown let through). docs/alerts.md.
+ */
 export interface Summary {
   tokens: number;
-  alerts_by_rule: Record<string, number>;
+  /** Tokens each rule fired on (read from the deprecated `alerts_by_rule` when a summary has only that). */
+  firings_by_rule: Record<string, number>;
+  /** Alerts sent, by rule; null when the alerter did not count them (older than the field). */
+  alerts_sent_by_rule: Record<string, number> | null;
   max_hbar_s: number | null;
   mean_hbar_s: number | null;
   mean_entropy: number | null;

@@ -13,9 +13,9 @@ test fails when the two diverge.
 from __future__ import annotations
 
 import time
-from typing import Annotated, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION = 1
 SessionId = Annotated[
@@ -214,11 +214,30 @@ class SequenceScores(_Model):
 
 
 class SummaryEvent(Envelope):
-    """The session ended; what happened in it (producer: alerter)."""
+    """The session ended; what happened in it (producer: alerter).
+
+    A rule *fires* on a token when its condition holds there; an *alert* is an ``alert`` entry on
+    ``uq:alerts``, sent for a firing the cooldown let through. ``firings_by_rule`` counts the first,
+    ``alerts_sent_by_rule`` the second. ``alerts_by_rule`` is the deprecated first name of
+    ``firings_by_rule`` (same values; removed in contract version 2); either one alone is accepted.
+    """
 
     type: Literal["summary"] = Field("summary", description="Entry type.")
     tokens: int = Field(ge=0, description="Tokens audited.")
-    alerts_by_rule: dict[str, int] = Field(default_factory=dict, description="Alert counts by rule.")
+    firings_by_rule: dict[str, int] = Field(
+        default_factory=dict,
+        description="Tokens each rule fired on, by rule, including firings the cooldown held back.",
+    )
+    alerts_sent_by_rule: dict[str, int] | None = Field(
+        None,
+        description="Alert entries sent on uq:alerts for the session, by rule (after the cooldown); "
+        "null from an alerter older than this field.",
+    )
+    alerts_by_rule: dict[str, int] = Field(
+        default_factory=dict,
+        description="Deprecated: the same counts as firings_by_rule (tokens fired on, not alerts sent); "
+        "removed in contract version 2.",
+    )
     max_hbar_s: float | None = Field(None, ge=0.0, description="Largest ℏₛ.")
     mean_hbar_s: float | None = Field(None, ge=0.0, description="Mean ℏₛ.")
     mean_entropy: float | None = Field(None, ge=0.0, description="Mean entropy, bits.")
@@ -243,6 +262,18 @@ class SummaryEvent(Envelope):
         None, description="Sequence scores of the answer: the tokens up to the end of the first line or sentence."
     )
     scores: SequenceScores | None = Field(None, description="Sequence scores of the whole generation.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_name_for_firings(cls, data: Any) -> Any:
+        """An entry with only one of ``firings_by_rule`` and its old name ``alerts_by_rule`` gets both."""
+        if isinstance(data, dict):
+            firings, old = data.get("firings_by_rule"), data.get("alerts_by_rule")
+            if firings is None and old is not None:
+                data = {**data, "firings_by_rule": old}
+            elif old is None and firings is not None:
+                data = {**data, "alerts_by_rule": firings}
+        return data
 
 
 # --- uq:sessions ---------------------------------------------------------------------------------

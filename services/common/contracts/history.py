@@ -31,7 +31,9 @@ class SessionRecord(BaseModel):
     created_ns: int = Field(description="First entry seen, ns since the epoch.")
     updated_ns: int = Field(description="Last entry seen, ns since the epoch.")
     tokens: int = Field(0, ge=0, description="Tokens audited so far.")
-    alerts: int = Field(0, ge=0, description="Alerts so far.")
+    alerts: int = Field(
+        0, ge=0, description="Alerts sent so far: alert entries on uq:alerts (firings the cooldown held back excluded)."
+    )
     risk: RiskLevel = Field("safe", description="Current risk level.")
     summary: SummaryEvent | None = Field(None, description="The alerter's summary, once the session ended.")
 
@@ -43,5 +45,5 @@ class SessionHistory(BaseModel):
 
     session: SessionRecord
     tokens: list[AuditEvent] = Field(default_factory=list, description="Audits in seq order.")
-    alerts: list[AlertEvent] = Field(default_factory=list, description="Alerts in seq order.")
+    alerts: list[AlertEvent] = Field(default_factory=list, description="Alerts sent, in seq order.")
     risks: list[RiskEvent] = Field(default_factory=list, description="Risk changes in seq order.")

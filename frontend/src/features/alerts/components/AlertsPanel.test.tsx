@@ -21,4 +21,10 @@ describe("AlertsPanel", () => {
     fireEvent.click(buttons[1]!);
     expect(picked).toEqual([5]);
   });
+
+  it("labels its count as alerts sent", () => {
+    const alerts = [alert(0, 2, "info"), alert(1, 5, "critical")];
+    render(<AlertsPanel alerts={alerts} count={alerts.length} selected={null} onSelect={() => {}} />);
+    expect(screen.getByRole("heading", { level: 2 }).textContent).toBe("Alerts sent 2");
+  });
 });

@@ -1,4 +1,7 @@
-/** Alerts, newest first; severity by colour, glyph and label. Clicking one jumps to its token. */
+/**
+ * Alerts sent (the entries on uq:alerts, after the cooldown), newest first; severity by colour, glyph
+ * and label. Clicking one jumps to its token.
+ */
 import { memo } from "react";
 import type { AlertMessage } from "../../../api/types";
 import { visibleToken } from "../../../lib/format";
@@ -20,7 +23,10 @@ export const AlertsPanel = memo(function AlertsPanel({ alerts, selected, onSelec
   return (
     <section className="panel alerts" aria-labelledby="alerts-title">
       <h2 id="alerts-title">
-        Alerts <span className="count">{alerts.length}</span>
+        Alerts sent{" "}
+        <span className="count" title="Alerts sent: rule firings the cooldown let through (docs/alerts.md)">
+          {alerts.length}
+        </span>
       </h2>
       {newestFirst.length === 0 ? (
         <p className="empty">No alerts yet.</p>

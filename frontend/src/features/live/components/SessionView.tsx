@@ -2,12 +2,12 @@
 import { useCallback, useState } from "react";
 import { useServerConfig } from "../../../app/services";
 import { AlertsPanel } from "../../alerts/components/AlertsPanel";
-import { CHART_METRICS, METRICS, RISK_ICON, RISK_LABEL, type ChartMetricKey, type HeatMetric } from "../../../lib/metrics";
-import { fmt, pct } from "../../../lib/format";
+import { CHART_METRICS, METRICS, type ChartMetricKey, type HeatMetric } from "../../../lib/metrics";
 import type { SessionStore } from "../store/sessionStore";
 import { useStoreVersion } from "../store/useStore";
 import { MetricCards } from "./MetricCards";
 import { SessionOutcome } from "./SessionOutcome";
+import { SessionSummary } from "./SessionSummary";
 import { TokenHeatmap } from "./TokenHeatmap";
 import { UncertaintyChart } from "./UncertaintyChart";
 
@@ -56,25 +56,7 @@ export function SessionView({ store, theme }: Props) {
         tokenCount={store.tokenCount}
       />
       <MetricCards store={store} threshold={threshold} />
-      {summary && (
-        <section className="summary" aria-label="Session summary" data-testid="summary">
-          <span>
-            Final risk{" "}
-            <strong className={`risk-text risk-${summary.final_risk}`}>
-              {RISK_ICON[summary.final_risk]} {RISK_LABEL[summary.final_risk]}
-            </strong>
-          </span>
-          <span>max ℏₛ {fmt(summary.max_hbar_s)}</span>
-          <span>mean entropy {fmt(summary.mean_entropy)} bits</span>
-          <span>perplexity {fmt(summary.perplexity)}</span>
-          <span>low-confidence tokens {pct(summary.low_confidence_share)}</span>
-          {Object.entries(summary.alerts_by_rule).map(([rule, n]) => (
-            <span key={rule}>
-              {rule} × {n}
-            </span>
-          ))}
-        </section>
-      )}
+      {summary && <SessionSummary summary={summary} />}
       <div className="grid">
         <div className="main-col">
           <section className="panel" aria-labelledby="chart-title">

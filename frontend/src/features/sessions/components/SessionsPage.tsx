@@ -127,7 +127,9 @@ function SessionList() {
               <th scope="col">Status</th>
               <th scope="col">Risk</th>
               <th scope="col">Tokens</th>
-              <th scope="col">Alerts</th>
+              <th scope="col" title="Alerts sent: rule firings the cooldown let through">
+                Alerts sent
+              </th>
               <th scope="col">Mean / max ℏₛ</th>
               <th scope="col">Perplexity</th>
             </tr>
