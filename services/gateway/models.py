@@ -73,7 +73,9 @@ class GenerateRequest(_Request):
     stop: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
         default_factory=list, max_length=16, description="Stop strings."
     )
-    model: str | None = Field(None, max_length=512, description="Model; null = the generator's default.")
+    model: str | None = Field(
+        None, min_length=1, max_length=512, description="Model; null = the generator's default (see GET /config)."
+    )
 
     @field_validator("messages")
     @classmethod
