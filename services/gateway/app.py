@@ -160,16 +160,14 @@ def _errors(app: FastAPI) -> None:
         path = request.url.path
         status, headers = exc.status_code, exc.headers
         message = str(exc.detail)
-        if status == 405:
+        if status in (404, 405):  # from routing: the dashboard's catch-all matches every GET
             allowed = _methods(app, path)
-            if not allowed:  # only the dashboard's GET matched: an unknown path, whatever the method
-                status, headers = 404, None
+            method = request.scope.get(ORIGINAL_METHOD, request.method)
+            if allowed and method not in allowed:
+                status, headers = 405, {"Allow": ", ".join(sorted(allowed))}
+                message = f"{method} is not allowed on {path}; allowed: {headers['Allow']}"
             else:
-                method = request.scope.get(ORIGINAL_METHOD, request.method)
-                message = f"{method} is not allowed on {path}; allowed: {', '.join(sorted(allowed))}"
-                headers = {"Allow": ", ".join(sorted(allowed))}
-        if status == 404:
-            message = _no_route(app, path)
+                status, headers, message = 404, None, _no_route(app, path)
         kind = _HTTP_TYPES.get(status, "http_error")
         return JSONResponse(error_body(message, kind), status_code=status, headers=headers)
 
