@@ -115,6 +115,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         send one, accepted and closed with 4404 and a reason naming /ws)."""
         message = f"no WebSocket at {ws.url.path!r}; the WebSocket is at {WS_PATH}"
         if "websocket.http.response" in ws.scope.get("extensions", {}):
+            # uvicorn's websockets-sansio logs a spurious "returned without completing handshake" after
+            # a denial response (Kludex/uvicorn#3138); the client gets the 404 all the same
             await ws.send_denial_response(JSONResponse(error_body(message, "not_found"), status_code=404))
             return
         await ws.accept()

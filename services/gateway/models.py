@@ -109,7 +109,8 @@ def generate_request_model(max_tokens: int, prompt_chars: int) -> type[GenerateR
         "GenerateRequest",
         __base__=GenerateRequest,
         __module__=__name__,
-        __doc__=GenerateRequest.__doc__,
+        __doc__="Body of ``POST /generate`` and of the WebSocket ``generate`` message (without ``type``); "
+        "``max_tokens`` and the prompt are bounded by this gateway's UQ_MAX_TOKENS_LIMIT and UQ_MAX_PROMPT_CHARS.",
         prompt=(
             str | None,
             Field(None, min_length=1, max_length=prompt_chars, description=_described(GenerateRequest, "prompt")),
