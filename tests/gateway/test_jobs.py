@@ -166,3 +166,13 @@ def test_prompt_xor_messages() -> None:
         GenerateRequest.model_validate({"messages": [{"role": "user", "content": " \n\t"}]})
     with pytest.raises(ValueError, match="exactly one"):
         GenerateRequest.model_validate({"prompt": "a", "messages": [{"role": "user", "content": "b"}]})
+
+
+async def test_a_key_that_is_no_heartbeat_breaks_nothing(jobs: JobService, redis: Redis) -> None:
+    await beat(redis, jobs.settings, "g1", OFFLINE)
+    for name, junk in (("a", b"not json"), ("b", b"[1, 2]"), ("c", b'{"ts_ns": "soon"}'), ("d", b'{"ts_ns": 1}')):
+        await redis.set(jobs.settings.stream(f"heartbeat:generator:{name}"), junk)
+    with pytest.raises(BadRequestError, match="g1"):  # the real heartbeat still counts
+        await jobs.submit(GenerateRequest(prompt="x", model="org/name"))
+    await jobs.submit(GenerateRequest(prompt="x"))
+    assert await redis.xlen(jobs.bus.key("jobs")) == 1
