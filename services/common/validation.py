@@ -85,10 +85,11 @@ def summarise(
 ) -> Problem:
     """One summary of pydantic's ``errors()`` (of a ValidationError or FastAPI's RequestValidationError).
 
-    ``root`` is what was validated (with ``request``: the body), when the caller has it: the path is walked through it, so
-    only keys and indexes that are in the input name the field. ``request``: drop FastAPI's leading
-    ``body``/``query``/… part. ``under``: the path of what was validated within the sender's body
-    (``tokens.3``). ``limit``: how many problems the message spells out (the rest are counted).
+    ``root`` is what was validated (with ``request``: the body), when the caller has it: the path is
+    walked through it, so only keys and indexes that are in the input name the field; without it,
+    pydantic's tags are recognised by their form. ``request``: drop FastAPI's leading ``body``/``query``/…
+    part. ``under``: the path of what was validated within the sender's body (``tokens.3``).
+    ``limit``: how many problems the message spells out (the rest are counted).
     """
     found: dict[tuple[str, ...], tuple[list[str], Mapping[str, Any]]] = {}  # union site → deepest alternative
     for n, err in enumerate(errors):
