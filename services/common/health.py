@@ -1,7 +1,8 @@
 """Heartbeats: each service instance writes ``uq:heartbeat:<service>:<instance>`` every
 ``heartbeat_interval_s`` with a TTL of three intervals; the gateway reads them for ``/health``.
 
-The value is JSON: ``{"service", "instance", "pid", "ts_ns", "started_ns", "status", "details"}``.
+The value is JSON: ``{"service", "instance", "pid", "ts_ns", "started_ns", "status", "details"}``;
+``details`` is the service's own (a generator's carries ``model_policy``: services/common/model_policy.py).
 """
 
 from __future__ import annotations
