@@ -20,6 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from services.common.contracts import STREAM_MODELS, Event, TokenEvent
 from services.common.errors import EntryError
+from services.common.validation import summarise
 
 DATA = b"data"
 LOGITS = b"logits"
@@ -45,7 +46,9 @@ def decode(stream: str, fields: Mapping[bytes, bytes]) -> Event:
     try:
         event: Event = adapter.validate_json(raw)
     except ValidationError as exc:
-        raise EntryError(f"invalid {stream} entry: {_summarise(exc)}") from None
+        raise EntryError(
+            f"invalid {stream} entry: {summarise(exc.errors(), root_param='data', limit=5).message}"
+        ) from None
     if isinstance(event, TokenEvent):
         if event.logits is not None:
             raise EntryError("logits belong in the binary 'logits' field, not in the JSON")
@@ -82,12 +85,3 @@ def _attach_logits(event: TokenEvent, blob: bytes | None) -> TokenEvent:
     if blob is not None:
         raise EntryError(f"entry has a 'logits' field but distribution is {event.distribution!r}")
     return event
-
-
-def _summarise(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        where = ".".join(str(p) for p in err["loc"]) or "(root)"
-        parts.append(f"{where}: {err['msg']}")
-    more = exc.error_count() - len(parts)
-    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")

@@ -1,7 +1,8 @@
 """Heartbeats: each service instance writes ``uq:heartbeat:<service>:<instance>`` every
 ``heartbeat_interval_s`` with a TTL of three intervals; the gateway reads them for ``/health``.
 
-The value is JSON: ``{"service", "instance", "pid", "ts_ns", "started_ns", "status", "details"}``.
+The value is JSON: ``{"service", "instance", "pid", "ts_ns", "started_ns", "status", "details"}``;
+``details`` is the service's own (a generator's carries ``model_policy``: services/common/model_policy.py).
 """
 
 from __future__ import annotations
@@ -28,18 +29,24 @@ def heartbeat_key(settings: CommonSettings, service: str, instance: str) -> str:
 
 
 async def read_heartbeats(redis: Redis, settings: CommonSettings) -> list[dict[str, Any]]:
-    """Every live heartbeat, with ``age_s`` added."""
+    """Every live heartbeat, with ``age_s`` added (a key that holds no heartbeat is skipped with a warning)."""
     keys = [k async for k in redis.scan_iter(match=settings.stream("heartbeat:*"), count=500)]
     if not keys:
         return []
     values = await redis.mget(keys)
     now = now_ns()
     beats = []
-    for raw in values:
+    for key, raw in zip(keys, values, strict=True):
         if raw is None:
             continue
-        beat = json.loads(raw)
-        beat["age_s"] = round((now - int(beat["ts_ns"])) / 1e9, 3)
+        try:
+            beat = json.loads(raw)
+            beat["age_s"] = round((now - int(beat["ts_ns"])) / 1e9, 3)
+            if not {"service", "instance"} <= beat.keys():
+                raise KeyError("service and instance")
+        except (ValueError, TypeError, KeyError) as exc:  # not written by a Heartbeat: skipped, not fatal
+            log.warning("unreadable heartbeat", extra={"key": str(key), "error": repr(exc)})
+            continue
         beats.append(beat)
     return sorted(beats, key=lambda b: (b["service"], b["instance"]))
 

@@ -15,12 +15,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.errors import ConfigError
 from services.common.health import Heartbeat
 from services.common.leases import Leases, sweep_forever
 from services.common.runner import connect, instance_name
+from services.common.validation import JsonTooDeepError, check_depth, summarise
 from services.gateway import routes_jobs, routes_ops, routes_push, routes_sessions
 from services.gateway.errors import ApiError, error_body
 from services.gateway.history import open_store
@@ -30,7 +32,26 @@ from services.gateway.settings import GatewaySettings
 from services.gateway.ws import serve_socket
 
 log = logging.getLogger(__name__)
-API_PREFIXES = ("/generate", "/sessions", "/push", "/health", "/metrics", "/config", "/export", "/ws", "/docs")
+#: Paths (and everything under them) that belong to the API: an unknown one gets the JSON 404, never the
+#: dashboard's index.html. ``/v1`` and ``/api`` are reserved for API surfaces (OpenAI wire format, versions).
+API_PREFIXES = (
+    "/generate",
+    "/sessions",
+    "/push",
+    "/health",
+    "/metrics",
+    "/config",
+    "/export",
+    "/ws",
+    "/docs",
+    "/redoc",
+    "/openapi.json",
+    "/v1",
+    "/api",
+)
+WS_PATH = "/ws"
+_DASHBOARD_ROUTE = "/{path:path}"
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _HTTP_TYPES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 400: "bad_request"}
 
 
@@ -80,12 +101,26 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     _errors(app)
-    for module in (routes_jobs, routes_sessions, routes_push, routes_ops):
+    app.include_router(routes_jobs.build_router(settings))
+    for module in (routes_sessions, routes_push, routes_ops):
         app.include_router(module.router)
 
-    @app.websocket("/ws")
+    @app.websocket(WS_PATH)
     async def websocket(ws: WebSocket) -> None:
         await serve_socket(ws, ws.app.state.gateway)
+
+    @app.websocket(_DASHBOARD_ROUTE)
+    async def no_socket_here(ws: WebSocket) -> None:
+        """A WebSocket to any other path: a JSON 404 for the upgrade request (or, where the server cannot
+        send one, accepted and closed with 4404 and a reason naming /ws)."""
+        message = f"no WebSocket at {ws.url.path!r}; the WebSocket is at {WS_PATH}"
+        if "websocket.http.response" in ws.scope.get("extensions", {}):
+            # uvicorn's websockets-sansio logs a spurious "returned without completing handshake" after
+            # a denial response (Kludex/uvicorn#3138); the client gets the 404 all the same
+            await ws.send_denial_response(JSONResponse(error_body(message, "not_found"), status_code=404))
+            return
+        await ws.accept()
+        await ws.close(code=4404, reason=message[:120])
 
     _frontend(app, Path(settings.frontend_dir))
     origins = settings.split(settings.cors_origins)
@@ -97,7 +132,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
         )
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HeadAsGet)
+    app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     return app
 
 
@@ -114,29 +150,28 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         err: dict[str, Any] = exc.errors()[0]
-        loc = [str(p) for p in err.get("loc", ())]
         if err.get("type") == "json_invalid":
             return JSONResponse(
                 error_body(f"the body is not valid JSON: {err.get('msg')}", "invalid_json"), status_code=400
             )
-        where = loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc
-        where = [p for p in where if not p.startswith("function-after")]
-        param = ".".join(where) or None
-        more = len(exc.errors()) - 1
-        message = f"{param}: {err.get('msg')}" if param else str(err.get("msg"))
-        if more:
-            message += f" (and {more} more problem{'s' if more > 1 else ''})"
-        return JSONResponse(error_body(message, "invalid_request", param), status_code=422)
+        problem = summarise(exc.errors(), root=exc.body, root_param="body", request=True)
+        return JSONResponse(error_body(problem.message, "invalid_request", problem.param), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kind = _HTTP_TYPES.get(exc.status_code, "http_error")
+        path = request.url.path
+        status, headers = exc.status_code, exc.headers
         message = str(exc.detail)
-        if exc.status_code == 404:
-            message = f"no route {request.url.path!r}; see /docs"
-        elif exc.status_code == 405:
-            message = f"{request.method} is not allowed on {request.url.path}"
-        return JSONResponse(error_body(message, kind), status_code=exc.status_code, headers=exc.headers)
+        if status in (404, 405):  # from routing: the dashboard's catch-all matches every GET
+            allowed = _methods(app, path)
+            method = request.scope.get(ORIGINAL_METHOD, request.method)
+            if allowed and method not in allowed:
+                status, headers = 405, {"Allow": ", ".join(sorted(allowed))}
+                message = f"{method} is not allowed on {path}; allowed: {headers['Allow']}"
+            else:
+                status, headers, message = 404, None, _no_route(app, path)
+        kind = _HTTP_TYPES.get(status, "http_error")
+        return JSONResponse(error_body(message, kind), status_code=status, headers=headers)
 
     @app.exception_handler(RedisError)
     async def redis_down(request: Request, exc: RedisError) -> JSONResponse:
@@ -150,12 +185,43 @@ def _errors(app: FastAPI) -> None:
         return JSONResponse(error_body("internal error; see the gateway's log", "internal_error"), status_code=500)
 
 
+def is_api_path(path: str) -> bool:
+    """Whether ``path`` is one of API_PREFIXES or lies under one (``/sessions/x``; not ``/sessionsx``)."""
+    return any(path == p or path.startswith(p + "/") for p in API_PREFIXES)
+
+
+def _methods(app: FastAPI, path: str) -> set[str]:
+    """The methods the API routes (the dashboard's catch-all aside) serve on ``path``."""
+    allowed: set[str] = set()
+    for method in _METHODS:
+        scope = {"type": "http", "path": path, "method": method, "root_path": "", "headers": []}
+        for route in app.router.routes:
+            if getattr(route, "path", None) == _DASHBOARD_ROUTE:
+                continue
+            if route.matches(scope)[0] is Match.FULL:
+                allowed.add(method)
+                break
+    if "GET" in allowed:
+        allowed.add("HEAD")
+    return allowed
+
+
+def _no_route(app: FastAPI, path: str) -> str:
+    """The 404 message: what was asked, and the likely right path (no trailing slashes; /ws is a WebSocket)."""
+    if path == WS_PATH:
+        return f"{WS_PATH} is the WebSocket: connect with a WebSocket client (ws://…{WS_PATH}), not plain HTTP"
+    stripped = path.rstrip("/")
+    if stripped != path and stripped and _methods(app, stripped):
+        return f"no route {path!r}: paths take no trailing slash; did you mean {stripped!r}?"
+    return f"no route {path!r}; see /docs"
+
+
 def _frontend(app: FastAPI, root: Path) -> None:
     """The built dashboard at ``/``; unknown non-API paths get index.html (client-side routing)."""
 
-    @app.get("/{path:path}", include_in_schema=False)
+    @app.get(_DASHBOARD_ROUTE, include_in_schema=False)
     def dashboard(path: str) -> Response:
-        if ("/" + path).startswith(API_PREFIXES):
+        if is_api_path("/" + path):
             raise StarletteHTTPException(404)
         base = root.resolve()
         index = base / "index.html"
@@ -174,8 +240,37 @@ def _frontend(app: FastAPI, root: Path) -> None:
         return FileResponse(index, headers={"Cache-Control": "no-cache"})
 
 
-class BodyLimit:
-    """413 for request bodies over ``max_bytes`` (declared or streamed), before the app reads them."""
+ORIGINAL_METHOD = "uq.original_method"
+
+
+class HeadAsGet:
+    """HEAD on every GET route: the GET's status and headers without its body.
+
+    Starlette's own routes answer HEAD, FastAPI's do not (they answer 405); this runs HEAD as GET and
+    drops the body. The scope keeps the original method under ORIGINAL_METHOD for error messages.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET", ORIGINAL_METHOD: "HEAD"}, receive, headers_only)
+
+
+class BodyGuard:
+    """Before the app reads a body: 413 when it is over ``max_bytes`` (declared or streamed), and 400 when
+    JSON in it nests deeper than MAX_JSON_DEPTH (the parser would exhaust its recursion)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -204,6 +299,13 @@ class BodyLimit:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
+        if _may_be_json(scope):
+            try:
+                check_depth(body)
+            except JsonTooDeepError as exc:
+                response = JSONResponse(error_body(f"the body is not usable JSON: {exc}", "invalid_json"), 400)
+                await response(scope, receive, send)
+                return
         sent = False
 
         async def replay() -> Message:
@@ -223,3 +325,9 @@ class BodyLimit:
             status_code=413,
         )
         await response(scope, receive, send)
+
+
+def _may_be_json(scope: Scope) -> bool:
+    """Whether FastAPI would parse the body as JSON: no content type, or a JSON one."""
+    content_type = dict(scope.get("headers", ())).get(b"content-type", b"").lower()
+    return not content_type or b"json" in content_type

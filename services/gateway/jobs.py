@@ -1,16 +1,32 @@
-"""Jobs: submit a generation, cancel it. Knows Redis and the contracts, nothing of HTTP."""
+"""Jobs: submit a generation, cancel it. Knows Redis and the contracts, nothing of HTTP.
+
+A request reaches :meth:`JobService.submit` validated by the app's GenerateRequest, whose bounds are
+the settings (services/gateway/models.py). Submit then refuses a ``model`` that a live generator would
+not run, by the rule of services/common/model_policy.py applied to the policy each generator
+publishes in its heartbeat. With no generator heartbeat at all the job is queued anyway (a generator
+may start later); the generator applies the same rule when it takes the job, and a job it refuses
+ends ``failed`` with the reason.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
+
+from redis.asyncio import Redis
 
 from services.common.bus import Bus
 from services.common.contracts import JobRequest, SamplingParams, SessionEvent
+from services.common.health import read_heartbeats
+from services.common.model_policy import ModelPolicy, refusals
 from services.gateway.errors import BadRequestError, NotFoundError
 from services.gateway.history import HistoryService
 from services.gateway.live import TERMINAL
 from services.gateway.models import CancelResponse, GenerateRequest, GenerateResponse, SessionUrls
 from services.gateway.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
 
 
 def new_session_id() -> str:
@@ -26,21 +42,43 @@ def session_urls(session_id: str) -> SessionUrls:
     )
 
 
-def check_limits(req: GenerateRequest, settings: GatewaySettings) -> None:
-    """Bounds on prompt length and max_tokens; BadRequestError naming the field otherwise."""
-    if req.max_tokens > settings.max_tokens_limit:
-        raise BadRequestError(
-            f"max_tokens is {req.max_tokens}; this gateway allows at most {settings.max_tokens_limit} "
-            "(setting UQ_MAX_TOKENS_LIMIT)",
-            param="max_tokens",
-        )
-    chars = len(req.prompt or "") + sum(len(m.content) for m in req.messages or ())
-    if chars > settings.max_prompt_chars:
-        raise BadRequestError(
-            f"the prompt has {chars} characters; this gateway allows at most {settings.max_prompt_chars} "
-            "(setting UQ_MAX_PROMPT_CHARS)",
-            param="messages" if req.messages is not None else "prompt",
-        )
+class ServedModels:
+    """The model policies the live generators publish in their heartbeats (read at most every ``ttl_s``)."""
+
+    def __init__(self, redis: Redis, settings: GatewaySettings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.ttl_s = min(1.0, settings.heartbeat_interval_s)
+        self._policies: list[tuple[str, ModelPolicy]] = []
+        self._read_at = -float("inf")
+
+    async def policies(self) -> list[tuple[str, ModelPolicy]]:
+        """(instance, policy) of each generator with a fresh heartbeat that carries a policy."""
+        if time.monotonic() - self._read_at < self.ttl_s:
+            return self._policies
+        policies = []
+        for beat in await read_heartbeats(self.redis, self.settings):
+            if beat.get("service") != "generator" or float(beat["age_s"]) > self.settings.heartbeat_max_age_s:
+                continue
+            raw = (beat.get("details") or {}).get("model_policy")
+            if raw is None:
+                continue  # a generator that does not publish one: it checks jobs itself
+            try:
+                policies.append((str(beat["instance"]), ModelPolicy.from_json(raw)))
+            except ValueError as exc:
+                log.warning("unreadable model policy", extra={"instance": beat.get("instance"), "error": str(exc)})
+        self._policies, self._read_at = policies, time.monotonic()
+        return policies
+
+    async def check(self, model: str | None) -> None:
+        """BadRequestError (``param: "model"``) when a live generator would refuse a job naming ``model``.
+
+        Any generator may take any job, so every one of them must serve it.
+        """
+        refused = refusals(await self.policies(), model)
+        if refused:
+            instance, reason = refused[0]
+            raise BadRequestError(f"model {model!r} is not served (generator {instance}): {reason}", param="model")
 
 
 class JobService:
@@ -48,10 +86,11 @@ class JobService:
         self.bus = bus
         self.settings = settings
         self.history = history
+        self.models = ServedModels(bus.redis, settings)
 
     async def submit(self, req: GenerateRequest, session_id: str | None = None) -> GenerateResponse:
         """Publish the session's ``queued`` entry, then the job; the generator takes it from there."""
-        check_limits(req, self.settings)
+        await self.models.check(req.model)
         sid = session_id or new_session_id()
         sampling = SamplingParams(
             temperature=req.temperature,

@@ -1,14 +1,21 @@
-"""Request and response bodies of the REST API and the WebSocket (strict: unknown fields are refused).
+"""Request and response bodies of the REST API and the WebSocket.
 
-The stream contracts (services.common.contracts) stay the source of truth for what flows through
-Redis; these models are what a client sends and receives.
+What a client sends is strict: unknown fields are refused, a number is a JSON number (``"1"`` and
+``true`` are not; an integer is fine where a float belongs), and NaN or ±Infinity (which Python's
+JSON parser reads, also from ``1e999``) are refused. The stream contracts (services.common.contracts)
+stay the source of truth for what flows through Redis; these models are what a client sends and receives.
+
+The bounds that are settings (``max_tokens`` ≤ ``UQ_MAX_TOKENS_LIMIT``, the prompt ≤
+``UQ_MAX_PROMPT_CHARS``) are built into the request model of each app by
+:func:`generate_request_model`, so the OpenAPI schema, the validation and its error state the same number.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from functools import lru_cache
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from services.common.contracts import (
     AlertEvent,
@@ -20,21 +27,45 @@ from services.common.contracts import (
     SummaryEvent,
 )
 from services.common.contracts.events import SessionId
+from services.gateway.settings import GatewaySettings
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class _Request(BaseModel):
+    """What a client sends: unknown fields refused, no strings or booleans for numbers, no NaN/Infinity."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
 # --- jobs ----------------------------------------------------------------------------------------
 
+DEFAULT_MAX_TOKENS = 256
 
-class GenerateRequest(_Strict):
-    """Body of ``POST /generate`` and of the WebSocket ``generate`` message (without ``type``)."""
 
-    prompt: str | None = Field(None, max_length=200_000, description="Plain prompt; or use messages.")
-    messages: list[ChatMessage] | None = Field(None, max_length=1_000, description="Chat messages instead of prompt.")
-    max_tokens: int = Field(256, ge=1, le=32_768, description="Most tokens to generate.")
+def _said(message: ChatMessage) -> ChatMessage:
+    if not message.content.strip():
+        raise ValueError("the message's content is empty or only whitespace: there is nothing to answer")
+    return message
+
+
+class GenerateRequest(_Request):
+    """Body of ``POST /generate`` and of the WebSocket ``generate`` message (without ``type``).
+
+    The bounds shown here are the widest any gateway allows; each app validates with
+    :func:`generate_request_model`, whose bounds are its settings.
+    """
+
+    #: Most characters of the prompt, or of all chat messages together (UQ_MAX_PROMPT_CHARS).
+    prompt_chars_limit: ClassVar[int] = 200_000
+
+    prompt: str | None = Field(None, min_length=1, max_length=200_000, description="Plain prompt; or use messages.")
+    messages: list[Annotated[ChatMessage, AfterValidator(_said)]] | None = Field(
+        None, max_length=1_000, description="Chat messages instead of prompt."
+    )
+    max_tokens: int = Field(DEFAULT_MAX_TOKENS, ge=1, le=32_768, description="Most tokens to generate.")
     temperature: float = Field(0.7, ge=0.0, le=5.0, description="0 means greedy decoding.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass; 1 disables it.")
     top_k: int = Field(0, ge=0, le=100_000, description="Sample among the k most likely; 0 disables it.")
@@ -42,15 +73,69 @@ class GenerateRequest(_Strict):
     stop: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
         default_factory=list, max_length=16, description="Stop strings."
     )
-    model: str | None = Field(None, max_length=512, description="Model; null = the generator's default.")
+    model: str | None = Field(
+        None, min_length=1, max_length=512, description="Model; null = the generator's default (see GET /config)."
+    )
+
+    @field_validator("messages")
+    @classmethod
+    def _chat(cls, messages: list[ChatMessage] | None) -> list[ChatMessage] | None:
+        if messages is None:
+            return None
+        if not messages:
+            raise ValueError("must hold at least one message")
+        chars = sum(len(m.content) for m in messages)
+        if chars > cls.prompt_chars_limit:
+            raise ValueError(
+                f"the messages hold {chars} characters; this gateway allows at most {cls.prompt_chars_limit} "
+                "(setting UQ_MAX_PROMPT_CHARS)"
+            )
+        return messages
 
     @model_validator(mode="after")
     def _prompt_or_messages(self) -> GenerateRequest:
         if (self.prompt is None) == (self.messages is None):
             raise ValueError("give exactly one of 'prompt' or 'messages'")
-        if self.messages is not None and not self.messages:
-            raise ValueError("'messages' must hold at least one message")
         return self
+
+
+@lru_cache(maxsize=16)
+def generate_request_model(max_tokens: int, prompt_chars: int) -> type[GenerateRequest]:
+    """GenerateRequest with the bounds of one gateway's settings (``UQ_MAX_TOKENS_LIMIT``, ``UQ_MAX_PROMPT_CHARS``).
+
+    Same name in the OpenAPI schema; the REST route and the WebSocket validate with it.
+    """
+    model = create_model(
+        "GenerateRequest",
+        __base__=GenerateRequest,
+        __module__=__name__,
+        __doc__="Body of ``POST /generate`` and of the WebSocket ``generate`` message (without ``type``); "
+        "``max_tokens`` and the prompt are bounded by this gateway's UQ_MAX_TOKENS_LIMIT and UQ_MAX_PROMPT_CHARS.",
+        prompt=(
+            str | None,
+            Field(None, min_length=1, max_length=prompt_chars, description=_described(GenerateRequest, "prompt")),
+        ),
+        max_tokens=(
+            int,
+            Field(
+                min(DEFAULT_MAX_TOKENS, max_tokens),
+                ge=1,
+                le=max_tokens,
+                description=_described(GenerateRequest, "max_tokens"),
+            ),
+        ),
+    )
+    model.prompt_chars_limit = prompt_chars
+    return model
+
+
+def request_model(settings: GatewaySettings) -> type[GenerateRequest]:
+    """The GenerateRequest a gateway with ``settings`` validates with."""
+    return generate_request_model(settings.max_tokens_limit, settings.max_prompt_chars)
+
+
+def _described(model: type[BaseModel], field: str) -> str | None:
+    return model.model_fields[field].description
 
 
 class SessionUrls(_Strict):
@@ -111,7 +196,7 @@ class SessionDetail(_Strict):
 # --- push API ------------------------------------------------------------------------------------
 
 
-class PushStartRequest(_Strict):
+class PushStartRequest(_Request):
     """Start a session whose tokens some other LLM produces."""
 
     model: str = Field(min_length=1, max_length=512, description="Model name, e.g. gpt-4o-mini.")
@@ -127,16 +212,16 @@ class PushStartResponse(_Strict):
 
 
 class OpenAITopLogprob(BaseModel):
-    """One entry of OpenAI's ``top_logprobs`` (chat format), accepted as it comes."""
+    """One entry of OpenAI's ``top_logprobs`` (chat format), accepted as it comes (other fields are ignored)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False)
 
     token: str = Field(max_length=4_096)
     logprob: float = Field(le=0.0)
     bytes: list[int] | None = None
 
 
-class PushToken(_Strict):
+class PushToken(_Request):
     """One token: text plus whatever is known of its distribution.
 
     Accepts OpenAI's ``logprobs.content[i]`` items as they come (``token``, ``logprob``, ``bytes``,
@@ -166,7 +251,7 @@ class PushToken(_Strict):
         return self
 
 
-class PushTokensRequest(_Strict):
+class PushTokensRequest(_Request):
     tokens: list[PushToken] = Field(min_length=1, description="Tokens in order.")
 
 
@@ -177,7 +262,7 @@ class PushTokensResponse(_Strict):
     last_seq: int
 
 
-class PushFinishRequest(_Strict):
+class PushFinishRequest(_Request):
     status: Literal["finished", "failed", "cancelled"] = Field("finished", description="How it ended.")
     reason: str | None = Field(None, max_length=4_096, description="Why, e.g. stop or length.")
 

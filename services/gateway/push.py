@@ -19,6 +19,7 @@ from services.common.backlog import room
 from services.common.bus import Bus
 from services.common.codec import logits_bytes
 from services.common.contracts import SessionEvent, TokenEvent, TopKAlternative
+from services.common.validation import summarise
 from services.gateway.errors import BadRequestError, ConflictError, NotFoundError, UnavailableError
 from services.gateway.jobs import new_session_id, session_urls
 from services.gateway.live import LiveState
@@ -85,9 +86,8 @@ def token_event(session_id: str, seq: int, model: str, provider: str, tok: PushT
             **fields,
         )
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise BadRequestError(f"{where}: {err['msg']}", param=f"{param}.{where}") from None
+        problem = summarise(exc.errors(), under=param)
+        raise BadRequestError(problem.message, param=problem.param) from None
 
 
 def _top_k(tok: PushToken, param: str) -> list[TopKAlternative]:

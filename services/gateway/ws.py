@@ -5,7 +5,8 @@ without waiting; when it is full the message is dropped and the socket later get
 message per session with the range of token seqs it lost (it can fetch them by REST). So one slow
 browser delays nobody else.
 
-Client errors get an ``error`` message and the socket stays open; a binary frame closes it with
+Client errors get an ``error`` message and the socket stays open (a message nested deeper than
+services.common.validation.MAX_JSON_DEPTH is refused before it is parsed); a binary frame closes it with
 1003 (unsupported data), a message over ``ws_max_message_bytes`` with 1009, a refused API key with 1008.
 """
 
@@ -21,10 +22,11 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from services.common.validation import JsonTooDeepError, check_depth, summarise
 from services.gateway.errors import ApiError, BadRequestError, NotFoundError
 from services.gateway.jobs import new_session_id
 from services.gateway.live import MessageKey
-from services.gateway.models import GenerateRequest
+from services.gateway.models import request_model
 from services.gateway.services import Gateway
 
 log = logging.getLogger(__name__)
@@ -36,12 +38,6 @@ def _dumps(msg: dict[str, Any]) -> str:
 
 def error_message(message: str, code: str, **extra: Any) -> str:
     return _dumps({"type": "error", "message": message, "code": code, **extra})
-
-
-def _validation_message(exc: ValidationError) -> tuple[str, str | None]:
-    err = exc.errors()[0]
-    param = ".".join(str(p) for p in err["loc"]) or None
-    return (f"{param}: {err['msg']}" if param else str(err["msg"])), param
 
 
 class Connection:
@@ -113,12 +109,27 @@ class Connection:
 
     async def handle(self, raw: str) -> None:
         try:
+            check_depth(raw)
             msg = json.loads(raw)
-        except ValueError:
+        except JsonTooDeepError as exc:
+            await self.send(error_message(f"{exc}; send one flat JSON object per text frame", "bad_request"))
+            return
+        except (ValueError, RecursionError):
             await self.send(error_message("not JSON: send one JSON object per text frame", "bad_request"))
             return
-        if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
-            await self.send(error_message("a message is a JSON object with a string 'type'", "bad_request"))
+        if not isinstance(msg, dict):
+            await self.send(
+                error_message(
+                    "a message is a JSON object with a string 'type', not an array, string or number",
+                    "bad_request",
+                    param="body",
+                )
+            )
+            return
+        if not isinstance(msg.get("type"), str):
+            await self.send(
+                error_message("a message is a JSON object with a string 'type'", "bad_request", param="type")
+            )
             return
         kind = msg.pop("type")
         handler = {
@@ -142,8 +153,8 @@ class Connection:
         except ApiError as exc:
             await self.send(error_message(exc.message, exc.type, param=exc.param, session_id=msg.get("session_id")))
         except ValidationError as exc:
-            text, param = _validation_message(exc)
-            await self.send(error_message(text, "bad_request", param=param))
+            problem = summarise(exc.errors(), root=msg, root_param="body")
+            await self.send(error_message(problem.message, "bad_request", param=problem.param))
         except (RedisError, OSError) as exc:
             log.error("redis error on the socket", extra={"error": str(exc)})
             await self.send(error_message(f"Redis is not reachable or failed ({exc}); try again", "unavailable"))
@@ -152,7 +163,7 @@ class Connection:
         await self.send(_dumps({"type": "pong"}))
 
     async def _generate(self, msg: dict[str, Any]) -> None:
-        req = GenerateRequest.model_validate(msg)
+        req = request_model(self.gw.settings).model_validate(msg)
         self.gw.limiter.check(self.caller)
         sid = new_session_id()
         self.sessions.add(sid)

@@ -20,6 +20,8 @@ async def main(ctx: ServiceContext) -> None:
     worker = Worker(settings, ctx.bus, pool, name=ctx.instance)
     worker.details = ctx.details | worker.details
     ctx.details = worker.details
+    # from now on the heartbeat says which models jobs may name (the gateway checks submits against it)
+    ctx.heartbeat.details = lambda: {**worker.details, "model_policy": pool.policy().to_json()}
     try:
         await worker.run(ctx.stop)
     finally:

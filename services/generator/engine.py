@@ -113,6 +113,7 @@ class Engine(ABC):
     full_logits: ClassVar[bool] = False  # can publish the raw logits of the whole vocabulary
     chat: ClassVar[bool] = True  # accepts chat messages
     seeded: ClassVar[bool] = False  # the same seed gives the same text
+    hub_models: ClassVar[bool] = False  # loads models by Hugging Face hub id (services/common/model_policy.py)
 
     def __init__(self, model: str, options: EngineOptions) -> None:
         self.model = model

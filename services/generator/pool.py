@@ -3,6 +3,10 @@
 Loading is blocking and runs in a thread; a model is loaded once even when several jobs ask for it
 at the same moment. Beyond ``max_loaded_models`` the least recently used model that no job is using
 is closed. A model that failed to load is not remembered: the next job that names it tries again.
+
+Which names a job may give is :func:`services.common.model_policy.resolve_model` applied to
+:meth:`EnginePool.policy`, the same rule the gateway applies at submit to the policy this worker
+publishes in its heartbeat.
 """
 
 from __future__ import annotations
@@ -15,6 +19,14 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from services.common.model_policy import (
+    HubState,
+    ModelPolicy,
+    ModelRefusedError,
+    cached_hub_models,
+    hub_online,
+    resolve_model,
+)
 from services.generator.engine import Engine, engine_class
 from services.generator.errors import InvalidJobError
 from services.generator.settings import GeneratorSettings
@@ -32,18 +44,32 @@ class EnginePool:
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._users: dict[str, int] = {}
         self._lock = threading.Lock()  # loop-agnostic: loads happen in threads
+        self._serving: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())  # loaded, aliases
         self.load_times: dict[str, float] = {}
+        self.hub: HubState = "none"
+        self.cached: frozenset[str] = frozenset()
+        if self.engine_cls.hub_models:
+            self.hub = "online" if hub_online() else "offline"
+            self.cached = cached_hub_models() if self.hub == "offline" else frozenset()
+
+    def policy(self) -> ModelPolicy:
+        """What this worker serves now (read without the load lock: a heartbeat never waits for a load)."""
+        loaded, aliases = self._serving
+        return ModelPolicy(
+            default=self.settings.model,
+            aliases=aliases,
+            loaded=loaded,
+            job_models=self.settings.job_models,
+            hub=self.hub,
+            cached=self.cached,
+        )
 
     def model_key(self, model: str | None) -> str:
-        """The model a job runs on: its own, or the worker's default."""
-        if model is None or model == self.settings.model:
-            return self.settings.model
-        if not self.settings.job_models:
-            raise InvalidJobError(
-                f"this worker serves only {self.settings.model!r}; jobs may not name a model (UQ_JOB_MODELS=false)",
-                param="model",
-            )
-        return model
+        """The model a job runs on: its own, or the worker's default; InvalidJobError when it is not served."""
+        try:
+            return resolve_model(self.policy(), model)
+        except ModelRefusedError as exc:
+            raise InvalidJobError(exc.reason, param="model") from None
 
     def get(self, model: str | None = None) -> Engine:
         """The engine for ``model``, loading it if needed (blocking)."""
@@ -60,12 +86,14 @@ class EnginePool:
             log.info("model loaded", extra={"model": key, "load_s": round(self.load_times[key], 3)})
             self._engines[key] = engine
             self._evict(keep=key)
+            self._published()
             return engine
 
     def add(self, model: str, engine: Engine) -> None:
         """Hold an engine loaded elsewhere (benchmarks, embedding) under the name jobs use for it."""
         with self._lock:
             self._engines[model] = engine
+            self._published()
 
     @asynccontextmanager
     async def use(self, model: str | None) -> AsyncIterator[Engine]:
@@ -92,6 +120,13 @@ class EnginePool:
             for engine in self._engines.values():
                 engine.close()
             self._engines.clear()
+            self._published()
+
+    def _published(self) -> None:
+        """Refresh what policy() reads (called with the lock held, after the engines changed)."""
+        default = self._engines.get(self.settings.model)
+        aliases = frozenset({default.display_name} - {self.settings.model}) if default is not None else frozenset()
+        self._serving = (frozenset(self._engines), aliases)
 
     def _evict(self, keep: str) -> None:
         for key in list(self._engines):

@@ -254,3 +254,86 @@ async def test_cors_only_for_configured_origins(gw_settings: GatewaySettings) ->
     async with running_app(gw_settings) as (_, client):
         plain = await client.get("/config", headers={"Origin": "http://dash.example"})
         assert "access-control-allow-origin" not in plain.headers
+
+
+async def test_the_schema_states_the_limits_the_settings_enforce(gw_settings: GatewaySettings) -> None:
+    settings = gw_settings.model_copy(update={"max_tokens_limit": 1234, "max_prompt_chars": 567})
+    async with running_app(settings) as (_, client):
+        schema = (await client.get("/openapi.json")).json()["components"]["schemas"]["GenerateRequest"]
+        assert schema["properties"]["max_tokens"]["maximum"] == 1234
+        prompt = next(s for s in schema["properties"]["prompt"]["anyOf"] if s.get("type") == "string")
+        assert (prompt["minLength"], prompt["maxLength"]) == (1, 567)
+        assert (await client.post("/generate", json={"prompt": "x" * 567, "max_tokens": 1234})).status_code == 202
+        message = assert_error(
+            await client.post("/generate", json={"prompt": "x", "max_tokens": 1235}),
+            422,
+            "invalid_request",
+            "max_tokens",
+        )
+        assert "1234" in message
+        message = assert_error(
+            await client.post("/generate", json={"prompt": "x" * 568}), 422, "invalid_request", "prompt"
+        )
+        assert "567" in message
+
+
+@pytest.mark.parametrize(
+    "path", ["/health", "/config", "/metrics", "/sessions", "/openapi.json", "/docs", "/export", "/"]
+)
+async def test_head_works_on_every_get_route(client: httpx.AsyncClient, path: str) -> None:
+    got, head = await client.get(path), await client.head(path)
+    assert (head.status_code, head.content) == (got.status_code, b"")
+    assert head.headers["content-type"] == got.headers["content-type"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/models", "/v1/chat/completions", "/api/sessions", "/sessions/x/nothing", "/push/nope", "/health/x"]
+)
+@pytest.mark.parametrize("method", ["GET", "POST", "HEAD", "DELETE"])
+async def test_unknown_api_paths_get_the_json_404(client: httpx.AsyncClient, path: str, method: str) -> None:
+    resp = await client.request(method, path)
+    assert resp.status_code == 404, resp.text
+    if method != "HEAD":
+        assert resp.json()["error"]["type"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("path", "meant"),
+    [("/health/", "/health"), ("/sessions/", "/sessions"), ("/sessions/abc/status/", "/sessions/abc/status")],
+)
+async def test_a_trailing_slash_gets_a_404_naming_the_path_without_it(
+    client: httpx.AsyncClient, path: str, meant: str
+) -> None:
+    for resp in (await client.get(path), await client.post(path, json={})):
+        message = assert_error(resp, 404, "not_found")
+        assert f"did you mean {meant!r}" in message and "no trailing slash" in message
+    assert (await client.get(meant)).status_code in (200, 404, 503)  # exists (404 only for the unknown session)
+
+
+async def test_a_wrong_method_names_the_allowed_ones(client: httpx.AsyncClient) -> None:
+    resp = await client.put("/generate")
+    assert "allowed: POST" in assert_error(resp, 405, "method_not_allowed")
+    assert resp.headers["allow"] == "POST"
+    resp = await client.head("/generate")
+    assert (resp.status_code, resp.headers["allow"]) == (405, "POST")
+    message = assert_error(await client.post("/health"), 405, "method_not_allowed")
+    assert message == "POST is not allowed on /health; allowed: GET, HEAD"
+    assert "allowed: POST" in assert_error(await client.get("/generate"), 405, "method_not_allowed")
+
+
+async def test_http_get_on_the_websocket_path_says_it_is_a_websocket(client: httpx.AsyncClient) -> None:
+    assert "WebSocket client" in assert_error(await client.get("/ws"), 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/generate", '{"prompt": "hi", "stop": ' + "[" * 5_000 + "]" * 5_000 + "}"),
+        ("/push/sessions", '{"model": ' + "{" * 100_000),
+        ("/push/sessions/s/tokens", '{"tokens": [' + "[" * 40 + "]" * 40 + "]}"),
+    ],
+)
+async def test_deep_nesting_is_refused_before_parsing(client: httpx.AsyncClient, path: str, body: str) -> None:
+    resp = await client.post(path, content=body, headers={"content-type": "application/json"})
+    message = assert_error(resp, 400, "invalid_json")
+    assert "levels deep" in message and "at most 32" in message

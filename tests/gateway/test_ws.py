@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from services.common.bus import Bus
 from services.common.codec import decode
@@ -238,3 +238,46 @@ async def test_auth_on_the_socket(gw_settings: GatewaySettings) -> None:
         async with connect(f"ws://{addr}/ws", additional_headers={"Authorization": "Bearer sekret"}) as ws:
             await ws.send('{"type": "ping"}')
             assert await recv(ws) == {"type": "pong"}
+
+
+async def test_deeply_nested_messages_get_an_error_and_the_socket_stays_open(gw_settings: GatewaySettings) -> None:
+    async with serving(gw_settings) as (addr, _), connect(f"ws://{addr}/ws") as ws:
+        for nested in ("[" * 5_000 + "]" * 5_000, '{"type": "generate", "stop": ' + "[" * 100_000):
+            await ws.send(nested)
+            err = await recv(ws)
+            assert (err["type"], err["code"]) == ("error", "bad_request")
+            assert "levels deep" in err["message"]
+        await ws.send('{"type": "ping"}')
+        assert await recv(ws) == {"type": "pong"}
+
+
+async def test_strict_generate_fields_name_the_field_in_the_senders_terms(gw_settings: GatewaySettings) -> None:
+    async with serving(gw_settings) as (addr, _), connect(f"ws://{addr}/ws") as ws:
+        for body, param, says in (
+            ({"prompt": "x", "max_tokens": "5"}, "max_tokens", "got a string"),
+            ({"prompt": "x", "temperature": True}, "temperature", "got a boolean"),
+            ({"prompt": "x", "top_p": float("nan")}, "top_p", "NaN"),
+            ({"prompt": "x", "max_tokens": 4097}, "max_tokens", "4096"),
+            ({"prompt": ""}, "prompt", "at least 1 character"),
+            ({"messages": [{"role": "user", "content": "  "}]}, "messages.0", "only whitespace"),
+        ):
+            await ws.send(json.dumps({"type": "generate", **body}))
+            err = await recv(ws)
+            assert (err["code"], err["param"], says in err["message"]) == ("bad_request", param, True), err
+        for not_an_object in ("[]", '"x"', "3"):
+            await ws.send(not_an_object)
+            err = await recv(ws)
+            assert (err["code"], err["param"]) == ("bad_request", "body"), err
+
+
+@pytest.mark.parametrize("path", ["/", "/wss", "/ws/", "/socket", "/ws/live"])
+async def test_a_websocket_on_another_path_gets_a_json_404_naming_ws(gw_settings: GatewaySettings, path: str) -> None:
+    async with serving(gw_settings) as (addr, _):
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(f"ws://{addr}{path}"):
+                pass
+    response = refused.value.response
+    assert response.status_code == 404
+    body = json.loads(response.body)
+    assert body["error"]["type"] == "not_found"
+    assert "the WebSocket is at /ws" in body["error"]["message"]

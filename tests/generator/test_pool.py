@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.common.model_policy import ModelPolicy
 from services.generator.errors import InvalidJobError, ModelLoadError
 from services.generator.pool import EnginePool
 from services.generator.settings import GeneratorSettings
@@ -46,3 +47,34 @@ def test_job_models_off_refuses_other_models_but_serves_the_default() -> None:
     with pytest.raises(InvalidJobError, match="UQ_JOB_MODELS=false") as info:
         pool.model_key("other")
     assert info.value.param == "model"
+
+
+def test_the_policy_names_the_default_its_alias_and_what_is_loaded() -> None:
+    pool = EnginePool(GeneratorSettings(engine=ENGINE, model="count", job_models=False))
+    pool.get()
+    policy = pool.policy()
+    assert (policy.default, policy.aliases, policy.loaded, policy.job_models, policy.hub) == (
+        "count",
+        frozenset({"scripted-count"}),
+        frozenset({"count"}),
+        False,
+        "none",  # the scripted engine does not load from the hub
+    )
+    assert pool.model_key("scripted-count") == "count"  # the name events carry is the default too
+    assert ModelPolicy.from_json(policy.to_json()) == policy
+
+
+@pytest.mark.parametrize("online", [True, False])
+def test_a_hub_id_is_refused_only_while_offline(monkeypatch: pytest.MonkeyPatch, online: bool) -> None:
+    monkeypatch.setattr("services.generator.pool.hub_online", lambda: online)
+    monkeypatch.setattr("services.generator.pool.cached_hub_models", lambda: frozenset({"org/cached"}))
+    pool = EnginePool(GeneratorSettings(engine="transformers", model="embedded"))
+    assert pool.policy().hub == ("online" if online else "offline")
+    assert pool.model_key("org/cached") == "org/cached"
+    assert pool.model_key("/models/local") == "/models/local"
+    if online:
+        assert pool.model_key("org/name") == "org/name"
+    else:
+        with pytest.raises(InvalidJobError, match="hub is unreachable") as info:
+            pool.model_key("org/name")
+        assert info.value.param == "model"

@@ -280,6 +280,7 @@ async def test_service_process_runs_jobs_and_stops_on_sigterm(
         "UQ_TORCH_THREADS": "1",
         "UQ_HEARTBEAT_INTERVAL_S": "0.2",
         "UQ_BLOCK_MS": "100",
+        "HF_HUB_OFFLINE": "1",
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "services.generator", env=env, stderr=asyncio.subprocess.PIPE
@@ -287,6 +288,8 @@ async def test_service_process_runs_jobs_and_stops_on_sigterm(
     try:
         await submit(bus, "proc", PARIS, temperature=0, max_tokens=4)
         end = await wait_end(bus, "proc", timeout_s=90)
+        await submit(bus, "hub", PARIS, max_tokens=4, model="uq-test/not-in-any-cache")
+        hub = await wait_end(bus, "hub", timeout_s=30)
         for _ in range(50):  # heartbeats are periodic: wait for one written after the model loaded
             beats = [b for b in await read_heartbeats(bus.redis, settings) if b["service"] == "generator"]
             if beats and beats[0]["status"] == "ready":
@@ -300,6 +303,15 @@ async def test_service_process_runs_jobs_and_stops_on_sigterm(
             await proc.wait()
     assert (end.status, end.tokens, end.model) == ("finished", 4, str(tiny_mistral))
     assert [(b["status"], b["details"]["model"]) for b in beats] == [("ready", str(tiny_mistral))], beats
+    policy = beats[0]["details"]["model_policy"]
+    assert {k: v for k, v in policy.items() if k != "cached"} == {
+        "default": str(tiny_mistral),
+        "aliases": [],
+        "loaded": [str(tiny_mistral)],
+        "job_models": True,
+        "hub": "offline",  # HF_HUB_OFFLINE: decided at start, the hub never asked
+    }
+    assert (hub.status, "hub is unreachable" in (hub.reason or "")) == ("failed", True), hub.reason
     assert proc.returncode == 0, err.decode()[-2000:]
     assert b'"msg": "service stopped"' in err
     assert [b for b in await read_heartbeats(bus.redis, settings) if b["service"] == "generator"] == []

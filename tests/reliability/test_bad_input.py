@@ -1,7 +1,11 @@
 """Bad input against the real services: refused with a clear error, nothing lost, nothing crashes.
 
 REST (hand-written cases; generated ones are tests/gateway/test_schemathesis.py), the WebSocket, and
-entries written straight into the streams by a third party. After each group of cases every service
+entries written straight into the streams by a third party. The REST and WebSocket battery: wrong
+types, numbers as strings or booleans, NaN/Infinity/1e999, bodies that are not objects, deep nesting,
+huge numbers, unknown fields, empty prompts, unserved models, limits at and just over the bound, HEAD,
+unknown API paths, trailing slashes, a WebSocket on a wrong path. (Push-specific cases:
+tests/reliability/test_bad_push.py.) After each group of cases every service
 is still running with a fresh heartbeat, and a good session still flows end to end.
 """
 
@@ -19,8 +23,10 @@ import numpy as np
 import pytest
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from services.common.model_policy import ModelPolicy
+from services.common.validation import MAX_JSON_DEPTH
 from tests.reliability.pipeline import finish, outcome, push, script, start_session
 from tests.stack import Stack
 
@@ -96,15 +102,26 @@ async def test_huge_bodies_are_refused_with_413_or_a_named_limit(client: httpx.A
     assert_refused(await client.post(f"/push/sessions/{sid}/tokens", json=big_logits), (400, 413, 422))
 
 
-@pytest.mark.parametrize("depth", [100, 100_000])
-async def test_deeply_nested_json_is_refused(client: httpx.AsyncClient, depth: int) -> None:
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 5_000, 100_000])
+async def test_deeply_nested_json_is_refused_before_parsing(client: httpx.AsyncClient, depth: int) -> None:
     nested = "[" * depth + "]" * depth
+    sid = await start_session(client)
     for path, body in (
         ("/generate", '{"prompt": "hi", "stop": ' + nested + "}"),
         ("/push/sessions", '{"model": ' + nested + "}"),
+        (f"/push/sessions/{sid}/tokens", '{"tokens": ' + nested + "}"),
+        (f"/push/sessions/{sid}/finish", '{"reason": ' + "{" * depth),  # unterminated, too
     ):
         resp = await client.post(path, content=body, headers={"content-type": "application/json"})
-        assert_refused(resp, (400, 413, 422))
+        err = assert_refused(resp, 400)
+        assert (err["type"], f"at most {MAX_JSON_DEPTH} levels" in err["message"]) == ("invalid_json", True), err
+
+
+async def test_nesting_at_the_limit_reaches_validation(client: httpx.AsyncClient) -> None:
+    inner = MAX_JSON_DEPTH - 1  # the body object is one level
+    body = '{"prompt": "hi", "stop": ' + "[" * inner + "]" * inner + "}"
+    resp = await client.post("/generate", content=body, headers={"content-type": "application/json"})
+    assert assert_refused(resp, 422)["param"].startswith("stop")
 
 
 @pytest.mark.parametrize(
@@ -229,6 +246,206 @@ async def test_push_to_an_unknown_session_is_404(client: httpx.AsyncClient) -> N
     assert_refused(resp, 404, param="session_id")
 
 
+# --- REST: strict bodies, limits, models, routes -----------------------------------------------------
+
+
+def raw_post(client: httpx.AsyncClient, path: str, text: str) -> Any:
+    return client.post(path, content=text, headers={"content-type": "application/json"})
+
+
+@pytest.mark.parametrize(
+    ("field", "raw", "says"),
+    [
+        ("max_tokens", '"5"', "got a string ('5')"),
+        ("max_tokens", "true", "got a boolean (true)"),
+        ("max_tokens", "5.0", "valid integer"),
+        ("temperature", '"0.5"', "got a string ('0.5')"),
+        ("temperature", "false", "got a boolean (false)"),
+        ("top_p", "NaN", "NaN, Infinity"),
+        ("top_p", "Infinity", "NaN, Infinity"),
+        ("temperature", "-Infinity", "NaN, Infinity"),
+        ("temperature", "1e999", "like 1e999"),
+        ("seed", '"7"', "got a string"),
+        ("top_k", "[1]", "got an array"),
+        ("stop", '"x"', "valid list"),
+        ("prompt", "5", "got a number (5)"),
+        ("model", "7", "got a number"),
+    ],
+)
+async def test_numbers_are_numbers_and_finite(client: httpx.AsyncClient, field: str, raw: str, says: str) -> None:
+    body = '{"prompt": "hi", "' + field + '": ' + raw + "}" if field != "prompt" else '{"prompt": ' + raw + "}"
+    err = assert_refused(await raw_post(client, "/generate", body), 422, param=field)
+    assert err["message"].startswith(f"{field}: ") and says in err["message"], err
+
+
+async def test_ints_are_fine_where_floats_belong(client: httpx.AsyncClient) -> None:
+    resp = await client.post("/generate", json={"prompt": "hi", "temperature": 1, "top_p": 1, "max_tokens": 1})
+    assert resp.status_code == 202, resp.text
+
+
+@pytest.mark.parametrize("body", ["[]", '["prompt", "hi"]', '"x"', "3", "null", "true"])
+@pytest.mark.parametrize("path", ["/generate", "/push/sessions"])
+async def test_a_body_that_is_not_an_object_names_the_body(client: httpx.AsyncClient, path: str, body: str) -> None:
+    err = assert_refused(await raw_post(client, path, body), 422, param="body")
+    assert "body:" in err["message"], err
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "says"),
+    [
+        ({"prompt": "hi", "max_tokens": 10**30}, "max_tokens", "less than or equal to 4096"),
+        ({"prompt": "hi", "seed": 2**64}, "seed", "less than or equal to"),
+        ({"prompt": "hi", "temperature": 1e308}, "temperature", "less than or equal to 5"),
+        ({"prompt": "hi", "top_k": -(10**20)}, "top_k", "greater than or equal to 0"),
+        ({"prompt": "hi", "prompts": "x"}, "prompts", "unknown field"),
+        ({"prompt": "hi", "sampling": {"temperature": 0}}, "sampling", "unknown field"),
+        ({"messages": [{"role": "user", "content": "hi", "name": "x"}]}, "messages.0.name", "unknown field"),
+        ({"prompt": ""}, "prompt", "at least 1 character"),
+        ({"messages": []}, "messages", "at least one message"),
+        ({"messages": [{"role": "user", "content": ""}]}, "messages.0", "only whitespace"),
+        (
+            {"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": " \n "}]},
+            "messages.1",
+            "only whitespace",
+        ),
+        ({"prompt": "hi", "model": ""}, "model", "at least 1 character"),
+    ],
+)
+async def test_huge_numbers_unknown_fields_and_empty_prompts(
+    client: httpx.AsyncClient, body: dict[str, Any], param: str, says: str
+) -> None:
+    err = assert_refused(await client.post("/generate", json=body), 422, param=param)
+    assert says in err["message"], err
+
+
+async def test_limits_at_and_just_over_the_enforced_bound(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()["components"]["schemas"]["GenerateRequest"]["properties"]
+    limit = int(schema["max_tokens"]["maximum"])  # FastAPI writes bounds as JSON floats (4096.0)
+    chars = next(s["maxLength"] for s in schema["prompt"]["anyOf"] if s.get("type") == "string")
+    config = (await client.get("/config")).json()["limits"]
+    assert (limit, chars) == (config["max_tokens"], config["prompt_chars"]) == (4096, 32000)  # the settings
+    resp = await client.post("/generate", json={"prompt": "x" * chars, "max_tokens": limit})
+    assert resp.status_code == 202, resp.text
+    err = assert_refused(
+        await client.post("/generate", json={"prompt": "x", "max_tokens": limit + 1}), 422, "max_tokens"
+    )
+    assert str(limit) in err["message"]
+    err = assert_refused(await client.post("/generate", json={"prompt": "x" * (chars + 1)}), 422, param="prompt")
+    assert str(chars) in err["message"]
+    half = chars // 2
+    chat = [{"role": "user", "content": "y" * half}, {"role": "assistant", "content": "z" * (chars - half)}]
+    assert (await client.post("/generate", json={"messages": chat})).status_code == 202
+    chat[1]["content"] += "!"
+    err = assert_refused(await client.post("/generate", json={"messages": chat}), 422, param="messages")
+    assert f"at most {chars}" in err["message"]
+
+
+OFFLINE_GENERATOR = ModelPolicy(default="embedded", aliases=frozenset({"SmolLM2-135M-Instruct"}), hub="offline")
+
+
+@pytest.fixture
+async def offline_generator(stack: Stack, r: Redis) -> AsyncIterator[str]:
+    """A generator's heartbeat (as services/generator/__main__.py writes it) whose hub is unreachable."""
+    key = f"{stack.prefix}heartbeat:generator:offline-test"
+    value = {
+        "service": "generator",
+        "instance": "offline-test",
+        "pid": 0,
+        "ts_ns": time.time_ns(),
+        "started_ns": time.time_ns(),
+        "status": "ready",
+        "details": {"model": "SmolLM2-135M-Instruct", "model_policy": OFFLINE_GENERATOR.to_json()},
+    }
+    await r.set(key, json.dumps(value), px=60_000)
+    yield key
+    await r.delete(key)
+
+
+async def post_until(client: httpx.AsyncClient, body: dict[str, Any], status: int) -> httpx.Response:
+    """POST /generate until it answers ``status``: the gateway rereads heartbeats about once a second."""
+    deadline = time.monotonic() + 15
+    while True:
+        resp = await client.post("/generate", json=body)
+        if resp.status_code == status or time.monotonic() > deadline:
+            return resp
+        await asyncio.sleep(0.1)
+
+
+async def test_a_model_this_deployment_does_not_serve_is_refused_at_submit(
+    client: httpx.AsyncClient, offline_generator: str
+) -> None:
+    resp = await post_until(client, {"prompt": "hi", "model": "mistralai/Mistral-7B-Instruct-v0.3"}, 400)
+    err = assert_refused(resp, 400, param="model")
+    assert "hub is unreachable" in err["message"] and "offline-test" in err["message"], err
+    err = assert_refused(await client.post("/generate", json={"prompt": "hi", "model": "no such model!"}), 400, "model")
+    assert "neither a local folder" in err["message"]
+    for served in (None, "embedded", "SmolLM2-135M-Instruct", "/models/on/the/generator"):
+        resp = await client.post("/generate", json={"prompt": "hi", "model": served})
+        assert resp.status_code == 202, (served, resp.text)
+
+
+async def test_without_a_generator_heartbeat_jobs_are_queued(client: httpx.AsyncClient, stack: Stack, r: Redis) -> None:
+    assert [k async for k in r.scan_iter(match=f"{stack.prefix}heartbeat:generator:*")] == []
+    resp = await post_until(client, {"prompt": "hi", "model": "org/some-model"}, 202)  # once no policy is left
+    assert (resp.status_code, resp.json()["status"]) == (202, "queued"), resp.text
+
+
+async def test_head_works_on_every_get_route(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    gets = [p.replace("{session_id}", "no-such-session") for p, ops in paths.items() if "get" in ops]
+    assert len(gets) >= 7, gets
+    for path in [*gets, "/", "/docs", "/openapi.json", "/dashboard/route"]:
+        got, head = await client.get(path), await client.head(path)
+        assert (path, head.status_code, head.content) == (path, got.status_code, b"")
+        assert head.headers.get("content-type") == got.headers.get("content-type"), path
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/models",
+        "/v1/chat/completions",
+        "/api",
+        "/api/sessions",
+        "/sessions/a/b/c",
+        "/push/x",
+        "/generate/x",
+        "/ws/x",
+    ],
+)
+async def test_unknown_api_paths_get_the_json_404_not_the_dashboard(client: httpx.AsyncClient, path: str) -> None:
+    for method in ("GET", "POST", "DELETE"):
+        resp = await client.request(method, path)
+        assert resp.headers["content-type"] == "application/json", (method, path, resp.text[:200])
+        assert assert_refused(resp, 404)["type"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "meant"),
+    [
+        ("GET", "/health/", "/health"),
+        ("GET", "/config/", "/config"),
+        ("GET", "/sessions/", "/sessions"),
+        ("POST", "/generate/", "/generate"),
+        ("POST", "/push/sessions/", "/push/sessions"),
+    ],
+)
+async def test_trailing_slashes_get_a_404_naming_the_path_without_it(
+    client: httpx.AsyncClient, method: str, path: str, meant: str
+) -> None:
+    resp = await client.request(method, path, json={})
+    assert "location" not in resp.headers  # no redirect: a client would replay a POST body to it
+    err = assert_refused(resp, 404)
+    assert f"did you mean {meant!r}" in err["message"], err
+
+
+async def test_a_wrong_method_is_405_naming_the_allowed_ones(client: httpx.AsyncClient) -> None:
+    resp = await client.get("/generate")
+    assert (assert_refused(resp, 405)["type"], resp.headers["allow"]) == ("method_not_allowed", "POST")
+    resp = await client.delete("/health")
+    assert resp.headers["allow"] == "GET, HEAD" and "allowed: GET, HEAD" in assert_refused(resp, 405)["message"]
+
+
 async def test_after_rest_abuse_everything_still_serves(stack: Stack, client: httpx.AsyncClient, r: Redis) -> None:
     await still_serving(stack, client, r)
 
@@ -257,6 +474,76 @@ async def test_websocket_garbage_gets_errors_and_the_socket_stays_open(stack: St
         assert (await recv(ws))["type"] == "error"
         await ws.send(json.dumps({"type": "ping"}))
         assert await recv(ws) == {"type": "pong"}
+
+
+@pytest.mark.parametrize(
+    ("text", "param", "says"),
+    [
+        ('{"type": "generate", "prompt": "hi", "max_tokens": "5"}', "max_tokens", "got a string"),
+        ('{"type": "generate", "prompt": "hi", "max_tokens": true}', "max_tokens", "got a boolean"),
+        ('{"type": "generate", "prompt": "hi", "temperature": NaN}', "temperature", "NaN"),
+        ('{"type": "generate", "prompt": "hi", "top_p": Infinity}', "top_p", "NaN"),
+        ('{"type": "generate", "prompt": "hi", "temperature": 1e999}', "temperature", "1e999"),
+        ('{"type": "generate", "prompt": "hi", "max_tokens": 100000000000000000000}', "max_tokens", "4096"),
+        ('{"type": "generate", "prompt": "hi", "max_tokens": 4097}', "max_tokens", "4096"),
+        ('{"type": "generate", "prompt": "hi", "prompts": 1}', "prompts", "unknown field"),
+        ('{"type": "generate", "prompt": ""}', "prompt", "at least 1 character"),
+        ('{"type": "generate", "messages": [{"role": "user", "content": "  "}]}', "messages.0", "whitespace"),
+        ('{"type": "generate", "prompt": "x", "stop": [' + "[" * 40 + "]" * 40 + "]}", None, "levels deep"),
+        ("[" * 100_000 + "]" * 100_000, None, "levels deep"),
+        ('{"type": "subscribe", "session_id": ' + "{" * 50_000, None, "levels deep"),
+        ("[]", "body", "JSON object"),
+        ('"generate"', "body", "JSON object"),
+        ("3", "body", "JSON object"),
+        ('{"type": ["generate"]}', "type", "string 'type'"),
+        ('{"type": "subscribe", "session_id": "x", "after_seq": true}', "after_seq", "integer"),
+        ('{"type": "subscribe", "session_id": "x", "after_seq": 1.5}', "after_seq", "integer"),
+    ],
+)
+async def test_websocket_bad_messages_get_errors_naming_the_field(
+    stack: Stack, text: str, param: str | None, says: str
+) -> None:
+    async with connect(stack.ws_url, max_size=None) as ws:
+        await ws.send(text)
+        msg = await recv(ws)
+        assert (msg["type"], msg["code"], msg.get("param"), says in msg["message"]) == (
+            "error",
+            "bad_request",
+            param,
+            True,
+        ), msg
+        await ws.send(json.dumps({"type": "ping"}))
+        assert await recv(ws) == {"type": "pong"}  # the socket stays open
+
+
+async def test_websocket_generate_at_the_bound_and_unserved_models(stack: Stack, offline_generator: str) -> None:
+    async with connect(stack.ws_url) as ws:
+        await ws.send(json.dumps({"type": "generate", "prompt": "x" * 32_000, "max_tokens": 4096}))
+        msg = await recv(ws)
+        assert (msg["type"], msg["status"]) == ("session", "queued"), msg
+        deadline = time.monotonic() + 15
+        while True:  # until the gateway has read the offline generator's heartbeat
+            await ws.send(json.dumps({"type": "generate", "prompt": "hi", "model": "org/not-cached"}))
+            msg = await recv(ws)
+            if msg["type"] == "error" or time.monotonic() > deadline:
+                break
+        assert (msg["type"], msg["code"], msg["param"]) == ("error", "bad_request", "model"), msg
+        assert "hub is unreachable" in msg["message"]
+
+
+@pytest.mark.parametrize("path", ["/", "/wss", "/ws/", "/socket", "/api/ws"])
+async def test_a_websocket_on_a_wrong_path_gets_a_json_404_naming_ws(stack: Stack, path: str) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(stack.url.replace("http", "ws") + path):
+            pass
+    response = refused.value.response
+    body = json.loads(response.body)
+    assert (response.status_code, body["error"]["type"]) == (404, "not_found")
+    assert "the WebSocket is at /ws" in body["error"]["message"]
+
+
+async def test_after_websocket_abuse_everything_still_serves(stack: Stack, client: httpx.AsyncClient, r: Redis) -> None:
+    await still_serving(stack, client, r)
 
 
 async def closed_with(ws: ClientConnection) -> int | None:

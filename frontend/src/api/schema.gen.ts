@@ -394,7 +394,7 @@ export interface components {
         };
         /**
          * GenerateRequest
-         * @description Body of ``POST /generate`` and of the WebSocket ``generate`` message (without ``type``).
+         * @description Body of ``POST /generate`` and of the WebSocket ``generate`` message (without ``type``); ``max_tokens`` and the prompt are bounded by this gateway's UQ_MAX_TOKENS_LIMIT and UQ_MAX_PROMPT_CHARS.
          */
         GenerateRequest: {
             /**
@@ -443,7 +443,7 @@ export interface components {
             stop?: string[];
             /**
              * Model
-             * @description Model; null = the generator's default.
+             * @description Model; null = the generator's default (see GET /config).
              */
             model?: string | null;
         };
@@ -546,7 +546,7 @@ export interface components {
         };
         /**
          * OpenAITopLogprob
-         * @description One entry of OpenAI's ``top_logprobs`` (chat format), accepted as it comes.
+         * @description One entry of OpenAI's ``top_logprobs`` (chat format), accepted as it comes (other fields are ignored).
          */
         OpenAITopLogprob: {
             /** Token */

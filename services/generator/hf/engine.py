@@ -38,6 +38,7 @@ class TransformersEngine(Engine):
     full_logits = True
     chat = True
     seeded = True
+    hub_models = True
 
     def __init__(self, model: str, options: EngineOptions) -> None:
         super().__init__(model, options)

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from services.common.model_policy import hub_online
 from services.generator.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -177,7 +178,13 @@ def _load_pretrained(model: str, device: torch.device, dtype: torch.dtype, load_
     except OSError:
         if Path(path).is_dir():
             raise
-    # then the hub (on a machine without internet set HF_HUB_OFFLINE=1 so this fails at once, not after retries)
+        if not hub_online():  # nothing to ask the hub for: say so now, instead of after its retries
+            raise ModelLoadError(
+                model,
+                "not in the local Hugging Face cache, and the hub is unreachable (HF_HUB_OFFLINE or "
+                "TRANSFORMERS_OFFLINE is set, or its host does not resolve)",
+            ) from None
+    # then the hub
     tokenizer = AutoTokenizer.from_pretrained(path)
     return AutoModelForCausalLM.from_pretrained(path, **kwargs), tokenizer
 
