@@ -19,9 +19,10 @@ from services.common.backlog import room
 from services.common.bus import Bus
 from services.common.codec import logits_bytes
 from services.common.contracts import SessionEvent, TokenEvent, TopKAlternative
+from services.common.leases import Leases, push_idle_reason, push_owner
 from services.gateway.errors import BadRequestError, ConflictError, NotFoundError, UnavailableError
+from services.gateway.history import HistoryService
 from services.gateway.jobs import new_session_id, session_urls
-from services.gateway.live import LiveState
 from services.gateway.models import (
     PushFinishRequest,
     PushFinishResponse,
@@ -144,10 +145,22 @@ def _text(value: bytes | str) -> str:
 
 
 class PushService:
-    def __init__(self, bus: Bus, settings: GatewaySettings, live: LiveState) -> None:
+    """Push sessions: start (claiming the id), push tokens, finish; each guarded by the session's lease.
+
+    An id is claimed once: ``SET NX`` on ``uq:push-claim:<id>`` makes one of two concurrent starts
+    win, and the claim outlives the session's hash by ``UQ_DEDUPE_TTL_S`` (as long as the auditor
+    remembers the seqs it processed, which would silently drop a second session's tokens); an id
+    the live view or the audit trail knows (a generated session, a recorded one) is refused too.
+    The session's lease (services/common/leases.py) is renewed by every push and released by
+    finish; the sweeper ends a session whose producer went quiet for ``UQ_PUSH_IDLE_TIMEOUT_S``.
+    """
+
+    def __init__(self, bus: Bus, settings: GatewaySettings, history: HistoryService) -> None:
         self.bus = bus
         self.settings = settings
-        self.live = live
+        self.history = history
+        self.live = history.live
+        self.leases = Leases(bus)
         # the backlog check and the publish it allows are one step per gateway, so concurrent pushes
         # cannot all pass the same check and overfill the stream together
         self._admission = asyncio.Lock()
@@ -155,18 +168,41 @@ class PushService:
     def _key(self, session_id: str) -> str:
         return self.bus.key(f"push:{session_id}")
 
+    def _claim_key(self, session_id: str) -> str:
+        return self.bus.key(f"push-claim:{session_id}")
+
+    @property
+    def _claim_ttl_s(self) -> int:
+        return self.settings.push_session_ttl_s + self.settings.dedupe_ttl_s
+
     async def start(self, req: PushStartRequest) -> PushStartResponse:
         if req.prompt is not None and len(req.prompt) > self.settings.max_prompt_chars:
             raise BadRequestError(
                 f"the prompt has {len(req.prompt)} characters; at most {self.settings.max_prompt_chars}", param="prompt"
             )
         sid = req.session_id or new_session_id()
+        if req.session_id is not None:
+            known = await self.history.known_status(sid)
+            if known is None and await self.bus.redis.exists(self._key(sid)):
+                known = "a push session"
+            if known is not None:
+                raise ConflictError(
+                    f"session {sid!r} already exists ({known}); give another session_id, or none to get a fresh one",
+                    param="session_id",
+                )
+        if not await self.bus.redis.set(self._claim_key(sid), b"1", nx=True, ex=self._claim_ttl_s):
+            raise ConflictError(
+                f"session {sid!r} already exists (a push session used this id); give another session_id, "
+                "or none to get a fresh one",
+                param="session_id",
+            )
         key = self._key(sid)
         state = {"model": req.model, "provider": req.provider, "next_seq": 0, "state": "started"}
-        if not await self.bus.redis.hsetnx(key, "model", req.model):
-            raise ConflictError(f"session {sid!r} already exists", param="session_id")
-        await self.bus.redis.hset(key, mapping=state)  # type: ignore[arg-type]
-        await self.bus.redis.expire(key, self.settings.push_session_ttl_s)
+        pipe = self.bus.redis.pipeline(transaction=True)
+        pipe.hset(key, mapping=state)  # type: ignore[arg-type]
+        pipe.expire(key, self.settings.push_session_ttl_s)
+        await pipe.execute()
+        await self.leases.hold(push_owner(self.settings.push_idle_timeout_s), self.settings.push_idle_timeout_s, sid)
         self.live.ensure(sid, model=req.model, provider=req.provider, prompt=req.prompt)
         common = {"session_id": sid, "model": req.model, "provider": req.provider, "prompt": req.prompt}
         await self.bus.publish_many(
@@ -186,8 +222,20 @@ class PushService:
             )
         state = {_text(k): _text(v) for k, v in raw.items()}
         if state.get("state") != "started":
-            raise ConflictError(f"push session {session_id!r} has already finished", param="session_id")
+            raise self._ended(session_id, state.get("state"))
         return state
+
+    def _ended(self, session_id: str, status: str | None) -> ConflictError:
+        if status in (None, "started"):  # its lease is gone but nobody finished it: the sweeper ended it
+            reason = push_idle_reason(self.settings.push_idle_timeout_s)
+            return ConflictError(f"push session {session_id!r} has already ended failed: {reason}", param="session_id")
+        return ConflictError(f"push session {session_id!r} has already ended ({status})", param="session_id")
+
+    async def _keep_alive(self, session_id: str) -> None:
+        """Renew the session's lease; ConflictError when the sweeper (or a finish) has taken it."""
+        if not await self.leases.renew(self.settings.push_idle_timeout_s, session_id):
+            status = await self.bus.redis.hget(self._key(session_id), "state")
+            raise self._ended(session_id, _text(status) if status is not None else None)
 
     async def push(self, session_id: str, tokens: list[PushToken]) -> PushTokensResponse:
         if len(tokens) > self.settings.push_max_batch:
@@ -208,19 +256,27 @@ class PushService:
                     "push them again later",
                     retry_after_s=1,
                 )
+            # renewed just before publishing: the sweeper cannot end the session for another idle timeout
+            await self._keep_alive(session_id)
             end = int(await self.bus.redis.hincrby(key, "next_seq", len(events)))
             first = end - len(events)
             await self.bus.publish_many(
                 ("tokens", e.model_copy(update={"seq": first + i})) for i, e in enumerate(events)
             )
-        await self.bus.redis.expire(key, self.settings.push_session_ttl_s)
+        pipe = self.bus.redis.pipeline(transaction=False)
+        pipe.expire(key, self.settings.push_session_ttl_s)
+        pipe.expire(self._claim_key(session_id), self._claim_ttl_s)
+        await pipe.execute()
         return PushTokensResponse(session_id=session_id, accepted=len(events), first_seq=first, last_seq=end - 1)
 
     async def finish(self, session_id: str, req: PushFinishRequest) -> PushFinishResponse:
         state = await self._state(session_id)
         key = self._key(session_id)
         if int(await self.bus.redis.hincrby(key, "finishing", 1)) != 1:
-            raise ConflictError(f"push session {session_id!r} has already finished", param="session_id")
+            raise ConflictError(f"push session {session_id!r} has already ended", param="session_id")
+        if not await self.leases.release(session_id):  # the sweeper took it first: it ended failed
+            await self.bus.redis.hset(key, "state", "failed")
+            raise self._ended(session_id, None)
         await self.bus.redis.hset(key, "state", req.status)
         tokens = int(state["next_seq"])
         tokens = int(await self.bus.redis.hget(key, "next_seq") or tokens)
@@ -234,4 +290,5 @@ class PushService:
             tokens=tokens,
         )
         await self.bus.publish("sessions", event)
+        await self.bus.redis.expire(self._claim_key(session_id), self._claim_ttl_s)
         return PushFinishResponse(session_id=session_id, status=req.status, tokens=tokens)
