@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from services.auditor.metrics.stats import LOGPROB_FLOOR, MASS_TOLERANCE
 from services.common.backlog import room
 from services.common.bus import Bus
 from services.common.codec import logits_bytes
@@ -24,6 +25,7 @@ from services.gateway.errors import BadRequestError, ConflictError, NotFoundErro
 from services.gateway.history import HistoryService
 from services.gateway.jobs import new_session_id, session_urls
 from services.gateway.models import (
+    MAX_LOGPROB,
     PushFinishRequest,
     PushFinishResponse,
     PushStartRequest,
@@ -34,17 +36,29 @@ from services.gateway.models import (
 from services.gateway.settings import GatewaySettings
 
 DISPLAY_TOP_K = 20  # alternatives derived from pushed full logits
-MASS_TOLERANCE = 1e-3  # the auditor's (services/auditor/metrics/stats.py): more listed mass is refused
+#: How far the token's logprob may differ from the one its own listed alternative gives (rounding).
+LOGPROB_TOLERANCE = 1e-3
 
 
 def token_event(session_id: str, seq: int, model: str, provider: str, tok: PushToken, *, param: str) -> TokenEvent:
-    """The ``uq:tokens`` entry for one pushed token; BadRequestError naming the field when it is unusable."""
+    """The ``uq:tokens`` entry for one pushed token; BadRequestError naming the field when it is unusable.
+
+    A logprob a little over 0 (rounding, up to ``MAX_LOGPROB``) is taken as 0; one at or below
+    ``LOGPROB_FLOOR`` passes as it is ("below the floor": the auditor makes it p = 0, surprisal
+    unknown). A token that contradicts itself is refused: its logprob differs from the one its own
+    entry in ``top_logprobs`` lists, an alternative is listed twice, or the listed mass plus its own
+    (when it is not listed) is over 1 + ``MASS_TOLERANCE``.
+    """
     text = tok.text if tok.text is not None else tok.token
     assert text is not None  # the model's validator guarantees it
     logprob = tok.logprob
     if logprob is None and tok.probability is not None:
         logprob = math.log(tok.probability)
+    if logprob is not None:
+        logprob = min(logprob, 0.0)
     top_k = _top_k(tok, param)
+    if top_k and logprob is not None:
+        _check_consistent(text, logprob, tok, param)
     fields: dict[str, Any] = {}
     if tok.logits is not None:
         logits = _logits(tok.logits, f"{param}.logits")
@@ -93,26 +107,72 @@ def token_event(session_id: str, seq: int, model: str, provider: str, tok: PushT
 
 def _top_k(tok: PushToken, param: str) -> list[TopKAlternative]:
     raw = tok.top_logprobs
-    if not raw:
+    if not raw:  # [] or absent: no alternatives known
         return []
+    listed = isinstance(raw, list)
     pairs = list(raw.items()) if isinstance(raw, dict) else [(t.token, t.logprob) for t in raw]
+    where = f"{param}.top_logprobs"
     if len(pairs) > 1_000:
-        raise BadRequestError(f"{len(pairs)} top_logprobs; at most 1000", param=f"{param}.top_logprobs")
-    for text, logprob in pairs:
-        if not (logprob <= 0.0) or len(text) > 1_024:  # NaN fails too
+        raise BadRequestError(f"{len(pairs)} top_logprobs; at most 1000", param=where)
+    for i, (text, logprob) in enumerate(pairs):
+        if not (logprob <= MAX_LOGPROB) or len(text) > 1_024:  # NaN fails too
             raise BadRequestError(
                 f"top_logprobs entry {text[:40]!r}: logprob must be a number <= 0 and the text at most 1024 characters",
-                param=f"{param}.top_logprobs",
+                param=f"{where}.{i}.logprob" if listed else where,
             )
-    mass = math.fsum(math.exp(lp) for _, lp in pairs)
+    if isinstance(raw, list):
+        seen: dict[tuple[str, tuple[int, ...] | None], int] = {}
+        for i, alt in enumerate(raw):
+            first = seen.setdefault((alt.token, tuple(alt.bytes) if alt.bytes is not None else None), i)
+            if first != i:
+                raise BadRequestError(
+                    f"top_logprobs.{i} lists {alt.token[:40]!r} again (as top_logprobs.{first}): each alternative once",
+                    param=f"{where}.{i}.token",
+                )
+    mass = math.fsum(math.exp(min(lp, 0.0)) for _, lp in pairs)
     if mass > 1.0 + MASS_TOLERANCE:
         raise BadRequestError(
             f"top_logprobs' probabilities sum to {mass:.4f} > 1: they are not log-probabilities of one "
             "distribution (natural-log probabilities of the most likely tokens at this position)",
-            param=f"{param}.top_logprobs",
+            param=where,
         )
-    pairs.sort(key=lambda p: -p[1])
-    return [TopKAlternative(text=text, logprob=lp) for text, lp in pairs]
+    alternatives = [TopKAlternative(text=text, logprob=min(lp, 0.0)) for text, lp in pairs]
+    alternatives.sort(key=lambda a: -a.logprob)
+    return alternatives
+
+
+def _check_consistent(text: str, logprob: float, tok: PushToken, param: str) -> None:
+    """The emitted token's logprob against its own listed alternative, or the listed mass beside it."""
+    raw = tok.top_logprobs
+    assert raw
+    if isinstance(raw, dict):
+        own = [(f"top_logprobs[{text[:40]!r}]", raw[text])] if text in raw else []
+        listed = list(raw.values())
+    else:  # the same text twice (different bytes) is two tokens: either may be the emitted one
+        own = [(f"top_logprobs.{i}", alt.logprob) for i, alt in enumerate(raw) if alt.token == text]
+        listed = [alt.logprob for alt in raw]
+    if own:
+        if not any(_same_logprob(logprob, min(lp, 0.0)) for _, lp in own):
+            place, lp = own[0]
+            raise BadRequestError(
+                f"logprob {logprob:g} contradicts {place} = {min(lp, 0.0):g}, the same token {text[:40]!r}; "
+                f"they may differ by rounding ({LOGPROB_TOLERANCE:g}) only",
+                param=f"{param}.logprob",
+            )
+        return
+    mass = math.fsum(math.exp(min(lp, 0.0)) for lp in listed)
+    total = mass + math.exp(logprob)
+    if total > 1.0 + MASS_TOLERANCE:
+        raise BadRequestError(
+            f"the token {text[:40]!r} is not in top_logprobs, yet its probability {math.exp(logprob):.4f} plus "
+            f"theirs ({mass:.4f}) is {total:.4f} > 1: the listed and the unlisted mass cannot both be right",
+            param=f"{param}.logprob",
+        )
+
+
+def _same_logprob(a: float, b: float) -> bool:
+    """Equal up to rounding, or both below the floor."""
+    return abs(a - b) <= LOGPROB_TOLERANCE or (a <= LOGPROB_FLOOR and b <= LOGPROB_FLOOR)
 
 
 def _logits(raw: list[float] | str, param: str) -> np.ndarray[Any, np.dtype[np.float32]]:

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from services.common.bus import Bus
@@ -246,3 +247,80 @@ async def test_pushing_renews_the_lease_and_finishing_releases_it(service: PushS
     await service.finish(sid, PushFinishRequest())
     assert await redis.zscore(zset, sid) is None
     assert await service.leases.sweep(30.0) == []  # a finished session is never failed afterwards
+
+
+# --- OpenAI's conventions (issue 14, item 6) -----------------------------------------------------------
+
+
+def test_logprobs_a_rounding_over_zero_are_clamped_to_zero() -> None:
+    ev = convert(
+        token="a", logprob=1e-7, top_logprobs=[{"token": "a", "logprob": 1.2e-7}, {"token": "b", "logprob": -20}]
+    )
+    assert ev.logprob == 0.0
+    assert [(a.text, a.logprob) for a in ev.top_k] == [("a", 0.0), ("b", -20.0)]
+    assert convert(text="a", top_logprobs={"a": 3e-7}).top_k[0].logprob == 0.0
+    with pytest.raises(ValidationError) as err:
+        PushToken.model_validate({"text": "a", "logprob": 0.01})  # not rounding: a probability of 1.01
+    assert err.value.errors()[0]["loc"] == ("logprob",)
+
+
+def test_a_logprob_below_the_floor_passes_as_it_is() -> None:
+    ev = convert(
+        token=" x",
+        logprob=-9999.0,
+        top_logprobs=[{"token": " y", "logprob": -0.01}, {"token": " x", "logprob": -9999.0}],
+    )
+    assert (ev.distribution, ev.logprob) == ("top_k", -9999.0)
+    assert [(a.text, a.logprob) for a in ev.top_k] == [(" y", -0.01), (" x", -9999.0)]
+    assert convert(text="x", logprob=-9999.0).distribution == "prob_only"
+    # two values below the floor are the same "below the floor", not a contradiction
+    assert convert(text="x", logprob=-9999.0, top_logprobs={"x": -12000.0}).logprob == -9999.0
+
+
+def test_empty_top_logprobs_means_no_alternatives_known() -> None:
+    assert convert(text="a", logprob=-0.2, top_logprobs=[]).distribution == "prob_only"
+    assert convert(text="a", top_logprobs={}).distribution == "none"
+
+
+def test_agreeing_up_to_rounding_is_accepted() -> None:
+    ev = convert(
+        token="a", logprob=-0.1000004, top_logprobs=[{"token": "a", "logprob": -0.1}, {"token": "b", "logprob": -3}]
+    )
+    assert ev.logprob == pytest.approx(-0.1000004)
+    # the same text twice with different bytes is two tokens; the emitted one agrees with one of them
+    two = [{"token": "\ufffd", "logprob": -1.0, "bytes": [226]}, {"token": "\ufffd", "logprob": -2.0, "bytes": [227]}]
+    assert len(convert(token="\ufffd", logprob=-2.0, bytes=[227], top_logprobs=two).top_k) == 2
+
+
+@pytest.mark.parametrize(
+    ("fields", "param", "says"),
+    [
+        (
+            {
+                "token": "a",
+                "logprob": -0.1,
+                "top_logprobs": [{"token": "b", "logprob": -0.5}, {"token": "a", "logprob": -2.0}],
+            },
+            "tokens.0.logprob",
+            "contradicts top_logprobs.1 = -2",
+        ),
+        ({"text": "a", "probability": 0.9, "top_logprobs": {"a": -2.0}}, "tokens.0.logprob", "contradicts"),
+        (
+            {
+                "token": "a",
+                "logprob": -0.1,
+                "top_logprobs": [{"token": "b", "logprob": -3}, {"token": "b", "logprob": -3}],
+            },
+            "tokens.0.top_logprobs.1.token",
+            "again (as top_logprobs.0)",
+        ),
+        ({"text": "z", "logprob": -0.1, "top_logprobs": {"a": -0.5}}, "tokens.0.logprob", "is not in top_logprobs"),
+        ({"text": "a", "top_logprobs": {"b": math.nan}}, "tokens.0.top_logprobs", "must be a number"),
+        ({"text": "a", "top_logprobs": {"b": 0.5}}, "tokens.0.top_logprobs", "must be a number"),
+    ],
+)
+def test_contradictory_tokens_are_refused_naming_the_field(fields: dict[str, object], param: str, says: str) -> None:
+    with pytest.raises(BadRequestError) as err:
+        convert(**fields)
+    assert err.value.param == param
+    assert says in err.value.message
