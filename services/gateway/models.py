@@ -139,7 +139,7 @@ class OpenAITopLogprob(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     token: str = Field(max_length=4_096)
-    logprob: float = Field(le=MAX_LOGPROB)
+    logprob: float = Field(description="Natural-log probability; finite, <= 0 (checked by the push API).")
     bytes: list[int] | None = None
 
 
@@ -158,6 +158,7 @@ class PushToken(_Strict):
     logprob: float | None = Field(
         None,
         le=MAX_LOGPROB,
+        allow_inf_nan=False,
         description="Natural-log probability of the token; up to +0.001 is rounding, taken as 0; "
         "-9999 or less is OpenAI's and vLLM's 'below the floor'.",
     )

@@ -115,9 +115,10 @@ def _top_k(tok: PushToken, param: str) -> list[TopKAlternative]:
     if len(pairs) > 1_000:
         raise BadRequestError(f"{len(pairs)} top_logprobs; at most 1000", param=where)
     for i, (text, logprob) in enumerate(pairs):
-        if not (logprob <= MAX_LOGPROB) or len(text) > 1_024:  # NaN fails too
+        if not (math.isfinite(logprob) and logprob <= MAX_LOGPROB) or len(text) > 1_024:
             raise BadRequestError(
-                f"top_logprobs entry {text[:40]!r}: logprob must be a number <= 0 and the text at most 1024 characters",
+                f"top_logprobs entry {text[:40]!r}: logprob must be a finite number <= 0 (-9999 for 'below the "
+                "floor') and the text at most 1024 characters",
                 param=f"{where}.{i}.logprob" if listed else where,
             )
     if isinstance(raw, list):

@@ -315,8 +315,8 @@ def test_agreeing_up_to_rounding_is_accepted() -> None:
             "again (as top_logprobs.0)",
         ),
         ({"text": "z", "logprob": -0.1, "top_logprobs": {"a": -0.5}}, "tokens.0.logprob", "is not in top_logprobs"),
-        ({"text": "a", "top_logprobs": {"b": math.nan}}, "tokens.0.top_logprobs", "must be a number"),
-        ({"text": "a", "top_logprobs": {"b": 0.5}}, "tokens.0.top_logprobs", "must be a number"),
+        ({"text": "a", "top_logprobs": {"b": math.nan}}, "tokens.0.top_logprobs", "must be a finite number"),
+        ({"text": "a", "top_logprobs": {"b": 0.5}}, "tokens.0.top_logprobs", "must be a finite number"),
     ],
 )
 def test_contradictory_tokens_are_refused_naming_the_field(fields: dict[str, object], param: str, says: str) -> None:
@@ -324,3 +324,27 @@ def test_contradictory_tokens_are_refused_naming_the_field(fields: dict[str, obj
         convert(**fields)
     assert err.value.param == param
     assert says in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ('{"text": "a", "logprob": -Infinity}', None),
+        ('{"text": "a", "logprob": NaN}', None),
+        ('{"text": "a", "top_logprobs": {"b": -Infinity}}', "tokens.0.top_logprobs"),
+        (
+            '{"text": "a", "top_logprobs": [{"token": "c", "logprob": -1}, {"token": "b", "logprob": -Infinity}]}',
+            "tokens.0.top_logprobs.1.logprob",
+        ),
+    ],
+)
+def test_non_finite_logprobs_are_refused(body: str, param: str | None) -> None:
+    """-Infinity was accepted and then reached the auditor as null (dead-lettered: a 202 lost); the
+    floor convention is -9999."""
+    if param is None:
+        with pytest.raises(ValidationError, match="finite number"):
+            PushToken.model_validate_json(body)
+        return
+    with pytest.raises(BadRequestError, match="finite number") as err:
+        token_event("s", 0, "m", "p", PushToken.model_validate_json(body), param="tokens.0")
+    assert err.value.param == param
