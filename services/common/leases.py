@@ -10,11 +10,11 @@ them, so of several sweepers exactly one gets each — and publishes the termina
 ``uq:sessions`` (seq 2, so a late terminal entry of the real producer cannot make a second one),
 with a reason naming the holder and the timeout.
 
-Push sessions (the gateway's push API) are held by :data:`PUSH_OWNER`, whichever gateway replica
-takes the request: the lease is taken at start and renewed by each push for
-``UQ_PUSH_IDLE_TIMEOUT_S``, and finishing releases it. :meth:`Leases.renew` and
-:meth:`Leases.release` say whether the lease was still there, so a push or finish that comes after
-the sweeper took it knows the session has already ended ``failed``.
+Push sessions (the gateway's push API) are held by :func:`push_owner` (``push-api:<idle s>``),
+whichever gateway replica takes the request: the lease is taken at start, renewed by each push for
+``UQ_PUSH_IDLE_TIMEOUT_S`` and removed by finishing, each in one script with the session's own state
+(services/gateway/push.py), so a push or finish that comes after the sweeper took the lease knows
+the session has already ended ``failed``.
 """
 
 from __future__ import annotations
@@ -45,15 +45,6 @@ end
 return out
 """
 
-# KEYS: leases zset, owners hash; ARGV: expiry_ms, session → 1 renewed, 0 no such lease (swept or released)
-_RENEW = """
-if redis.call('ZSCORE', KEYS[1], ARGV[2]) then
-  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-  return 1
-end
-return 0
-"""
-
 #: The holder of every push session's lease (any gateway replica renews it).
 PUSH_OWNER = "push-api"
 
@@ -65,7 +56,6 @@ class Leases:
         self.zset = bus.key("leases")
         self.owners = bus.key("lease-owners")
         self._take = self.redis.register_script(_TAKE_EXPIRED)
-        self._renew = self.redis.register_script(_RENEW)
 
     async def hold(self, owner: str, ttl_s: float, *session_ids: str) -> None:
         """Take or renew leases on ``session_ids`` until ``ttl_s`` from now."""
@@ -77,20 +67,13 @@ class Leases:
         pipe.hset(self.owners, mapping=dict.fromkeys(session_ids, owner))
         await pipe.execute()
 
-    async def renew(self, ttl_s: float, session_id: str) -> bool:
-        """Extend an existing lease until ``ttl_s`` from now; False (nothing done) when there is none."""
-        expiry = int((time.time() + ttl_s) * 1000)
-        return bool(await self._renew(keys=[self.zset, self.owners], args=[expiry, session_id]))
-
-    async def release(self, *session_ids: str) -> int:
-        """Drop the leases on ``session_ids``; returns how many there were (0: swept or released already)."""
+    async def release(self, *session_ids: str) -> None:
         if not session_ids:
-            return 0
+            return
         pipe = self.redis.pipeline(transaction=True)
         pipe.zrem(self.zset, *session_ids)
         pipe.hdel(self.owners, *session_ids)
-        removed, _ = await pipe.execute()
-        return int(removed)
+        await pipe.execute()
 
     async def take_expired(self, limit: int = 100) -> list[tuple[str, str]]:
         """Remove and return ``(session_id, owner)`` of leases that have expired."""

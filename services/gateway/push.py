@@ -10,6 +10,7 @@ import asyncio
 import base64
 import binascii
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -205,6 +206,24 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+# KEYS: leases zset, push hash; ARGV: lease expiry (ms), session, n → the first of n new seqs, or -1 when
+# the lease is gone (finished, or ended by the sweeper). One step, so that a finish counts every seq handed out.
+_TAKE_SEQS = """
+if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then return -1 end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('HINCRBY', KEYS[2], 'next_seq', ARGV[3]) - tonumber(ARGV[3])
+"""
+
+# KEYS: leases zset, lease owners, push hash; ARGV: session, status → the session's token count, or -1 when
+# the lease was gone: of a finish, a second finish and the sweeper exactly one ends the session.
+_END = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return -1 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[3], 'state', ARGV[2])
+return tonumber(redis.call('HGET', KEYS[3], 'next_seq') or '0')
+"""
+
+
 class PushService:
     """Push sessions: start (claiming the id), push tokens, finish; each guarded by the session's lease.
 
@@ -222,6 +241,8 @@ class PushService:
         self.history = history
         self.live = history.live
         self.leases = Leases(bus)
+        self._take_seqs = bus.redis.register_script(_TAKE_SEQS)
+        self._end = bus.redis.register_script(_END)
         # the backlog check and the publish it allows are one step per gateway, so concurrent pushes
         # cannot all pass the same check and overfill the stream together
         self._admission = asyncio.Lock()
@@ -283,20 +304,23 @@ class PushService:
             )
         state = {_text(k): _text(v) for k, v in raw.items()}
         if state.get("state") != "started":
-            raise self._ended(session_id, state.get("state"))
+            raise self._ended(session_id, state.get("state"), state.get("reason"))
         return state
 
-    def _ended(self, session_id: str, status: str | None) -> ConflictError:
+    def _ended(self, session_id: str, status: str | None, reason: str | None = None) -> ConflictError:
         if status in (None, "started"):  # its lease is gone but nobody finished it: the sweeper ended it
-            reason = push_idle_reason(self.settings.push_idle_timeout_s)
-            return ConflictError(f"push session {session_id!r} has already ended failed: {reason}", param="session_id")
-        return ConflictError(f"push session {session_id!r} has already ended ({status})", param="session_id")
+            status, reason = "failed", push_idle_reason(self.settings.push_idle_timeout_s)
+        how = f"{status}: {reason}" if reason else f"({status})"
+        return ConflictError(f"push session {session_id!r} has already ended {how}", param="session_id")
 
-    async def _keep_alive(self, session_id: str) -> None:
-        """Renew the session's lease; ConflictError when the sweeper (or a finish) has taken it."""
-        if not await self.leases.renew(self.settings.push_idle_timeout_s, session_id):
-            status = await self.bus.redis.hget(self._key(session_id), "state")
-            raise self._ended(session_id, _text(status) if status is not None else None)
+    async def _ended_now(self, session_id: str) -> ConflictError:
+        """The 409 for a session whose lease is gone: finished, or ended by the sweeper (then marked so)."""
+        key = self._key(session_id)
+        status = await self.bus.redis.hget(key, "state")
+        if status is not None and _text(status) == "started":
+            reason = push_idle_reason(self.settings.push_idle_timeout_s)
+            await self.bus.redis.hset(key, mapping={"state": "failed", "reason": reason})
+        return self._ended(session_id, _text(status) if status is not None else None)
 
     async def push(self, session_id: str, tokens: list[PushToken]) -> PushTokensResponse:
         if len(tokens) > self.settings.push_max_batch:
@@ -317,10 +341,12 @@ class PushService:
                     "push them again later",
                     retry_after_s=1,
                 )
-            # renewed just before publishing: the sweeper cannot end the session for another idle timeout
-            await self._keep_alive(session_id)
-            end = int(await self.bus.redis.hincrby(key, "next_seq", len(events)))
-            first = end - len(events)
+            # the lease renewed with the seqs: the sweeper cannot end the session for another idle timeout
+            expiry = int((time.time() + self.settings.push_idle_timeout_s) * 1000)
+            first = int(await self._take_seqs(keys=[self.leases.zset, key], args=[expiry, session_id, len(events)]))
+            if first < 0:
+                raise await self._ended_now(session_id)
+            end = first + len(events)
             await self.bus.publish_many(
                 ("tokens", e.model_copy(update={"seq": first + i})) for i, e in enumerate(events)
             )
@@ -333,14 +359,10 @@ class PushService:
     async def finish(self, session_id: str, req: PushFinishRequest) -> PushFinishResponse:
         state = await self._state(session_id)
         key = self._key(session_id)
-        if int(await self.bus.redis.hincrby(key, "finishing", 1)) != 1:
-            raise ConflictError(f"push session {session_id!r} has already ended", param="session_id")
-        if not await self.leases.release(session_id):  # the sweeper took it first: it ended failed
-            await self.bus.redis.hset(key, "state", "failed")
-            raise self._ended(session_id, None)
-        await self.bus.redis.hset(key, "state", req.status)
-        tokens = int(state["next_seq"])
-        tokens = int(await self.bus.redis.hget(key, "next_seq") or tokens)
+        keys = [self.leases.zset, self.leases.owners, key]
+        tokens = int(await self._end(keys=keys, args=[session_id, req.status]))
+        if tokens < 0:
+            raise await self._ended_now(session_id)
         event = SessionEvent(
             session_id=session_id,
             seq=2,

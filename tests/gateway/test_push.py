@@ -348,3 +348,23 @@ def test_non_finite_logprobs_are_refused(body: str, param: str | None) -> None:
     with pytest.raises(BadRequestError, match="finite number") as err:
         token_event("s", 0, "m", "p", PushToken.model_validate_json(body), param="tokens.0")
     assert err.value.param == param
+
+
+async def test_concurrent_finishes_end_the_session_once_with_every_token_counted(
+    service: PushService, redis: Redis
+) -> None:
+    sid = (await service.start(PushStartRequest(model="m"))).session_id
+    await service.push(sid, [PushToken(text="a"), PushToken(text="b")])
+    results = await asyncio.gather(
+        service.finish(sid, PushFinishRequest()),
+        service.finish(sid, PushFinishRequest(status="cancelled")),
+        service.push(sid, [PushToken(text="c")]),
+        return_exceptions=True,
+    )
+    finished = [r for r in results[:2] if not isinstance(r, BaseException)]
+    assert len(finished) == 1 and isinstance(next(r for r in results[:2] if r not in finished), ConflictError)
+    pushed = 0 if isinstance(results[2], ConflictError) else 1
+    terminal = [e for e in await read(redis, service, "sessions") if e.seq == 2]  # type: ignore[attr-defined]
+    assert len(terminal) == 1
+    assert terminal[0].tokens == finished[0].tokens == 2 + pushed  # type: ignore[attr-defined, union-attr]
+    assert len(await read(redis, service, "tokens")) == 2 + pushed
