@@ -222,7 +222,7 @@ class Engine:
             max_hbar_s=s.hbar_max,
             mean_hbar_s=s.hbar_sum / s.hbar_n if s.hbar_n else None,
             mean_entropy=s.entropy_sum / s.entropy_n if s.entropy_n else None,
-            perplexity=2 ** min(s.surprisal_sum / s.surprisal_n, 1000.0) if s.surprisal_n else None,
+            perplexity=perplexity(s.surprisal_sum / s.surprisal_n) if s.surprisal_n else None,
             nll_bits=s.surprisal_sum if s.surprisal_n else None,
             low_confidence_share=s.low_n / s.prob_n if s.prob_n else None,
             final_risk=st.risk.level,
@@ -244,3 +244,10 @@ class Engine:
 
 def _scores(span: SpanStats) -> SequenceScores | None:
     return SequenceScores(tokens=span.tokens, **span.scores()) if span.tokens else None
+
+
+def perplexity(mean_surprisal_bits: float) -> float | None:
+    """``2^(mean surprisal)``, or None where that is no finite number (a mean over 1023 bits per token)."""
+    if not math.isfinite(mean_surprisal_bits) or mean_surprisal_bits >= 1024.0:
+        return None
+    return float(2.0**mean_surprisal_bits)

@@ -10,14 +10,19 @@ always exactly as new as what was acknowledged.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from services.alerter.risk import RiskState
 from services.alerter.scores import SequenceStats
 from services.common.contracts import AuditEvent, SessionStatus
 
 STATE_VERSION = 1
+
+
+def _known(value: float | None) -> TypeGuard[float]:
+    return value is not None and math.isfinite(value)
 
 
 @dataclass(slots=True)
@@ -36,20 +41,22 @@ class Stats:
     low_n: int = 0
 
     def add(self, audit: AuditEvent, low_threshold: float) -> None:
+        """Count one audit; a non-finite metric (only a foreign producer writes one) counts as unknown,
+        so every aggregate of the summary stays finite or null."""
         m = audit.metrics
         self.tokens += 1
-        if m.hbar_s is not None:
+        if _known(m.hbar_s):
             self.hbar_n += 1
             self.hbar_sum += m.hbar_s
             if self.hbar_max is None or m.hbar_s > self.hbar_max:
                 self.hbar_max = m.hbar_s
-        if m.entropy is not None:
+        if _known(m.entropy):
             self.entropy_n += 1
             self.entropy_sum += m.entropy
-        if m.surprisal is not None:
+        if _known(m.surprisal):
             self.surprisal_n += 1
             self.surprisal_sum += m.surprisal
-        if m.prob is not None:
+        if _known(m.prob):
             self.prob_n += 1
             if m.prob < low_threshold:
                 self.low_n += 1

@@ -4,6 +4,9 @@ Retention (``MAXLEN ~``) trims a stream whether or not its consumers have read i
 that keeps publishing while a group is more than ``UQ_MAXLEN_<STREAM>`` entries behind loses
 entries. Producers that can wait (the push API) ask :func:`backlog` first and refuse, with a retry
 hint, when what they would add does not fit in what the retention leaves unread.
+
+The check is O(1) and never reads the stream's entries (which may be full logits, ~100 KB each):
+one ``XINFO GROUPS``, and an ``XLEN`` when Redis cannot tell the group's lag.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ from services.common.bus import Bus
 async def backlog(bus: Bus, stream: str, group: str) -> int:
     """Entries of ``stream`` that ``group`` has not acknowledged yet: pending plus not yet delivered.
 
+    Not yet delivered is the group's ``lag`` (Redis 7+), which already leaves out entries trimmed
+    unread. Where Redis cannot tell it (before 7.0, or while an entry deleted with XDEL lies ahead
+    of the group) every retained entry is assumed undelivered: ``pending + XLEN``, an upper bound,
+    so the check errs towards refusing (503, retry later), never towards trimming unread entries.
     A group that does not exist yet (its consumers never started) is behind by the whole stream.
     """
     key = bus.key(stream)
@@ -31,11 +38,8 @@ async def backlog(bus: Bus, stream: str, group: str) -> int:
             continue
         pending = int(info["pending"])
         lag = info.get("lag")
-        if lag is None:  # Redis cannot tell after trimming: count what follows the last delivered entry
-            last = info["last-delivered-id"]
-            last = last.decode() if isinstance(last, bytes) else last
-            undelivered = len(await bus.redis.xrange(key, min=f"({last}", count=bus.maxlen(stream) + 1) or [])
-            return pending + undelivered
+        if lag is None:
+            return pending + int(await bus.redis.xlen(key))
         return pending + int(lag)
     return int(await bus.redis.xlen(key))
 

@@ -9,6 +9,12 @@ A *sweeper* (every gateway runs one) takes the expired leases atomically — one
 them, so of several sweepers exactly one gets each — and publishes the terminal ``failed`` entry on
 ``uq:sessions`` (seq 2, so a late terminal entry of the real producer cannot make a second one),
 with a reason naming the holder and the timeout.
+
+Push sessions (the gateway's push API) are held by :func:`push_owner` (``push-api:<idle s>``),
+whichever gateway replica takes the request: the lease is taken at start, renewed by each push for
+``UQ_PUSH_IDLE_TIMEOUT_S`` and removed by finishing, each in one script with the session's own state
+(services/gateway/push.py), so a push or finish that comes after the sweeper took the lease knows
+the session has already ended ``failed``.
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ for _, id in ipairs(ids) do
 end
 return out
 """
+
+#: The holder of every push session's lease (any gateway replica renews it).
+PUSH_OWNER = "push-api"
 
 
 class Leases:
@@ -73,31 +82,46 @@ class Leases:
         return list(zip(items[::2], items[1::2], strict=True))
 
     async def sweep(self, timeout_s: float) -> list[str]:
-        """Mark the sessions of expired leases failed; returns their ids."""
+        """Mark the sessions of expired leases failed; returns their ids.
+
+        The reason quotes ``timeout_s`` (``UQ_LEASE_TIMEOUT_S``) for a producer's session, and the idle
+        timeout its lease names for a push session (see :func:`push_owner`).
+        """
         expired = await self.take_expired()
         if expired:
             await self.bus.publish_many(
-                (
-                    "sessions",
-                    SessionEvent(
-                        session_id=session_id,
-                        seq=2,
-                        status="failed",
-                        reason=(
-                            f"its producer {owner or '(unknown)'} stopped responding: no sign of life for "
-                            f"{timeout_s:g} s (UQ_LEASE_TIMEOUT_S); the output so far is kept"
-                        ),
-                    ),
-                )
-                for session_id, owner in expired
+                ("sessions", SessionEvent(session_id=sid, seq=2, status="failed", reason=_reason(owner, timeout_s)))
+                for sid, owner in expired
             )
         return [s for s, _ in expired]
 
 
-async def sweep_forever(leases: Leases, timeout_s: float) -> None:
-    """Sweep every third of ``timeout_s`` until cancelled (a background task of gateways)."""
+def push_owner(idle_s: float) -> str:
+    """The holder of a push session's lease (any gateway replica renews it), naming its idle timeout."""
+    return f"{PUSH_OWNER}:{idle_s:g}"
+
+
+def push_idle_reason(idle_s: float | str) -> str:
+    """The ``reason`` of a push session whose producer went quiet for ``idle_s`` (UQ_PUSH_IDLE_TIMEOUT_S)."""
+    quiet = f"{idle_s:g}" if isinstance(idle_s, float | int) else idle_s
+    return f"abandoned: no tokens or finish for {quiet} s (UQ_PUSH_IDLE_TIMEOUT_S); the tokens pushed so far are kept"
+
+
+def _reason(owner: str, timeout_s: float) -> str:
+    kind, _, idle = owner.partition(":")
+    if kind == PUSH_OWNER:
+        return push_idle_reason(idle or "?")
+    return (
+        f"its producer {owner or '(unknown)'} stopped responding: no sign of life for "
+        f"{timeout_s:g} s (UQ_LEASE_TIMEOUT_S); the output so far is kept"
+    )
+
+
+async def sweep_forever(leases: Leases, timeout_s: float, every_s: float | None = None) -> None:
+    """Sweep every ``every_s`` (default: a third of ``timeout_s``) until cancelled (a background task of
+    gateways)."""
     while True:
-        await asyncio.sleep(timeout_s / 3)
+        await asyncio.sleep(every_s or timeout_s / 3)
         try:
             swept = await leases.sweep(timeout_s)
         except (RedisError, OSError) as exc:

@@ -77,7 +77,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             details=lambda: {"ws_clients": gw.metrics.clients, "fanout_entries": gw.fanout.entries},
         )
         await gw.fanout.start()
-        sweeper = asyncio.create_task(sweep_forever(Leases(gw.bus), settings.lease_timeout_s), name="lease-sweeper")
+        every_s = min(settings.lease_timeout_s, settings.push_idle_timeout_s) / 3
+        sweeper = asyncio.create_task(
+            sweep_forever(Leases(gw.bus), settings.lease_timeout_s, every_s), name="lease-sweeper"
+        )
         beat.status = "running"
         beat.start()
         log.info("gateway ready", extra={"host": settings.host, "port": settings.port, "auth": settings.auth_required})

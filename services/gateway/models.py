@@ -12,11 +12,13 @@ The bounds that are settings (``max_tokens`` ≤ ``UQ_MAX_TOKENS_LIMIT``, the pr
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
+from services.auditor.metrics.stats import MASS_TOLERANCE
 from services.common.contracts import (
     AlertEvent,
     AuditEvent,
@@ -211,13 +213,18 @@ class PushStartResponse(_Strict):
     urls: SessionUrls
 
 
+#: The largest logprob accepted: up to log(1 + MASS_TOLERANCE) ≈ +0.001 over 0 is a producer's float
+#: rounding (OpenAI sends +1e-7 and the like) and is clamped to 0, as the top-k sums are.
+MAX_LOGPROB = math.log1p(MASS_TOLERANCE)
+
+
 class OpenAITopLogprob(BaseModel):
     """One entry of OpenAI's ``top_logprobs`` (chat format), accepted as it comes (other fields are ignored)."""
 
     model_config = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False)
 
     token: str = Field(max_length=4_096)
-    logprob: float = Field(le=0.0)
+    logprob: float = Field(description="Natural-log probability; finite, <= 0 (checked by the push API).")
     bytes: list[int] | None = None
 
 
@@ -233,10 +240,18 @@ class PushToken(_Request):
     token: str | None = Field(None, max_length=4_096, description="OpenAI's name for `text`.")
     bytes: list[int] | None = Field(None, max_length=16_384, description="OpenAI's UTF-8 bytes; ignored.")
     token_id: int | None = Field(None, ge=0, description="Vocabulary id; required with `logits`.")
-    logprob: float | None = Field(None, le=0.0, description="Natural-log probability of the token.")
+    logprob: float | None = Field(
+        None,
+        le=MAX_LOGPROB,
+        allow_inf_nan=False,
+        description="Natural-log probability of the token; up to +0.001 is rounding, taken as 0; "
+        "-9999 or less is OpenAI's and vLLM's 'below the floor'.",
+    )
     probability: float | None = Field(None, gt=0.0, le=1.0, description="Probability of the token.")
     top_logprobs: list[OpenAITopLogprob] | dict[str, float] | None = Field(
-        None, description="OpenAI-format alternatives (most likely first, or any order)."
+        None,
+        description="OpenAI-format alternatives (most likely first, or any order); `[]` = none known "
+        "(the token is then `prob_only`, or `none` without a logprob).",
     )
     logits: list[float] | str | None = Field(
         None, description="Full next-token logits: a list, or base64 of little-endian float16."

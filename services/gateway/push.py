@@ -10,20 +10,24 @@ import asyncio
 import base64
 import binascii
 import math
+import time
 from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
 
+from services.auditor.metrics.stats import LOGPROB_FLOOR, MASS_TOLERANCE
 from services.common.backlog import room
 from services.common.bus import Bus
 from services.common.codec import logits_bytes
 from services.common.contracts import SessionEvent, TokenEvent, TopKAlternative
+from services.common.leases import Leases, push_idle_reason, push_owner
 from services.common.validation import summarise
 from services.gateway.errors import BadRequestError, ConflictError, NotFoundError, UnavailableError
+from services.gateway.history import HistoryService
 from services.gateway.jobs import new_session_id, session_urls
-from services.gateway.live import LiveState
 from services.gateway.models import (
+    MAX_LOGPROB,
     PushFinishRequest,
     PushFinishResponse,
     PushStartRequest,
@@ -34,17 +38,29 @@ from services.gateway.models import (
 from services.gateway.settings import GatewaySettings
 
 DISPLAY_TOP_K = 20  # alternatives derived from pushed full logits
-MASS_TOLERANCE = 1e-3  # the auditor's (services/auditor/metrics/stats.py): more listed mass is refused
+#: How far the token's logprob may differ from the one its own listed alternative gives (rounding).
+LOGPROB_TOLERANCE = 1e-3
 
 
 def token_event(session_id: str, seq: int, model: str, provider: str, tok: PushToken, *, param: str) -> TokenEvent:
-    """The ``uq:tokens`` entry for one pushed token; BadRequestError naming the field when it is unusable."""
+    """The ``uq:tokens`` entry for one pushed token; BadRequestError naming the field when it is unusable.
+
+    A logprob a little over 0 (rounding, up to ``MAX_LOGPROB``) is taken as 0; one at or below
+    ``LOGPROB_FLOOR`` passes as it is ("below the floor": the auditor makes it p = 0, surprisal
+    unknown). A token that contradicts itself is refused: its logprob differs from the one its own
+    entry in ``top_logprobs`` lists, an alternative is listed twice, or the listed mass plus its own
+    (when it is not listed) is over 1 + ``MASS_TOLERANCE``.
+    """
     text = tok.text if tok.text is not None else tok.token
     assert text is not None  # the model's validator guarantees it
     logprob = tok.logprob
     if logprob is None and tok.probability is not None:
         logprob = math.log(tok.probability)
+    if logprob is not None:
+        logprob = min(logprob, 0.0)
     top_k = _top_k(tok, param)
+    if top_k and logprob is not None:
+        _check_consistent(text, logprob, tok, param)
     fields: dict[str, Any] = {}
     if tok.logits is not None:
         logits = _logits(tok.logits, f"{param}.logits")
@@ -92,26 +108,73 @@ def token_event(session_id: str, seq: int, model: str, provider: str, tok: PushT
 
 def _top_k(tok: PushToken, param: str) -> list[TopKAlternative]:
     raw = tok.top_logprobs
-    if not raw:
+    if not raw:  # [] or absent: no alternatives known
         return []
+    listed = isinstance(raw, list)
     pairs = list(raw.items()) if isinstance(raw, dict) else [(t.token, t.logprob) for t in raw]
+    where = f"{param}.top_logprobs"
     if len(pairs) > 1_000:
-        raise BadRequestError(f"{len(pairs)} top_logprobs; at most 1000", param=f"{param}.top_logprobs")
-    for text, logprob in pairs:
-        if not (logprob <= 0.0) or len(text) > 1_024:  # NaN fails too
+        raise BadRequestError(f"{len(pairs)} top_logprobs; at most 1000", param=where)
+    for i, (text, logprob) in enumerate(pairs):
+        if not (math.isfinite(logprob) and logprob <= MAX_LOGPROB) or len(text) > 1_024:
             raise BadRequestError(
-                f"top_logprobs entry {text[:40]!r}: logprob must be a number <= 0 and the text at most 1024 characters",
-                param=f"{param}.top_logprobs",
+                f"top_logprobs entry {text[:40]!r}: logprob must be a finite number <= 0 (-9999 for 'below the "
+                "floor') and the text at most 1024 characters",
+                param=f"{where}.{i}.logprob" if listed else where,
             )
-    mass = math.fsum(math.exp(lp) for _, lp in pairs)
+    if isinstance(raw, list):
+        seen: dict[tuple[str, tuple[int, ...] | None], int] = {}
+        for i, alt in enumerate(raw):
+            first = seen.setdefault((alt.token, tuple(alt.bytes) if alt.bytes is not None else None), i)
+            if first != i:
+                raise BadRequestError(
+                    f"top_logprobs.{i} lists {alt.token[:40]!r} again (as top_logprobs.{first}): each alternative once",
+                    param=f"{where}.{i}.token",
+                )
+    mass = math.fsum(math.exp(min(lp, 0.0)) for _, lp in pairs)
     if mass > 1.0 + MASS_TOLERANCE:
         raise BadRequestError(
             f"top_logprobs' probabilities sum to {mass:.4f} > 1: they are not log-probabilities of one "
             "distribution (natural-log probabilities of the most likely tokens at this position)",
-            param=f"{param}.top_logprobs",
+            param=where,
         )
-    pairs.sort(key=lambda p: -p[1])
-    return [TopKAlternative(text=text, logprob=lp) for text, lp in pairs]
+    alternatives = [TopKAlternative(text=text, logprob=min(lp, 0.0)) for text, lp in pairs]
+    alternatives.sort(key=lambda a: -a.logprob)
+    return alternatives
+
+
+def _check_consistent(text: str, logprob: float, tok: PushToken, param: str) -> None:
+    """The emitted token's logprob against its own listed alternative, or the listed mass beside it."""
+    raw = tok.top_logprobs
+    assert raw
+    if isinstance(raw, dict):
+        own = [(f"top_logprobs[{text[:40]!r}]", raw[text])] if text in raw else []
+        listed = list(raw.values())
+    else:  # the same text twice (different bytes) is two tokens: either may be the emitted one
+        own = [(f"top_logprobs.{i}", alt.logprob) for i, alt in enumerate(raw) if alt.token == text]
+        listed = [alt.logprob for alt in raw]
+    if own:
+        if not any(_same_logprob(logprob, min(lp, 0.0)) for _, lp in own):
+            place, lp = own[0]
+            raise BadRequestError(
+                f"logprob {logprob:g} contradicts {place} = {min(lp, 0.0):g}, the same token {text[:40]!r}; "
+                f"they may differ by rounding ({LOGPROB_TOLERANCE:g}) only",
+                param=f"{param}.logprob",
+            )
+        return
+    mass = math.fsum(math.exp(min(lp, 0.0)) for lp in listed)
+    total = mass + math.exp(logprob)
+    if total > 1.0 + MASS_TOLERANCE:
+        raise BadRequestError(
+            f"the token {text[:40]!r} is not in top_logprobs, yet its probability {math.exp(logprob):.4f} plus "
+            f"theirs ({mass:.4f}) is {total:.4f} > 1: the listed and the unlisted mass cannot both be right",
+            param=f"{param}.logprob",
+        )
+
+
+def _same_logprob(a: float, b: float) -> bool:
+    """Equal up to rounding, or both below the floor."""
+    return abs(a - b) <= LOGPROB_TOLERANCE or (a <= LOGPROB_FLOOR and b <= LOGPROB_FLOOR)
 
 
 def _logits(raw: list[float] | str, param: str) -> np.ndarray[Any, np.dtype[np.float32]]:
@@ -143,11 +206,43 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+# KEYS: leases zset, push hash; ARGV: lease expiry (ms), session, n → the first of n new seqs, or -1 when
+# the lease is gone (finished, or ended by the sweeper). One step, so that a finish counts every seq handed out.
+_TAKE_SEQS = """
+if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then return -1 end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('HINCRBY', KEYS[2], 'next_seq', ARGV[3]) - tonumber(ARGV[3])
+"""
+
+# KEYS: leases zset, lease owners, push hash; ARGV: session, status → the session's token count, or -1 when
+# the lease was gone: of a finish, a second finish and the sweeper exactly one ends the session.
+_END = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return -1 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[3], 'state', ARGV[2])
+return tonumber(redis.call('HGET', KEYS[3], 'next_seq') or '0')
+"""
+
+
 class PushService:
-    def __init__(self, bus: Bus, settings: GatewaySettings, live: LiveState) -> None:
+    """Push sessions: start (claiming the id), push tokens, finish; each guarded by the session's lease.
+
+    An id is claimed once: ``SET NX`` on ``uq:push-claim:<id>`` makes one of two concurrent starts
+    win, and the claim outlives the session's hash by ``UQ_DEDUPE_TTL_S`` (as long as the auditor
+    remembers the seqs it processed, which would silently drop a second session's tokens); an id
+    the live view or the audit trail knows (a generated session, a recorded one) is refused too.
+    The session's lease (services/common/leases.py) is renewed by every push and released by
+    finish; the sweeper ends a session whose producer went quiet for ``UQ_PUSH_IDLE_TIMEOUT_S``.
+    """
+
+    def __init__(self, bus: Bus, settings: GatewaySettings, history: HistoryService) -> None:
         self.bus = bus
         self.settings = settings
-        self.live = live
+        self.history = history
+        self.live = history.live
+        self.leases = Leases(bus)
+        self._take_seqs = bus.redis.register_script(_TAKE_SEQS)
+        self._end = bus.redis.register_script(_END)
         # the backlog check and the publish it allows are one step per gateway, so concurrent pushes
         # cannot all pass the same check and overfill the stream together
         self._admission = asyncio.Lock()
@@ -155,18 +250,41 @@ class PushService:
     def _key(self, session_id: str) -> str:
         return self.bus.key(f"push:{session_id}")
 
+    def _claim_key(self, session_id: str) -> str:
+        return self.bus.key(f"push-claim:{session_id}")
+
+    @property
+    def _claim_ttl_s(self) -> int:
+        return self.settings.push_session_ttl_s + self.settings.dedupe_ttl_s
+
     async def start(self, req: PushStartRequest) -> PushStartResponse:
         if req.prompt is not None and len(req.prompt) > self.settings.max_prompt_chars:
             raise BadRequestError(
                 f"the prompt has {len(req.prompt)} characters; at most {self.settings.max_prompt_chars}", param="prompt"
             )
         sid = req.session_id or new_session_id()
+        if req.session_id is not None:
+            known = await self.history.known_status(sid)
+            if known is None and await self.bus.redis.exists(self._key(sid)):
+                known = "a push session"
+            if known is not None:
+                raise ConflictError(
+                    f"session {sid!r} already exists ({known}); give another session_id, or none to get a fresh one",
+                    param="session_id",
+                )
+        if not await self.bus.redis.set(self._claim_key(sid), b"1", nx=True, ex=self._claim_ttl_s):
+            raise ConflictError(
+                f"session {sid!r} already exists (a push session used this id); give another session_id, "
+                "or none to get a fresh one",
+                param="session_id",
+            )
         key = self._key(sid)
         state = {"model": req.model, "provider": req.provider, "next_seq": 0, "state": "started"}
-        if not await self.bus.redis.hsetnx(key, "model", req.model):
-            raise ConflictError(f"session {sid!r} already exists", param="session_id")
-        await self.bus.redis.hset(key, mapping=state)  # type: ignore[arg-type]
-        await self.bus.redis.expire(key, self.settings.push_session_ttl_s)
+        pipe = self.bus.redis.pipeline(transaction=True)
+        pipe.hset(key, mapping=state)  # type: ignore[arg-type]
+        pipe.expire(key, self.settings.push_session_ttl_s)
+        await pipe.execute()
+        await self.leases.hold(push_owner(self.settings.push_idle_timeout_s), self.settings.push_idle_timeout_s, sid)
         self.live.ensure(sid, model=req.model, provider=req.provider, prompt=req.prompt)
         common = {"session_id": sid, "model": req.model, "provider": req.provider, "prompt": req.prompt}
         await self.bus.publish_many(
@@ -186,8 +304,23 @@ class PushService:
             )
         state = {_text(k): _text(v) for k, v in raw.items()}
         if state.get("state") != "started":
-            raise ConflictError(f"push session {session_id!r} has already finished", param="session_id")
+            raise self._ended(session_id, state.get("state"), state.get("reason"))
         return state
+
+    def _ended(self, session_id: str, status: str | None, reason: str | None = None) -> ConflictError:
+        if status in (None, "started"):  # its lease is gone but nobody finished it: the sweeper ended it
+            status, reason = "failed", push_idle_reason(self.settings.push_idle_timeout_s)
+        how = f"{status}: {reason}" if reason else f"({status})"
+        return ConflictError(f"push session {session_id!r} has already ended {how}", param="session_id")
+
+    async def _ended_now(self, session_id: str) -> ConflictError:
+        """The 409 for a session whose lease is gone: finished, or ended by the sweeper (then marked so)."""
+        key = self._key(session_id)
+        status = await self.bus.redis.hget(key, "state")
+        if status is not None and _text(status) == "started":
+            reason = push_idle_reason(self.settings.push_idle_timeout_s)
+            await self.bus.redis.hset(key, mapping={"state": "failed", "reason": reason})
+        return self._ended(session_id, _text(status) if status is not None else None)
 
     async def push(self, session_id: str, tokens: list[PushToken]) -> PushTokensResponse:
         if len(tokens) > self.settings.push_max_batch:
@@ -208,22 +341,28 @@ class PushService:
                     "push them again later",
                     retry_after_s=1,
                 )
-            end = int(await self.bus.redis.hincrby(key, "next_seq", len(events)))
-            first = end - len(events)
+            # the lease renewed with the seqs: the sweeper cannot end the session for another idle timeout
+            expiry = int((time.time() + self.settings.push_idle_timeout_s) * 1000)
+            first = int(await self._take_seqs(keys=[self.leases.zset, key], args=[expiry, session_id, len(events)]))
+            if first < 0:
+                raise await self._ended_now(session_id)
+            end = first + len(events)
             await self.bus.publish_many(
                 ("tokens", e.model_copy(update={"seq": first + i})) for i, e in enumerate(events)
             )
-        await self.bus.redis.expire(key, self.settings.push_session_ttl_s)
+        pipe = self.bus.redis.pipeline(transaction=False)
+        pipe.expire(key, self.settings.push_session_ttl_s)
+        pipe.expire(self._claim_key(session_id), self._claim_ttl_s)
+        await pipe.execute()
         return PushTokensResponse(session_id=session_id, accepted=len(events), first_seq=first, last_seq=end - 1)
 
     async def finish(self, session_id: str, req: PushFinishRequest) -> PushFinishResponse:
         state = await self._state(session_id)
         key = self._key(session_id)
-        if int(await self.bus.redis.hincrby(key, "finishing", 1)) != 1:
-            raise ConflictError(f"push session {session_id!r} has already finished", param="session_id")
-        await self.bus.redis.hset(key, "state", req.status)
-        tokens = int(state["next_seq"])
-        tokens = int(await self.bus.redis.hget(key, "next_seq") or tokens)
+        keys = [self.leases.zset, self.leases.owners, key]
+        tokens = int(await self._end(keys=keys, args=[session_id, req.status]))
+        if tokens < 0:
+            raise await self._ended_now(session_id)
         event = SessionEvent(
             session_id=session_id,
             seq=2,
@@ -234,4 +373,5 @@ class PushService:
             tokens=tokens,
         )
         await self.bus.publish("sessions", event)
+        await self.bus.redis.expire(self._claim_key(session_id), self._claim_ttl_s)
         return PushFinishResponse(session_id=session_id, status=req.status, tokens=tokens)

@@ -50,7 +50,7 @@ class Gateway:
             live=live,
             history=history,
             jobs=JobService(bus, settings, history),
-            push=PushService(bus, settings, live),
+            push=PushService(bus, settings, history),
             health=HealthService(redis, settings),
             metrics=GatewayMetrics(),
             auth=Authenticator(settings),

@@ -41,6 +41,12 @@ class GatewaySettings(CommonSettings):
     prob_threshold: float = Field(0.3, ge=0, le=1, description="Low-confidence threshold shown by the dashboard.")
     cancel_ttl_s: int = Field(3_600, gt=0, description="How long a cancel request stays visible to the generator.")
     push_session_ttl_s: int = Field(86_400, gt=0, description="An idle push session is forgotten after this long.")
+    push_idle_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="A push session with no tokens and no finish for this long ends `failed` (abandoned), "
+        "like the session of a dead generator; a later push or finish gets 409.",
+    )
     push_max_batch: int = Field(1_000, gt=0, le=10_000, description="Most tokens in one push request.")
     push_backlog_share: float = Field(
         0.8,

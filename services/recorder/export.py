@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Iterable
 
 from services.common.contracts import AlertEvent, RiskEvent
@@ -68,7 +69,10 @@ def csv_chunks(history: SessionHistory) -> Iterable[str]:
 
 
 def _cell(value: object) -> str:
-    return "" if value is None else repr(value) if isinstance(value, float) else str(value)
+    """A CSV cell: empty for null and for a non-finite float (as JSON writes them), else the exact value."""
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ""
+    return "" if value is None else str(value)
 
 
 def csv_line(values: Iterable[str]) -> str:

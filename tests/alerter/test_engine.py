@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
 import pytest
 
-from services.alerter.engine import AlerterOutput, Engine
+from services.alerter.engine import AlerterOutput, Engine, perplexity
 from services.alerter.rules import Finding, Rule
 from services.alerter.ruleset import load_rules
 from services.alerter.session import SessionState
@@ -251,3 +252,22 @@ def test_sessions_without_audits_or_token_count() -> None:
     e.accept(st, audit(0, session_id="s2"), 0.0)
     assert e.end(st, "failed", None, 0.0) == []  # no token count: wait the reorder timeout
     assert [o.type for o in e.tick(st, 2.0)] == ["summary"]
+
+
+def test_every_aggregate_of_the_summary_is_finite_or_null() -> None:
+    """A mean surprisal beyond float range gives no perplexity (it was 2^1000 ≈ 1e301), and a non-finite
+    metric from a foreign producer counts as unknown instead of making every sum infinite."""
+    floor_bits = 9999 / math.log(2)  # what a -9999 logprob ("below the floor") used to become
+    out = run(engine(), [audit(0, prob=0.5, surprisal=floor_bits), audit(1, prob=0.5, surprisal=floor_bits)])
+    summary = out[-1]
+    assert summary.type == "summary"
+    assert summary.perplexity is None
+    assert summary.nll_bits == pytest.approx(2 * floor_bits)
+    foreign = [audit(0, prob=0.5), audit(1, prob=0.25, surprisal=math.inf, hbar_s=math.inf, entropy=math.inf)]
+    summary = run(engine(), foreign)[-1]
+    assert summary.type == "summary"
+    assert (summary.nll_bits, summary.perplexity) == (pytest.approx(1.0), pytest.approx(2.0))
+    assert (summary.max_hbar_s, summary.mean_hbar_s, summary.mean_entropy) == (0.5, 0.5, 0.5)
+    values = [summary.max_hbar_s, summary.mean_hbar_s, summary.mean_entropy, summary.perplexity, summary.nll_bits]
+    assert all(math.isfinite(v) for v in values if v is not None)
+    assert (perplexity(1024.0), perplexity(math.inf), perplexity(3.0)) == (None, None, 8.0)

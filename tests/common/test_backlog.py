@@ -26,3 +26,43 @@ async def test_backlog_after_unread_entries_were_trimmed(redis: object, settings
     behind = await backlog(bus, "tokens", "auditors")
     assert 100 <= behind <= 300  # what is left of it, not the 1,000 published
     assert await room(bus, "tokens", "auditors") == 80 - behind
+
+
+def record_commands(bus: Bus) -> list[str]:
+    """The names of the Redis commands ``bus`` sends from now on (``XINFO GROUPS``, ``XLEN``, …)."""
+    sent: list[str] = []
+    real = bus.redis.execute_command
+
+    async def spy(*args: object, **options: object) -> object:
+        sent.append(" ".join(str(a) for a in args[:2]) if args[0] == "XINFO" else str(args[0]))
+        return await real(*args, **options)
+
+    bus.redis.execute_command = spy  # type: ignore[method-assign]
+    return sent
+
+
+async def test_backlog_when_redis_cannot_tell_the_lag_never_reads_the_stream(bus: Bus) -> None:
+    """An XDEL ahead of the group makes Redis report no lag; the check then assumes every retained
+    entry unread (pending + XLEN) rather than reading up to the whole retention with XRANGE."""
+    key = bus.key("tokens")
+    await bus.redis.xgroup_create(key, "auditors", id="0", mkstream=True)
+    await bus.publish_many([("tokens", token("s", i)) for i in range(50)])
+    taken = await bus.redis.xreadgroup("auditors", "c", {key: ">"}, count=10)
+    ids = [eid for eid, _ in (await bus.redis.xrange(key))]
+    await bus.redis.xdel(key, ids[30])  # a tombstone ahead of the group: lag unknown
+    [info] = await bus.redis.xinfo_groups(key)
+    assert info["lag"] is None and info["pending"] == 10
+    sent = record_commands(bus)
+    assert await backlog(bus, "tokens", "auditors") == 10 + 49  # the exact figure is 10 + 39
+    assert sent == ["XINFO GROUPS", "XLEN"]
+    assert len(taken[0][1]) == 10
+
+
+async def test_backlog_with_a_known_lag_is_one_command(bus: Bus) -> None:
+    key = bus.key("tokens")
+    await bus.redis.xgroup_create(key, "auditors", id="0", mkstream=True)
+    await bus.publish_many([("tokens", token("s", i)) for i in range(20)])
+    await bus.redis.xreadgroup("auditors", "c", {key: ">"}, count=5)
+    sent = record_commands(bus)
+    assert await backlog(bus, "tokens", "auditors") == 20
+    assert sent == ["XINFO GROUPS"]

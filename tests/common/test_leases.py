@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from services.common.bus import Bus
 from services.common.codec import decode
 from services.common.contracts import SessionEvent
-from services.common.leases import Leases
+from services.common.leases import Leases, push_owner
 
 
 async def test_expired_leases_mark_sessions_failed_once(bus: Bus) -> None:
@@ -38,3 +39,20 @@ async def test_renewed_and_released_leases_do_not_expire(bus: Bus) -> None:
     await asyncio.sleep(0.15)
     assert await leases.sweep(0.5) == []
     assert await bus.redis.xlen(bus.key("sessions")) == 0
+
+
+async def test_a_push_sessions_lease_names_its_idle_timeout_for_any_sweeper(bus: Bus) -> None:
+    """The holder push-api:<s> carries UQ_PUSH_IDLE_TIMEOUT_S, so a generator's sweeper (which does not know
+    the gateway's settings) words the failure as the gateway's would."""
+    leases = Leases(bus)
+    assert push_owner(5.0) == "push-api:5"
+    await leases.hold(push_owner(5.0), 0.05, "pushed")
+    deadline = time.monotonic() + 10
+    while not await leases.sweep(30.0):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    [entry] = [decode("sessions", f) for _, f in await bus.redis.xrange(bus.key("sessions"))]
+    assert isinstance(entry, SessionEvent)
+    assert entry.reason == (
+        "abandoned: no tokens or finish for 5 s (UQ_PUSH_IDLE_TIMEOUT_S); the tokens pushed so far are kept"
+    )

@@ -161,3 +161,21 @@ def test_cli_migrate_brings_an_empty_database_to_the_newest_schema(tmp_path: Pat
     engine = migrate.create(url)
     assert migrate.current_revision(engine) == migrate.head_revision()
     engine.dispose()
+
+
+async def test_exports_carry_non_finite_metrics_as_null(store: Store) -> None:
+    """A foreign producer's audit with an infinite metric (the contract allows any float >= 0) is exported
+    as null in JSONL and an empty cell in CSV, never ``inf``."""
+    events = session_events("s-inf", n_tokens=2)
+    events = [
+        e.model_copy(update={"metrics": e.metrics.model_copy(update={"surprisal": math.inf, "hbar_s": math.inf})})
+        if isinstance(e, AuditEvent) and e.seq == 1
+        else e
+        for e in events
+    ]
+    await store.record(events)
+    rows = list(csv.DictReader(io.StringIO(await _text(store, session_id="s-inf", fmt="csv"))))
+    assert [(r["seq"], r["surprisal"], r["hbar_s"]) for r in rows] == [("0", "0.0", "0.0"), ("1", "", "")]
+    lines = [json.loads(line) for line in (await _text(store, session_id="s-inf")).splitlines()]
+    tokens = [line for line in lines if line.get("type") == "audit"]
+    assert [(t["metrics"]["surprisal"], t["metrics"]["hbar_s"]) for t in tokens] == [(0.0, 0.0), (None, None)]

@@ -130,6 +130,8 @@ def from_top_k(logprobs: NDArray[Any], token_logprob: NDArray[Any], token_pos: N
     Entropy, varentropy and Fisher trace treat the unlisted mass ``1 - Σ p_k`` as one token (a lower
     bound of the true value, equal to it when the list is the whole vocabulary); ``coverage = Σ p_k``.
     Margin needs the two most likely tokens listed; rank needs the emitted token listed.
+    A logprob at or below ``LOGPROB_FLOOR`` (-9999, "below the floor") is a probability of 0: the
+    emitted token's surprisal and ℏₛ are then NaN (unknown), its ``prob`` 0.
     A row whose listed probabilities sum to more than ``1 + MASS_TOLERANCE`` gets a problem (its
     figures mean nothing; the auditor dead-letters it).
     """
@@ -192,7 +194,10 @@ def from_top_k(logprobs: NDArray[Any], token_logprob: NDArray[Any], token_pos: N
 
 
 def from_logprob(token_logprob: NDArray[Any]) -> TokenMetrics:
-    """Only the emitted token's natural-log probability is known: ``prob`` and ``surprisal``; the rest NaN."""
+    """Only the emitted token's natural-log probability is known: ``prob`` and ``surprisal``; the rest NaN.
+
+    At or below ``LOGPROB_FLOOR`` ("below the floor") ``prob`` is 0 and ``surprisal`` NaN (unknown).
+    """
     tok = np.asarray(token_logprob, dtype=np.float64)
     if tok.ndim != 1:
         raise ValueError(f"token_logprob must be 1-D, got shape {tok.shape}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.auditor.metrics.stats import FloatArray, RowStats
+from services.auditor.metrics.stats import LOGPROB_FLOOR, FloatArray, RowStats
 
 LN2 = float(np.log(2.0))
 
@@ -47,5 +47,11 @@ def varentropy(st: RowStats) -> FloatArray:
 
 
 def surprisal_from_logprob(logprob: FloatArray) -> FloatArray:
-    """``-log2 p`` from a natural-log probability. Higher = more uncertain."""
-    return np.asarray(-logprob / LN2 + 0.0, dtype=np.float64)
+    """``-log2 p`` from a natural-log probability. Higher = more uncertain.
+
+    NaN (unknown) for a logprob at or below :data:`~.stats.LOGPROB_FLOOR` (a producer's "below the
+    floor", -inf included): the true value is only known to be large.
+    """
+    lp = np.asarray(logprob, dtype=np.float64)
+    out: FloatArray = np.where(lp > LOGPROB_FLOOR, -lp / LN2 + 0.0, np.nan)
+    return out

@@ -42,6 +42,10 @@ PROBLEMS: dict[int, str] = {
 }
 #: How far above 1 the listed top-k probabilities may sum (producers round their logprobs).
 MASS_TOLERANCE = 1e-3
+#: A log-probability at or below this means "below the floor": OpenAI and vLLM send -9999.0 for a
+#: token whose probability is too small to report. Its probability is 0 to float64 precision
+#: (e^-9999 underflows) and its surprisal unknown — not 9999 / ln 2 ≈ 14,425 bits.
+LOGPROB_FLOOR = -9999.0
 #: Below this shifted logit ``d`` the term ``e^d`` is dropped (float32 underflow: e^-87.3 ≈ 1.2e-38).
 MIN_SHIFTED = -87.0
 _CHUNK_ROWS = 8  # rows per chunk at full vocabularies; short rows (top-k) take more

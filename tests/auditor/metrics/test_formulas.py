@@ -175,3 +175,25 @@ def test_top_k_that_is_not_a_distribution_is_a_problem() -> None:
     )
     assert r.problem_reason(1) is None
     assert r.coverage[1] == 1.0
+
+
+def test_a_logprob_below_the_floor_is_a_zero_probability_of_unknown_surprisal() -> None:
+    # OpenAI and vLLM send -9999.0 for "below the floor": p is 0 to float precision, the surprisal
+    # unknown — never 9999 / ln 2 = 14,425 bits (which made a perplexity of 2^1000 ≈ 1e301)
+    r = from_logprob(np.array([-9999.0, -1e300, -np.inf, math.log(0.5)]))
+    assert r.prob.tolist() == [0.0, 0.0, 0.0, 0.5]
+    assert np.isnan(r.surprisal[:3]).all()
+    assert r.surprisal[3] == pytest.approx(1.0)
+    assert r.row(0)["prob"] == 0.0 and r.row(0)["surprisal"] is None
+    # listed at the floor among the alternatives: rank and entropy stand, surprisal and ℏₛ are unknown
+    lp = np.array([[math.log(0.75), math.log(0.25), -9999.0]])
+    listed = from_top_k(lp, np.array([np.nan]), np.array([2]))
+    assert listed.prob[0] == 0.0
+    assert np.isnan([listed.surprisal[0], listed.hbar_s[0]]).all()
+    assert listed.rank[0] == 3.0
+    assert listed.entropy[0] == pytest.approx(-(0.75 * math.log2(0.75) + 0.25 * math.log2(0.25)))
+    # the floor's own logprob given beside a listed one: the same
+    given = from_top_k(lp[:, :2], np.array([-9999.0]), np.array([-1]))
+    assert given.prob[0] == 0.0 and np.isnan(given.surprisal[0])
+    # just above the floor is a real (if absurd) value
+    assert from_logprob(np.array([-9998.0])).surprisal[0] == pytest.approx(9998.0 / math.log(2))
