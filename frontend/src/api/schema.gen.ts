@@ -551,7 +551,10 @@ export interface components {
         OpenAITopLogprob: {
             /** Token */
             token: string;
-            /** Logprob */
+            /**
+             * Logprob
+             * @description Natural-log probability; finite, <= 0 (checked by the push API).
+             */
             logprob: number;
             /** Bytes */
             bytes?: number[] | null;
@@ -652,7 +655,7 @@ export interface components {
             token_id?: number | null;
             /**
              * Logprob
-             * @description Natural-log probability of the token.
+             * @description Natural-log probability of the token; up to +0.001 is rounding, taken as 0; -9999 or less is OpenAI's and vLLM's 'below the floor'.
              */
             logprob?: number | null;
             /**
@@ -662,7 +665,7 @@ export interface components {
             probability?: number | null;
             /**
              * Top Logprobs
-             * @description OpenAI-format alternatives (most likely first, or any order).
+             * @description OpenAI-format alternatives (most likely first, or any order); `[]` = none known (the token is then `prob_only`, or `none` without a logprob).
              */
             top_logprobs?: components["schemas"]["OpenAITopLogprob"][] | {
                 [key: string]: number;
@@ -748,6 +751,69 @@ export interface components {
              * @description seq of the token at which it changed.
              */
             token_seq: number;
+        };
+        /**
+         * SequenceScores
+         * @description Sequence scores of one span of a session's tokens (docs/metrics.md, "Sequence scores").
+         *
+         *     Every score is "higher = more likely wrong"; null when no token of the span had the metric.
+         */
+        SequenceScores: {
+            /**
+             * Tokens
+             * @description Tokens in the span.
+             */
+            tokens: number;
+            /**
+             * Gnll
+             * @description G-NLL: Σ surprisal = -log2 p(sequence), bits.
+             */
+            gnll?: number | null;
+            /**
+             * Msp
+             * @description 1 - p(sequence): one minus its probability.
+             */
+            msp?: number | null;
+            /**
+             * Mean Nll
+             * @description Mean surprisal, bits (log2 perplexity).
+             */
+            mean_nll?: number | null;
+            /**
+             * Max Nll
+             * @description Largest surprisal, bits.
+             */
+            max_nll?: number | null;
+            /**
+             * First Nll
+             * @description Surprisal of the span's first token, bits.
+             */
+            first_nll?: number | null;
+            /**
+             * Mean Entropy
+             * @description Mean entropy, bits.
+             */
+            mean_entropy?: number | null;
+            /**
+             * Max Entropy
+             * @description Largest entropy, bits.
+             */
+            max_entropy?: number | null;
+            /**
+             * Mean Hbar S
+             * @description Mean ℏₛ (experimental).
+             */
+            mean_hbar_s?: number | null;
+            /**
+             * Max Hbar S
+             * @description Largest ℏₛ (experimental).
+             */
+            max_hbar_s?: number | null;
+            /**
+             * Min Margin Gap
+             * @description 1 - the smallest margin: how close the closest call was.
+             */
+            min_margin_gap?: number | null;
         };
         /** ServiceBeat */
         ServiceBeat: {
@@ -1015,11 +1081,32 @@ export interface components {
              */
             final_risk: "safe" | "warning" | "critical" | "emergency";
             /**
+             * Peak Risk
+             * @description Highest risk level the session reached.
+             * @default safe
+             * @enum {string}
+             */
+            peak_risk: "safe" | "warning" | "critical" | "emergency";
+            /**
              * Status
              * @description How the session ended.
              * @enum {string}
              */
             status: "queued" | "started" | "finished" | "failed" | "cancelled";
+            /**
+             * P Wrong
+             * @description Calibrated probability that the answer is wrong; null without a labelled calibration profile.
+             */
+            p_wrong?: number | null;
+            /**
+             * Profile
+             * @description Calibration profile the session was judged with; null = uncalibrated.
+             */
+            profile?: string | null;
+            /** @description Sequence scores of the answer: the tokens up to the end of the first line or sentence. */
+            answer_scores?: components["schemas"]["SequenceScores"] | null;
+            /** @description Sequence scores of the whole generation. */
+            scores?: components["schemas"]["SequenceScores"] | null;
         };
         /** Thresholds */
         Thresholds: {
