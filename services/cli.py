@@ -115,6 +115,54 @@ def eval_command(
     typer.echo(f"report: {out / 'report.md'}")
 
 
+@app.command("calibrate")
+def calibrate_command(
+    out: Annotated[Path, typer.Option(help="Profile file to write (JSON).")],
+    reference_prompts: Annotated[
+        Path, typer.Option(help="Ordinary prompts, JSON Lines {prompt}: what is usual for the model.")
+    ] = Path("services/evaluation/datasets/ordinary-prompts.jsonl"),
+    labelled: Annotated[
+        list[Path] | None,
+        typer.Option(help="uq eval folder of a QA dev split (repeatable): fits P(wrong). Test splits are refused."),
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model; default: the generator's default.")] = None,
+    alias: Annotated[list[str] | None, typer.Option(help="Other name the model goes by (repeatable).")] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="Generations per reference prompt.")] = 3,
+    temperature: Annotated[float, typer.Option(min=0.0, max=5.0, help="Sampling temperature of the reference.")] = 0.7,
+    max_tokens: Annotated[int, typer.Option(min=1, max=4096, help="Tokens per reference generation.")] = 48,
+) -> None:
+    """Fit a calibration profile: token-metric quantiles on ordinary prompts, P(wrong) on labelled QA."""
+    import json
+
+    from services.evaluation import calibrate, qa
+
+    try:
+        prompts = [i.prompt or i.question or "" for i in qa.load(reference_prompts, labelled=False)]
+    except qa.QAFileError as exc:
+        _fail(str(exc))
+
+    def progress(n: int, total: int) -> None:
+        sys.stderr.write(f"\r[{n}/{total}] reference generations")
+        sys.stderr.flush()
+
+    name, sessions = calibrate.generate_reference(
+        prompts, model=model, seeds=seeds, temperature=temperature, max_tokens=max_tokens, progress=progress
+    )
+    sys.stderr.write("\n")
+    info = {"prompts": str(reference_prompts), "seeds": seeds, "temperature": temperature, "max_tokens": max_tokens}
+    try:
+        profile = calibrate.build_profile(name, alias or [], sessions, info, labelled or [])
+    except calibrate.CalibrationError as exc:
+        _fail(str(exc))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(profile, indent=1) + "\n", encoding="utf-8")
+    pw = profile["p_wrong"]
+    typer.echo(
+        f"wrote {out}: {profile['fitted_on']['reference']['tokens']} reference tokens"
+        + (f", P(wrong) fitted on {pw['fitted_on']['items']} labelled answers" if pw else ", no labelled data")
+    )
+
+
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app()

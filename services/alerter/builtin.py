@@ -2,11 +2,13 @@
 
 | rule | fires when | severity |
 |---|---|---|
-| HIGH_UNCERTAINTY | ℏₛ > ``high_uncertainty_threshold`` (2.5) | warning |
+| HIGH_UNCERTAINTY | ℏₛ > the model's ``high_uncertainty_quantile`` (99th percentile) with a profile, else ``high_uncertainty_threshold`` (2.5) | warning |
 | UNCERTAINTY_SPIKE | ℏₛ > ``spike_factor`` (1.5) × max(EWMA of the session's earlier ℏₛ, ``spike_floor``) | warning |
-| LOW_CONFIDENCE | p < ``low_confidence_threshold`` (0.3) | info |
+| LOW_CONFIDENCE | p < the model's ``low_confidence_quantile`` (1st percentile) with a profile, else ``low_confidence_threshold`` (0.3) | info |
 | ANOMALY | robust z-score of the metric (ℏₛ) against the session's last ``anomaly_window`` tokens > ``anomaly_z`` | warning |
 
+Relative thresholds (``UQ_THRESHOLDS=relative``, the default) apply only to models with a calibration
+profile; ``UQ_THRESHOLDS=absolute`` keeps the original README's fixed ones for every model.
 A token whose metric is null (not computable from what the producer sent) never fires a rule on it.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.alerter import profile
 from services.alerter.rules import Finding, Rule, describe, fmt, label
 from services.alerter.settings import AlerterSettings
 from services.common.contracts import AuditEvent, Metrics
@@ -22,44 +25,96 @@ from services.common.contracts import AuditEvent, Metrics
 NUMERIC_METRICS: tuple[str, ...] = tuple(n for n in Metrics.model_fields if n != "exact")
 
 
+class _Relative:
+    """Where a threshold comes from: the fixed setting, or the model's own quantile of the metric when
+    thresholds are relative and the model has a calibration profile (services/alerter/profile.py)."""
+
+    def __init__(self, metric: str, fixed: float, quantile: float | None, profiles_dir: str = "") -> None:
+        self.metric = metric
+        self.fixed = fixed
+        self.quantile = quantile  # None: always the fixed threshold
+        self.profiles_dir = profiles_dir
+        self._by_model: dict[str, tuple[float, str]] = {}
+
+    def __call__(self, model: str) -> tuple[float, str]:
+        """(threshold, how to name it in a message) for ``model``."""
+        cached = self._by_model.get(model)
+        if cached is not None:
+            return cached
+        found = (self.fixed, fmt(self.fixed))
+        if self.quantile is not None:
+            prof = profile.for_model(model, self.profiles_dir)
+            value = prof.quantile(self.metric, self.quantile) if prof is not None else None
+            if value is not None:
+                found = (value, f"{fmt(value)}, this model's {_ordinal(self.quantile)} percentile")
+        if len(self._by_model) < 256:
+            self._by_model[model] = found
+        return found
+
+
+def _ordinal(q: float) -> str:
+    pct = q * 100
+    text = f"{pct:g}"
+    return text + ("st" if text.endswith("1") and not text.endswith("11") else "th")
+
+
 class HighUncertainty(Rule):
-    """ℏₛ above a fixed threshold."""
+    """ℏₛ above a threshold: the model's 99th percentile with a profile (relative thresholds), else 2.5."""
 
     name = "HIGH_UNCERTAINTY"
     severity = "warning"
 
-    def __init__(self, threshold: float = 2.5) -> None:
+    def __init__(self, threshold: float = 2.5, quantile: float | None = None, profiles_dir: str = "") -> None:
         self.threshold = threshold
+        self.limit = _Relative("hbar_s", threshold, quantile, profiles_dir)
 
     @classmethod
     def from_settings(cls, settings: AlerterSettings) -> Rule:
-        return cls(settings.high_uncertainty_threshold)
+        relative = settings.thresholds == "relative"
+        return cls(
+            settings.high_uncertainty_threshold,
+            settings.high_uncertainty_quantile if relative else None,
+            settings.profiles_dir,
+        )
 
     def check(self, audit: AuditEvent, state: dict[str, Any]) -> Finding | None:
         h = audit.metrics.hbar_s
-        if h is None or h <= self.threshold:
+        if h is None:
             return None
-        return Finding(f"{describe(audit)}: ℏₛ = {fmt(h)} above {fmt(self.threshold)}", {"hbar_s": h})
+        threshold, named = self.limit(audit.model)
+        if h <= threshold:
+            return None
+        return Finding(f"{describe(audit)}: ℏₛ = {fmt(h)} above {named}", {"hbar_s": h, "threshold": threshold})
 
 
 class LowConfidence(Rule):
-    """The emitted token's probability below a threshold."""
+    """The emitted token's probability below a threshold: the model's 1st percentile with a profile
+    (relative thresholds), else 0.3."""
 
     name = "LOW_CONFIDENCE"
     severity = "info"
 
-    def __init__(self, threshold: float = 0.3) -> None:
+    def __init__(self, threshold: float = 0.3, quantile: float | None = None, profiles_dir: str = "") -> None:
         self.threshold = threshold
+        self.limit = _Relative("prob", threshold, quantile, profiles_dir)
 
     @classmethod
     def from_settings(cls, settings: AlerterSettings) -> Rule:
-        return cls(settings.low_confidence_threshold)
+        relative = settings.thresholds == "relative"
+        return cls(
+            settings.low_confidence_threshold,
+            settings.low_confidence_quantile if relative else None,
+            settings.profiles_dir,
+        )
 
     def check(self, audit: AuditEvent, state: dict[str, Any]) -> Finding | None:
         p = audit.metrics.prob
-        if p is None or p >= self.threshold:
+        if p is None:
             return None
-        return Finding(f"{describe(audit)}: p = {fmt(p)} below {fmt(self.threshold)}", {"prob": p})
+        threshold, named = self.limit(audit.model)
+        if p >= threshold:
+            return None
+        return Finding(f"{describe(audit)}: p = {fmt(p)} below {named}", {"prob": p, "threshold": threshold})
 
 
 class UncertaintySpike(Rule):

@@ -19,9 +19,10 @@ import logging
 import math
 from collections.abc import Sequence
 
+from services.alerter import profile
 from services.alerter.risk import RiskPolicy, observe
 from services.alerter.rules import Finding, Rule
-from services.alerter.scores import SpanStats
+from services.alerter.scores import SpanStats, features
 from services.alerter.session import Ending, SessionState
 from services.alerter.settings import AlerterSettings
 from services.common.contracts import (
@@ -129,6 +130,8 @@ class Engine:
     def _process(self, st: SessionState, audit: AuditEvent) -> list[AlerterOutput]:
         st.stats.add(audit, self._low)
         st.sequence.add(audit.text, audit.metrics)
+        if st.model is None:
+            st.model = audit.model
         out: list[AlerterOutput] = []
         fired: list[tuple[str, Severity]] = []
         for rule in self.rules:
@@ -213,6 +216,7 @@ class Engine:
     def _summary(self, st: SessionState) -> SummaryEvent:
         assert st.ending is not None
         s = st.stats
+        calibration = profile.for_model(st.model, self.settings.profiles_dir)
         summary = SummaryEvent(
             session_id=st.session_id,
             seq=self._next_out(st),
@@ -228,6 +232,8 @@ class Engine:
             final_risk=st.risk.level,
             peak_risk=st.risk.peak,
             status=st.ending.status,
+            p_wrong=calibration.p_wrong(features(st.sequence)) if calibration and calibration.p_wrong else None,
+            profile=calibration.id if calibration else None,
             answer_scores=_scores(st.sequence.answer),
             scores=_scores(st.sequence.all),
         )

@@ -3,7 +3,8 @@
 UQError (services.common.errors)
 └── ConfigError
     ├── RuleLoadError        a Python rule class cannot be loaded (carries the dotted path)
-    └── RulesFileError       a declarative rules file is wrong (carries the file, the rule and the problem)
+    ├── RulesFileError       a declarative rules file is wrong (carries the file, the rule and the problem)
+    └── ProfileError         a calibration profile cannot be read (carries the file and the problem)
 
 Both stop the alerter at start: ``python -m services.alerter`` prints the message and exits with 2.
 """
@@ -34,3 +35,12 @@ class RulesFileError(ConfigError):
         self.problem = problem
         where = f"rule {rule}: " if rule else ""
         super().__init__(f"{where}{problem}", source=f"rules file {file}")
+
+
+class ProfileError(ConfigError):
+    """A calibration profile (``services/alerter/profiles/``, ``UQ_PROFILES_DIR``) cannot be used."""
+
+    def __init__(self, file: str, problem: str) -> None:
+        self.file = file
+        self.problem = problem
+        super().__init__(f"calibration profile {file}: {problem} — refit it with `uq calibrate` or remove it")

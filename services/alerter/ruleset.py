@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.alerter import profile
 from services.alerter.declarative import load_rules_file
 from services.alerter.errors import RuleLoadError, RulesFileError
 from services.alerter.rules import Rule, load_rule
@@ -11,9 +12,11 @@ from services.alerter.settings import AlerterSettings
 def load_rules(settings: AlerterSettings) -> list[Rule]:
     """Every rule named by the settings, in order: ``builtin_rules``, ``python_rules``, then ``rules_file``.
 
-    Raises RuleLoadError / RulesFileError (both ConfigError) when one cannot be used, so the alerter
-    stops at start with a message that says which and why.
+    Raises RuleLoadError / RulesFileError / ProfileError (all ConfigError) when one cannot be used, so
+    the alerter stops at start with a message that says which and why (the calibration profiles the
+    rules' relative thresholds read are checked here too).
     """
+    profile.catalogue(settings.profiles_dir)
     rules: list[Rule] = [load_rule(path, settings) for path in [*settings.builtin_rules, *settings.python_rules]]
     origin = {
         rule.name: path for rule, path in zip(rules, [*settings.builtin_rules, *settings.python_rules], strict=True)

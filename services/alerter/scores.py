@@ -15,9 +15,11 @@ Every score is "higher = more likely wrong" (bits where it has a unit):
 | ``first_nll`` | surprisal of the first token of the span |
 | ``mean_entropy`` | Σ H / n |
 | ``max_entropy`` | max H |
+| ``first_entropy`` | H of the first token of the span: how open the answer was when it began |
 | ``mean_hbar_s`` | Σ ℏₛ / n (experimental) |
 | ``max_hbar_s`` | max ℏₛ (experimental) |
 | ``min_margin_gap`` | 1 − min margin: how close the closest call of the span was |
+| ``first_margin_gap`` | 1 − margin of the first token |
 
 Two spans are scored: ``all`` tokens, and the ``answer``: the tokens up to the end of the first line
 or sentence (:class:`AnswerSpan`), which is what a short-answer question is judged on.
@@ -39,9 +41,11 @@ SCORE_NAMES: tuple[str, ...] = (
     "first_nll",
     "mean_entropy",
     "max_entropy",
+    "first_entropy",
     "mean_hbar_s",
     "max_hbar_s",
     "min_margin_gap",
+    "first_margin_gap",
 )
 
 _SENTENCE_END = (".", "!", "?", "。", "！", "？")
@@ -63,6 +67,8 @@ class SpanStats:
     hbar_sum: float = 0.0
     hbar_max: float | None = None
     margin_min: float | None = None
+    entropy_first: float | None = None
+    margin_first: float | None = None
 
     def add(self, m: Metrics) -> None:
         self.tokens += 1
@@ -72,6 +78,9 @@ class SpanStats:
             self.nll_n += 1
             self.nll_sum += m.surprisal
             self.nll_max = m.surprisal if self.nll_max is None else max(self.nll_max, m.surprisal)
+        if self.tokens == 1:
+            self.entropy_first = m.entropy
+            self.margin_first = m.margin
         if m.entropy is not None:
             self.entropy_n += 1
             self.entropy_sum += m.entropy
@@ -94,9 +103,11 @@ class SpanStats:
             "first_nll": self.nll_first,
             "mean_entropy": self.entropy_sum / self.entropy_n if self.entropy_n else None,
             "max_entropy": self.entropy_max,
+            "first_entropy": self.entropy_first,
             "mean_hbar_s": self.hbar_sum / self.hbar_n if self.hbar_n else None,
             "max_hbar_s": self.hbar_max,
             "min_margin_gap": 1.0 - self.margin_min if self.margin_min is not None else None,
+            "first_margin_gap": 1.0 - self.margin_first if self.margin_first is not None else None,
         }
 
     def to_json(self) -> list[Any]:
@@ -113,6 +124,8 @@ class SpanStats:
             self.hbar_sum,
             self.hbar_max,
             self.margin_min,
+            self.entropy_first,
+            self.margin_first,
         ]
 
     @classmethod

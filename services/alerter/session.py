@@ -104,6 +104,7 @@ class SessionState:
     sent: dict[str, int] = field(default_factory=dict)  # rule -> alerts sent (firings the cooldown let through)
     stats: Stats = field(default_factory=Stats)
     sequence: SequenceStats = field(default_factory=SequenceStats)
+    model: str | None = None  # the model of the session's audits: which calibration profile applies
     risk: RiskState = field(default_factory=RiskState)
     skipped: int = 0  # seqs given up on (never arrived within the reorder timeout)
     late: int = 0  # audits that arrived after their seq was given up on
@@ -120,6 +121,7 @@ class SessionState:
             "out": self.out_seq,
             "stats": self.stats.to_json(),
             "sq": self.sequence.to_json(),
+            "model": self.model,
             "risk": self.risk.to_json(),
             "seen": self.last_seen,
         }
@@ -164,6 +166,7 @@ class SessionState:
             sent=raw.get("sent", {}),  # absent from states written before it was counted
             stats=Stats.from_json(raw["stats"]),
             sequence=SequenceStats.from_json(raw["sq"]) if "sq" in raw else SequenceStats(),
+            model=raw.get("model"),
             risk=RiskState.from_json(raw["risk"]),
             skipped=skipped,
             late=late,

@@ -33,6 +33,22 @@ class AlerterSettings(CommonSettings):
     )
     rules_file: str = Field("", description="YAML or JSON file of declarative rules; empty = none.")
 
+    # Calibration profiles (docs/evaluation.md).
+    profiles_dir: str = Field(
+        "", description="Folder of calibration profiles of your own, searched before the shipped ones; empty = none."
+    )
+    thresholds: str = Field(
+        "relative",
+        pattern="^(relative|absolute)$",
+        description="`relative`: a model with a profile gets thresholds at its own percentiles; `absolute`: the fixed ones always.",
+    )
+    high_uncertainty_quantile: float = Field(
+        0.99, gt=0, lt=1, description="With relative thresholds: HIGH_UNCERTAINTY fires above this quantile of ℏₛ."
+    )
+    low_confidence_quantile: float = Field(
+        0.01, gt=0, lt=1, description="With relative thresholds: LOW_CONFIDENCE fires below this quantile of p."
+    )
+
     # Thresholds of the built-in rules.
     high_uncertainty_threshold: float = Field(2.5, ge=0, description="HIGH_UNCERTAINTY fires when ℏₛ is above this.")
     spike_factor: float = Field(1.5, gt=1, description="UNCERTAINTY_SPIKE fires when ℏₛ > factor × baseline.")

@@ -4,7 +4,7 @@ where right and wrong answers are both common (the hard NQ-open splits are ~95 %
 Three families, built deterministically (``python -m services.evaluation.easyqa`` rewrites the files):
 capitals of countries, one- and two-digit arithmetic, and everyday facts. Each family is split
 into dev (fit) and test (report) halves by a fixed shuffle; the files are
-``services/evaluation/data/easy-qa-{dev,test}.jsonl`` in NQ-open format. Written for this project;
+``services/evaluation/datasets/easy-qa-{dev,test}.jsonl`` in NQ-open format. Written for this project;
 no third-party data.
 """
 
@@ -14,7 +14,7 @@ import json
 import random
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parent / "datasets"
 
 CAPITALS = {
     "France": ["Paris"], "Germany": ["Berlin"], "Italy": ["Rome"], "Spain": ["Madrid"],
@@ -48,7 +48,29 @@ CAPITALS = {
     "South Africa": ["Pretoria", "Cape Town"], "Madagascar": ["Antananarivo"], "Mali": ["Bamako"],
 }  # fmt: skip
 
-NUMBERS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty".split()
+NUMBERS = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+]
 
 FACTS = [
     ("what color is the sky on a clear day", ["blue"]),
@@ -119,7 +141,7 @@ def items() -> list[dict[str, object]]:
     for country, capitals in CAPITALS.items():
         out.append({"question": f"what is the capital of {country}", "answer": capitals, "family": "capital"})
     rng = random.Random(2026)
-    pairs = set()
+    pairs: set[tuple[int, str, int]] = set()
     while len(pairs) < 60:
         a, b = rng.randint(1, 12), rng.randint(1, 12)
         op = rng.choice("+-x")

@@ -58,8 +58,9 @@ class Request:
     stop: list[str]
 
 
-def load(path: str | Path, limit: int | None = None) -> list[QAItem]:
-    """The items of a QA file (the first ``limit`` of them)."""
+def load(path: str | Path, limit: int | None = None, *, labelled: bool = True) -> list[QAItem]:
+    """The items of a QA file (the first ``limit`` of them); ``labelled=False``: answers are optional
+    (a corpus of ordinary prompts)."""
     items: list[QAItem] = []
     path = Path(path)
     try:
@@ -75,19 +76,21 @@ def load(path: str | Path, limit: int | None = None) -> list[QAItem]:
             raw = json.loads(line)
         except json.JSONDecodeError as exc:
             raise QAFileError(f"{path}:{n}: not JSON ({exc.msg})") from None
-        items.append(_item(raw, f"{path}:{n}", str(raw.get("id", n)) if isinstance(raw, dict) else str(n)))
+        items.append(_item(raw, f"{path}:{n}", str(raw.get("id", n)) if isinstance(raw, dict) else str(n), labelled))
     if not items:
         raise QAFileError(f"{path}: no items")
     return items
 
 
-def _item(raw: object, where: str, item_id: str) -> QAItem:
+def _item(raw: object, where: str, item_id: str, labelled: bool = True) -> QAItem:
     if not isinstance(raw, dict):
         raise QAFileError(f"{where}: expected a JSON object")
     answers = raw.get("answer", raw.get("reference"))
     if isinstance(answers, str):
         answers = [answers]
-    if not isinstance(answers, list) or not answers or not all(isinstance(a, str) and a.strip() for a in answers):
+    if answers is None and not labelled:
+        answers = []
+    elif not isinstance(answers, list) or not answers or not all(isinstance(a, str) and a.strip() for a in answers):
         raise QAFileError(f"{where}: 'answer' (or 'reference') must be a string or a non-empty list of strings")
     question, prompt = raw.get("question"), raw.get("prompt")
     if (question is None) == (prompt is None) or not isinstance(question or prompt, str):

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from services.alerter.profile import Profile
+from services.alerter.profile import load as load_profile
 from services.evaluation import measures
 from services.evaluation.runner import records
 
@@ -29,6 +31,22 @@ SPANS = (("answer", "answer_scores"), ("all", "scores"))
 
 def _level_index(level: str | None) -> int:
     return LEVELS.index(level) if level in LEVELS else 0
+
+
+def rescored(rows: list[dict[str, Any]], prof: Profile) -> list[dict[str, Any]]:
+    """The rows with the P(wrong) that ``prof`` gives their recorded tokens: what the alerter's summary
+    says for the same tokens under that profile (the same SequenceStats and PWrongModel code)."""
+    if prof.p_wrong is None:
+        raise FileNotFoundError(f"profile {prof.id} has no labelled P(wrong) to score with")
+    from services.evaluation.calibrate import session_features
+
+    out = []
+    for row in rows:
+        summary = dict(row.get("summary") or {})
+        summary["p_wrong"] = prof.p_wrong(session_features(row.get("tokens", [])))
+        summary["profile"] = prof.id
+        out.append({**row, "summary": summary})
+    return out
 
 
 def score_table(rows: list[dict[str, Any]]) -> dict[str, list[float | None]]:
@@ -75,6 +93,8 @@ def build(
     if not rows:
         raise FileNotFoundError(f"no runs in {folder} for these items")
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    if profile is not None:
+        rows = rescored(rows, load_profile(profile))
     wrong = np.array([0.0 if r["correct"] else 1.0 for r in rows])
     table = score_table(rows)
     scores: dict[str, Any] = {}

@@ -11,7 +11,7 @@ def test_low_confidence_message_reads_at_a_glance() -> None:
     finding = rule.check(audit(7, " Paris", prob=0.12), {})
     assert finding is not None
     assert finding.message == 'token " Paris" (#7): p = 0.12 below 0.30'
-    assert finding.values == {"prob": 0.12}
+    assert finding.values == {"prob": 0.12, "threshold": 0.3}
     assert rule.check(audit(8, prob=0.3), {}) is None  # strictly below
     assert rule.check(audit(9, prob=None), {}) is None  # not computable: never fires
 

@@ -206,11 +206,13 @@ class SequenceScores(_Model):
     first_nll: float | None = Field(None, ge=0.0, description="Surprisal of the span's first token, bits.")
     mean_entropy: float | None = Field(None, ge=0.0, description="Mean entropy, bits.")
     max_entropy: float | None = Field(None, ge=0.0, description="Largest entropy, bits.")
+    first_entropy: float | None = Field(None, ge=0.0, description="Entropy of the span's first token, bits.")
     mean_hbar_s: float | None = Field(None, ge=0.0, description="Mean ℏₛ (experimental).")
     max_hbar_s: float | None = Field(None, ge=0.0, description="Largest ℏₛ (experimental).")
     min_margin_gap: float | None = Field(
         None, ge=0.0, le=1.0, description="1 - the smallest margin: how close the closest call was."
     )
+    first_margin_gap: float | None = Field(None, ge=0.0, le=1.0, description="1 - the first token's margin.")
 
 
 class SummaryEvent(Envelope):

@@ -1,0 +1,181 @@
+"""Calibration profiles: what is ordinary for one model, and how likely its answer is wrong.
+
+A profile is one versioned JSON file per model (``uq calibrate`` writes it; docs/evaluation.md):
+
+```json
+{"format": 1, "id": "SmolLM2-135M-Instruct/2026-12-01", "model": "SmolLM2-135M-Instruct",
+ "aliases": ["embedded"],
+ "token_quantiles": {"hbar_s": {"0.5": 1.2, "0.99": 4.1, ...}, "prob": {"0.01": 0.004, ...}, ...},
+ "p_wrong": {"features": [...], "fill": [...], "mean": [...], "scale": [...], "coef": [...],
+             "intercept": -1.2, "iso_x": [...], "iso_y": [...], "fitted_on": {...}},
+ "fitted_on": {...}}
+```
+
+- ``token_quantiles``: quantiles of each token metric over the model's own generations of an ordinary
+  prompt corpus. Rules with relative thresholds read them (``quantile``), so "above the 99th
+  percentile of ℏₛ" means the same share of ordinary tokens for every model.
+- ``p_wrong``: a logistic combination of the session's sequence scores (services/alerter/scores.py,
+  standardised), then an isotonic map of its output to the observed share of wrong answers on
+  labelled QA (both fitted on dev splits only). Absent when no labelled data was given.
+
+Profiles shipped with the code live in ``services/alerter/profiles/``; ``UQ_PROFILES_DIR`` adds a
+folder of your own (searched first). Applying one is pure Python (a dot product and an interpolation),
+cheap enough for every token.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from services.alerter.errors import ProfileError
+
+PROFILE_FORMAT = 1
+BUILTIN_DIR = Path(__file__).resolve().parent / "profiles"
+
+
+@dataclass(frozen=True, slots=True)
+class PWrongModel:
+    """Logistic regression on standardised features, then an isotonic (monotone) recalibration."""
+
+    features: tuple[str, ...]
+    fill: tuple[float, ...]  # value of a missing feature (the most uncertain value seen in fitting)
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    coef: tuple[float, ...]
+    intercept: float
+    iso_x: tuple[float, ...]
+    iso_y: tuple[float, ...]
+
+    def raw(self, features: dict[str, float | None]) -> float:
+        """The logistic model's probability, before the isotonic map."""
+        z = self.intercept
+        for name, fill, mean, scale, coef in zip(
+            self.features, self.fill, self.mean, self.scale, self.coef, strict=True
+        ):
+            value = _feature(features, name)
+            x = fill if value is None or not math.isfinite(value) else value
+            z += coef * (x - mean) / scale
+        return 1.0 / (1.0 + math.exp(-max(min(z, 60.0), -60.0)))
+
+    def __call__(self, features: dict[str, float | None]) -> float:
+        """Calibrated P(wrong): the isotonic map, linear between its knots, flat beyond them."""
+        return interpolate(self.iso_x, self.iso_y, self.raw(features))
+
+
+def _feature(features: dict[str, float | None], name: str) -> float | None:
+    """A feature by name; ``log1p:<name>`` is log(1 + value)."""
+    if name.startswith("log1p:"):
+        value = features.get(name[6:])
+        return math.log1p(value) if value is not None and value > -1 else None
+    return features.get(name)
+
+
+def interpolate(xs: tuple[float, ...], ys: tuple[float, ...], x: float) -> float:
+    if not xs:
+        raise ValueError("empty isotonic map")
+    if x <= xs[0]:
+        return ys[0]
+    if x >= xs[-1]:
+        return ys[-1]
+    i = bisect.bisect_right(xs, x)
+    x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
+    return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    id: str
+    model: str
+    aliases: tuple[str, ...]
+    token_quantiles: dict[str, dict[float, float]]
+    p_wrong: PWrongModel | None
+    fitted_on: dict[str, Any] = field(default_factory=dict)
+
+    def quantile(self, metric: str, q: float) -> float | None:
+        """The model's ``q`` quantile of ``metric`` on ordinary text (linear between stored quantiles)."""
+        table = self.token_quantiles.get(metric)
+        if not table:
+            return None
+        qs = tuple(sorted(table))
+        return interpolate(qs, tuple(table[k] for k in qs), q)
+
+
+def parse(raw: Any, where: str) -> Profile:
+    """A profile from its JSON; ProfileError naming ``where`` and the field when it is not one."""
+    try:
+        if raw.get("format") != PROFILE_FORMAT:
+            raise ProfileError(
+                where, f"format {raw.get('format')!r} is not {PROFILE_FORMAT}; refit it with uq calibrate"
+            )
+        quantiles = {
+            metric: {float(q): float(v) for q, v in table.items()} for metric, table in raw["token_quantiles"].items()
+        }
+        pw = raw.get("p_wrong")
+        model = None
+        if pw is not None:
+            n = len(pw["features"])
+            if not all(len(pw[k]) == n for k in ("fill", "mean", "scale", "coef")) or len(pw["iso_x"]) != len(
+                pw["iso_y"]
+            ):
+                raise ProfileError(where, "p_wrong: features, fill, mean, scale and coef differ in length")
+            model = PWrongModel(
+                features=tuple(pw["features"]),
+                fill=tuple(float(v) for v in pw["fill"]),
+                mean=tuple(float(v) for v in pw["mean"]),
+                scale=tuple(float(v) or 1.0 for v in pw["scale"]),
+                coef=tuple(float(v) for v in pw["coef"]),
+                intercept=float(pw["intercept"]),
+                iso_x=tuple(float(v) for v in pw["iso_x"]),
+                iso_y=tuple(float(v) for v in pw["iso_y"]),
+            )
+        return Profile(
+            id=str(raw["id"]),
+            model=str(raw["model"]),
+            aliases=tuple(raw.get("aliases", ())),
+            token_quantiles=quantiles,
+            p_wrong=model,
+            fitted_on=dict(raw.get("fitted_on", {})),
+        )
+    except ProfileError:
+        raise
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise ProfileError(where, f"not a calibration profile ({type(exc).__name__}: {exc})") from None
+
+
+def load(path: str | Path) -> Profile:
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ProfileError(str(path), f"cannot read it ({exc})") from None
+    return parse(raw, str(path))
+
+
+@lru_cache(maxsize=8)
+def catalogue(extra_dir: str = "") -> dict[str, Profile]:
+    """Every profile by model name and alias: ``extra_dir`` first (a user's), then the shipped ones."""
+    found: dict[str, Profile] = {}
+    dirs = [Path(extra_dir)] if extra_dir else []
+    for directory in [*dirs, BUILTIN_DIR]:
+        if not directory.is_dir():
+            if directory != BUILTIN_DIR:
+                raise ProfileError(str(directory), "UQ_PROFILES_DIR is not a folder")
+            continue
+        for path in sorted(directory.glob("*.json")):
+            profile = load(path)
+            for name in (profile.model, *profile.aliases):
+                found.setdefault(name, profile)
+    return found
+
+
+def for_model(model: str | None, extra_dir: str = "") -> Profile | None:
+    """The profile of ``model`` (by name or alias), or None: the model runs uncalibrated."""
+    if not model:
+        return None
+    return catalogue(extra_dir).get(model)
