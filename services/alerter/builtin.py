@@ -5,6 +5,7 @@
 | HIGH_UNCERTAINTY | ℏₛ > the model's ``high_uncertainty_quantile`` (99th percentile) with a profile, else ``high_uncertainty_threshold`` (2.5) | warning |
 | UNCERTAINTY_SPIKE | ℏₛ > ``spike_factor`` (1.5) × max(EWMA of the session's earlier ℏₛ, ``spike_floor``) | warning |
 | LOW_CONFIDENCE | p < the model's ``low_confidence_quantile`` (1st percentile) with a profile, else ``low_confidence_threshold`` (0.3) | info |
+| REPETITION | the last ``repetition_ngram`` (3) tokens occurred ``repetition_count`` (3) times within the last ``repetition_window`` (48) | warning |
 | ANOMALY | robust z-score of the metric (ℏₛ) against the session's last ``anomaly_window`` tokens > ``anomaly_z`` | warning |
 
 Relative thresholds (``UQ_THRESHOLDS=relative``, the default) apply only to models with a calibration
@@ -17,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.alerter import profile
-from services.alerter.rules import Finding, Rule, describe, fmt, label
+from services.alerter.rules import Finding, Rule, describe, fmt, label, quote
 from services.alerter.settings import AlerterSettings
 from services.common.contracts import AuditEvent, Metrics
 
@@ -222,6 +223,51 @@ class Anomaly(Rule):
         if len(history) > self.window:
             del history[0]
         return finding
+
+
+class Repetition(Rule):
+    """The text loops: the n-gram of tokens ending at this one already occurred ``repeats − 1`` times
+    within the session's last ``window`` tokens (by token text; whitespace-only n-grams never count).
+
+    A degenerate loop ("the statue of the statue of the statue …") is fluent and, token by token, often
+    quite certain, so no uncertainty rule sees it; this one fires on every token that continues the
+    loop, which keeps the risk level up for as long as the text loops.
+    State: ``{"t": [the last window token texts]}``.
+    """
+
+    name = "REPETITION"
+    severity = "warning"
+
+    def __init__(self, n: int = 3, repeats: int = 3, window: int = 48) -> None:
+        if n < 1 or repeats < 2 or window < n * repeats:
+            raise ValueError("repetition needs n ≥ 1, repeats ≥ 2 and window ≥ n × repeats")
+        self.n = n
+        self.repeats = repeats
+        self.window = window
+
+    @classmethod
+    def from_settings(cls, settings: AlerterSettings) -> Rule:
+        return cls(settings.repetition_ngram, settings.repetition_count, settings.repetition_window)
+
+    def check(self, audit: AuditEvent, state: dict[str, Any]) -> Finding | None:
+        texts: list[str] = state.setdefault("t", [])
+        texts.append(audit.text)
+        if len(texts) > self.window:
+            del texts[0]
+        n = self.n
+        if len(texts) < n * self.repeats:
+            return None
+        gram = texts[-n:]
+        if not "".join(gram).strip():
+            return None
+        count = sum(1 for i in range(len(texts) - n + 1) if texts[i : i + n] == gram)
+        if count < self.repeats:
+            return None
+        phrase = quote("".join(gram))
+        return Finding(
+            f"{describe(audit)}: the text loops; {phrase} occurred {count} times in the last {len(texts)} tokens",
+            {"repeats": float(count)},
+        )
 
 
 def _median(ordered: list[int] | list[float]) -> float:

@@ -11,6 +11,7 @@ BUILTIN_RULES = [
     "services.alerter.builtin:UncertaintySpike",
     "services.alerter.builtin:LowConfidence",
     "services.alerter.builtin:Anomaly",
+    "services.alerter.builtin:Repetition",
 ]
 
 
@@ -58,6 +59,9 @@ class AlerterSettings(CommonSettings):
     spike_alpha: float = Field(0.2, gt=0, le=1, description="Weight of the newest token in the ℏₛ EWMA baseline.")
     spike_warmup: int = Field(4, ge=1, description="Tokens of a session before UNCERTAINTY_SPIKE may fire.")
     low_confidence_threshold: float = Field(0.3, ge=0, le=1, description="LOW_CONFIDENCE fires when p is below this.")
+    repetition_ngram: int = Field(3, ge=1, le=32, description="REPETITION: tokens in the repeated n-gram.")
+    repetition_count: int = Field(3, ge=2, le=64, description="REPETITION fires at this many occurrences.")
+    repetition_window: int = Field(48, ge=6, le=1024, description="REPETITION: tokens of history searched.")
     anomaly_metric: str = Field("hbar_s", description="Metric ANOMALY looks at (any numeric audit metric).")
     anomaly_z: float = Field(3.5, gt=0, description="ANOMALY fires when the robust z-score is above this.")
     anomaly_window: int = Field(32, ge=4, le=1024, description="Tokens of history for ANOMALY's median and MAD.")

@@ -39,7 +39,7 @@ def scripted(session_id: str = "s1") -> list[AuditEvent]:
     """A 24-token session: calm, a burst of trouble at #10–#13, calm again, a quantum token at #20."""
     out = []
     for seq in range(24):
-        text, prob, h = " x", 0.9, 0.5
+        text, prob, h = f" w{seq}", 0.9, 0.5  # distinct words: the text does not loop
         if seq == 7:
             text, prob = " Paris", 0.12
         if 10 <= seq <= 13:

@@ -86,3 +86,27 @@ def test_anomaly_window_is_bounded_and_low_values_do_not_fire() -> None:
 def test_anomaly_refuses_an_unknown_metric() -> None:
     with pytest.raises(ValueError, match="hbar"):
         Anomaly("hbarr")
+
+
+def test_repetition_fires_on_every_token_that_continues_a_loop() -> None:
+    from services.alerter.builtin import Repetition
+
+    rule = Repetition(n=3, repeats=3, window=48)
+    state: dict[str, object] = {}
+    texts = ["The", " statue"] + [" of", " the", " statue"] * 4
+    fired = [i for i, t in enumerate(texts) if rule.check(audit(i, t), state) is not None]
+    # " statue of the" completes its third occurrence at #9, " of the statue" at #10, " the statue of" at #11…
+    assert fired == [9, 10, 11, 12, 13]
+    finding = rule.check(audit(14, " of"), state)
+    assert finding is not None and "loops" in finding.message and finding.values["repeats"] >= 3
+
+
+def test_repetition_ignores_ordinary_text_and_whitespace() -> None:
+    from services.alerter.builtin import Repetition
+
+    rule = Repetition()
+    state: dict[str, object] = {}
+    words = "The quick brown fox jumps over the lazy dog and then the fox runs away into the woods".split()
+    assert all(rule.check(audit(i, " " + w), state) is None for i, w in enumerate(words))
+    spaces: dict[str, object] = {}
+    assert all(rule.check(audit(i, " "), spaces) is None for i in range(20))

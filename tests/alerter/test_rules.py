@@ -27,7 +27,7 @@ def test_builtins_load_by_dotted_path_with_their_settings() -> None:
     assert isinstance(rule, HighUncertainty)
     assert rule.threshold == 1.0
     names = [r.name for r in load_rules(settings())]
-    assert names == ["HIGH_UNCERTAINTY", "UNCERTAINTY_SPIKE", "LOW_CONFIDENCE", "ANOMALY"]
+    assert names == ["HIGH_UNCERTAINTY", "UNCERTAINTY_SPIKE", "LOW_CONFIDENCE", "ANOMALY", "REPETITION"]
 
 
 @pytest.mark.parametrize(
