@@ -138,7 +138,8 @@ def calibrate_command(
 
     try:
         prompts = [i.prompt or i.question or "" for i in qa.load(reference_prompts, labelled=False)]
-    except qa.QAFileError as exc:
+        calibrate.check_labelled(labelled or [])
+    except (qa.QAFileError, calibrate.CalibrationError) as exc:
         _fail(str(exc))
 
     def progress(n: int, total: int) -> None:

@@ -104,18 +104,28 @@ def _value(f: dict[str, float | None], name: str) -> float | None:
     return f.get(name)
 
 
+def check_labelled(folders: list[Path]) -> None:
+    """Refuse folders that are not ``uq eval`` runs, or are runs of a test split (before any work)."""
+    for folder in folders:
+        path = folder / "config.json"
+        if not path.is_file():
+            raise CalibrationError(f"{folder} is not a `uq eval` output folder (no config.json)")
+        data = str(json.loads(path.read_text(encoding="utf-8")).get("data", ""))
+        if "test" in Path(data).name.lower():
+            raise CalibrationError(f"{folder} holds runs of {data}: fit on dev splits, report on test ones")
+
+
 def fit_p_wrong(folders: list[Path]) -> dict[str, Any]:
     """The ``p_wrong`` section from labelled ``uq eval`` folders (dev splits only)."""
     from sklearn.isotonic import IsotonicRegression
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
+    check_labelled(folders)
     rows: list[dict[str, Any]] = []
     sources = []
     for folder in folders:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        if "test" in Path(str(config.get("data", ""))).name.lower():
-            raise CalibrationError(f"{folder} holds runs of {config['data']}: fit on dev splits, report on test ones")
         these = list(records(folder))
         rows += these
         sources.append({"data": config.get("data"), "style": config.get("style"), "items": len(these)})

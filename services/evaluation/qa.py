@@ -82,6 +82,11 @@ def load(path: str | Path, limit: int | None = None, *, labelled: bool = True) -
     return items
 
 
+def load_items(raws: list[object], *, labelled: bool = True) -> list[QAItem]:
+    """Items from already-parsed JSON objects (ids: their 1-based positions)."""
+    return [_item(raw, f"item {n}", str(n), labelled) for n, raw in enumerate(raws, 1)]
+
+
 def _item(raw: object, where: str, item_id: str, labelled: bool = True) -> QAItem:
     if not isinstance(raw, dict):
         raise QAFileError(f"{where}: expected a JSON object")
