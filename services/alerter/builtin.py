@@ -3,7 +3,7 @@
 | rule | fires when | severity |
 |---|---|---|
 | HIGH_UNCERTAINTY | ℏₛ > the model's ``high_uncertainty_quantile`` (99th percentile) with a profile, else ``high_uncertainty_threshold`` (2.5) | warning |
-| UNCERTAINTY_SPIKE | ℏₛ > ``spike_factor`` (1.5) × max(EWMA of the session's earlier ℏₛ, ``spike_floor``) | warning |
+| UNCERTAINTY_SPIKE | ℏₛ > ``spike_factor`` (1.5) × max(EWMA of the session's earlier ℏₛ, floor); floor: the model's 90th percentile with a profile, else ``spike_floor`` (1.0) | warning |
 | LOW_CONFIDENCE | p < the model's ``low_confidence_quantile`` (1st percentile) with a profile, else ``low_confidence_threshold`` (0.3) | info |
 | REPETITION | the last ``repetition_ngram`` (3) tokens occurred ``repetition_count`` (3) times within the last ``repetition_window`` (48) | warning |
 | ANOMALY | robust z-score of the metric (ℏₛ) against the session's last ``anomaly_window`` tokens > ``anomaly_z`` | warning |
@@ -124,22 +124,41 @@ class UncertaintySpike(Rule):
     The baseline is an exponentially weighted moving average of the session's earlier ℏₛ
     (``b ← α·h + (1−α)·b``, starting at the first token's ℏₛ). The token fires when
     ``h > factor × max(b, floor)``, after ``warmup`` tokens; the floor keeps a near-zero baseline
-    (a run of certain tokens) from turning an ordinary ℏₛ of 0.5 into a "spike".
+    (a run of certain tokens) from turning an ordinary ℏₛ of 0.5 into a "spike". With a profile and
+    relative thresholds the floor is the model's ``spike_floor_quantile`` (90th percentile) of ℏₛ, so
+    a spike is a jump to a value that is rare for the model, not a dip's rebound.
     State: ``{"b": baseline, "n": tokens seen}``.
     """
 
     name = "UNCERTAINTY_SPIKE"
     severity = "warning"
 
-    def __init__(self, factor: float = 1.5, floor: float = 1.0, alpha: float = 0.2, warmup: int = 4) -> None:
+    def __init__(
+        self,
+        factor: float = 1.5,
+        floor: float = 1.0,
+        alpha: float = 0.2,
+        warmup: int = 4,
+        floor_quantile: float | None = None,
+        profiles_dir: str = "",
+    ) -> None:
         self.factor = factor
         self.floor = floor
         self.alpha = alpha
         self.warmup = warmup
+        self.floor_of = _Relative("hbar_s", floor, floor_quantile, profiles_dir)
 
     @classmethod
     def from_settings(cls, settings: AlerterSettings) -> Rule:
-        return cls(settings.spike_factor, settings.spike_floor, settings.spike_alpha, settings.spike_warmup)
+        relative = settings.thresholds == "relative"
+        return cls(
+            settings.spike_factor,
+            settings.spike_floor,
+            settings.spike_alpha,
+            settings.spike_warmup,
+            settings.spike_floor_quantile if relative else None,
+            settings.profiles_dir,
+        )
 
     def check(self, audit: AuditEvent, state: dict[str, Any]) -> Finding | None:
         h = audit.metrics.hbar_s
@@ -149,7 +168,7 @@ class UncertaintySpike(Rule):
         baseline: float = state.get("b", h)
         state["n"] = n + 1
         state["b"] = self.alpha * h + (1 - self.alpha) * baseline
-        reference = max(baseline, self.floor)
+        reference = max(baseline, self.floor_of(audit.model)[0])
         if n < self.warmup or h <= self.factor * reference:
             return None
         return Finding(

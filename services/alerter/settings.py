@@ -46,6 +46,9 @@ class AlerterSettings(CommonSettings):
     high_uncertainty_quantile: float = Field(
         0.99, gt=0, lt=1, description="With relative thresholds: HIGH_UNCERTAINTY fires above this quantile of ℏₛ."
     )
+    spike_floor_quantile: float = Field(
+        0.9, gt=0, lt=1, description="With relative thresholds: UNCERTAINTY_SPIKE's floor is this quantile of ℏₛ."
+    )
     low_confidence_quantile: float = Field(
         0.01, gt=0, lt=1, description="With relative thresholds: LOW_CONFIDENCE fires below this quantile of p."
     )
