@@ -276,10 +276,17 @@ class Repetition(Rule):
         n = self.n
         if len(texts) < n * self.repeats:
             return None
+        last = texts[-1]
+        # cheap first (list.count runs in C): the n-gram can only recur where its last token does
+        if texts.count(last) < self.repeats:
+            return None
+        ends = [i for i, t in enumerate(texts) if t == last and i >= n - 1]
+        if len(ends) < self.repeats:
+            return None
         gram = texts[-n:]
         if not "".join(gram).strip():
             return None
-        count = sum(1 for i in range(len(texts) - n + 1) if texts[i : i + n] == gram)
+        count = sum(1 for i in ends if texts[i - n + 1 : i + 1] == gram)
         if count < self.repeats:
             return None
         phrase = quote("".join(gram))
