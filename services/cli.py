@@ -71,7 +71,7 @@ def eval_command(
     if style not in qa.PROMPT_STYLES:
         _fail(f"--style must be one of {', '.join(qa.PROMPT_STYLES)}, not {style!r}")
     try:
-        items = qa.load(data, limit)
+        items = qa.load(data, limit, labelled=False)
     except qa.QAFileError as exc:
         _fail(str(exc))
     if not report_only:
@@ -130,6 +130,10 @@ def calibrate_command(
     seeds: Annotated[int, typer.Option(min=1, help="Generations per reference prompt.")] = 3,
     temperature: Annotated[float, typer.Option(min=0.0, max=5.0, help="Sampling temperature of the reference.")] = 0.7,
     max_tokens: Annotated[int, typer.Option(min=1, max=4096, help="Tokens per reference generation.")] = 48,
+    reference_runs: Annotated[
+        Path,
+        typer.Option(help="Folder that keeps the reference generations; reused when its settings match."),
+    ] = Path("data/calibrate/reference"),
 ) -> None:
     """Fit a calibration profile: token-metric quantiles on ordinary prompts, P(wrong) on labelled QA."""
     import json
@@ -147,7 +151,13 @@ def calibrate_command(
         sys.stderr.flush()
 
     name, sessions = calibrate.generate_reference(
-        prompts, model=model, seeds=seeds, temperature=temperature, max_tokens=max_tokens, progress=progress
+        prompts,
+        model=model,
+        seeds=seeds,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        progress=progress,
+        folder=reference_runs,
     )
     sys.stderr.write("\n")
     info = {"prompts": str(reference_prompts), "seeds": seeds, "temperature": temperature, "max_tokens": max_tokens}
@@ -158,9 +168,11 @@ def calibrate_command(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(profile, indent=1) + "\n", encoding="utf-8")
     pw = profile["p_wrong"]
+    rates = ", ".join(f"{level} {share:.1%}" for level, share in profile["risk_rates"].items())
     typer.echo(
         f"wrote {out}: {profile['fitted_on']['reference']['tokens']} reference tokens"
         + (f", P(wrong) fitted on {pw['fitted_on']['items']} labelled answers" if pw else ", no labelled data")
+        + f"; peak risk of the reference sessions: {rates}"
     )
 
 

@@ -10,7 +10,9 @@ For each session the engine processes audits strictly in ``seq`` order (see docs
   summary is emitted and the session is closed; if audits are missing, at ``end_timeout_ms`` at the latest.
 
 Per token every rule runs; a firing becomes an alert unless the rule's per-session cooldown holds
-it back (docs/alerts.md, "Floods"); the firings feed the risk level (services/alerter/risk.py).
+it back (docs/alerts.md, "Floods"). The risk level (services/alerter/risk.py) follows the calibrated
+evidence when the session's model has a calibration profile (the answer's P(wrong) once the answer is
+complete, the session's unusualness against the reference sessions, loops), and the firings otherwise.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ import math
 from collections.abc import Sequence
 
 from services.alerter import profile
-from services.alerter.risk import RiskPolicy, observe
-from services.alerter.rules import Finding, Rule
+from services.alerter.profile import Profile
+from services.alerter.risk import Judgment, RiskChange, RiskPolicy, band, judge, observe
+from services.alerter.rules import Finding, Rule, describe
 from services.alerter.scores import SpanStats, features
 from services.alerter.session import Ending, SessionState
 from services.alerter.settings import AlerterSettings
 from services.common.contracts import (
     AlertEvent,
+    AlertFinding,
     AuditEvent,
     RiskEvent,
     SequenceScores,
@@ -53,6 +57,9 @@ class Engine:
             settings.risk_critical,
             settings.risk_emergency,
             settings.risk_release,
+            tuple(settings.risk_p_wrong_bands),  # type: ignore[arg-type]
+            tuple(settings.risk_reference_bands),  # type: ignore[arg-type]
+            settings.risk_reference_min_tokens,
         )
         self.rule_errors: dict[str, int] = {}
         self._cooldown = settings.cooldown_tokens
@@ -100,6 +107,7 @@ class Engine:
         if st.ending is not None and now >= st.ending.deadline:
             while st.buffer:
                 out += self._skip_gap(st)
+            out += self._final_risk(st)
             out.append(self._summary(st))
         return out + self._finish_if_complete(st)
 
@@ -134,6 +142,7 @@ class Engine:
             st.model = audit.model
         out: list[AlerterOutput] = []
         fired: list[tuple[str, Severity]] = []
+        findings: list[tuple[str, Severity, Finding]] = []
         for rule in self.rules:
             name = rule.name
             state = st.rule_state.get(name)
@@ -149,74 +158,171 @@ class Engine:
                 continue
             severity = finding.severity or rule.severity
             fired.append((name, severity))
+            findings.append((name, severity, finding))
             st.fired[name] = st.fired.get(name, 0) + 1
-            alert = self._alert(st, name, severity, audit, finding)
+        if findings:
+            alert = self._alert(st, findings, audit)
             if alert is not None:
                 out.append(alert)
-                st.sent[name] = st.sent.get(name, 0) + 1
-        change = observe(self.policy, st.risk, fired)
+                for name in alert.rules:
+                    st.sent[name] = st.sent.get(name, 0) + 1
+        calibration = self.calibration(st.model)
+        judgments = self._judgments(st, calibration, final=False) if calibration is not None else None
+        change = observe(self.policy, st.risk, fired, judgments, calibrated=calibration is not None)
         if change is not None:
-            out.append(
-                RiskEvent(
-                    session_id=st.session_id,
-                    seq=self._next_out(st),
-                    level=change.level,
-                    previous=change.previous,
-                    reason=change.reason,
-                    token_seq=audit.seq,
-                )
-            )
+            out.append(self._risk_event(st, change, audit.seq, calibration))
         return out
 
+    # --- calibrated evidence --------------------------------------------------------------------
+
+    def calibration(self, model: str | None) -> Profile | None:
+        """The calibration profile of ``model``, or None: the session runs uncalibrated."""
+        return profile.for_model(model, self.settings.profiles_dir)
+
+    def _judgments(self, st: SessionState, calibration: Profile, final: bool) -> list[Judgment]:
+        """What is due now: the answer's P(wrong) once the answer is complete (or at the end), the
+        session against the reference sessions every ``window`` tokens from the minimum on (and at the end)."""
+        out: list[Judgment] = []
+        seq = st.sequence
+        evidence = st.risk.evidence
+        answer_due = seq.span.closed or final
+        if calibration.p_wrong is not None and "answer" not in evidence and seq.answer.tokens and answer_due:
+            out.append(self._judge_answer(st, calibration))
+        n, first, every = seq.all.tokens, self.policy.reference_min_tokens, self.policy.window
+        if calibration.session_quantiles and n >= first:
+            last = evidence.get("session")
+            if (n - first) % every == 0 or (final and (last is None or last[2] != n)):
+                judged = self._judge_session(st, calibration)
+                if judged is not None:
+                    out.append(judged)
+        return out
+
+    def _judge_answer(self, st: SessionState, calibration: Profile) -> Judgment:
+        assert calibration.p_wrong is not None
+        p = calibration.p_wrong(features(st.sequence))
+        bands = self.policy.p_wrong_bands
+        level = band(p, bands)
+        n = st.sequence.answer.tokens
+        where = (
+            f"in the {level} band (≥ {bands[('warning', 'critical', 'emergency').index(level)]:.2f})"
+            if level != "safe"
+            else f"below the warning band ({bands[0]:.2f})"
+        )
+        sentence = (
+            f"P(wrong) = {p:.2f} for the answer ({n} token{'s' if n != 1 else ''}; "
+            f"calibrated on labelled QA, profile {calibration.id}): {where}"
+        )
+        return Judgment("answer", level, sentence, p, st.sequence.all.tokens)
+
+    def _judge_session(self, st: SessionState, calibration: Profile) -> Judgment | None:
+        mean = st.sequence.all.scores()["mean_nll"]
+        if mean is None:
+            return None
+        pct = calibration.percentile("all.mean_nll", mean)
+        if pct is None:
+            return None
+        bands = self.policy.reference_bands
+        level = band(pct, bands)
+        n = st.sequence.all.tokens
+        where = (
+            f"in the {level} band (≥ {_pct(bands[('warning', 'critical', 'emergency').index(level)])})"
+            if level != "safe"
+            else f"below the warning band ({_pct(bands[0])})"
+        )
+        above = "every one" if pct >= 1.0 else f"{pct * 100:.1f} %"
+        sentence = (
+            f"mean surprisal {mean:.2f} bits over {n} tokens is above {above} of the model's reference "
+            f"sessions (profile {calibration.id}): {where}"
+        )
+        return Judgment("session", level, sentence, None, n)
+
+    def _risk_event(
+        self, st: SessionState, change: RiskChange, token_seq: int, calibration: Profile | None
+    ) -> RiskEvent:
+        return RiskEvent(
+            session_id=st.session_id,
+            seq=self._next_out(st),
+            level=change.level,
+            previous=change.previous,
+            reason=change.reason[:2048],
+            token_seq=token_seq,
+            evidence=change.evidence,
+            p_wrong=change.p_wrong,
+            profile=calibration.id if calibration is not None else None,
+        )
+
+    def _final_risk(self, st: SessionState) -> list[AlerterOutput]:
+        """The judgments due at the end (an answer never completed, the whole session), applied."""
+        calibration = self.calibration(st.model)
+        if calibration is None:
+            return []
+        change = judge(self.policy, st.risk, self._judgments(st, calibration, final=True))
+        if change is None:
+            return []
+        return [self._risk_event(st, change, max(st.next_seq - 1, 0), calibration)]
+
     def _alert(
-        self, st: SessionState, rule: str, severity: Severity, audit: AuditEvent, finding: Finding
+        self, st: SessionState, findings: list[tuple[str, Severity, Finding]], audit: AuditEvent
     ) -> AlertEvent | None:
-        """Cooldown with back-off: the first firing of an episode alerts; while the rule keeps firing the
-        next alert waits ``span`` tokens, and ``span`` grows ×backoff (up to the maximum) per alert. An
-        episode ends when the rule has not fired for ``span`` tokens. A more severe firing alerts at once."""
+        """One alert for the token, listing every rule that fired on it, unless every one of them is held
+        back by its cooldown. Cooldown with back-off, per rule: the first firing of an episode alerts;
+        while the rule keeps firing the next alert waits ``span`` tokens, and ``span`` grows ×backoff (up
+        to the maximum) per alert. An episode ends when the rule has not fired for ``span`` tokens. A more
+        severe firing alerts at once. Every rule listed on an alert that is sent counts as alerted."""
         seq = audit.seq
-        cd = st.cooldown.get(rule)
-        suppressed = 0
-        since = 0
-        if cd is None or seq - cd[1] >= cd[2]:
-            cd = st.cooldown[rule] = [seq, seq, self._cooldown, 0, RANK[severity]]
-        else:
-            last_emit, _, span, suppressed, rank = cd
-            cd[1] = seq
-            if seq - last_emit < span and RANK[severity] <= rank:
-                cd[3] = suppressed + 1
-                return None
-            since = last_emit
-            cd[0] = seq
-            cd[2] = min(int(span * self._backoff), self._cooldown_max)
-            cd[3] = 0
-            cd[4] = RANK[severity]
-        message = finding.message
-        values = dict(finding.values)
-        if suppressed:
-            message += f" (+{suppressed} more since #{since})"
-            values["suppressed"] = float(suppressed)
+        due = False
+        for name, severity, _ in findings:
+            cd = st.cooldown.get(name)
+            if cd is None or seq - cd[1] >= cd[2] or seq - cd[0] >= cd[2] or RANK[severity] > cd[4]:
+                due = True
+        if not due:
+            for name, _, _ in findings:
+                cd = st.cooldown[name]
+                cd[1] = seq
+                cd[3] += 1
+            return None
+        ordered = sorted(findings, key=lambda f: RANK[f[1]], reverse=True)  # stable: rule order within a severity
+        prefix = describe(audit) + ": "
+        parts: list[str] = []
+        listed: list[AlertFinding] = []
+        for name, severity, finding in ordered:
+            cd = st.cooldown.get(name)
+            message, values = finding.message, dict(finding.values)
+            if cd is None or seq - cd[1] >= cd[2]:
+                st.cooldown[name] = [seq, seq, self._cooldown, 0, RANK[severity]]
+            else:
+                last_emit, _, span, suppressed, _ = cd
+                st.cooldown[name] = [seq, seq, min(int(span * self._backoff), self._cooldown_max), 0, RANK[severity]]
+                if suppressed:
+                    message += f" (+{suppressed} more since #{last_emit})"
+                    values["suppressed"] = float(suppressed)
+            values = {k: v for k, v in values.items() if v is None or math.isfinite(v)}
+            listed.append(AlertFinding(rule=name, severity=severity, message=message[:2048], values=values))
+            parts.append(message[len(prefix) :] if parts and message.startswith(prefix) else message)
+        top = listed[0]
         return AlertEvent(
             session_id=st.session_id,
             seq=self._next_out(st),
-            rule=rule,
-            severity=severity,
-            message=message[:2048],
+            rule=top.rule,
+            severity=top.severity,
+            message="; ".join(parts)[:2048],
             token_seq=seq,
             token_text=audit.text,
-            values={k: v for k, v in values.items() if v is None or math.isfinite(v)},
+            values=top.values,
+            rules=[f.rule for f in listed],
+            findings=listed,
         )
 
     def _finish_if_complete(self, st: SessionState) -> list[AlerterOutput]:
         ending = st.ending
         if st.done or ending is None or ending.tokens is None or st.buffer or st.next_seq < ending.tokens:
             return []
-        return [self._summary(st)]
+        return [*self._final_risk(st), self._summary(st)]
 
     def _summary(self, st: SessionState) -> SummaryEvent:
         assert st.ending is not None
         s = st.stats
-        calibration = profile.for_model(st.model, self.settings.profiles_dir)
+        calibration = self.calibration(st.model)
         summary = SummaryEvent(
             session_id=st.session_id,
             seq=self._next_out(st),
@@ -250,6 +356,13 @@ class Engine:
 
 def _scores(span: SpanStats) -> SequenceScores | None:
     return SequenceScores(tokens=span.tokens, **span.scores()) if span.tokens else None
+
+
+def _pct(q: float) -> str:
+    """0.99 → "99th percentile"."""
+    n = f"{q * 100:g}"
+    suffix = "th" if n.endswith(("11", "12", "13")) else {"1": "st", "2": "nd", "3": "rd"}.get(n[-1], "th")
+    return f"{n}{suffix} percentile"
 
 
 def perplexity(mean_surprisal_bits: float) -> float | None:

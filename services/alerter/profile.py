@@ -6,14 +6,21 @@ A profile is one versioned JSON file per model (``uq calibrate`` writes it; docs
 {"format": 1, "id": "SmolLM2-135M-Instruct/2026-12-01", "model": "SmolLM2-135M-Instruct",
  "aliases": ["embedded"],
  "token_quantiles": {"hbar_s": {"0.5": 1.2, "0.99": 4.1, ...}, "prob": {"0.01": 0.004, ...}, ...},
+ "session_quantiles": {"all.mean_nll": {"0.5": 2.1, "0.9": 3.0, ...}},
  "p_wrong": {"features": [...], "fill": [...], "mean": [...], "scale": [...], "coef": [...],
              "intercept": -1.2, "iso_x": [...], "iso_y": [...], "fitted_on": {...}},
+ "risk_rates": {"safe": 0.8, "warning": 0.15, "critical": 0.04, "emergency": 0.01},
  "fitted_on": {...}}
 ```
 
 - ``token_quantiles``: quantiles of each token metric over the model's own generations of an ordinary
   prompt corpus. Rules with relative thresholds read them (``quantile``), so "above the 99th
   percentile of ℏₛ" means the same share of ordinary tokens for every model.
+- ``session_quantiles``: quantiles of session scores (``all.mean_nll``: the mean surprisal of a whole
+  generation) over the same reference sessions: how unusual a session is for this model (the risk
+  level's *session* evidence, services/alerter/risk.py).
+- ``risk_rates``: the share of the reference sessions whose peak risk reached each level, measured by
+  ``uq calibrate`` with the settings it ran under: the expected rates on ordinary text.
 - ``p_wrong``: a logistic combination of the session's sequence scores (services/alerter/scores.py,
   standardised), then an isotonic map of its output to the observed share of wrong answers on
   labelled QA (both fitted on dev splits only). Absent when no labelled data was given.
@@ -96,6 +103,8 @@ class Profile:
     token_quantiles: dict[str, dict[float, float]]
     p_wrong: PWrongModel | None
     fitted_on: dict[str, Any] = field(default_factory=dict)
+    session_quantiles: dict[str, dict[float, float]] = field(default_factory=dict)
+    risk_rates: dict[str, float] = field(default_factory=dict)
 
     def quantile(self, metric: str, q: float) -> float | None:
         """The model's ``q`` quantile of ``metric`` on ordinary text (linear between stored quantiles)."""
@@ -104,6 +113,23 @@ class Profile:
             return None
         qs = tuple(sorted(table))
         return interpolate(qs, tuple(table[k] for k in qs), q)
+
+    def percentile(self, score: str, value: float) -> float | None:
+        """Where ``value`` of a session score falls among the model's reference sessions: the share of
+        them below it (0–1, linear between stored quantiles, clamped to the outermost ones)."""
+        table = self.session_quantiles.get(score)
+        if not table:
+            return None
+        qs = tuple(sorted(table))
+        values = tuple(table[k] for k in qs)
+        if value >= values[-1]:
+            return qs[-1] if value == values[-1] else 1.0  # beyond every stored quantile
+        # quantile values rise with q (ties where the data repeat): invert by the last knot at or below
+        i = bisect.bisect_right(values, value)
+        if i == 0:
+            return 0.0
+        x0, x1, y0, y1 = values[i - 1], values[i], qs[i - 1], qs[i]
+        return y0 if x1 == x0 else y0 + (y1 - y0) * (value - x0) / (x1 - x0)
 
 
 def parse(raw: Any, where: str) -> Profile:
@@ -116,6 +142,11 @@ def parse(raw: Any, where: str) -> Profile:
         quantiles = {
             metric: {float(q): float(v) for q, v in table.items()} for metric, table in raw["token_quantiles"].items()
         }
+        sessions = {
+            score: {float(q): float(v) for q, v in table.items()}
+            for score, table in (raw.get("session_quantiles") or {}).items()
+        }
+        rates = {str(level): float(share) for level, share in (raw.get("risk_rates") or {}).items()}
         pw = raw.get("p_wrong")
         model = None
         if pw is not None:
@@ -141,6 +172,8 @@ def parse(raw: Any, where: str) -> Profile:
             token_quantiles=quantiles,
             p_wrong=model,
             fitted_on=dict(raw.get("fitted_on", {})),
+            session_quantiles=sessions,
+            risk_rates=rates,
         )
     except ProfileError:
         raise

@@ -34,10 +34,7 @@ class AlerterSettings(CommonSettings):
     )
     rules_file: str = Field("", description="YAML or JSON file of declarative rules; empty = none.")
 
-    # Calibration profiles (docs/evaluation.md).
-    profiles_dir: str = Field(
-        "", description="Folder of calibration profiles of your own, searched before the shipped ones; empty = none."
-    )
+    # Calibration profiles (docs/evaluation.md; the folder setting, UQ_PROFILES_DIR, is common).
     thresholds: str = Field(
         "relative",
         pattern="^(relative|absolute)$",
@@ -87,6 +84,18 @@ class AlerterSettings(CommonSettings):
     risk_warning: float = Field(4, gt=0, description="Risk score at which a session is `warning`.")
     risk_critical: float = Field(12, gt=0, description="Risk score at which a session is `critical`.")
     risk_emergency: float = Field(24, gt=0, description="Risk score at which a session is `emergency`.")
+    risk_p_wrong_bands: tuple[float, float, float] = Field(
+        (0.5, 0.8, 0.95),
+        description="Calibrated models: P(answer wrong) at which a session is warning, critical, emergency (JSON list).",
+    )
+    risk_reference_bands: tuple[float, float, float] = Field(
+        (0.9, 0.99, 0.999),
+        description="Calibrated models: percentile among the model's reference sessions at which a session is "
+        "warning, critical, emergency (JSON list).",
+    )
+    risk_reference_min_tokens: int = Field(
+        32, ge=1, description="Calibrated models: tokens before a session is compared with the reference sessions."
+    )
     risk_release: float = Field(
         0.75,
         gt=0,
@@ -118,4 +127,8 @@ class AlerterSettings(CommonSettings):
                 "risk thresholds must rise: UQ_RISK_WARNING < UQ_RISK_CRITICAL < UQ_RISK_EMERGENCY "
                 f"(got {self.risk_warning:g}, {self.risk_critical:g}, {self.risk_emergency:g})"
             )
+        for name in ("risk_p_wrong_bands", "risk_reference_bands"):
+            bands = getattr(self, name)
+            if not (0 < bands[0] < bands[1] < bands[2] <= 1):
+                raise ValueError(f"UQ_{name.upper()} must rise within (0, 1]: got {list(bands)}")
         return self

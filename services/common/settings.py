@@ -16,6 +16,11 @@ class CommonSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="UQ_", extra="ignore", frozen=True)
 
+    profiles_dir: str = Field(
+        "",
+        description="Folder of calibration profiles of your own, searched before the shipped ones; empty = none "
+        "(read by the alerter, and by the gateway to say which models are calibrated).",
+    )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis server holding the streams.")
     stream_prefix: str = Field("uq:", description="Prefix of every stream and key this system writes.")
     connect_retries: int = Field(10, ge=0, description="Attempts to reach Redis at start before giving up.")

@@ -4,11 +4,18 @@ Two parts, each from the model's own generations:
 - **reference**: the model generates for an ordinary prompt corpus (in-process, the services' own
   engine and auditor; several seeds at the given temperature); the quantiles of every token metric
   over those tokens become the profile's ``token_quantiles``;
+  The same sessions give ``session_quantiles`` (how unusual a whole session is for this model) and,
+  replayed through the alerter's engine with the new profile, ``risk_rates``: the share of ordinary
+  sessions at each risk level, which docs/alerts.md promises;
 - **labelled** (optional): ``uq eval`` run folders on QA *dev* splits. A logistic regression over the
   answer span's sequence scores (standardised, plus log(1 + G-NLL)) predicts "wrong"; its 5-fold
   out-of-fold predictions are recalibrated by isotonic regression to the observed share of wrong
-  answers; the final logistic model is refitted on all of them. Runs of a file whose name says
-  ``test`` are refused: reports are made on test splits, never fits.
+  answers; the final logistic model is refitted on all of them. Each folder weighs the same in the
+  fit, whatever its size, so a large hard set does not drown the calibration of an easier one. Runs
+  of a file whose name says ``test`` are refused: reports are made on test splits, never fits.
+
+The reference generations are kept in a folder (``reference.jsonl`` and ``config.json``) and reused
+when the settings match, so refitting P(wrong) does not generate them again.
 """
 
 from __future__ import annotations
@@ -29,6 +36,10 @@ from services.evaluation.qa import Request
 from services.evaluation.runner import records
 
 QUANTILES = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999)
+SESSION_QUANTILES = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.8, 0.85, 0.9, 0.95, 0.975, 0.99, 0.999, 1.0)
+#: Session scores whose reference distribution the profile keeps (the risk level's session evidence).
+SESSION_SCORES = ("all.mean_nll",)
+REFERENCE = "reference.jsonl"
 TOKEN_METRICS = ("prob", "surprisal", "entropy", "margin", "hbar_s", "fisher_trace", "varentropy")
 #: Features of the P(wrong) model: the answer span's scores (services/alerter/scores.py).
 P_WRONG_FEATURES = (
@@ -66,10 +77,24 @@ def generate_reference(
     temperature: float,
     max_tokens: int,
     progress: Callable[[int, int], None] | None = None,
+    folder: Path | None = None,
 ) -> tuple[str, list[list[dict[str, Any]]]]:
-    """(model name, per session its tokens' metrics) for every prompt × seed, in-process."""
+    """(model name, per session its tokens' metrics) for every prompt × seed, in-process; kept in
+    ``folder`` and read back from it when it holds a run of the same settings."""
     from services.evaluation.pipeline import LocalPipeline
 
+    settings = {
+        "prompts": prompts,
+        "model": model,
+        "seeds": seeds,
+        "temperature": temperature,
+        "max_tokens": max_tokens,
+    }
+    if folder is not None and (folder / REFERENCE).is_file() and (folder / "config.json").is_file():
+        kept = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        if {k: kept.get(k) for k in settings} == settings:
+            lines = (folder / REFERENCE).read_text(encoding="utf-8").splitlines()
+            return str(kept["model_name"]), [json.loads(line) for line in lines if line.strip()]
     pipeline = LocalPipeline(model)
     sessions = []
     try:
@@ -83,7 +108,37 @@ def generate_reference(
                     progress(i * seeds + seed + 1, total)
     finally:
         pipeline.close()
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / REFERENCE).write_text("".join(json.dumps(s) + "\n" for s in sessions), encoding="utf-8")
+        (folder / "config.json").write_text(
+            json.dumps({**settings, "model_name": pipeline.model}, indent=1) + "\n", encoding="utf-8"
+        )
     return pipeline.model, sessions
+
+
+def session_quantiles(sessions: list[list[dict[str, Any]]], min_tokens: int) -> dict[str, dict[str, float]]:
+    """Quantiles of each session score over the reference sessions long enough to be judged."""
+    feats = [session_features(s) for s in sessions if len(s) >= min_tokens]
+    out: dict[str, dict[str, float]] = {}
+    for name in SESSION_SCORES:
+        values = np.array([f[name] for f in feats if f.get(name) is not None])
+        if len(values):
+            out[name] = {f"{q:g}": float(np.quantile(values, q)) for q in SESSION_QUANTILES}
+    return out
+
+
+def risk_rates(profile: dict[str, Any], sessions: list[list[dict[str, Any]]]) -> dict[str, float]:
+    """The share of ``sessions`` whose peak risk reaches each level under ``profile`` (the alerter's
+    engine and rules at the current settings, replayed over the recorded tokens)."""
+    from services.evaluation.replay import Replayer
+
+    peaks = []
+    with Replayer(profile) as replayer:
+        for i, tokens in enumerate(sessions):
+            summary = replayer.rows([{"id": f"reference-{i}", "tokens": tokens}], profile["model"])[0]["summary"]
+            peaks.append(summary["peak_risk"] if summary else "safe")
+    return {level: peaks.count(level) / len(peaks) for level in ("safe", "warning", "critical", "emergency")}
 
 
 def token_quantiles(sessions: list[list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
@@ -123,11 +178,13 @@ def fit_p_wrong(folders: list[Path]) -> dict[str, Any]:
 
     check_labelled(folders)
     rows: list[dict[str, Any]] = []
+    weights: list[float] = []
     sources = []
     for folder in folders:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         these = list(records(folder))
         rows += these
+        weights += [1.0 / len(these)] * len(these) if these else []
         sources.append({"data": config.get("data"), "style": config.get("style"), "items": len(these)})
     wrong = np.array([0 if r["correct"] else 1 for r in rows])
     if wrong.min() == wrong.max() or min(wrong.sum(), len(wrong) - wrong.sum()) < 10:
@@ -139,12 +196,18 @@ def fit_p_wrong(folders: list[Path]) -> dict[str, Any]:
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
     z = (x - mean) / scale
+    w = np.array(weights) * len(weights) / sum(weights)  # each folder the same total weight, mean 1
     lr = LogisticRegression(C=1.0, max_iter=5000)
     out_of_fold = cross_val_predict(
-        lr, z, wrong, cv=StratifiedKFold(5, shuffle=True, random_state=0), method="predict_proba"
+        lr,
+        z,
+        wrong,
+        cv=StratifiedKFold(5, shuffle=True, random_state=0),
+        method="predict_proba",
+        params={"sample_weight": w},
     )[:, 1]
-    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(out_of_fold, wrong)
-    lr.fit(z, wrong)
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(out_of_fold, wrong, sample_weight=w)
+    lr.fit(z, wrong, sample_weight=w)
     return {
         "features": list(P_WRONG_FEATURES),
         "fill": fill.tolist(),
@@ -164,20 +227,33 @@ def build_profile(
     reference: list[list[dict[str, Any]]],
     reference_info: dict[str, Any],
     labelled: list[Path],
+    min_tokens: int | None = None,
 ) -> dict[str, Any]:
+    from services.alerter.settings import AlerterSettings
+
     if not reference or not any(reference):
         raise CalibrationError("the reference corpus produced no tokens")
+    if min_tokens is None:
+        min_tokens = AlerterSettings().risk_reference_min_tokens
     today = dt.date.today().isoformat()
-    profile = {
+    profile: dict[str, Any] = {
         "format": PROFILE_FORMAT,
         "id": f"{model}/{today}",
         "model": model,
         "aliases": aliases,
         "token_quantiles": token_quantiles(reference),
+        "session_quantiles": session_quantiles(reference, min_tokens),
         "p_wrong": fit_p_wrong(labelled) if labelled else None,
         "fitted_on": {
-            "reference": {**reference_info, "sessions": len(reference), "tokens": sum(len(s) for s in reference)}
+            "reference": {
+                **reference_info,
+                "sessions": len(reference),
+                "tokens": sum(len(s) for s in reference),
+                "sessions_judged": sum(len(s) >= min_tokens for s in reference),
+            }
         },
     }
     parse(profile, "the profile just fitted")  # what the alerter will read
+    profile["risk_rates"] = risk_rates(profile, reference)
+    parse(profile, "the profile just fitted")
     return profile

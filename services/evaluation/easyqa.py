@@ -1,8 +1,8 @@
 """The easy QA set: questions a small model answers right about half the time, to evaluate scores
 where right and wrong answers are both common (the hard NQ-open splits are ~95 % wrong).
 
-Three families, built deterministically (``python -m services.evaluation.easyqa`` rewrites the files):
-capitals of countries, one- and two-digit arithmetic, and everyday facts. Each family is split
+Four families, built deterministically (``python -m services.evaluation.easyqa`` rewrites the files):
+capitals of countries, arithmetic on numbers up to 20, the number after another, and everyday facts. Each family is split
 into dev (fit) and test (report) halves by a fixed shuffle; the files are
 ``services/evaluation/datasets/easy-qa-{dev,test}.jsonl`` in NQ-open format. Written for this project;
 no third-party data.
@@ -142,8 +142,8 @@ def items() -> list[dict[str, object]]:
         out.append({"question": f"what is the capital of {country}", "answer": capitals, "family": "capital"})
     rng = random.Random(2026)
     pairs: set[tuple[int, str, int]] = set()
-    while len(pairs) < 60:
-        a, b = rng.randint(1, 12), rng.randint(1, 12)
+    while len(pairs) < 300:
+        a, b = rng.randint(1, 20), rng.randint(1, 20)
         op = rng.choice("+-x")
         if op == "-" and a < b:
             a, b = b, a
@@ -153,6 +153,9 @@ def items() -> list[dict[str, object]]:
         words = {"+": "plus", "-": "minus", "x": "times"}[op]
         answers = [str(value)] + ([NUMBERS[value]] if value < len(NUMBERS) else [])
         out.append({"question": f"what is {a} {words} {b}", "answer": answers, "family": "arithmetic"})
+    for n in sorted(rng.sample(range(1, 100), 90)):
+        answers = [str(n + 1)] + ([NUMBERS[n + 1]] if n + 1 < len(NUMBERS) else [])
+        out.append({"question": f"what number comes after {n}", "answer": answers, "family": "successor"})
     for question, answers in FACTS:
         out.append({"question": question, "answer": answers, "family": "fact"})
     return out
@@ -162,7 +165,7 @@ def split(all_items: list[dict[str, object]]) -> tuple[list[dict[str, object]], 
     """Half of each family to dev, half to test, by a fixed shuffle."""
     dev, test = [], []
     rng = random.Random(7)
-    for family in ("capital", "arithmetic", "fact"):
+    for family in ("capital", "arithmetic", "successor", "fact"):
         group = [i for i in all_items if i["family"] == family]
         rng.shuffle(group)
         dev += group[: len(group) // 2]

@@ -33,20 +33,35 @@ def _level_index(level: str | None) -> int:
     return LEVELS.index(level) if level in LEVELS else 0
 
 
-def rescored(rows: list[dict[str, Any]], prof: Profile) -> list[dict[str, Any]]:
-    """The rows with the P(wrong) that ``prof`` gives their recorded tokens: what the alerter's summary
-    says for the same tokens under that profile (the same SequenceStats and PWrongModel code)."""
-    if prof.p_wrong is None:
-        raise FileNotFoundError(f"profile {prof.id} has no labelled P(wrong) to score with")
-    from services.evaluation.calibrate import session_features
+def rescored(rows: list[dict[str, Any]], prof: Path, model: str) -> list[dict[str, Any]]:
+    """The rows as the alerter judges their recorded tokens under the profile file ``prof``: alerts,
+    risk changes and summary replayed through the alerter's own engine (services/evaluation/replay.py)."""
+    from services.evaluation.replay import Replayer
 
-    out = []
-    for row in rows:
-        summary = dict(row.get("summary") or {})
-        summary["p_wrong"] = prof.p_wrong(session_features(row.get("tokens", [])))
-        summary["profile"] = prof.id
-        out.append({**row, "summary": summary})
+    with Replayer(prof) as replayer:
+        return replayer.rows(rows, model)
+
+
+def level_shares(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Share of sessions at each risk level, final and peak."""
+    out: dict[str, dict[str, float]] = {}
+    for kind in ("final", "peak"):
+        levels = [str((r.get("summary") or {}).get(f"{kind}_risk") or "safe") for r in rows]
+        out[kind] = {level: levels.count(level) / len(levels) for level in LEVELS}
     return out
+
+
+def documented_rates(rows: list[dict[str, Any]], model: str, prof: Path | None) -> tuple[str | None, dict[str, float]]:
+    """(profile id, its risk_rates): what the profile promises for ordinary text."""
+    from services.alerter import profile as profiles
+
+    p: Profile | None
+    if prof is not None:
+        p = load_profile(prof)
+    else:
+        ids = {(r.get("summary") or {}).get("profile") for r in rows}
+        p = profiles.for_model(model) if ids - {None} else None
+    return (p.id, dict(p.risk_rates)) if p is not None else (None, {})
 
 
 def score_table(rows: list[dict[str, Any]]) -> dict[str, list[float | None]]:
@@ -94,7 +109,22 @@ def build(
         raise FileNotFoundError(f"no runs in {folder} for these items")
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     if profile is not None:
-        rows = rescored(rows, load_profile(profile))
+        rows = rescored(rows, profile, str(config.get("model")))
+    profile_id, rates = documented_rates(rows, str(config.get("model")), profile)
+    risk = {"shares": level_shares(rows), "documented": rates, "profile": profile_id}
+    labelled = [r for r in rows if r.get("correct") is not None]
+    base: dict[str, Any] = {
+        "config": config,
+        "items": len(rows),
+        "labelled": len(labelled),
+        "tokens_per_item": float(np.mean([len(r.get("tokens", [])) for r in rows])),
+        "risk_levels": risk,
+        "profile": str(profile) if profile else None,
+    }
+    if not labelled:
+        return {**base, "accuracy": None, "correct": 0, "scores": {}, "best_score": None, "flags": {},
+                "calibration": None, "_curves": {}, "_wrong": np.array([])}  # fmt: skip
+    rows = labelled
     wrong = np.array([0.0 if r["correct"] else 1.0 for r in rows])
     table = score_table(rows)
     scores: dict[str, Any] = {}
@@ -133,16 +163,13 @@ def build(
         default=None,
     )
     return {
-        "config": config,
-        "items": len(rows),
+        **base,
         "accuracy": measures.bootstrap(lambda s, w: float(1 - w.mean()), wrong, wrong, rounds=rounds).as_dict(),
         "correct": int((wrong == 0).sum()),
-        "tokens_per_item": float(np.mean([len(r.get("tokens", [])) for r in rows])),
         "scores": scores,
         "best_score": best,
         "flags": flags,
         "calibration": calibration,
-        "profile": str(profile) if profile else None,
         "_curves": {name: _filled(values) for name, values in table.items()},
         "_wrong": wrong,
     }
@@ -161,13 +188,48 @@ def _share(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.1%}"
 
 
+def _risk_section(result: dict[str, Any]) -> list[str]:
+    risk = result["risk_levels"]
+    documented = risk["documented"]
+    lines = [
+        "## Risk levels of the sessions",
+        "",
+        f"Share of the {result['items']} sessions at each level"
+        + (
+            f"; documented: the rates profile {risk['profile']} measured on the model's reference sessions "
+            "(docs/alerts.md), and this run's peak share ÷ documented."
+            if documented
+            else " (no calibration profile: no documented rates)."
+        ),
+        "",
+        "| level | final | peak | documented (peak) | peak ÷ documented |",
+        "|---|---|---|---|---|",
+    ]
+    for level in LEVELS:
+        final, peak = risk["shares"]["final"][level], risk["shares"]["peak"][level]
+        doc = documented.get(level)
+        ratio = "n/a" if not doc else f"{peak / doc:.2f}"
+        lines.append(f"| {level} | {final:.1%} | {peak:.1%} | {_share(doc)} | {ratio} |")
+    return [*lines, ""]
+
+
 def markdown(result: dict[str, Any]) -> str:
     c = result["config"]
-    lines = [
+    head = [
         f"# Evaluation: {c.get('data')}",
         "",
         f"Model {c.get('model')} ({c.get('mode')}), prompts `{c.get('style')}`, max_tokens {c.get('max_tokens')}, "
-        f"temperature {c.get('temperature')}. {result['items']} items, {result['correct']} correct: accuracy "
+        f"temperature {c.get('temperature')}, seed {c.get('seed')}.",
+        "",
+    ]
+    if not result["labelled"]:
+        return "\n".join(
+            [*head, f"{result['items']} prompts without reference answers; "
+             f"{result['tokens_per_item']:.1f} tokens per session.", "", *_risk_section(result)]
+        )  # fmt: skip
+    lines = [
+        *head,
+        f"{result['items']} items, {result['correct']} correct: accuracy "
         f"{_fmt(result['accuracy'])}; {result['tokens_per_item']:.1f} tokens per answer.",
         "",
         '## Sequence scores for "the answer is wrong" (95 % bootstrap intervals)',
@@ -205,19 +267,23 @@ def markdown(result: dict[str, Any]) -> str:
             "|---|---|---|",
         ]
         lines += [f"| {b['predicted']:.3f} | {b['observed']:.3f} | {b['n']} |" for b in cal["reliability"]]
-    lines += ["", "Plots: `roc.png`, `rejection.png`, `reliability.png`.", ""]
+    lines += ["", *_risk_section(result), "Plots: `roc.png`, `rejection.png`, `reliability.png`.", ""]
     return "\n".join(lines)
 
 
 def console_summary(result: dict[str, Any]) -> str:
     best = result["best_score"]
+    peak = result["risk_levels"]["shares"]["peak"]
+    levels = " · peak risk " + ", ".join(f"{level} {share:.0%}" for level, share in peak.items())
+    if not result["labelled"]:
+        return f"{result['items']} prompts (no reference answers)" + levels
     text = f"{result['items']} items · accuracy {_fmt(result['accuracy'])}"
     if best:
         s = result["scores"][best]
         text += f" · best score {best}: AUROC {_fmt(s['auroc'])}, PRR {_fmt(s['prr'])}"
     if result["calibration"]:
         text += f" · ECE {_fmt(result['calibration']['ece'])}"
-    return text
+    return text + levels
 
 
 def write(folder: Path, result: dict[str, Any]) -> None:
@@ -228,6 +294,8 @@ def write(folder: Path, result: dict[str, Any]) -> None:
 
 
 def plots(folder: Path, result: dict[str, Any]) -> None:
+    if not result["labelled"]:
+        return  # nothing to rank against
     import matplotlib
 
     matplotlib.use("Agg")

@@ -91,7 +91,7 @@ def run(
                 "prompt": item.prompt,
                 "answers": list(item.answers),
                 "text": session.text,
-                "correct": qa.is_correct(session.text, item.answers),
+                "correct": qa.is_correct(session.text, item.answers) if item.answers else None,
                 "session_id": session.session_id,
                 "status": session.status,
                 "reason": session.reason,

@@ -302,12 +302,24 @@ class Limits(_Strict):
     push_batch: int
 
 
+class Calibration(_Strict):
+    """Whether a model's signals are calibrated (docs/evaluation.md): its profile, if any."""
+
+    calibrated: bool = Field(description="False: no calibration profile; the risk follows the rules' firings.")
+    profile: str | None = Field(description="Profile id; null = uncalibrated.")
+    p_wrong: bool = Field(description="Whether the profile gives a calibrated P(answer wrong).")
+    risk_rates: dict[str, float] = Field(
+        description="Share of the model's reference sessions at each peak risk level: what to expect on ordinary text."
+    )
+
+
 class ConfigResponse(_Strict):
     models: list[str]
     default_model: str
     thresholds: Thresholds
     limits: Limits
     auth_required: bool
+    calibration: dict[str, Calibration] = Field(description="Per model: its calibration profile, if any.")
 
 
 class ServiceBeat(_Strict):

@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
+from services.alerter import profile
 from services.gateway.deps import GatewayDep
-from services.gateway.models import ConfigResponse, HealthResponse, Limits, Thresholds
+from services.gateway.models import Calibration, ConfigResponse, HealthResponse, Limits, Thresholds
 
 router = APIRouter(tags=["operations"])
 
@@ -37,4 +38,12 @@ async def config(gw: GatewayDep) -> ConfigResponse:
         thresholds=Thresholds(hbar_s=s.hbar_threshold, prob=s.prob_threshold),
         limits=Limits(max_tokens=s.max_tokens_limit, prompt_chars=s.max_prompt_chars, push_batch=s.push_max_batch),
         auth_required=s.auth_required,
+        calibration={m: calibration_of(m, s.profiles_dir) for m in models},
     )
+
+
+def calibration_of(model: str, profiles_dir: str) -> Calibration:
+    prof = profile.for_model(model, profiles_dir)
+    if prof is None:
+        return Calibration(calibrated=False, profile=None, p_wrong=False, risk_rates={})
+    return Calibration(calibrated=True, profile=prof.id, p_wrong=prof.p_wrong is not None, risk_rates=prof.risk_rates)

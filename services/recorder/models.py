@@ -93,6 +93,8 @@ class AlertRow(Base):
     level: Mapped[str | None] = mapped_column(String(16))
     previous: Mapped[str | None] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
+    # alert: {"rules", "findings"}; risk: {"evidence", "p_wrong", "profile"}; null before revision 0004
+    detail: Mapped[Any] = mapped_column(JSONType, nullable=True)
 
 
 class SummaryRow(Base):

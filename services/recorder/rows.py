@@ -126,9 +126,16 @@ def alert_row(e: AlertEvent | RiskEvent) -> dict[str, Any]:
             message=e.message,
             token_text=e.token_text,
             values=dict(e.values),
+            detail={"rules": list(e.rules), "findings": [f.model_dump() for f in e.findings]},
         )
     else:
-        row.update(kind="risk", level=e.level, previous=e.previous, reason=e.reason)
+        row.update(
+            kind="risk",
+            level=e.level,
+            previous=e.previous,
+            reason=e.reason,
+            detail={"evidence": e.evidence, "p_wrong": e.p_wrong, "profile": e.profile},
+        )
     return row
 
 
@@ -164,6 +171,7 @@ def alert_from_row(r: Any) -> AlertEvent:
         token_seq=r["token_seq"],
         token_text=load_text(r["token_text"]),
         values=loaded(r["values"] or {}),
+        **_detail(r),
     )
 
 
@@ -176,7 +184,17 @@ def risk_from_row(r: Any) -> RiskEvent:
         previous=r["previous"],
         reason=load_text(r["reason"]),
         token_seq=r["token_seq"],
+        **_detail(r),
     )
+
+
+def _detail(r: Any) -> dict[str, Any]:
+    """The ``detail`` column's fields (absent in rows from before revision 0004)."""
+    try:
+        detail = r["detail"]
+    except KeyError:
+        return {}
+    return dict(loaded(detail)) if detail else {}
 
 
 def record_from_row(r: Any, summary: SummaryEvent | None) -> SessionRecord:

@@ -16,17 +16,13 @@ from tests.alerter.factory import audit, scripted, settings, view
 QUANTUM = ["examples.quantum_rule:QuantumUncertainty"]
 
 #: What the scripted session must produce: (seq, type, rule or level, token_seq).
+#: One alert per token, named by its most severe rule.
 EXPECTED = [
     (0, "alert", "LOW_CONFIDENCE", 7),
     (1, "alert", "HIGH_UNCERTAINTY", 10),
-    (2, "alert", "UNCERTAINTY_SPIKE", 10),
-    (3, "alert", "ANOMALY", 10),
-    (4, "risk", "warning", 11),
-    (5, "alert", "HIGH_UNCERTAINTY", 20),
-    (6, "alert", "UNCERTAINTY_SPIKE", 20),
-    (7, "alert", "ANOMALY", 20),
-    (8, "alert", "QUANTUM_UNCERTAINTY", 20),
-    (9, "risk", "critical", 20),
+    (2, "risk", "warning", 11),
+    (3, "alert", "QUANTUM_UNCERTAINTY", 20),
+    (4, "risk", "critical", 20),
 ]
 
 
@@ -64,10 +60,21 @@ def test_scripted_session_gives_exactly_the_expected_alerts() -> None:
         "info",
         " Paris",
     )
-    assert out[5].type == "alert" and out[5].message.endswith("(+3 more since #10)")
-    assert out[5].values["suppressed"] == 3.0
+    both = out[1]
+    assert both.type == "alert" and both.severity == "warning"
+    # every rule that fired on the token, the most severe first; LOW_CONFIDENCE's own cooldown held it,
+    # but it fired on this token, so the token's one alert lists it
+    assert both.rules == ["HIGH_UNCERTAINTY", "UNCERTAINTY_SPIKE", "ANOMALY", "LOW_CONFIDENCE"]
+    assert [f.rule for f in both.findings] == both.rules
+    assert both.message.startswith('token " w10" (#10): ℏₛ = 2.80 above 2.50; ℏₛ = 2.80 jumped')
+    assert both.message.count("token ") == 1  # the token is named once
+    quantum = out[3]
+    assert quantum.type == "alert" and quantum.severity == "critical"
+    assert quantum.rules == ["QUANTUM_UNCERTAINTY", "HIGH_UNCERTAINTY", "UNCERTAINTY_SPIKE", "ANOMALY"]
+    held = quantum.findings[1]
+    assert held.message.endswith("(+3 more since #10)") and held.values["suppressed"] == 3.0
     summary = out[-1]
-    assert summary.type == "summary" and summary.seq == 10
+    assert summary.type == "summary" and summary.seq == 5
     assert summary.tokens == 24
     assert summary.firings_by_rule == {
         "ANOMALY": 5,
@@ -76,7 +83,7 @@ def test_scripted_session_gives_exactly_the_expected_alerts() -> None:
         "QUANTUM_UNCERTAINTY": 1,
         "UNCERTAINTY_SPIKE": 5,
     }
-    sent = [o.rule for o in out if o.type == "alert"]
+    sent = [rule for o in out if o.type == "alert" for rule in o.rules]
     assert summary.alerts_sent_by_rule == {rule: sent.count(rule) for rule in sorted(set(sent))}
     assert summary.alerts_by_rule == summary.firings_by_rule  # the deprecated name, same counts
     assert summary.max_hbar_s == 3.2
@@ -96,11 +103,20 @@ def test_quantum_rule_declarative_and_python_agree(tmp_path: Any) -> None:
     )
     declarative = [o for o in run(engine(rules_file=str(file)), scripted()) if o.type == "alert"]
     python = [o for o in run(engine(python_rules=QUANTUM), scripted()) if o.type == "alert"]
-    assert [view(o) for o in declarative if o.rule == "QUANTUM_UNCERTAINTY"] == [
-        {**view(o), "message": 'token " quantum" (#20): ℏₛ = 3.20 above 3.00', "values": {"hbar_s": 3.2, "value": 3.2}}
-        for o in python
-        if o.rule == "QUANTUM_UNCERTAINTY"
-    ]
+
+    def quantum(alerts: list[Any]) -> list[tuple[int, list[str], Any]]:
+        return [
+            (o.token_seq, o.rules, next(f for f in o.findings if f.rule == "QUANTUM_UNCERTAINTY"))
+            for o in alerts
+            if "QUANTUM_UNCERTAINTY" in o.rules
+        ]
+
+    d, p = quantum(declarative), quantum(python)
+    assert [(t, r) for t, r, _ in d] == [(t, r) for t, r, _ in p]
+    assert [t for t, _, _ in d] == [20]
+    assert d[0][2].message == 'token " quantum" (#20): ℏₛ = 3.20 above 3.00'
+    assert d[0][2].values == {"hbar_s": 3.2, "value": 3.2}
+    assert d[0][2].severity == p[0][2].severity == "critical"
 
 
 @pytest.mark.parametrize("seed", range(5))

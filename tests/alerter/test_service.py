@@ -71,7 +71,7 @@ async def test_scripted_session_gives_exactly_the_expected_entries(bus: Bus, ale
     await drain(alerter)
     out = await outputs(bus)
     assert brief(out) == EXPECTED
-    assert out[-1].type == "summary" and (out[-1].seq, out[-1].tokens, out[-1].final_risk) == (10, 24, "critical")
+    assert out[-1].type == "summary" and (out[-1].seq, out[-1].tokens, out[-1].final_risk) == (5, 24, "critical")
     assert [view(o) for o in out] == reference(alerter_settings, scripted())
     assert await bus.redis.get(alerter.state_key("s1")) == b'{"v": 1, "done": true}'
     assert alerter.sessions == {}  # released from memory once summarised

@@ -8,6 +8,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from services.alerter import profile
 from services.common.codec import decode
 from services.common.errors import ConfigError
 from services.gateway.app import create_app
@@ -136,12 +137,23 @@ async def test_metrics_count_what_the_fan_out_saw(gw_settings: GatewaySettings) 
 
 async def test_config_and_metrics(client: httpx.AsyncClient, redis: Redis, gw_settings: GatewaySettings) -> None:
     config = (await client.get("/config")).json()
+    calibration = config.pop("calibration")
     assert config == {
         "models": ["SmolLM2-135M-Instruct"],
         "default_model": "SmolLM2-135M-Instruct",
         "thresholds": {"hbar_s": 2.5, "prob": 0.3},
         "limits": {"max_tokens": 4096, "prompt_chars": 32000, "push_batch": 1000},
         "auth_required": False,
+    }
+    shipped = profile.for_model("SmolLM2-135M-Instruct")
+    assert shipped is not None
+    assert calibration == {
+        "SmolLM2-135M-Instruct": {
+            "calibrated": True,
+            "profile": shipped.id,
+            "p_wrong": True,
+            "risk_rates": shipped.risk_rates,
+        }
     }
     await redis.xgroup_create(gw_settings.stream("tokens"), "auditors", id="0", mkstream=True)
     for i in range(3):
@@ -337,3 +349,14 @@ async def test_deep_nesting_is_refused_before_parsing(client: httpx.AsyncClient,
     resp = await client.post(path, content=body, headers={"content-type": "application/json"})
     message = assert_error(resp, 400, "invalid_json")
     assert "levels deep" in message and "at most 32" in message
+
+
+def test_a_model_without_a_profile_is_reported_uncalibrated() -> None:
+    from services.gateway.routes_ops import calibration_of
+
+    assert calibration_of("no-such-model", "").model_dump() == {
+        "calibrated": False,
+        "profile": None,
+        "p_wrong": False,
+        "risk_rates": {},
+    }

@@ -274,7 +274,9 @@ export interface components {
     schemas: {
         /**
          * AlertEvent
-         * @description A rule fired on a token (producer: alerter). ``seq`` counts the alerter's entries per session.
+         * @description Rules fired on a token (producer: alerter): one entry per token, listing every rule that fired on
+         *     it. ``rule``, ``severity`` and ``values`` are the most severe finding's; ``message`` joins them all.
+         *     ``seq`` counts the alerter's entries per session.
          */
         AlertEvent: {
             /**
@@ -308,12 +310,12 @@ export interface components {
             type: "alert";
             /**
              * Rule
-             * @description Rule name, e.g. HIGH_UNCERTAINTY.
+             * @description The most severe rule that fired, e.g. HIGH_UNCERTAINTY.
              */
             rule: string;
             /**
              * Severity
-             * @description info, warning or critical.
+             * @description info, warning or critical: the highest of the findings.
              * @enum {string}
              */
             severity: "info" | "warning" | "critical";
@@ -334,10 +336,77 @@ export interface components {
             token_text: string;
             /**
              * Values
-             * @description Metric values the rule looked at, by name.
+             * @description Metric values the most severe rule looked at, by name.
              */
             values?: {
                 [key: string]: number | null;
+            };
+            /**
+             * Rules
+             * @description Every rule that fired on the token, most severe first (`rule` is the first); empty from an alerter older than this field.
+             */
+            rules?: string[];
+            /**
+             * Findings
+             * @description Each rule's finding, in the order of `rules`.
+             */
+            findings?: components["schemas"]["AlertFinding"][];
+        };
+        /**
+         * AlertFinding
+         * @description One rule's finding on the token of an alert.
+         */
+        AlertFinding: {
+            /**
+             * Rule
+             * @description Rule name.
+             */
+            rule: string;
+            /**
+             * Severity
+             * @description info, warning or critical.
+             * @enum {string}
+             */
+            severity: "info" | "warning" | "critical";
+            /**
+             * Message
+             * @description What the rule saw.
+             */
+            message: string;
+            /**
+             * Values
+             * @description Metric values it looked at, by name.
+             */
+            values?: {
+                [key: string]: number | null;
+            };
+        };
+        /**
+         * Calibration
+         * @description Whether a model's signals are calibrated (docs/evaluation.md): its profile, if any.
+         */
+        Calibration: {
+            /**
+             * Calibrated
+             * @description False: no calibration profile; the risk follows the rules' firings.
+             */
+            calibrated: boolean;
+            /**
+             * Profile
+             * @description Profile id; null = uncalibrated.
+             */
+            profile: string | null;
+            /**
+             * P Wrong
+             * @description Whether the profile gives a calibrated P(answer wrong).
+             */
+            p_wrong: boolean;
+            /**
+             * Risk Rates
+             * @description Share of the model's reference sessions at each peak risk level: what to expect on ordinary text.
+             */
+            risk_rates: {
+                [key: string]: number;
             };
         };
         /** CancelResponse */
@@ -378,6 +447,13 @@ export interface components {
             limits: components["schemas"]["Limits"];
             /** Auth Required */
             auth_required: boolean;
+            /**
+             * Calibration
+             * @description Per model: its calibration profile, if any.
+             */
+            calibration: {
+                [key: string]: components["schemas"]["Calibration"];
+            };
         };
         /** ErrorDetail */
         ErrorDetail: {
@@ -743,7 +819,7 @@ export interface components {
             previous: "safe" | "warning" | "critical" | "emergency";
             /**
              * Reason
-             * @description Why it changed.
+             * @description Why it changed: a sentence naming its evidence.
              */
             reason: string;
             /**
@@ -751,6 +827,21 @@ export interface components {
              * @description seq of the token at which it changed.
              */
             token_seq: number;
+            /**
+             * Evidence
+             * @description What set the new level: `answer` (calibrated P(wrong) of the answer), `session` (unusual against the model's reference sessions), `loop` (the text repeats itself), `rules` (uncalibrated: the rules' firings); null from an alerter older than this field.
+             */
+            evidence?: ("answer" | "session" | "loop" | "rules") | null;
+            /**
+             * P Wrong
+             * @description Calibrated P(answer wrong), once the answer has been judged.
+             */
+            p_wrong?: number | null;
+            /**
+             * Profile
+             * @description Calibration profile of the session's model; null = uncalibrated.
+             */
+            profile?: string | null;
         };
         /**
          * SequenceScores
@@ -800,6 +891,11 @@ export interface components {
              */
             max_entropy?: number | null;
             /**
+             * First Entropy
+             * @description Entropy of the span's first token, bits.
+             */
+            first_entropy?: number | null;
+            /**
              * Mean Hbar S
              * @description Mean ℏₛ (experimental).
              */
@@ -814,6 +910,11 @@ export interface components {
              * @description 1 - the smallest margin: how close the closest call was.
              */
             min_margin_gap?: number | null;
+            /**
+             * First Margin Gap
+             * @description 1 - the first token's margin.
+             */
+            first_margin_gap?: number | null;
         };
         /** ServiceBeat */
         ServiceBeat: {

@@ -168,17 +168,37 @@ class AuditEvent(Envelope):
 # --- uq:alerts -----------------------------------------------------------------------------------
 
 
+class AlertFinding(_Model):
+    """One rule's finding on the token of an alert."""
+
+    rule: str = Field(max_length=128, description="Rule name.")
+    severity: Severity = Field(description="info, warning or critical.")
+    message: str = Field(max_length=2_048, description="What the rule saw.")
+    values: dict[str, float | None] = Field(default_factory=dict, description="Metric values it looked at, by name.")
+
+
 class AlertEvent(Envelope):
-    """A rule fired on a token (producer: alerter). ``seq`` counts the alerter's entries per session."""
+    """Rules fired on a token (producer: alerter): one entry per token, listing every rule that fired on
+    it. ``rule``, ``severity`` and ``values`` are the most severe finding's; ``message`` joins them all.
+    ``seq`` counts the alerter's entries per session."""
 
     type: Literal["alert"] = Field("alert", description="Entry type.")
-    rule: str = Field(max_length=128, description="Rule name, e.g. HIGH_UNCERTAINTY.")
-    severity: Severity = Field(description="info, warning or critical.")
+    rule: str = Field(max_length=128, description="The most severe rule that fired, e.g. HIGH_UNCERTAINTY.")
+    severity: Severity = Field(description="info, warning or critical: the highest of the findings.")
     message: str = Field(max_length=2_048, description="One line a person understands at a glance.")
     token_seq: Seq = Field(description="seq of the token that fired it.")
     token_text: str = Field(max_length=4_096, description="Text of that token.")
     values: dict[str, float | None] = Field(
-        default_factory=dict, description="Metric values the rule looked at, by name."
+        default_factory=dict, description="Metric values the most severe rule looked at, by name."
+    )
+    rules: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Every rule that fired on the token, most severe first (`rule` is the first); "
+        "empty from an alerter older than this field.",
+    )
+    findings: list[AlertFinding] = Field(
+        default_factory=list, max_length=64, description="Each rule's finding, in the order of `rules`."
     )
 
 
@@ -188,8 +208,20 @@ class RiskEvent(Envelope):
     type: Literal["risk"] = Field("risk", description="Entry type.")
     level: RiskLevel = Field(description="New level.")
     previous: RiskLevel = Field(description="Level before.")
-    reason: str = Field(max_length=2_048, description="Why it changed.")
+    reason: str = Field(max_length=2_048, description="Why it changed: a sentence naming its evidence.")
     token_seq: Seq = Field(description="seq of the token at which it changed.")
+    evidence: Literal["answer", "session", "loop", "rules"] | None = Field(
+        None,
+        description="What set the new level: `answer` (calibrated P(wrong) of the answer), `session` (unusual "
+        "against the model's reference sessions), `loop` (the text repeats itself), `rules` (uncalibrated: "
+        "the rules' firings); null from an alerter older than this field.",
+    )
+    p_wrong: float | None = Field(
+        None, ge=0.0, le=1.0, description="Calibrated P(answer wrong), once the answer has been judged."
+    )
+    profile: str | None = Field(
+        None, max_length=256, description="Calibration profile of the session's model; null = uncalibrated."
+    )
 
 
 class SequenceScores(_Model):
