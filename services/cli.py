@@ -52,7 +52,9 @@ def eval_command(
         bool, typer.Option("--local", help="Run the generator's engine, auditor and alerter in this process.")
     ] = False,
     model: Annotated[str | None, typer.Option(help="Model; default: the system's default model.")] = None,
-    style: Annotated[str, typer.Option(help="How questions become prompts: fewshot or chat.")] = "fewshot",
+    style: Annotated[
+        str, typer.Option(help="How items become prompts: fewshot, chat or plain (as they are, no stop).")
+    ] = "fewshot",
     max_tokens: Annotated[int, typer.Option(min=1, max=4096, help="Tokens per answer.")] = 16,
     temperature: Annotated[float, typer.Option(min=0.0, max=5.0, help="0 = greedy.")] = 0.0,
     seed: Annotated[int | None, typer.Option(help="Sampling seed (with temperature > 0).")] = None,

@@ -23,8 +23,10 @@ from typing import Literal
 
 from services.common.contracts import ChatMessage
 
-PromptStyle = Literal["fewshot", "chat"]
-PROMPT_STYLES: tuple[PromptStyle, ...] = ("fewshot", "chat")
+PromptStyle = Literal["fewshot", "chat", "plain"]
+#: fewshot: worked examples, stop at the newline; chat: the chat template; plain: the prompt (or the
+#: question) as it is, no stop sequence: ordinary open-ended generation, as the dashboard sends it.
+PROMPT_STYLES: tuple[PromptStyle, ...] = ("fewshot", "chat", "plain")
 
 #: Completion-mode prompt: four worked examples, then the question; generation stops at the newline.
 FEWSHOT = (
@@ -105,6 +107,8 @@ def _item(raw: object, where: str, item_id: str, labelled: bool = True) -> QAIte
 
 def request(item: QAItem, style: PromptStyle) -> Request:
     """The generation request for ``item``: prompt items are sent as they are, questions in ``style``."""
+    if style == "plain":
+        return Request(item.prompt if item.prompt is not None else item.question or "", None, [])
     if item.prompt is not None:
         if style == "chat":
             return Request(None, [ChatMessage(role="user", content=item.prompt)], [])

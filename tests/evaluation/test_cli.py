@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from services.alerter.profile import for_model as load_profile_for
 from services.alerter.profile import load as load_profile
 from services.common.contracts import SamplingParams
 from services.evaluation import qa
 from services.evaluation.calibrate import session_features
 from services.evaluation.pipeline import ApiPipeline, LocalPipeline
+from services.evaluation.replay import Replayer
 from tests.stack import ROOT, Stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.model]
@@ -73,6 +75,31 @@ def test_uq_eval_local_writes_the_report_and_resumes(qa_file: Path, tmp_path: Pa
     for plot in ("roc.png", "rejection.png", "reliability.png"):
         assert (out / plot).stat().st_size > 1000
     assert "| score | AUROC | PRR | AUPRC |" in (out / "report.md").read_text()
+    assert "## Risk levels of the sessions" in (out / "report.md").read_text()
+    # replaying the recorded tokens through the alerter's engine gives what the run recorded
+    runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    with Replayer() as replayer:
+        replayed = replayer.rows(runs, "SmolLM2-135M-Instruct")
+    for run, again in zip(runs, replayed, strict=True):
+        for key in ("answer_scores", "final_risk", "peak_risk", "p_wrong", "profile", "firings_by_rule"):
+            assert close(run["summary"][key], again["summary"][key]), key
+        assert [r["level"] for r in run["risks"]] == [r["level"] for r in again["risks"]]
+
+
+def test_uq_eval_on_prompts_without_answers_reports_the_risk_levels(tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "The capital of France is"}\n{"prompt": "Explain AI"}\n')
+    out = tmp_path / "open"
+    done = uq("eval", str(prompts), "--local", "--style", "plain", "--max-tokens", "8", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "2 prompts (no reference answers) · peak risk safe" in done.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["labelled"] == 0 and report["scores"] == {}
+    shares = report["risk_levels"]["shares"]["peak"]
+    assert sum(shares.values()) == pytest.approx(1.0)
+    shipped = load_profile_for("SmolLM2-135M-Instruct")
+    assert shipped is not None and report["risk_levels"]["documented"] == shipped.risk_rates
+    assert "| level | final | peak | documented (peak) | peak ÷ documented |" in (out / "report.md").read_text()
 
 
 def test_uq_eval_refuses_to_mix_settings_into_a_folder(qa_file: Path, tmp_path: Path) -> None:
@@ -120,12 +147,22 @@ def test_uq_calibrate_fits_a_profile_the_alerter_reads(tmp_path: Path) -> None:
         )
     (labelled / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "profile.json"
-    done = uq(
+    reference = tmp_path / "reference"
+    args = (
         "calibrate", "--out", str(out), "--reference-prompts", str(prompts), "--labelled", str(labelled),
-        "--seeds", "1", "--max-tokens", "6", "--model", "embedded",
+        "--seeds", "1", "--max-tokens", "6", "--model", "embedded", "--reference-runs", str(reference),
     )  # fmt: skip
+    done = uq(*args)
     assert done.returncode == 0, done.stderr
+    assert "peak risk of the reference sessions: safe" in done.stdout
+    kept = (reference / "reference.jsonl").read_text()
+    assert len(kept.splitlines()) == 2  # two prompts × one seed, kept for the next fit
     prof = load_profile(out)
+    assert sum(prof.risk_rates.values()) == pytest.approx(1.0)
+    again = uq(*args)  # reuses the kept generations: the same reference, the same quantiles
+    assert again.returncode == 0, again.stderr
+    assert (reference / "reference.jsonl").read_text() == kept
+    assert load_profile(out).token_quantiles == prof.token_quantiles
     assert prof.model == "SmolLM2-135M-Instruct" and prof.p_wrong is not None
     assert prof.quantile("hbar_s", 0.99) is not None
     low = prof.p_wrong(session_features([{"text": " a", "surprisal": 0.2, "entropy": 0.2, "margin": 0.5}]))
