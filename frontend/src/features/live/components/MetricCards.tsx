@@ -66,7 +66,7 @@ export function RiskCard({ store, calibration }: Omit<Props, "threshold">) {
       <div className="card-value" data-testid="risk-level">
         {level === null ? (
           <>
-            — <span className="card-note">waiting for the first token</span>
+            — <span className="card-note">{store.terminal ? "no token to judge" : "waiting for the first token"}</span>
           </>
         ) : (
           <>
