@@ -216,6 +216,31 @@ const scenarios = {
     });
     const contiguous = Number(await page.getByTestId("heatmap").getAttribute("data-contiguous"));
     assert(contiguous === h.tokens.length - 1, `no holes (${contiguous} vs ${h.tokens.length})`);
+    // One alert per token, each card listing every rule that fired there as chips.
+    const alertTokens = h.alerts.map((a) => a.token_seq);
+    assert(new Set(alertTokens).size === alertTokens.length, `one alert per token (${alertTokens.join(", ")})`);
+    const cards = page.getByTestId("alert");
+    assert((await cards.count()) === h.alerts.length, `one card per alert (${await cards.count()} vs ${h.alerts.length})`);
+    if (h.alerts.length) {
+      const newest = h.alerts[h.alerts.length - 1];
+      const chips = await cards.first().getByTestId("rule-chip").allInnerTexts();
+      const rules = newest.rules?.length ? newest.rules : [newest.rule];
+      assert(JSON.stringify(chips) === JSON.stringify(rules), `rule chips ${JSON.stringify(chips)} = ${JSON.stringify(rules)}`);
+    }
+    // The summary gives the peak beside the final level; the risk card names its calibration.
+    const summaryRisk = await page.getByTestId("summary-risk").innerText();
+    assert(/final .+ · peak /.test(summaryRisk), `final and peak risk shown: ${summaryRisk}`);
+    const calib = await page.getByTestId("card-risk").getByTestId("calibration").innerText();
+    assert(/^(calibrated · .+|uncalibrated)$/.test(calib), `calibration label: ${calib}`);
+    const lastRisk = h.risks[h.risks.length - 1];
+    if (lastRisk?.reason) {
+      const shown = await page.getByTestId("risk-reason").innerText();
+      assert(shown === lastRisk.reason, `the latest risk reason in full: ${shown}`);
+    }
+    if (h.summary?.p_wrong != null) {
+      const shown = await page.getByTestId("p-wrong").innerText();
+      assert(shown.includes(`${(h.summary.p_wrong * 100).toFixed(1)}%`), `P(wrong) ${shown} vs ${h.summary.p_wrong}`);
+    }
     await shot(page, "05-finished");
   },
 
@@ -332,8 +357,13 @@ const scenarios = {
     const h = await api(base, `/sessions/${encodeURIComponent(sid)}`);
     assert(h.session.prompt === "The capital of France is", `sent as a plain prompt: ${JSON.stringify(h.session.prompt)}`);
 
-    // A session that ends before its first token (pushed, so it does not depend on sampling).
+    // A session that ends before its first token (pushed, so it does not depend on sampling);
+    // before it ends, its risk card waits instead of claiming "Safe".
     const empty = await pushSession(base, "ends at once");
+    await page.goto(`${base}/#/live/${encodeURIComponent(empty)}`);
+    const waiting = page.getByTestId("card-risk");
+    await waiting.filter({ hasText: "waiting for the first token" }).waitFor({ timeout: 15_000 });
+    assert(!/Safe/.test(await waiting.innerText()), `no "Safe" before the first token: ${await waiting.innerText()}`);
     await api(base, `/push/sessions/${encodeURIComponent(empty)}/finish`, { method: "POST", body: JSON.stringify({ status: "finished", reason: "eos" }) });
     await page.goto(`${base}/#/live/${encodeURIComponent(empty)}`);
     const notice = page.getByTestId("session-outcome");

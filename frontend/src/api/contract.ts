@@ -6,11 +6,13 @@
  */
 import type { components } from "./schema.gen";
 import type {
+  AlertFinding,
   AlertMessage,
   ChatMessage,
   GenerateAccepted,
   GenerateParams,
   Metrics,
+  ModelCalibration,
   RiskMessage,
   ServerConfig,
   SessionHistory,
@@ -37,12 +39,17 @@ export type ConfigOk = Assignable<
 > &
   Assignable<Gen["ConfigResponse"]["thresholds"], ServerConfig["thresholds"]> &
   Assignable<Pick<Gen["ConfigResponse"]["limits"], "max_tokens" | "prompt_chars">, ServerConfig["limits"]>;
+/** GET /config's per-model calibration (risk_rates keyed by risk level). */
+export type CalibrationOk = Assignable<
+  Pick<Gen["Calibration"], "calibrated" | "profile" | "p_wrong">,
+  Pick<ModelCalibration, "calibrated" | "profile" | "p_wrong">
+>;
 /** GET /sessions items and GET /sessions/{id}.session. */
 type RecordFields = "session_id" | "status" | "created_ns" | "updated_ns" | "tokens" | "alerts" | "risk";
 export type RecordOk = Assignable<Pick<Gen["SessionRecord"], RecordFields>, Pick<SessionRecord, RecordFields>>;
 export type ListOk = Assignable<Pick<Gen["SessionList"], "total">, Pick<SessionList, "total">>;
 /** The alerter's summary. */
-type SummaryFields = "tokens" | "final_risk" | "status";
+type SummaryFields = "tokens" | "final_risk" | "peak_risk" | "p_wrong" | "profile" | "status";
 export type SummaryOk = Assignable<Pick<Gen["SummaryEvent"], SummaryFields>, Pick<Summary, SummaryFields>> &
   Assignable<Required<Pick<Gen["SummaryEvent"], "firings_by_rule" | "alerts_sent_by_rule">>, Pick<Summary, "firings_by_rule" | "alerts_sent_by_rule">>;
 
@@ -51,8 +58,18 @@ type TokenFields = "type" | "session_id" | "seq" | "text" | "token_id" | "distri
 export type TokenOk = Assignable<Required<Pick<Gen["TokenMessage"], TokenFields>>, Pick<TokenMessage, TokenFields>>;
 export type MetricsOk = Assignable<Required<Gen["Metrics"]>, Metrics>;
 export type TopKOk = Assignable<Required<Gen["TopKAlternative"]>, TopKAlternative>;
-type AlertFields = "type" | "session_id" | "seq" | "rule" | "severity" | "message" | "token_seq" | "token_text";
+type AlertFields =
+  | "type"
+  | "session_id"
+  | "seq"
+  | "rule"
+  | "severity"
+  | "message"
+  | "token_seq"
+  | "token_text"
+  | "rules";
 export type AlertOk = Assignable<Required<Pick<Gen["AlertEvent"], AlertFields>>, Pick<AlertMessage, AlertFields>>;
-type RiskFields = "type" | "session_id" | "seq" | "level" | "previous" | "reason" | "token_seq";
+export type FindingOk = Assignable<Required<Gen["AlertFinding"]>, AlertFinding>;
+type RiskFields = "type" | "session_id" | "seq" | "level" | "previous" | "reason" | "token_seq" | "evidence" | "p_wrong" | "profile";
 export type RiskOk = Assignable<Required<Pick<Gen["RiskEvent"], RiskFields>>, Pick<RiskMessage, RiskFields>>;
 export type DetailOk = Assignable<keyof Gen["SessionDetail"], keyof SessionHistory>;

@@ -94,3 +94,123 @@ describe("parseHistory and parseServerConfig", () => {
     expect(parseServerConfig({ models: [], thresholds: { hbar_s: 3 } }).thresholds.hbar_s).toBe(3);
   });
 });
+
+const REASON =
+  "P(wrong) = 0.88 for the answer (2 tokens; calibrated on labelled QA, profile SmolLM2-135M-Instruct/2026-12-02): in the critical band (≥ 0.80)";
+const PROFILE = "SmolLM2-135M-Instruct/2026-12-02";
+
+describe("calibrated risk, one alert per token, /config calibration (contract of a47edbd)", () => {
+  it("reads a risk change with its evidence, P(wrong) and profile", () => {
+    const msg = parseServerMessage(
+      JSON.stringify({
+        type: "risk",
+        schema_version: 1,
+        session_id: "s",
+        seq: 2,
+        level: "critical",
+        previous: "warning",
+        reason: REASON,
+        token_seq: 7,
+        evidence: "answer",
+        p_wrong: 0.88,
+        profile: PROFILE,
+      }),
+    );
+    expect(msg).toMatchObject({ type: "risk", level: "critical", reason: REASON, evidence: "answer", p_wrong: 0.88, profile: PROFILE });
+  });
+
+  it("reads a risk change without the new fields (older alerter) or with them null", () => {
+    const base = { type: "risk", session_id: "s", seq: 0, level: "warning", previous: "safe", reason: "r", token_seq: 1 };
+    for (const extra of [{}, { evidence: null, p_wrong: null, profile: null }]) {
+      expect(parseServerMessage(JSON.stringify({ ...base, ...extra }))).toMatchObject({
+        level: "warning",
+        evidence: null,
+        p_wrong: null,
+        profile: null,
+      });
+    }
+  });
+
+  it("does not reject a risk change whose extras it does not know", () => {
+    const msg = parseServerMessage(
+      JSON.stringify({ type: "risk", session_id: "s", seq: 0, level: "warning", previous: "safe", reason: "r", token_seq: 1, evidence: "oracle", p_wrong: 7 }),
+    );
+    expect(msg).toMatchObject({ level: "warning", evidence: null, p_wrong: null });
+  });
+
+  it("reads an alert listing every rule that fired on its token, with each finding", () => {
+    const msg = parseServerMessage(
+      JSON.stringify({
+        type: "alert",
+        session_id: "s",
+        seq: 4,
+        rule: "REPETITION",
+        severity: "critical",
+        message: "the text loops; p = 0.04 below 0.3",
+        token_seq: 9,
+        token_text: " the",
+        values: { repeats: 3 },
+        rules: ["REPETITION", "LOW_CONFIDENCE"],
+        findings: [
+          { rule: "REPETITION", severity: "critical", message: "the text loops", values: { repeats: 3 } },
+          { rule: "LOW_CONFIDENCE", severity: "warning", message: "p = 0.04 below 0.3", values: { prob: 0.04, missing: null } },
+        ],
+      }),
+    );
+    expect(msg).toMatchObject({
+      type: "alert",
+      rule: "REPETITION",
+      rules: ["REPETITION", "LOW_CONFIDENCE"],
+      findings: [
+        { rule: "REPETITION", severity: "critical", message: "the text loops", values: { repeats: 3 } },
+        { rule: "LOW_CONFIDENCE", severity: "warning", message: "p = 0.04 below 0.3", values: { prob: 0.04, missing: null } },
+      ],
+    });
+  });
+
+  it("reads an old alert (one rule, no rules/findings) as rules = [rule]", () => {
+    const old = { type: "alert", session_id: "s", seq: 0, rule: "HIGH_UNCERTAINTY", severity: "warning", message: "m", token_seq: 1, token_text: "x" };
+    expect(parseServerMessage(JSON.stringify(old))).toMatchObject({ rule: "HIGH_UNCERTAINTY", rules: ["HIGH_UNCERTAINTY"], findings: [] });
+    expect(parseServerMessage(JSON.stringify({ ...old, rules: [], findings: [] }))).toMatchObject({ rules: ["HIGH_UNCERTAINTY"] });
+  });
+
+  it("reads a summary's peak risk, P(wrong) and profile, and an older one's peak as its final level", () => {
+    const done = (summary: object) =>
+      parseServerMessage(JSON.stringify({ type: "done", session_id: "s", status: "finished", reason: "eos", tokens: 3, summary }));
+    expect(
+      done({ tokens: 3, final_risk: "safe", peak_risk: "warning", p_wrong: 0.125, profile: PROFILE, status: "finished" }),
+    ).toMatchObject({ summary: { final_risk: "safe", peak_risk: "warning", p_wrong: 0.125, profile: PROFILE } });
+    expect(done({ tokens: 3, final_risk: "critical", status: "finished" })).toMatchObject({
+      summary: { final_risk: "critical", peak_risk: "critical", p_wrong: null, profile: null },
+    });
+  });
+
+  it("reads the history's risks with their new fields", () => {
+    const h = parseHistory({
+      session: { session_id: "s", status: "finished", tokens: 1, risk: "critical" },
+      tokens: [],
+      alerts: [{ session_id: "s", seq: 0, rule: "R", severity: "info", message: "m", token_seq: 0, token_text: "x", rules: ["R", "Q"] }],
+      risks: [
+        { session_id: "s", seq: 0, level: "critical", previous: "safe", reason: REASON, token_seq: 0, evidence: "answer", p_wrong: 0.88, profile: PROFILE },
+      ],
+      summary: null,
+    });
+    expect(h.risks[0]).toMatchObject({ p_wrong: 0.88, profile: PROFILE, evidence: "answer" });
+    expect(h.alerts[0]!.rules).toEqual(["R", "Q"]);
+  });
+
+  it("reads /config calibration per model, and none from an older gateway", () => {
+    const c = parseServerConfig({
+      models: ["a", "b"],
+      calibration: {
+        a: { calibrated: true, profile: PROFILE, p_wrong: true, risk_rates: { safe: 0.9, warning: 0.08, critical: 0.02, emergency: 0 } },
+        b: { calibrated: false, profile: null, p_wrong: false, risk_rates: {} },
+      },
+    });
+    expect(c.calibration).toEqual({
+      a: { calibrated: true, profile: PROFILE, p_wrong: true, risk_rates: { safe: 0.9, warning: 0.08, critical: 0.02, emergency: 0 } },
+      b: { calibrated: false, profile: null, p_wrong: false, risk_rates: {} },
+    });
+    expect(parseServerConfig({ models: ["a"] }).calibration).toEqual({});
+  });
+});

@@ -3,8 +3,11 @@
  * a message that does not parse is dropped (and counted) instead of corrupting the view.
  */
 import type {
+  AlertFinding,
   AlertMessage,
   Metrics,
+  ModelCalibration,
+  RiskEvidence,
   RiskLevel,
   RiskMessage,
   ServerConfig,
@@ -18,7 +21,7 @@ import type {
   TokenMessage,
   TopKAlternative,
 } from "./types";
-import { RISK_LEVELS, SEVERITIES } from "./types";
+import { RISK_EVIDENCE, RISK_LEVELS, SEVERITIES } from "./types";
 
 type Obj = Record<string, unknown>;
 
@@ -119,24 +122,60 @@ export function parseToken(v: unknown): TokenMessage {
   };
 }
 
+function valuesOf(v: unknown): Record<string, number | null> {
+  const values: Record<string, number | null> = {};
+  if (isObj(v)) {
+    for (const [k, x] of Object.entries(v)) values[k] = typeof x === "number" ? x : null;
+  }
+  return values;
+}
+
+/** A finding of an alert; null (skipped) when it is not one, so one odd finding does not drop the alert. */
+function parseFinding(v: unknown): AlertFinding | null {
+  if (!isObj(v) || typeof v.rule !== "string" || typeof v.message !== "string") return null;
+  const severity = SEVERITIES.includes(v.severity as Severity) ? (v.severity as Severity) : "info";
+  return { rule: v.rule, severity, message: v.message, values: valuesOf(v.values) };
+}
+
+/**
+ * One alert per token (docs/streams.md). `rules` is every rule that fired on it, most severe first;
+ * an alert from an alerter older than the field has only `rule`, so `rules` falls back to `[rule]`.
+ */
 export function parseAlert(v: unknown): AlertMessage {
   const o = obj(v, "alert");
-  const values: Record<string, number | null> = {};
-  if (isObj(o.values)) {
-    for (const [k, x] of Object.entries(o.values)) values[k] = typeof x === "number" ? x : null;
-  }
+  const rule = str(o, "rule");
+  const listed = Array.isArray(o.rules) ? o.rules.filter((r): r is string => typeof r === "string" && r !== "") : [];
+  const findings = Array.isArray(o.findings)
+    ? o.findings.map(parseFinding).filter((f): f is AlertFinding => f !== null)
+    : [];
+  const rules = listed.length ? listed : findings.length ? findings.map((f) => f.rule) : [rule];
+  if (!rules.includes(rule)) rules.unshift(rule);
   return {
     type: "alert",
     session_id: str(o, "session_id"),
     seq: seqOf(o, "seq"),
-    rule: str(o, "rule"),
+    rule,
     severity: oneOf<Severity>(o, "severity", SEVERITIES),
     message: str(o, "message"),
     token_seq: seqOf(o, "token_seq"),
     token_text: optStr(o, "token_text") ?? "",
-    values,
+    values: valuesOf(o.values),
     ts_ns: optNum(o, "ts_ns") ?? 0,
+    rules,
+    findings,
   };
+}
+
+/** A probability in [0, 1], or null when absent, null or not one. */
+function optProb(o: Obj, k: string): number | null {
+  const v = o[k];
+  return typeof v === "number" && Number.isFinite(v) && v >= 0 && v <= 1 ? v : null;
+}
+
+/** A string, or null when absent or not a (non-empty) string: optional extras never reject a message. */
+function looseStr(o: Obj, k: string): string | null {
+  const v = o[k];
+  return typeof v === "string" && v !== "" ? v : null;
 }
 
 export function parseRisk(v: unknown): RiskMessage {
@@ -150,6 +189,9 @@ export function parseRisk(v: unknown): RiskMessage {
     reason: optStr(o, "reason") ?? "",
     token_seq: seqOf(o, "token_seq"),
     ts_ns: optNum(o, "ts_ns") ?? 0,
+    evidence: RISK_EVIDENCE.includes(o.evidence as RiskEvidence) ? (o.evidence as RiskEvidence) : null,
+    p_wrong: optProb(o, "p_wrong"),
+    profile: looseStr(o, "profile"),
   };
 }
 
@@ -161,9 +203,15 @@ function countsByRule(v: unknown): Record<string, number> | null {
   return counts;
 }
 
+/** The higher of two risk levels. */
+export function higherRisk(a: RiskLevel, b: RiskLevel): RiskLevel {
+  return RISK_LEVELS.indexOf(a) >= RISK_LEVELS.indexOf(b) ? a : b;
+}
+
 export function parseSummary(v: unknown): Summary | null {
   if (v === undefined || v === null) return null;
   const o = obj(v, "summary");
+  const final_risk = RISK_LEVELS.includes(o.final_risk as RiskLevel) ? (o.final_risk as RiskLevel) : "safe";
   return {
     tokens: optNum(o, "tokens") ?? 0,
     firings_by_rule: countsByRule(o.firings_by_rule) ?? countsByRule(o.alerts_by_rule) ?? {},
@@ -174,7 +222,10 @@ export function parseSummary(v: unknown): Summary | null {
     perplexity: optNum(o, "perplexity"),
     nll_bits: optNum(o, "nll_bits"),
     low_confidence_share: optNum(o, "low_confidence_share"),
-    final_risk: RISK_LEVELS.includes(o.final_risk as RiskLevel) ? (o.final_risk as RiskLevel) : "safe",
+    final_risk,
+    peak_risk: higherRisk(RISK_LEVELS.includes(o.peak_risk as RiskLevel) ? (o.peak_risk as RiskLevel) : "safe", final_risk),
+    p_wrong: optProb(o, "p_wrong"),
+    profile: looseStr(o, "profile"),
     status: STATUSES.includes(o.status as SessionStatus) ? (o.status as SessionStatus) : "finished",
   };
 }
@@ -227,7 +278,26 @@ export const DEFAULT_SERVER_CONFIG: ServerConfig = {
   thresholds: { hbar_s: 2.5, prob: 0.3 },
   limits: { max_tokens: 2048, prompt_chars: 20_000 },
   auth_required: false,
+  calibration: {},
 };
+
+function parseCalibration(v: unknown): Record<string, ModelCalibration> {
+  const out: Record<string, ModelCalibration> = {};
+  if (!isObj(v)) return out;
+  for (const [model, c] of Object.entries(v)) {
+    if (!isObj(c)) continue;
+    const profile = looseStr(c, "profile");
+    const rates: ModelCalibration["risk_rates"] = {};
+    if (isObj(c.risk_rates)) {
+      for (const level of RISK_LEVELS) {
+        const r = optProb(c.risk_rates, level);
+        if (r !== null) rates[level] = r;
+      }
+    }
+    out[model] = { calibrated: c.calibrated === true, profile, p_wrong: c.p_wrong === true, risk_rates: rates };
+  }
+  return out;
+}
 
 export function parseServerConfig(v: unknown): ServerConfig {
   const o = obj(v, "config");
@@ -244,6 +314,7 @@ export function parseServerConfig(v: unknown): ServerConfig {
       prompt_chars: optNum(l, "prompt_chars") ?? d.limits.prompt_chars,
     },
     auth_required: o.auth_required === true,
+    calibration: parseCalibration(o.calibration),
   };
 }
 

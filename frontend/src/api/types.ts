@@ -48,6 +48,20 @@ export interface TokenMessage {
   model?: string;
 }
 
+/** One rule's finding on the token of an alert. */
+export interface AlertFinding {
+  rule: string;
+  severity: Severity;
+  message: string;
+  values: Record<string, number | null>;
+}
+
+/**
+ * Rules fired on a token: one alert per token. `rule`, `severity` and `values` are the most severe
+ * finding's; `message` joins them all. `rules` lists every rule that fired, most severe first (an
+ * alert from an older alerter has only `rule`: the parser fills `rules` with `[rule]`); `findings`
+ * holds each rule's own finding in that order (empty from an older alerter).
+ */
 export interface AlertMessage {
   type: "alert";
   session_id: string;
@@ -59,7 +73,13 @@ export interface AlertMessage {
   token_text: string;
   values: Record<string, number | null>;
   ts_ns?: number;
+  rules?: string[];
+  findings?: AlertFinding[];
 }
+
+/** What set a risk level: the answer's calibrated P(wrong), the session against reference sessions, a loop, or the rules. */
+export type RiskEvidence = "answer" | "session" | "loop" | "rules";
+export const RISK_EVIDENCE: readonly RiskEvidence[] = ["answer", "session", "loop", "rules"];
 
 export interface RiskMessage {
   type: "risk";
@@ -67,9 +87,16 @@ export interface RiskMessage {
   seq: number;
   level: RiskLevel;
   previous: RiskLevel;
+  /** A sentence naming the evidence. */
   reason: string;
   token_seq: number;
   ts_ns?: number;
+  /** Null (or absent) from an alerter older than the field. */
+  evidence?: RiskEvidence | null;
+  /** Calibrated probability that the answer is wrong, once judged. */
+  p_wrong?: number | null;
+  /** Calibration profile of the session's model; null = uncalibrated. */
+  profile?: string | null;
 }
 
 /**
@@ -89,6 +116,12 @@ export interface Summary {
   nll_bits: number | null;
   low_confidence_share: number | null;
   final_risk: RiskLevel;
+  /** Highest level the session reached (= final_risk from an alerter older than the field). */
+  peak_risk?: RiskLevel;
+  /** Calibrated probability that the answer is wrong; null without a labelled calibration profile. */
+  p_wrong?: number | null;
+  /** Calibration profile the session was judged with; null = uncalibrated. */
+  profile?: string | null;
   status: SessionStatus;
 }
 
@@ -210,6 +243,17 @@ export interface ServerConfig {
   thresholds: { hbar_s: number; prob: number };
   limits: { max_tokens: number; prompt_chars: number };
   auth_required: boolean;
+  /** Per model: its calibration profile, if any (empty from a gateway older than the field). */
+  calibration?: Record<string, ModelCalibration>;
+}
+
+export interface ModelCalibration {
+  calibrated: boolean;
+  profile: string | null;
+  /** Whether the profile gives a calibrated P(answer wrong). */
+  p_wrong: boolean;
+  /** Share of the model's reference sessions at each peak risk level. */
+  risk_rates: Partial<Record<RiskLevel, number>>;
 }
 
 export interface ApiErrorBody {

@@ -1,16 +1,19 @@
+import type { ModelCalibration } from "../../../api/types";
 import type { SessionStore } from "../store/sessionStore";
-import { fmt } from "../../../lib/format";
+import { fmt, pct } from "../../../lib/format";
 import { RISK_ICON, RISK_LABEL } from "../../../lib/metrics";
+import { calibrationOf, CalibrationLabel } from "./Calibration";
 
 interface Props {
   store: SessionStore;
   threshold: number;
+  /** GET /config's calibration per model (says whether the session's model is calibrated before the alerter does). */
+  calibration?: Record<string, ModelCalibration>;
 }
 
-/** Current ℏₛ, session average, risk level, tokens processed, tokens/s. */
-export function MetricCards({ store, threshold }: Props) {
+/** Current ℏₛ, session average, risk level (with why, P(wrong) and calibration), tokens processed, tokens/s. */
+export function MetricCards({ store, threshold, calibration }: Props) {
   const current = store.latest?.metrics.hbar_s ?? null;
-  const risk = store.risk;
   const rate = store.tokensPerSecond;
   const over = current !== null && current > threshold;
   return (
@@ -26,15 +29,7 @@ export function MetricCards({ store, threshold }: Props) {
         <div className="card-label">Session average ℏₛ</div>
         <div className="card-value">{fmt(store.meanHbar)}</div>
       </div>
-      <div className={`card risk risk-${risk}`} data-testid="card-risk">
-        <div className="card-label">Risk level</div>
-        <div className="card-value">
-          <span aria-hidden="true" className="risk-icon">
-            {RISK_ICON[risk]}
-          </span>{" "}
-          {RISK_LABEL[risk]}
-        </div>
-      </div>
+      <RiskCard store={store} calibration={calibration} />
       <div className="card" data-testid="card-tokens">
         <div className="card-label">Tokens processed</div>
         <div className="card-value" data-testid="token-count">
@@ -49,5 +44,50 @@ export function MetricCards({ store, threshold }: Props) {
         <div className="card-value">{fmt(rate, 1)}</div>
       </div>
     </section>
+  );
+}
+
+/**
+ * The risk level, or "—" (waiting) before anything was judged; under it the latest risk change's
+ * reason (a sentence naming its evidence), the calibrated P(wrong) when known, the peak when it was
+ * higher, and whether the risk is calibrated.
+ */
+export function RiskCard({ store, calibration }: Omit<Props, "threshold">) {
+  const level = store.riskLevel;
+  const latest = store.latestRisk;
+  const peak = store.peakRisk;
+  const pWrong = store.pWrong;
+  const info = calibrationOf({ summary: store.summary, latestRisk: latest, model: store.model, calibration });
+  return (
+    <div className={`card risk risk-${level ?? "waiting"}`} data-testid="card-risk" data-level={level ?? "waiting"}>
+      <div className="card-label">
+        Risk level <CalibrationLabel info={info} />
+      </div>
+      <div className="card-value" data-testid="risk-level">
+        {level === null ? (
+          <>
+            — <span className="card-note">{store.terminal ? "no token to judge" : "waiting for the first token"}</span>
+          </>
+        ) : (
+          <>
+            <span aria-hidden="true" className="risk-icon">
+              {RISK_ICON[level]}
+            </span>{" "}
+            {RISK_LABEL[level]}
+            {peak !== null && peak !== level && <span className="card-note"> · peak {RISK_LABEL[peak]}</span>}
+          </>
+        )}
+      </div>
+      {pWrong !== null && (
+        <div className="risk-pwrong" data-testid="p-wrong" title="Calibrated probability that the answer is wrong">
+          P(wrong) <strong>{pct(pWrong, 1)}</strong>
+        </div>
+      )}
+      {latest?.reason && (
+        <p className="risk-reason" data-testid="risk-reason">
+          {latest.reason}
+        </p>
+      )}
+    </div>
   );
 }

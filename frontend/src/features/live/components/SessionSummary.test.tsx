@@ -37,6 +37,20 @@ describe("SessionSummary", () => {
     ]);
   });
 
+  it("shows the peak beside the final level, P(wrong) and the calibration profile", () => {
+    render(<SessionSummary summary={{ ...summary, final_risk: "safe", peak_risk: "warning", p_wrong: 0.125, profile: "SmolLM2-135M-Instruct/2026-12-02" }} />);
+    expect(screen.getByTestId("summary-risk").textContent).toBe("Risk: final ✓ Safe · peak ! Warning");
+    expect(screen.getByTestId("summary-p-wrong").textContent).toBe("P(wrong) 12.5%");
+    expect(screen.getByTestId("calibration").textContent).toBe("calibrated · SmolLM2-135M-Instruct/2026-12-02");
+  });
+
+  it("reads an older summary (no peak, no profile) as peak = final, uncalibrated, no P(wrong)", () => {
+    render(<SessionSummary summary={summary} />);
+    expect(screen.getByTestId("summary-risk").textContent).toBe("Risk: final ‼ Critical · peak ‼ Critical");
+    expect(screen.queryByTestId("summary-p-wrong")).toBeNull();
+    expect(screen.getByTestId("calibration").textContent).toBe("uncalibrated");
+  });
+
   it("counts a rule that fired without any alert sent as 0 sent", () => {
     expect(ruleCounts(3, 0)).toBe("fired on 3 tokens, 0 alerts sent");
   });

@@ -2,9 +2,10 @@
  * The alerter's summary of an ended session. Each count says what it counts: per rule, the tokens it
  * fired on and the alerts sent for them (the cooldown holds the rest back; docs/alerts.md).
  */
-import type { Summary } from "../../../api/types";
+import type { ModelCalibration, Summary } from "../../../api/types";
 import { fmt, pct } from "../../../lib/format";
 import { RISK_ICON, RISK_LABEL } from "../../../lib/metrics";
+import { calibrationOf, CalibrationLabel } from "./Calibration";
 
 const plural = (n: number, one: string, many: string): string => `${n} ${n === 1 ? one : many}`;
 
@@ -14,16 +15,32 @@ export function ruleCounts(fired: number, sent: number | null): string {
   return sent === null ? firings : `${firings}, ${plural(sent, "alert", "alerts")} sent`;
 }
 
-export function SessionSummary({ summary }: { summary: Summary }) {
+interface Props {
+  summary: Summary;
+  /** The session's model and GET /config's calibration: the label's fallback when the summary names no profile. */
+  model?: string | null;
+  calibration?: Record<string, ModelCalibration>;
+}
+
+export function SessionSummary({ summary, model, calibration }: Props) {
   const sent = summary.alerts_sent_by_rule;
+  const final = summary.final_risk;
+  const peak = summary.peak_risk ?? final;
+  const pWrong = summary.p_wrong ?? null;
   return (
     <section className="summary" aria-label="Session summary" data-testid="summary">
-      <span>
-        Final risk{" "}
-        <strong className={`risk-text risk-${summary.final_risk}`}>
-          {RISK_ICON[summary.final_risk]} {RISK_LABEL[summary.final_risk]}
+      <span data-testid="summary-risk">
+        Risk: final{" "}
+        <strong className={`risk-text risk-${final}`}>
+          <span aria-hidden="true">{RISK_ICON[final]}</span> {RISK_LABEL[final]}
+        </strong>{" "}
+        · peak{" "}
+        <strong className={`risk-text risk-${peak}`}>
+          <span aria-hidden="true">{RISK_ICON[peak]}</span> {RISK_LABEL[peak]}
         </strong>
       </span>
+      {pWrong !== null && <span data-testid="summary-p-wrong">P(wrong) {pct(pWrong, 1)}</span>}
+      <CalibrationLabel info={calibrationOf({ summary, model, calibration })} />
       <span>max ℏₛ {fmt(summary.max_hbar_s)}</span>
       <span>mean entropy {fmt(summary.mean_entropy)} bits</span>
       <span>perplexity {fmt(summary.perplexity)}</span>

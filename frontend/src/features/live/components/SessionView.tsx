@@ -55,8 +55,8 @@ export function SessionView({ store, theme }: Props) {
         expectedTokens={store.expectedTokens}
         tokenCount={store.tokenCount}
       />
-      <MetricCards store={store} threshold={threshold} />
-      {summary && <SessionSummary summary={summary} />}
+      <MetricCards store={store} threshold={threshold} calibration={config.calibration} />
+      {summary && <SessionSummary summary={summary} model={store.model} calibration={config.calibration} />}
       <div className="grid">
         <div className="main-col">
           <section className="panel" aria-labelledby="chart-title">

@@ -162,3 +162,55 @@ describe("SessionStore buffer bounds", () => {
     expect(s.meanHbar).toBeNull();
   });
 });
+
+describe("SessionStore risk", () => {
+  it("has no risk level before the first token, then Safe until a change", () => {
+    const s = new SessionStore(SID);
+    expect(s.riskLevel).toBeNull();
+    expect(s.peakRisk).toBeNull();
+    s.apply(token(0));
+    expect(s.riskLevel).toBe("safe");
+  });
+
+  it("keeps the peak and the latest known P(wrong) as the level comes down", () => {
+    const s = new SessionStore(SID);
+    s.apply(token(0));
+    s.apply({ ...risk(0, "critical"), evidence: "answer", p_wrong: 0.9, profile: "p" });
+    s.apply({ ...risk(1, "warning", "critical"), evidence: "loop", p_wrong: null, profile: "p" });
+    expect(s.riskLevel).toBe("warning");
+    expect(s.peakRisk).toBe("critical");
+    expect(s.latestRisk?.evidence).toBe("loop");
+    expect(s.pWrong).toBe(0.9);
+  });
+
+  it("prefers the summary's P(wrong) and peak once the session ended", () => {
+    const s = new SessionStore(SID);
+    s.apply(token(0));
+    s.apply({ ...risk(0, "warning"), p_wrong: 0.4 });
+    s.apply({
+      type: "done",
+      session_id: SID,
+      status: "finished",
+      reason: "eos",
+      tokens: 1,
+      summary: {
+        tokens: 1,
+        firings_by_rule: {},
+        alerts_sent_by_rule: null,
+        max_hbar_s: null,
+        mean_hbar_s: null,
+        mean_entropy: null,
+        perplexity: null,
+        nll_bits: null,
+        low_confidence_share: null,
+        final_risk: "warning",
+        peak_risk: "emergency",
+        p_wrong: 0.35,
+        profile: "p",
+        status: "finished",
+      },
+    });
+    expect(s.pWrong).toBe(0.35);
+    expect(s.peakRisk).toBe("emergency");
+  });
+});

@@ -28,6 +28,7 @@ export type ChartColumn = (typeof CHART_COLUMNS)[number];
 export type ChartMetric = Exclude<ChartColumn, "seq">;
 
 const SEVERITY_RANK: Record<Severity, number> = { info: 0, warning: 1, critical: 2 };
+const RISK_RANK: Record<RiskLevel, number> = { safe: 0, warning: 1, critical: 2, emergency: 3 };
 const RATE_WINDOW = 32;
 
 export type Listener = () => void;
@@ -90,8 +91,38 @@ export class SessionStore {
     return this.hbarCount ? this.hbarSum / this.hbarCount : null;
   }
   get risk(): RiskLevel {
+    return this.riskLevel ?? "safe";
+  }
+  /**
+   * The current risk level, or null while nothing has been judged yet (no token, no risk change,
+   * no summary): the card then says it is waiting instead of claiming "safe".
+   */
+  get riskLevel(): RiskLevel | null {
     if (this.risks.length) return this.risks[this.risks.length - 1]!.level;
-    return this.summary?.final_risk ?? "safe";
+    if (this.summary) return this.summary.final_risk;
+    return this.received > 0 ? "safe" : null;
+  }
+  /** The latest risk change (its reason names the evidence), if any. */
+  get latestRisk(): RiskMessage | undefined {
+    return this.risks[this.risks.length - 1];
+  }
+  /** Highest level reached so far: the summary's peak, else the highest risk change. */
+  get peakRisk(): RiskLevel | null {
+    let peak: RiskLevel | null = this.summary?.peak_risk ?? this.summary?.final_risk ?? null;
+    for (const r of this.risks) if (peak === null || RISK_RANK[r.level] > RISK_RANK[peak]) peak = r.level;
+    return peak ?? this.riskLevel;
+  }
+  /**
+   * Calibrated P(answer wrong) when known: the summary's (the final judgement) once the session
+   * ended, else the latest risk change that carries one.
+   */
+  get pWrong(): number | null {
+    if (this.summary?.p_wrong != null) return this.summary.p_wrong;
+    for (let i = this.risks.length - 1; i >= 0; i--) {
+      const p = this.risks[i]!.p_wrong;
+      if (p != null) return p;
+    }
+    return null;
   }
   get terminal(): boolean {
     return this.status !== null && TERMINAL_STATUSES.includes(this.status);

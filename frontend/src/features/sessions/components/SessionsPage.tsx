@@ -5,7 +5,7 @@ import { useServices } from "../../../app/services";
 import { useStoreVersion } from "../../live/store/useStore";
 import { ReplayPlayer } from "../store/replay";
 import { RISK_LEVELS, type RiskLevel, type SessionStatus } from "../../../api/types";
-import { ago, fmt, truncate } from "../../../lib/format";
+import { ago, fmt, pct, truncate } from "../../../lib/format";
 import { RISK_ICON, RISK_LABEL } from "../../../lib/metrics";
 import { useSessionFeed } from "../../live/api/useSessionFeed";
 import { SessionView } from "../../live/components/SessionView";
@@ -148,6 +148,18 @@ function SessionList() {
                 </td>
                 <td>
                   <RiskBadge level={s.risk} />
+                  {s.summary?.peak_risk && s.summary.peak_risk !== s.risk && (
+                    <span className="meta" data-testid="peak-risk">
+                      {" "}
+                      peak {RISK_LABEL[s.summary.peak_risk]}
+                    </span>
+                  )}
+                  {s.summary?.p_wrong != null && (
+                    <span className="meta" title="Calibrated probability that the answer is wrong">
+                      {" "}
+                      P(wrong) {pct(s.summary.p_wrong, 1)}
+                    </span>
+                  )}
                 </td>
                 <td className="num">{s.tokens}</td>
                 <td className="num">{s.alerts}</td>
