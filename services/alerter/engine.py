@@ -185,9 +185,12 @@ class Engine:
         out: list[Judgment] = []
         seq = st.sequence
         evidence = st.risk.evidence
-        answer_due = seq.span.closed or final
-        if calibration.p_wrong is not None and "answer" not in evidence and seq.answer.tokens and answer_due:
-            out.append(self._judge_answer(st, calibration))
+        model = calibration.p_wrong
+        if model is not None and "answer" not in evidence and seq.answer.tokens:
+            if not model.applies(seq.answer.tokens):
+                out.append(self._outside(st, calibration))
+            elif seq.span.closed or final:
+                out.append(self._judge_answer(st, calibration))
         n, first, every = seq.all.tokens, self.policy.reference_min_tokens, self.policy.window
         if calibration.session_quantiles and n >= first:
             last = evidence.get("session")
@@ -213,6 +216,16 @@ class Engine:
             f"calibrated on labelled QA, profile {calibration.id}): {where}"
         )
         return Judgment("answer", level, sentence, p, st.sequence.all.tokens)
+
+    def _outside(self, st: SessionState, calibration: Profile) -> Judgment:
+        """The answer has grown longer than any the P(wrong) map was fitted on: it is not judged."""
+        assert calibration.p_wrong is not None
+        n = calibration.p_wrong.max_answer_tokens
+        sentence = (
+            f"the answer is longer than the {n} tokens of any answer P(wrong) was calibrated on "
+            f"(profile {calibration.id}): not judged as a short answer"
+        )
+        return Judgment("answer", "safe", sentence, None, st.sequence.all.tokens)
 
     def _judge_session(self, st: SessionState, calibration: Profile) -> Judgment | None:
         mean = st.sequence.all.scores()["mean_nll"]
@@ -338,7 +351,7 @@ class Engine:
             final_risk=st.risk.level,
             peak_risk=st.risk.peak,
             status=st.ending.status,
-            p_wrong=calibration.p_wrong(features(st.sequence)) if calibration and calibration.p_wrong else None,
+            p_wrong=_p_wrong(calibration, st),
             profile=calibration.id if calibration else None,
             answer_scores=_scores(st.sequence.answer),
             scores=_scores(st.sequence.all),
@@ -356,6 +369,14 @@ class Engine:
 
 def _scores(span: SpanStats) -> SequenceScores | None:
     return SequenceScores(tokens=span.tokens, **span.scores()) if span.tokens else None
+
+
+def _p_wrong(calibration: Profile | None, st: SessionState) -> float | None:
+    """The summary's calibrated P(wrong): null without a labelled profile, or for an answer longer than
+    the calibration's (outside what it was fitted on)."""
+    if calibration is None or calibration.p_wrong is None or not calibration.p_wrong.applies(st.sequence.answer.tokens):
+        return None
+    return calibration.p_wrong(features(st.sequence))
 
 
 def _pct(q: float) -> str:

@@ -24,6 +24,8 @@ A profile is one versioned JSON file per model (``uq calibrate`` writes it; docs
 - ``p_wrong``: a logistic combination of the session's sequence scores (services/alerter/scores.py,
   standardised), then an isotonic map of its output to the observed share of wrong answers on
   labelled QA (both fitted on dev splits only). Absent when no labelled data was given.
+  ``max_answer_tokens``: the longest answer span of the labelled data. A longer answer (an opening
+  sentence of open-ended prose, say) is outside what the map was fitted on: it gets no P(wrong).
 
 Profiles shipped with the code live in ``services/alerter/profiles/``; ``UQ_PROFILES_DIR`` adds a
 folder of your own (searched first). Applying one is pure Python (a dot product and an interpolation),
@@ -58,6 +60,11 @@ class PWrongModel:
     intercept: float
     iso_x: tuple[float, ...]
     iso_y: tuple[float, ...]
+    max_answer_tokens: int | None = None  # the longest answer it was fitted on; longer ones are out of its domain
+
+    def applies(self, answer_tokens: int) -> bool:
+        """Whether an answer of this many tokens is within what the model was fitted on."""
+        return self.max_answer_tokens is None or answer_tokens <= self.max_answer_tokens
 
     def raw(self, features: dict[str, float | None]) -> float:
         """The logistic model's probability, before the isotonic map."""
@@ -164,6 +171,7 @@ def parse(raw: Any, where: str) -> Profile:
                 intercept=float(pw["intercept"]),
                 iso_x=tuple(float(v) for v in pw["iso_x"]),
                 iso_y=tuple(float(v) for v in pw["iso_y"]),
+                max_answer_tokens=int(pw["max_answer_tokens"]) if pw.get("max_answer_tokens") is not None else None,
             )
         return Profile(
             id=str(raw["id"]),

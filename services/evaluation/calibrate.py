@@ -217,6 +217,7 @@ def fit_p_wrong(folders: list[Path]) -> dict[str, Any]:
         "intercept": float(lr.intercept_[0]),
         "iso_x": [float(v) for v in iso.X_thresholds_],
         "iso_y": [float(v) for v in iso.y_thresholds_],
+        "max_answer_tokens": int(max((f.get("answer.tokens") or 0) for f in feats)),
         "fitted_on": {"runs": sources, "items": len(rows), "wrong": int(wrong.sum())},
     }
 

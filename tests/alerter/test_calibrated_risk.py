@@ -40,6 +40,7 @@ def write_profile(folder: Path) -> Path:
             "intercept": 0.0,
             "iso_x": [0.0, 1.0],
             "iso_y": [0.0, 1.0],
+            "max_answer_tokens": 8,
         },
         "risk_rates": {"safe": 0.9, "warning": 0.08, "critical": 0.015, "emergency": 0.005},
     }
@@ -94,6 +95,13 @@ def test_an_answer_never_completed_is_judged_at_the_end(engine: Engine) -> None:
     risks, summary = run(engine, [tok(i, f" w{i}", 0.25) for i in range(4)])  # 8 bits, no sentence end
     assert [(r.level, r.token_seq, r.evidence) for r in risks] == [("critical", 3, "answer")]
     assert summary.final_risk == "critical"
+
+
+def test_an_answer_longer_than_any_calibrated_one_gets_no_p_wrong(engine: Engine) -> None:
+    # nine unlikely tokens before the first sentence ends: beyond the 8 the map was fitted on
+    risks, summary = run(engine, [tok(i, f" w{i}", 0.25) for i in range(9)] + [tok(9, ".", 0.25)])
+    assert risks == []  # opening prose is judged against the reference sessions, not as a short answer
+    assert summary.p_wrong is None and summary.profile == f"{MODEL}/test"
 
 
 def test_a_loop_never_reads_safe_and_the_fall_says_why(engine: Engine) -> None:
