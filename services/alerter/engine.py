@@ -33,6 +33,7 @@ from services.common.contracts import (
     AlertFinding,
     AuditEvent,
     RiskEvent,
+    ScoresEvent,
     SequenceScores,
     SessionStatus,
     Severity,
@@ -41,7 +42,7 @@ from services.common.contracts import (
 
 log = logging.getLogger(__name__)
 
-AlerterOutput = AlertEvent | RiskEvent | SummaryEvent
+AlerterOutput = AlertEvent | RiskEvent | ScoresEvent | SummaryEvent
 RANK: dict[Severity, int] = {"info": 0, "warning": 1, "critical": 2}
 
 
@@ -137,6 +138,7 @@ class Engine:
 
     def _process(self, st: SessionState, audit: AuditEvent) -> list[AlerterOutput]:
         st.stats.add(audit, self._low)
+        answer_was_open = not st.sequence.span.closed
         st.sequence.add(audit.text, audit.metrics)
         if st.model is None:
             st.model = audit.model
@@ -171,7 +173,24 @@ class Engine:
         change = observe(self.policy, st.risk, fired, judgments, calibrated=calibration is not None)
         if change is not None:
             out.append(self._risk_event(st, change, audit.seq, calibration))
+        every = self.settings.scores_every
+        if every and ((answer_was_open and st.sequence.span.closed) or st.sequence.all.tokens % every == 0):
+            out.append(self._scores_event(st, audit.seq, calibration))
         return out
+
+    def _scores_event(self, st: SessionState, token_seq: int, calibration: Profile | None) -> ScoresEvent:
+        answer = st.risk.evidence.get("answer")
+        return ScoresEvent(
+            session_id=st.session_id,
+            seq=self._next_out(st),
+            token_seq=token_seq,
+            tokens=st.sequence.all.tokens,
+            answer_complete=st.sequence.span.closed,
+            answer_scores=_scores(st.sequence.answer),
+            scores=_scores(st.sequence.all),
+            p_wrong=answer[3] if answer else None,
+            profile=calibration.id if calibration is not None else None,
+        )
 
     # --- calibrated evidence --------------------------------------------------------------------
 

@@ -103,6 +103,14 @@ class AlerterSettings(CommonSettings):
         description="A level is left downwards only when the score falls below release × its threshold.",
     )
 
+    # Live scores (docs/alerts.md, "Live scores").
+    scores_every: int = Field(
+        16,
+        ge=0,
+        description="Send the session's sequence scores so far every this many tokens (and when the answer "
+        "is complete); 0 = only in the summary.",
+    )
+
     # Order and state.
     reorder_max: int = Field(256, ge=1, description="Audits held per session while waiting for a missing seq.")
     reorder_timeout_ms: int = Field(

@@ -117,7 +117,7 @@ def _decode(fields: dict[bytes, bytes]) -> dict[str, Any] | None:
         not isinstance(entry, dict)
         or not isinstance(entry.get("session_id"), str)
         or not isinstance(entry.get("seq"), int)
-        or entry.get("type") not in ("audit", "alert", "risk", "summary", "session")
+        or entry.get("type") not in ("audit", "alert", "risk", "scores", "summary", "session")
     ):
         return None
     return entry

@@ -11,7 +11,15 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-from services.common.contracts import AlertEvent, RiskEvent, SessionHistory, SessionRecord, SessionStatus, SummaryEvent
+from services.common.contracts import (
+    AlertEvent,
+    RiskEvent,
+    ScoresEvent,
+    SessionHistory,
+    SessionRecord,
+    SessionStatus,
+    SummaryEvent,
+)
 from services.common.contracts.events import STATUS_SEQ
 from services.gateway.errors import NotFoundError, UnavailableError
 from services.gateway.live import TERMINAL, LiveState, MessageKey, SessionView
@@ -99,7 +107,7 @@ def _session_message(record: SessionRecord) -> dict[str, Any]:
     }
 
 
-_GROUP = {"session": (0, 0), "token": (1, 0), "alert": (1, 1), "risk": (1, 2), "done": (2, 0)}
+_GROUP = {"session": (0, 0), "token": (1, 0), "alert": (1, 1), "risk": (1, 2), "scores": (1, 3), "done": (2, 0)}
 
 
 def merge(
@@ -108,17 +116,18 @@ def merge(
     """Stored and live messages deduped on (type, seq), tokens after ``after_seq``, in replay order.
 
     Live copies win (they are the same entries, seen earlier). Order: the latest lifecycle message,
-    then tokens by seq with each alert and risk change after the token that caused it, ``done`` last.
+    then tokens by seq with each alert and risk change after the token that caused it and the latest
+    live scores after the last token they include, ``done`` last.
     """
     by_key: dict[MessageKey, str] = {key: json.dumps(msg, separators=(",", ":")) for key, msg in stored}
     token_seq: dict[MessageKey, int] = {key: int(msg.get("token_seq", 0)) for key, msg in stored}
     for key, text in live:
         by_key[key] = text
-        if key[0] in ("alert", "risk"):
+        if key[0] in ("alert", "risk", "scores"):
             token_seq[key] = int(json.loads(text).get("token_seq", 0))
-    session_keys = [k for k in by_key if k[0] == "session"]
-    for k in sorted(session_keys)[:-1]:  # one lifecycle message: the latest status
-        del by_key[k]
+    for kind in ("session", "scores"):  # one lifecycle message (the latest status), the latest scores
+        for k in sorted(k for k in by_key if k[0] == kind)[:-1]:
+            del by_key[k]
 
     def order(key: MessageKey) -> tuple[int, int, int, int]:
         group, sub = _GROUP.get(key[0], (1, 3))
@@ -183,12 +192,14 @@ class HistoryService:
         if view is not None and view.summary is not None:
             summary = view.summary
         record = _record(history, view, len(tokens), len(alerts))
+        live_scores = view.scores if view is not None and summary is None else None
         return SessionDetail(
             session=record,
             tokens=tokens,
             alerts=alerts,
             risks=risks,
             summary=SummaryEvent.model_validate(summary) if summary is not None else None,
+            live_scores=ScoresEvent.model_validate(live_scores) if live_scores is not None else None,
         )
 
     async def status(self, session_id: str) -> StatusResponse:

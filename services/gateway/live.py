@@ -50,6 +50,7 @@ class SessionView:
     tokens: int = 0  # audits seen
     terminal_tokens: int | None = None  # the token count the terminal session entry announced
     risk: str = "safe"
+    scores: dict[str, Any] | None = None  # the latest live scores entry
     summary: dict[str, Any] | None = None
     ended_at: float | None = None
     done_sent: bool = False
@@ -74,13 +75,14 @@ def done_message(view: SessionView) -> dict[str, Any]:
 
 
 def message_for(entry: dict[str, Any]) -> tuple[MessageKey, dict[str, Any]] | None:
-    """The WebSocket message for one stream entry (already JSON-decoded), or None for a summary."""
+    """The WebSocket message for one stream entry (already JSON-decoded), or None for a summary (it
+    goes out in the ``done`` message)."""
     kind = entry.get("type")
     if kind == "audit":
         msg = dict(entry)
         msg["type"] = "token"
         return ("token", int(entry["seq"])), msg
-    if kind in ("alert", "risk", "session"):
+    if kind in ("alert", "risk", "scores", "session"):
         return (str(kind), int(entry["seq"])), entry
     return None
 
@@ -165,6 +167,8 @@ class LiveState:
             self.alerts_sent_by_rule[rule] = self.alerts_sent_by_rule.get(rule, 0) + 1
         elif kind == "risk":
             view.risk = str(entry.get("level"))
+        elif kind == "scores":
+            view.scores = entry
         elif kind == "summary":
             view.summary = entry
         elif kind == "session":

@@ -24,6 +24,7 @@ from services.common.contracts import (
     AuditEvent,
     ChatMessage,
     RiskEvent,
+    ScoresEvent,
     SessionRecord,
     SessionStatus,
     SummaryEvent,
@@ -193,6 +194,9 @@ class SessionDetail(_Strict):
     alerts: list[AlertEvent] = Field(description="Alerts, by the token that fired them.")
     risks: list[RiskEvent] = Field(description="Risk level changes.")
     summary: SummaryEvent | None = Field(description="The alerter's summary once the session ended, else null.")
+    live_scores: ScoresEvent | None = Field(
+        None, description="While the session runs: its latest sequence scores (the summary has the final ones)."
+    )
 
 
 # --- push API ------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from services.alerter.engine import AlerterOutput, Engine
 from services.alerter.risk import RiskState
 from services.alerter.ruleset import load_rules
 from services.alerter.session import SessionState
-from services.common.contracts import AuditEvent, RiskEvent, SummaryEvent
+from services.common.contracts import AuditEvent, RiskEvent, ScoresEvent, SummaryEvent
 from tests.alerter.factory import audit, settings
 
 MODEL = "calibrated-test-model"
@@ -136,6 +136,21 @@ def test_an_uncalibrated_model_runs_on_the_rules(engine: Engine) -> None:
     risks, summary = run(engine, audits)
     assert risks and all(r.evidence == "rules" and r.profile is None for r in risks)
     assert summary.profile is None and summary.p_wrong is None
+
+
+def test_live_scores_come_when_the_answer_is_complete_and_every_n_tokens(tmp_path: Path) -> None:
+    s = settings(profiles_dir=str(write_profile(tmp_path)), scores_every=4)
+    e = Engine(load_rules(s), s)
+    st = SessionState("s1")
+    out: list[AlerterOutput] = []
+    for a in [tok(0, " Lyon", 1 / 16), tok(1, ".", 1 / 16)] + [tok(i, f" w{i}", 0.9) for i in range(2, 9)]:
+        out += e.accept(st, a, 0.0)
+    scores = [o for o in out if isinstance(o, ScoresEvent)]
+    assert [(o.tokens, o.answer_complete) for o in scores] == [(2, True), (4, True), (8, True)]
+    first = scores[0]
+    assert first.p_wrong == pytest.approx(0.8808, abs=1e-3) and first.profile == f"{MODEL}/test"
+    assert first.answer_scores is not None and first.answer_scores.gnll == pytest.approx(8.0)
+    assert first.scores is not None and first.scores.tokens == 2
 
 
 def test_state_with_evidence_round_trips() -> None:

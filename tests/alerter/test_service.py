@@ -27,7 +27,7 @@ QUANTUM = ["examples.quantum_rule:QuantumUncertainty"]
 
 @pytest.fixture
 def alerter_settings(settings: CommonSettings) -> AlerterSettings:
-    return AlerterSettings(**settings.model_dump(), python_rules=QUANTUM)
+    return AlerterSettings(**settings.model_dump(), python_rules=QUANTUM, scores_every=0)
 
 
 def make(bus: Bus, s: AlerterSettings, name: str = "a", clock: Any = time.time) -> Alerter:
@@ -60,6 +60,22 @@ def reference(s: AlerterSettings, audits: list[AuditEvent], tokens: int | None =
         out += e.accept(st, a, 0.0)
     out += e.end(st, "finished", len(audits) if tokens is None else tokens, 0.0)
     return [view(o) for o in out]
+
+
+async def test_live_scores_are_published_while_the_session_runs(bus: Bus, alerter_settings: AlerterSettings) -> None:
+    s = alerter_settings.model_copy(update={"scores_every": 16})
+    alerter = make(bus, s)
+    await alerter.start()
+    await bus.publish_many([("audits", a) for a in scripted()])
+    await bus.publish("sessions", ended("s1", 24))
+    await drain(alerter)
+    out = await outputs(bus)
+    scores = [o for o in out if o.type == "scores"]
+    assert [(o.tokens, o.token_seq, o.answer_complete) for o in scores] == [(16, 15, False)]
+    summary = out[-1]
+    assert summary.type == "summary" and summary.scores is not None and scores[0].scores is not None
+    assert scores[0].scores.tokens == 16 and summary.scores.tokens == 24
+    assert [o.seq for o in out] == list(range(len(out)))  # one seq counter for every entry of the session
 
 
 async def test_scripted_session_gives_exactly_the_expected_entries(bus: Bus, alerter_settings: AlerterSettings) -> None:

@@ -144,3 +144,32 @@ def test_history_messages_shape() -> None:
         "tokens": 1,
         "summary": None,
     }
+
+
+async def test_a_running_session_shows_its_latest_live_scores() -> None:
+    from services.common.contracts import ScoresEvent, SequenceScores
+
+    live = LiveState()
+    history = HistoryService(None, live)
+    for seq in range(3):
+        live.apply(audit("s", seq).model_dump(mode="json"))
+    for out_seq, tokens in ((0, 2), (1, 3)):
+        scores = ScoresEvent(
+            session_id="s",
+            seq=out_seq,
+            token_seq=tokens - 1,
+            tokens=tokens,
+            answer_complete=tokens == 3,
+            scores=SequenceScores(tokens=tokens, gnll=float(tokens)),
+            p_wrong=0.25 if tokens == 3 else None,
+            profile="m/1",
+        )
+        live.apply(scores.model_dump(mode="json"))
+    detail = await history.detail("s")
+    assert detail.live_scores is not None and detail.live_scores.tokens == 3 and detail.live_scores.p_wrong == 0.25
+    replay = await history.messages("s")
+    assert replay is not None
+    assert [k for k, _ in replay if k[0] == "scores"] == [("scores", 1)]  # only the latest is replayed
+    assert [k for k, _ in replay][-1] == ("scores", 1)  # after the last token it includes
+    live.apply(summary("s", 2, 3).model_dump(mode="json"))
+    assert (await history.detail("s")).live_scores is None  # the summary has the final scores

@@ -844,6 +844,72 @@ export interface components {
             profile?: string | null;
         };
         /**
+         * ScoresEvent
+         * @description The session's sequence scores so far, while it runs (producer: alerter): sent when the answer
+         *     is complete and every ``UQ_SCORES_EVERY`` tokens (docs/alerts.md, "Live scores"). The summary
+         *     carries the final ones.
+         */
+        ScoresEvent: {
+            /**
+             * Schema Version
+             * @description Contract version; 1.
+             * @default 1
+             * @constant
+             */
+            schema_version: 1;
+            /**
+             * Session Id
+             * @description Session identifier.
+             */
+            session_id: string;
+            /**
+             * Seq
+             * @description Per-session sequence number within this stream; unique with session_id.
+             */
+            seq: number;
+            /**
+             * Ts Ns
+             * @description Publish time, ns since the Unix epoch.
+             */
+            ts_ns?: number;
+            /**
+             * Type
+             * @description Entry type.
+             * @default scores
+             * @constant
+             */
+            type: "scores";
+            /**
+             * Token Seq
+             * @description seq of the last token the scores include.
+             */
+            token_seq: number;
+            /**
+             * Tokens
+             * @description Tokens the scores include.
+             */
+            tokens: number;
+            /**
+             * Answer Complete
+             * @description Whether the answer span has ended (its scores are final).
+             */
+            answer_complete: boolean;
+            /** @description Scores of the answer (so far). */
+            answer_scores?: components["schemas"]["SequenceScores"] | null;
+            /** @description Scores of the whole generation so far. */
+            scores?: components["schemas"]["SequenceScores"] | null;
+            /**
+             * P Wrong
+             * @description Calibrated P(answer wrong) once the answer has been judged, else null.
+             */
+            p_wrong?: number | null;
+            /**
+             * Profile
+             * @description Calibration profile of the session's model; null = uncalibrated.
+             */
+            profile?: string | null;
+        };
+        /**
          * SequenceScores
          * @description Sequence scores of one span of a session's tokens (docs/metrics.md, "Sequence scores").
          *
@@ -948,6 +1014,8 @@ export interface components {
             risks: components["schemas"]["RiskEvent"][];
             /** @description The alerter's summary once the session ended, else null. */
             summary: components["schemas"]["SummaryEvent"] | null;
+            /** @description While the session runs: its latest sequence scores (the summary has the final ones). */
+            live_scores?: components["schemas"]["ScoresEvent"] | null;
         };
         /** SessionList */
         SessionList: {

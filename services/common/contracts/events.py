@@ -247,6 +247,25 @@ class SequenceScores(_Model):
     first_margin_gap: float | None = Field(None, ge=0.0, le=1.0, description="1 - the first token's margin.")
 
 
+class ScoresEvent(Envelope):
+    """The session's sequence scores so far, while it runs (producer: alerter): sent when the answer
+    is complete and every ``UQ_SCORES_EVERY`` tokens (docs/alerts.md, "Live scores"). The summary
+    carries the final ones."""
+
+    type: Literal["scores"] = Field("scores", description="Entry type.")
+    token_seq: Seq = Field(description="seq of the last token the scores include.")
+    tokens: int = Field(ge=0, description="Tokens the scores include.")
+    answer_complete: bool = Field(description="Whether the answer span has ended (its scores are final).")
+    answer_scores: SequenceScores | None = Field(None, description="Scores of the answer (so far).")
+    scores: SequenceScores | None = Field(None, description="Scores of the whole generation so far.")
+    p_wrong: float | None = Field(
+        None, ge=0.0, le=1.0, description="Calibrated P(answer wrong) once the answer has been judged, else null."
+    )
+    profile: str | None = Field(
+        None, max_length=256, description="Calibration profile of the session's model; null = uncalibrated."
+    )
+
+
 class SummaryEvent(Envelope):
     """The session ended; what happened in it (producer: alerter).
 
@@ -331,11 +350,13 @@ class SessionEvent(Envelope):
     tokens: int | None = Field(None, ge=0, description="Tokens generated (terminal entries).")
 
 
-Event: TypeAlias = JobRequest | TokenEvent | AuditEvent | AlertEvent | RiskEvent | SummaryEvent | SessionEvent
+Event: TypeAlias = (
+    JobRequest | TokenEvent | AuditEvent | AlertEvent | RiskEvent | ScoresEvent | SummaryEvent | SessionEvent
+)
 
 STATUS_SEQ: dict[str, int] = {"queued": 0, "started": 1, "finished": 2, "failed": 2, "cancelled": 2}
 
-AlertStreamEvent = Annotated[AlertEvent | RiskEvent | SummaryEvent, Field(discriminator="type")]
+AlertStreamEvent = Annotated[AlertEvent | RiskEvent | ScoresEvent | SummaryEvent, Field(discriminator="type")]
 
 #: Which models may appear on which stream (short stream name → model or discriminated union).
 STREAM_MODELS: dict[str, object] = {
