@@ -110,6 +110,23 @@ async function recordFrames(page) {
 const count = (page) => page.getByTestId("heatmap").getAttribute("data-count").then((v) => Number(v ?? 0));
 const sessionIdOf = (page) => decodeURIComponent(new URL(page.url()).hash.split("/")[2] ?? "");
 
+/**
+ * Everything the page logs (console messages of any level, uncaught errors), to check that no
+ * message of the gateway was refused: the stack sends every type it has (`scores` included), and
+ * a type the dashboard does not know must be ignored quietly (docs/api.md).
+ */
+function watchConsole(page) {
+  const lines = [];
+  page.on("console", (m) => lines.push(`${m.type()}: ${m.text()}`));
+  page.on("pageerror", (e) => lines.push(`pageerror: ${e.message}`));
+  return async () => {
+    const refused = lines.filter((l) => /unknown message type|ParseError|expected a message type/i.test(l));
+    assert(refused.length === 0, `no console error about a message type:\n  ${refused.join("\n  ")}`);
+    const bad = Number(await page.getByTestId("connection").getAttribute("data-bad-frames"));
+    assert(bad === 0, `every WebSocket frame parsed (${bad} dropped)`);
+  };
+}
+
 async function shot(page, name) {
   const file = path.join(OUT, `${name}.png`);
   await page.screenshot({ path: file, fullPage: true });
@@ -157,6 +174,7 @@ async function startLongGeneration(page, opts, minTokens) {
 
 const scenarios = {
   async "live generation: prompt, start, tokens and chart update, alerts, token details"(page, base) {
+    const checkConsole = watchConsole(page);
     await page.goto(base + "/");
     await page.getByTestId("connection").filter({ hasText: "Live" }).waitFor({ timeout: 15_000 });
     // The original README's example prompts are one click away, and set how the prompt is sent.
@@ -185,6 +203,11 @@ const scenarios = {
 
     // An alert appears (LOW_CONFIDENCE fires readily at temperature 1.2), newest first.
     await page.getByTestId("alerts").locator("li").first().waitFor({ timeout: 90_000 });
+    // The alerter's live scores (a `scores` message when the answer is complete and every 16
+    // tokens) give the risk card the answer's G-NLL while it runs (from the summary, if it ended first).
+    await page.getByTestId("answer-gnll").waitFor({ timeout: 90_000 });
+    const liveGnll = await page.getByTestId("answer-gnll").innerText();
+    assert(/^answer −log₂p = \d+\.\d bits( so far)?$/.test(liveGnll), `the answer's G-NLL: ${liveGnll}`);
     await shot(page, "02-live-streaming");
 
     // Hovering a token shows its top alternatives with probabilities and the tail mass.
@@ -241,6 +264,13 @@ const scenarios = {
       const shown = await page.getByTestId("p-wrong").innerText();
       assert(shown.includes(`${(h.summary.p_wrong * 100).toFixed(1)}%`), `P(wrong) ${shown} vs ${h.summary.p_wrong}`);
     }
+    // Once ended, the summary's answer scores win over the live ones.
+    assert(h.live_scores == null, `no live_scores once the summary exists: ${JSON.stringify(h.live_scores)}`);
+    if (h.summary?.answer_scores?.gnll != null) {
+      const shown = await page.getByTestId("answer-gnll").innerText();
+      assert(shown === `answer −log₂p = ${h.summary.answer_scores.gnll.toFixed(1)} bits`, `G-NLL ${shown} vs ${h.summary.answer_scores.gnll}`);
+    }
+    await checkConsole();
     await shot(page, "05-finished");
   },
 
@@ -250,6 +280,7 @@ const scenarios = {
     const record = (await api(base, `/sessions/${encodeURIComponent(sid)}`)).session;
     assert(record.prompt === "user: Explain quantum computing in simple terms", `sent as a chat message: ${JSON.stringify(record.prompt)}`);
     const before = await count(page);
+    const checkConsole = watchConsole(page);
     await page.reload();
     assert(sessionIdOf(page) === sid, "the URL keeps the session");
     await page.waitForFunction((n) => Number(document.querySelector('[data-testid="heatmap"]')?.getAttribute("data-count")) > n, before, {
@@ -265,6 +296,8 @@ const scenarios = {
     assert(contiguous === h.tokens.length - 1, `every token once, in order (${contiguous + 1} of ${h.tokens.length})`);
     const shown = (await page.getByTestId("token-count").innerText()).trim();
     assert(shown === String(h.tokens.length), `tokens card ${shown} = ${h.tokens.length}`);
+    // Reloaded mid-run: the snapshot's live_scores and the replay's latest `scores` parse too.
+    await checkConsole();
   },
 
 

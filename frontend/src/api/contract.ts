@@ -2,7 +2,8 @@
  * Compile-time checks that the hand-written protocol types (types.ts) agree with the gateway's
  * OpenAPI schema (schema.gen.ts, written by `npm run gen:api` from a running gateway's
  * /openapi.json). After regenerating, `npm run typecheck` fails here if the REST contract moved.
- * The WebSocket messages are not in the OpenAPI schema; parse.ts checks them at run time.
+ * The WebSocket messages are in the OpenAPI schema where they are also REST (tokens, alerts, risk
+ * changes, live scores, the summary); parse.ts checks every message at run time.
  */
 import type { components } from "./schema.gen";
 import type {
@@ -14,6 +15,8 @@ import type {
   Metrics,
   ModelCalibration,
   RiskMessage,
+  ScoresMessage,
+  SequenceScores,
   ServerConfig,
   SessionHistory,
   SessionList,
@@ -72,4 +75,11 @@ export type AlertOk = Assignable<Required<Pick<Gen["AlertEvent"], AlertFields>>,
 export type FindingOk = Assignable<Required<Gen["AlertFinding"]>, AlertFinding>;
 type RiskFields = "type" | "session_id" | "seq" | "level" | "previous" | "reason" | "token_seq" | "evidence" | "p_wrong" | "profile";
 export type RiskOk = Assignable<Required<Pick<Gen["RiskEvent"], RiskFields>>, Pick<RiskMessage, RiskFields>>;
+/** Sequence scores (live `scores` messages, GET /sessions/{id}.live_scores, the summary): the same fields both ways. */
+export type SequenceScoresOk = Assignable<Required<Gen["SequenceScores"]>, SequenceScores> &
+  Assignable<keyof SequenceScores, keyof Gen["SequenceScores"]>;
+type ScoresFields = "type" | "session_id" | "seq" | "ts_ns" | "token_seq" | "tokens" | "answer_complete" | "p_wrong" | "profile";
+export type ScoresOk = Assignable<Required<Pick<Gen["ScoresEvent"], ScoresFields>>, Pick<ScoresMessage, ScoresFields>> &
+  Assignable<keyof ScoresMessage, keyof Gen["ScoresEvent"]> &
+  Assignable<"answer_scores" | "scores", keyof Gen["SummaryEvent"]>;
 export type DetailOk = Assignable<keyof Gen["SessionDetail"], keyof SessionHistory>;

@@ -21,7 +21,12 @@ describe("parseServerMessage", () => {
     expect(() => parseServerMessage(JSON.stringify({ type: "alert", session_id: "s", seq: 0, rule: "R", severity: "loud" }))).toThrow(
       /severity/,
     );
-    expect(() => parseServerMessage(JSON.stringify({ type: "nonsense" }))).toThrow(/unknown message type/);
+    expect(() => parseServerMessage(JSON.stringify({ session_id: "s" }))).toThrow(/field: type/);
+  });
+
+  it("ignores a message type it does not know (returns null, no error): new ones come without a new protocol version", () => {
+    expect(parseServerMessage(JSON.stringify({ type: "nonsense" }))).toBeNull();
+    expect(parseServerMessage(JSON.stringify({ type: "forecast", session_id: "s", seq: 3, anything: { x: 1 } }))).toBeNull();
   });
 
   it("reads missed with null bounds (only alerts were dropped)", () => {
@@ -73,6 +78,102 @@ describe("parseServerMessage", () => {
     expect(msg).toMatchObject({ summary: { firings_by_rule: { LOW_CONFIDENCE: 3 }, alerts_sent_by_rule: null } });
   });
 });
+
+describe("scores messages", () => {
+  const wire = {
+    type: "scores",
+    schema_version: 1,
+    session_id: "s",
+    seq: 4,
+    ts_ns: 1700000000000000000,
+    token_seq: 15,
+    tokens: 16,
+    answer_complete: true,
+    answer_scores: {
+      tokens: 3,
+      gnll: 12.25,
+      msp: 0.9998,
+      mean_nll: 4.08,
+      max_nll: 7.5,
+      first_nll: 3.25,
+      mean_entropy: 2.1,
+      max_entropy: 3.4,
+      first_entropy: 1.9,
+      mean_hbar_s: 1.4,
+      max_hbar_s: 1.9,
+      min_margin_gap: 0.95,
+      first_margin_gap: 0.6,
+    },
+    scores: { tokens: 16, gnll: 40.5, mean_nll: 2.53 },
+    p_wrong: 0.62,
+    profile: "SmolLM2-135M-Instruct/2026-12-02",
+  };
+
+  it("reads a scores message: the answer's and the whole generation's scores, P(wrong) and profile", () => {
+    const msg = parseServerMessage(JSON.stringify(wire));
+    const { type: _t, schema_version: _v, ...rest } = wire;
+    expect(msg).toEqual({ ...rest, type: "scores", scores: { ...scores(16, 40.5), mean_nll: 2.53 } });
+  });
+
+  it("reads nulls: no answer yet, no scores, uncalibrated; a missing score is null, not zero", () => {
+    const msg = parseServerMessage(
+      JSON.stringify({ ...wire, answer_complete: false, answer_scores: null, scores: { tokens: 2, gnll: null }, p_wrong: null, profile: null }),
+    );
+    expect(msg).toMatchObject({ type: "scores", answer_complete: false, answer_scores: null, p_wrong: null, profile: null });
+    expect(msg).toMatchObject({ scores: scores(2, null) });
+    // Absent optional fields read as null too (an alerter that sent only what it had).
+    expect(
+      parseServerMessage(JSON.stringify({ type: "scores", session_id: "s", seq: 0, token_seq: 0, tokens: 1, answer_complete: false })),
+    ).toMatchObject({ answer_scores: null, scores: null, p_wrong: null, profile: null, ts_ns: 0 });
+  });
+
+  it("rejects a scores message without its session or seq, and reads an out-of-range P(wrong) as unknown", () => {
+    expect(() => parseServerMessage(JSON.stringify({ ...wire, seq: "4" }))).toThrow(/field: seq/);
+    expect(() => parseServerMessage(JSON.stringify({ ...wire, session_id: undefined }))).toThrow(/field: session_id/);
+    expect(parseServerMessage(JSON.stringify({ ...wire, p_wrong: 1.5 }))).toMatchObject({ p_wrong: null });
+  });
+
+  it("reads live_scores in a session detail (null once the summary exists, absent from an older gateway)", () => {
+    const base = { session: { session_id: "s", status: "started", tokens: 16, risk: "safe" }, tokens: [], alerts: [], risks: [], summary: null };
+    expect(parseHistory({ ...base, live_scores: wire }).live_scores).toMatchObject({ type: "scores", seq: 4, p_wrong: 0.62 });
+    expect(parseHistory({ ...base, live_scores: wire }).live_scores?.answer_scores?.gnll).toBe(12.25);
+    expect(parseHistory({ ...base, live_scores: null }).live_scores).toBeNull();
+    expect(parseHistory(base).live_scores).toBeNull();
+  });
+
+  it("reads a summary's final answer and session scores", () => {
+    const msg = parseServerMessage(
+      JSON.stringify({
+        type: "done",
+        session_id: "s",
+        status: "finished",
+        reason: "eos",
+        tokens: 16,
+        summary: { tokens: 16, final_risk: "safe", status: "finished", answer_scores: wire.answer_scores, scores: null },
+      }),
+    );
+    expect(msg).toMatchObject({ summary: { answer_scores: { gnll: 12.25, tokens: 3 }, scores: null } });
+  });
+});
+
+/** The full SequenceScores the parser makes of `{tokens, gnll}`: every other score null. */
+function scores(tokens: number, gnll: number | null) {
+  return {
+    tokens,
+    gnll,
+    msp: null,
+    mean_nll: null,
+    max_nll: null,
+    first_nll: null,
+    mean_entropy: null,
+    max_entropy: null,
+    first_entropy: null,
+    mean_hbar_s: null,
+    max_hbar_s: null,
+    min_margin_gap: null,
+    first_margin_gap: null,
+  };
+}
 
 describe("parseHistory and parseServerConfig", () => {
   it("reads a session history", () => {

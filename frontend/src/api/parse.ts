@@ -10,6 +10,8 @@ import type {
   RiskEvidence,
   RiskLevel,
   RiskMessage,
+  ScoresMessage,
+  SequenceScores,
   ServerConfig,
   ServerMessage,
   SessionHistory,
@@ -195,6 +197,60 @@ export function parseRisk(v: unknown): RiskMessage {
   };
 }
 
+/** A count (a non-negative integer), or the fallback when absent or not one. */
+function looseCount(o: Obj, k: string, fallback: number): number {
+  const v = o[k];
+  return typeof v === "number" && Number.isInteger(v) && v >= 0 ? v : fallback;
+}
+
+const SCORE_FIELDS = [
+  "gnll",
+  "msp",
+  "mean_nll",
+  "max_nll",
+  "first_nll",
+  "mean_entropy",
+  "max_entropy",
+  "first_entropy",
+  "mean_hbar_s",
+  "max_hbar_s",
+  "min_margin_gap",
+  "first_margin_gap",
+] as const satisfies readonly (keyof SequenceScores)[];
+
+/**
+ * Sequence scores, or null when absent or not an object. A score that is not a finite number reads
+ * as null (unknown), so one odd field does not drop the message.
+ */
+export function parseSequenceScores(v: unknown): SequenceScores | null {
+  if (!isObj(v)) return null;
+  const out = { tokens: looseCount(v, "tokens", 0) } as SequenceScores;
+  for (const k of SCORE_FIELDS) {
+    const x = v[k];
+    out[k] = typeof x === "number" && Number.isFinite(x) ? x : null;
+  }
+  return out;
+}
+
+/** The live sequence scores of a session (WebSocket `scores`, GET /sessions/{id}.live_scores). */
+export function parseScores(v: unknown): ScoresMessage {
+  const o = obj(v, "scores");
+  const tokens = looseCount(o, "tokens", 0);
+  return {
+    type: "scores",
+    session_id: str(o, "session_id"),
+    seq: seqOf(o, "seq"),
+    ts_ns: optNum(o, "ts_ns") ?? 0,
+    token_seq: optNum(o, "token_seq") ?? tokens - 1,
+    tokens,
+    answer_complete: o.answer_complete === true,
+    answer_scores: parseSequenceScores(o.answer_scores),
+    scores: parseSequenceScores(o.scores),
+    p_wrong: optProb(o, "p_wrong"),
+    profile: looseStr(o, "profile"),
+  };
+}
+
 /** A `{rule: count}` object, or null when there is none. */
 function countsByRule(v: unknown): Record<string, number> | null {
   if (!isObj(v)) return null;
@@ -226,6 +282,8 @@ export function parseSummary(v: unknown): Summary | null {
     peak_risk: higherRisk(RISK_LEVELS.includes(o.peak_risk as RiskLevel) ? (o.peak_risk as RiskLevel) : "safe", final_risk),
     p_wrong: optProb(o, "p_wrong"),
     profile: looseStr(o, "profile"),
+    answer_scores: parseSequenceScores(o.answer_scores),
+    scores: parseSequenceScores(o.scores),
     status: STATUSES.includes(o.status as SessionStatus) ? (o.status as SessionStatus) : "finished",
   };
 }
@@ -263,6 +321,7 @@ export function parseHistory(v: unknown): SessionHistory {
     alerts: list(o.alerts, "alerts", parseAlert),
     risks: list(o.risks, "risks", parseRisk),
     summary: parseSummary(o.summary) ?? session.summary ?? null,
+    live_scores: o.live_scores === undefined || o.live_scores === null ? null : parseScores(o.live_scores),
   };
 }
 
@@ -318,8 +377,12 @@ export function parseServerConfig(v: unknown): ServerConfig {
   };
 }
 
-/** One WebSocket frame → a typed message, or a ParseError naming the bad field. */
-export function parseServerMessage(raw: string): ServerMessage {
+/**
+ * One WebSocket frame → a typed message; null for a message type this dashboard does not know
+ * (docs/api.md: a client ignores those, new ones are added without a new protocol version); a
+ * ParseError naming the bad field for a frame that is not a valid message.
+ */
+export function parseServerMessage(raw: string): ServerMessage | null {
   let data: unknown;
   try {
     data = JSON.parse(raw);
@@ -335,6 +398,8 @@ export function parseServerMessage(raw: string): ServerMessage {
       return parseAlert(o);
     case "risk":
       return parseRisk(o);
+    case "scores":
+      return parseScores(o);
     case "session":
       return {
         type: "session",
@@ -372,6 +437,7 @@ export function parseServerMessage(raw: string): ServerMessage {
     case "pong":
       return { type: "pong" };
     default:
-      throw new ParseError(`unknown message type ${JSON.stringify(o.type)}`, "type");
+      if (typeof o.type !== "string" || o.type === "") throw new ParseError("expected a message type", "type");
+      return null;
   }
 }

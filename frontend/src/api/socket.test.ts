@@ -96,6 +96,17 @@ describe("SocketClient against a real WebSocket server", () => {
     expect(client.connection.state).toBe("open");
   });
 
+  it("ignores a message type it does not know: not a bad frame, no error, the next message still arrives", async () => {
+    client.start();
+    await waitFor(() => client.connection.state === "open", 10_000, "open");
+    gw.sendRaw(JSON.stringify({ type: "forecast", session_id: "s-1", seq: 0 }));
+    gw.sendRaw(JSON.stringify({ type: "scores", session_id: "s-1", seq: 0, token_seq: 3, tokens: 4, answer_complete: true, p_wrong: 0.5 }));
+    gw.sendRaw(JSON.stringify({ type: "pong" }));
+    await waitFor(() => messages.length === 2, 10_000, "scores and pong");
+    expect(messages.map((m) => m.type)).toEqual(["scores", "pong"]);
+    expect(client.connection).toMatchObject({ state: "open", badFrames: 0, ignoredFrames: 1, lastError: null });
+  });
+
   it("sends nothing while closed and says so", () => {
     expect(client.send({ type: "ping" })).toBe(false);
   });

@@ -7,6 +7,8 @@
  *   `after_seq` its owner reports, so the server replays only what the page has not seen.
  * - Pings; a socket silent for two ping intervals is presumed dead and replaced.
  * - A frame that does not parse is counted and dropped; the connection stays up.
+ * - A message of a type this dashboard does not know is ignored (counted apart, not an error):
+ *   the gateway adds types without a new protocol version (docs/api.md).
  */
 import { parseServerMessage } from "./parse";
 import type { ClientMessage, ServerMessage } from "./types";
@@ -20,7 +22,10 @@ export interface ConnectionInfo {
   /** When the next attempt starts (ms since epoch), while reconnecting. */
   retryAt: number | null;
   lastError: string | null;
+  /** Frames that did not parse (dropped). */
   badFrames: number;
+  /** Messages of a type this dashboard does not know (ignored; not an error). */
+  ignoredFrames: number;
 }
 
 export interface SocketOptions {
@@ -44,7 +49,7 @@ export function backoffDelay(attempt: number, baseMs: number, maxMs: number, ran
 
 export class SocketClient {
   private ws: WebSocket | null = null;
-  private info: ConnectionInfo = { state: "idle", attempt: 0, retryAt: null, lastError: null, badFrames: 0 };
+  private info: ConnectionInfo = { state: "idle", attempt: 0, retryAt: null, lastError: null, badFrames: 0, ignoredFrames: 0 };
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private pingTimer: ReturnType<typeof setInterval> | null = null;
   private lastFrameAt = 0;
@@ -151,11 +156,16 @@ export class SocketClient {
     ws.onmessage = (ev: MessageEvent) => {
       this.lastFrameAt = this.opts.now();
       if (typeof ev.data !== "string") return;
-      let msg: ServerMessage;
+      let msg: ServerMessage | null;
       try {
         msg = parseServerMessage(ev.data);
       } catch (e) {
         this.setInfo({ badFrames: this.info.badFrames + 1, lastError: String(e) });
+        return;
+      }
+      if (msg === null) {
+        // Counted quietly: no state listener is woken for a message nobody shows.
+        this.info = { ...this.info, ignoredFrames: this.info.ignoredFrames + 1 };
         return;
       }
       for (const l of this.messageListeners) l(msg);

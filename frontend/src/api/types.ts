@@ -122,7 +122,54 @@ export interface Summary {
   p_wrong?: number | null;
   /** Calibration profile the session was judged with; null = uncalibrated. */
   profile?: string | null;
+  /** Final sequence scores of the answer span and of the whole session (null from an older alerter). */
+  answer_scores?: SequenceScores | null;
+  scores?: SequenceScores | null;
   status: SessionStatus;
+}
+
+/**
+ * Sequence scores of a span of tokens (docs/metrics.md, "Sequence scores"). Every score is
+ * "higher = more likely wrong"; null when no token of the span had the metric. nll and entropy in bits.
+ */
+export interface SequenceScores {
+  tokens: number;
+  /** G-NLL: Σ surprisal = −log₂ p(span), bits. */
+  gnll: number | null;
+  /** 1 − p(span). */
+  msp: number | null;
+  mean_nll: number | null;
+  max_nll: number | null;
+  first_nll: number | null;
+  mean_entropy: number | null;
+  max_entropy: number | null;
+  first_entropy: number | null;
+  mean_hbar_s: number | null;
+  max_hbar_s: number | null;
+  min_margin_gap: number | null;
+  first_margin_gap: number | null;
+}
+
+/**
+ * The session's sequence scores so far, while it runs: sent when the answer span is complete and
+ * every UQ_SCORES_EVERY tokens; a replay carries only the latest. The summary has the final ones.
+ */
+export interface ScoresMessage {
+  type: "scores";
+  session_id: string;
+  seq: number;
+  ts_ns: number;
+  /** seq of the last token the scores include. */
+  token_seq: number;
+  tokens: number;
+  /** Whether the answer span has ended (its scores are final). */
+  answer_complete: boolean;
+  answer_scores: SequenceScores | null;
+  scores: SequenceScores | null;
+  /** Calibrated P(answer wrong) once the answer has been judged, else null. */
+  p_wrong: number | null;
+  /** Calibration profile of the session's model; null = uncalibrated. */
+  profile: string | null;
 }
 
 export interface SessionMessage {
@@ -173,6 +220,7 @@ export type ServerMessage =
   | TokenMessage
   | AlertMessage
   | RiskMessage
+  | ScoresMessage
   | ReplayedMessage
   | DoneMessage
   | MissedMessage
@@ -224,6 +272,8 @@ export interface SessionHistory {
   alerts: AlertMessage[];
   risks: RiskMessage[];
   summary: Summary | null;
+  /** While the session runs: its latest scores (null once the summary exists, or from an older gateway). */
+  live_scores: ScoresMessage | null;
 }
 
 export interface SessionList {

@@ -38,7 +38,14 @@ export function ConnectionStatus() {
       break;
   }
   return (
-    <div className={`conn conn-${info.state}`} role="status" aria-live="polite" data-testid="connection" data-state={info.state}>
+    <div
+      className={`conn conn-${info.state}`}
+      role="status"
+      aria-live="polite"
+      data-testid="connection"
+      data-state={info.state}
+      data-bad-frames={info.badFrames}
+    >
       <span aria-hidden="true">{glyph}</span> {text}
       {info.state === "reconnecting" && (
         <button type="button" className="link" onClick={() => socket.reconnectNow()}>

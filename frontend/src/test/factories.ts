@@ -1,5 +1,5 @@
 /** Builders of protocol messages for unit tests (the shapes of docs/api.md). */
-import type { AlertMessage, Metrics, RiskMessage, SessionHistory, TokenMessage } from "../api/types";
+import type { AlertMessage, Metrics, RiskMessage, ScoresMessage, SequenceScores, SessionHistory, TokenMessage } from "../api/types";
 
 export const SID = "s-1";
 
@@ -75,5 +75,43 @@ export function history(tokens: TokenMessage[], status: SessionHistory["session"
     alerts: [],
     risks: [],
     summary: null,
+    live_scores: null,
+  };
+}
+
+export function sequenceScores(tokens: number, gnll: number | null, extra: Partial<SequenceScores> = {}): SequenceScores {
+  return {
+    tokens,
+    gnll,
+    msp: gnll === null ? null : 1 - 2 ** -gnll,
+    mean_nll: gnll === null ? null : gnll / tokens,
+    max_nll: gnll,
+    first_nll: gnll,
+    mean_entropy: 1.5,
+    max_entropy: 3,
+    first_entropy: 1,
+    mean_hbar_s: 1.2,
+    max_hbar_s: 2,
+    min_margin_gap: 0.9,
+    first_margin_gap: 0.5,
+    ...extra,
+  };
+}
+
+/** A live `scores` message: the answer's G-NLL and P(wrong) once the answer is complete. */
+export function scores(seq: number, tokenSeq: number, extra: Partial<ScoresMessage> = {}): ScoresMessage {
+  return {
+    type: "scores",
+    session_id: SID,
+    seq,
+    ts_ns: 1e18 + seq * 1e8,
+    token_seq: tokenSeq,
+    tokens: tokenSeq + 1,
+    answer_complete: true,
+    answer_scores: sequenceScores(Math.min(tokenSeq + 1, 4), 12.3),
+    scores: sequenceScores(tokenSeq + 1, 20),
+    p_wrong: 0.42,
+    profile: "SmolLM2-135M-Instruct/2026-12-02",
+    ...extra,
   };
 }

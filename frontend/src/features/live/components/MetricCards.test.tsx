@@ -2,9 +2,9 @@
 import { cleanup, render, screen } from "@testing-library/react";
 import { afterEach, describe, expect, it } from "vitest";
 import type { RiskMessage, Summary } from "../../../api/types";
-import { risk, SID, token } from "../../../test/factories";
+import { risk, scores, sequenceScores, SID, token } from "../../../test/factories";
 import { SessionStore } from "../store/sessionStore";
-import { MetricCards } from "./MetricCards";
+import { GNLL_TITLE, MetricCards } from "./MetricCards";
 
 afterEach(cleanup);
 
@@ -99,5 +99,60 @@ describe("the risk card", () => {
     render(<MetricCards store={s} threshold={2.5} />);
     expect(screen.getByTestId("p-wrong").textContent).toBe("P(wrong) 6.3%");
     expect(screen.getByTestId("calibration").textContent).toBe(`calibrated · ${PROFILE}`);
+  });
+
+  it("shows the live P(wrong) and the answer's G-NLL while running, explained in a tooltip", () => {
+    const s = storeWith(token(0), token(1), calibratedRisk(0), scores(0, 15, { p_wrong: 0.42 }));
+    render(<MetricCards store={s} threshold={2.5} />);
+    expect(screen.getByTestId("p-wrong").textContent).toBe("P(wrong) 42.0%");
+    const g = screen.getByTestId("answer-gnll");
+    expect(g.textContent).toBe("answer −log₂p = 12.3 bits");
+    expect(g.getAttribute("title")).toBe(GNLL_TITLE);
+    expect(GNLL_TITLE).toMatch(/sum of surprisal of the answer span.*higher = less likely/);
+  });
+
+  it("says 'so far' while the answer span is still open, and shows G-NLL without a P(wrong) when uncalibrated", () => {
+    const s = storeWith(token(0), scores(0, 0, { answer_complete: false, answer_scores: sequenceScores(1, 3.04), p_wrong: null, profile: null }));
+    render(<MetricCards store={s} threshold={2.5} />);
+    expect(screen.queryByTestId("p-wrong")).toBeNull();
+    expect(screen.getByTestId("answer-gnll").textContent).toBe("answer −log₂p = 3.0 bits so far");
+  });
+
+  it("shows neither before the alerter sent scores", () => {
+    render(<MetricCards store={storeWith(token(0))} threshold={2.5} />);
+    expect(screen.queryByTestId("answer-gnll")).toBeNull();
+    expect(screen.queryByTestId("p-wrong")).toBeNull();
+  });
+
+  it("lets the summary's values win once the session ended", () => {
+    const s = storeWith(token(0), scores(0, 0, { p_wrong: 0.42 }));
+    s.apply({
+      type: "done",
+      session_id: SID,
+      status: "finished",
+      reason: "eos",
+      tokens: 1,
+      summary: {
+        tokens: 1,
+        firings_by_rule: {},
+        alerts_sent_by_rule: {},
+        max_hbar_s: null,
+        mean_hbar_s: null,
+        mean_entropy: null,
+        perplexity: null,
+        nll_bits: null,
+        low_confidence_share: null,
+        final_risk: "safe",
+        peak_risk: "safe",
+        p_wrong: 0.0625,
+        profile: PROFILE,
+        answer_scores: sequenceScores(2, 7.96),
+        scores: null,
+        status: "finished",
+      },
+    });
+    render(<MetricCards store={s} threshold={2.5} />);
+    expect(screen.getByTestId("p-wrong").textContent).toBe("P(wrong) 6.3%");
+    expect(screen.getByTestId("answer-gnll").textContent).toBe("answer −log₂p = 8.0 bits");
   });
 });

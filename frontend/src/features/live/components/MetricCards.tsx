@@ -47,16 +47,21 @@ export function MetricCards({ store, threshold, calibration }: Props) {
   );
 }
 
+export const GNLL_TITLE =
+  "G-NLL of the answer: the sum of surprisal of the answer span (its first line or sentence), −log₂ p(answer) in bits: higher = less likely";
+
 /**
  * The risk level, or "—" (waiting) before anything was judged; under it the latest risk change's
- * reason (a sentence naming its evidence), the calibrated P(wrong) when known, the peak when it was
- * higher, and whether the risk is calibrated.
+ * reason (a sentence naming its evidence), the calibrated P(wrong) when known (live from the
+ * alerter's scores while the session runs, the summary's once it ended), the answer's G-NLL, the
+ * peak when it was higher, and whether the risk is calibrated.
  */
 export function RiskCard({ store, calibration }: Omit<Props, "threshold">) {
   const level = store.riskLevel;
   const latest = store.latestRisk;
   const peak = store.peakRisk;
   const pWrong = store.pWrong;
+  const gnll = store.answerScores?.gnll ?? null;
   const info = calibrationOf({ summary: store.summary, latestRisk: latest, model: store.model, calibration });
   return (
     <div className={`card risk risk-${level ?? "waiting"}`} data-testid="card-risk" data-level={level ?? "waiting"}>
@@ -78,9 +83,19 @@ export function RiskCard({ store, calibration }: Omit<Props, "threshold">) {
           </>
         )}
       </div>
-      {pWrong !== null && (
-        <div className="risk-pwrong" data-testid="p-wrong" title="Calibrated probability that the answer is wrong">
-          P(wrong) <strong>{pct(pWrong, 1)}</strong>
+      {(pWrong !== null || gnll !== null) && (
+        <div className="risk-stats">
+          {pWrong !== null && (
+            <span className="risk-pwrong" data-testid="p-wrong" title="Calibrated probability that the answer is wrong">
+              P(wrong) <strong>{pct(pWrong, 1)}</strong>
+            </span>
+          )}
+          {gnll !== null && (
+            <span className="risk-gnll" data-testid="answer-gnll" title={GNLL_TITLE}>
+              answer −log₂p = <strong>{fmt(gnll, 1)}</strong> bits
+              {!store.answerComplete && <span className="card-note"> so far</span>}
+            </span>
+          )}
         </div>
       )}
       {latest?.reason && (

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { alert, history, risk, SID, token } from "../../../test/factories";
+import { alert, history, risk, scores, sequenceScores, SID, token } from "../../../test/factories";
 import { SessionStore } from "./sessionStore";
 
 const texts = (s: SessionStore) => s.tokens.map((t) => t?.text ?? "_").join("");
@@ -214,3 +214,102 @@ describe("SessionStore risk", () => {
     expect(s.peakRisk).toBe("emergency");
   });
 });
+
+describe("SessionStore live scores", () => {
+  it("keeps the latest scores message (highest seq) whatever the arrival order, once each", () => {
+    const s = new SessionStore(SID);
+    expect(s.scores).toBeNull();
+    expect(s.answerScores).toBeNull();
+    const v0 = s.version;
+    expect(s.apply(scores(1, 31, { p_wrong: 0.3 }))).toBe(true);
+    expect(s.apply(scores(0, 15, { p_wrong: 0.9 }))).toBe(false); // older: a late or replayed frame
+    expect(s.apply(scores(1, 31, { p_wrong: 0.3 }))).toBe(false); // the same again (replay)
+    expect(s.scores?.seq).toBe(1);
+    expect(s.pWrong).toBe(0.3);
+    expect(s.version).toBe(v0 + 1);
+    s.apply(scores(2, 47, { p_wrong: 0.25 }));
+    expect(s.scores?.token_seq).toBe(47);
+    expect(s.pWrong).toBe(0.25);
+    expect(s.answerScores?.gnll).toBe(12.3);
+    expect(s.apply({ ...scores(9, 60), session_id: "other" })).toBe(false);
+  });
+
+  it("takes live_scores from a session detail while there is no summary, unless it has newer ones", () => {
+    const s = new SessionStore(SID);
+    s.applyHistory({ ...history([token(0), token(1)]), live_scores: scores(3, 1, { p_wrong: 0.7 }) });
+    expect(s.scores?.seq).toBe(3);
+    expect(s.pWrong).toBe(0.7);
+    s.apply(scores(4, 17, { p_wrong: 0.6 }));
+    s.applyHistory({ ...history([token(0), token(1)]), live_scores: scores(3, 1, { p_wrong: 0.7 }) }); // REST lagging the socket
+    expect(s.scores?.seq).toBe(4);
+    expect(s.pWrong).toBe(0.6);
+  });
+
+  it("prefers live P(wrong) over an older risk change's while running, and the summary's values once it ended", () => {
+    const s = new SessionStore(SID);
+    s.apply(token(0));
+    s.apply({ ...risk(0, "critical"), evidence: "answer", p_wrong: 0.9, profile: "p" });
+    s.apply(scores(0, 15, { p_wrong: 0.55, answer_complete: false, answer_scores: sequenceScores(2, 5) }));
+    expect(s.pWrong).toBe(0.55);
+    expect(s.answerScores?.gnll).toBe(5);
+    expect(s.answerComplete).toBe(false);
+    s.apply(scores(1, 31, { p_wrong: null }));
+    expect(s.pWrong).toBe(0.9); // not judged in these scores: the risk change's still holds
+    s.apply({
+      type: "done",
+      session_id: SID,
+      status: "finished",
+      reason: "eos",
+      tokens: 1,
+      summary: {
+        tokens: 1,
+        firings_by_rule: {},
+        alerts_sent_by_rule: null,
+        max_hbar_s: null,
+        mean_hbar_s: null,
+        mean_entropy: null,
+        perplexity: null,
+        nll_bits: null,
+        low_confidence_share: null,
+        final_risk: "warning",
+        peak_risk: "critical",
+        p_wrong: 0.5,
+        profile: "p",
+        answer_scores: sequenceScores(3, 9.5),
+        scores: null,
+        status: "finished",
+      },
+    });
+    expect(s.pWrong).toBe(0.5);
+    expect(s.answerScores?.gnll).toBe(9.5);
+    expect(s.answerComplete).toBe(true);
+  });
+
+  it("does not take live_scores over a summary from the same snapshot", () => {
+    const s = new SessionStore(SID);
+    const h = history([token(0)], "finished");
+    s.applyHistory({ ...h, summary: { ...summaryOf(0.2), answer_scores: sequenceScores(1, 2) }, live_scores: scores(5, 0, { p_wrong: 0.8 }) });
+    expect(s.scores).toBeNull();
+    expect(s.pWrong).toBe(0.2);
+    expect(s.answerScores?.gnll).toBe(2);
+  });
+});
+
+function summaryOf(pWrong: number) {
+  return {
+    tokens: 1,
+    firings_by_rule: {},
+    alerts_sent_by_rule: null,
+    max_hbar_s: null,
+    mean_hbar_s: null,
+    mean_entropy: null,
+    perplexity: null,
+    nll_bits: null,
+    low_confidence_share: null,
+    final_risk: "safe" as const,
+    peak_risk: "safe" as const,
+    p_wrong: pWrong,
+    profile: "p",
+    status: "finished" as const,
+  };
+}

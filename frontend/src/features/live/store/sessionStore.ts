@@ -7,12 +7,15 @@
  * - tokens are kept by position, so out-of-order arrival yields the same text as in-order arrival;
  * - `contiguous` is the last seq up to which every token is present; it is the `after_seq` a
  *   resubscribe asks for, and the chart is fed in seq order from it, never with a gap or a repeat;
- * - the chart's ring buffer holds at most `chartPoints` points.
+ * - the chart's ring buffer holds at most `chartPoints` points;
+ * - `scores` is the live scores message with the highest seq seen (WebSocket or REST `live_scores`).
  */
 import type {
   AlertMessage,
   RiskLevel,
   RiskMessage,
+  ScoresMessage,
+  SequenceScores,
   ServerMessage,
   SessionHistory,
   SessionStatus,
@@ -43,6 +46,8 @@ export class SessionStore {
   /** Tokens the session has in all, once known (from `done` or a finished snapshot). */
   expectedTokens: number | null = null;
   error: string | null = null;
+  /** The latest live sequence scores (highest seq), while the session runs; the summary has the final ones. */
+  scores: ScoresMessage | null = null;
 
   /** Tokens by seq; holes are tokens not received yet. */
   readonly tokens: (TokenMessage | undefined)[] = [];
@@ -114,15 +119,27 @@ export class SessionStore {
   }
   /**
    * Calibrated P(answer wrong) when known: the summary's (the final judgement) once the session
-   * ended, else the latest risk change that carries one.
+   * ended, else the latest live scores', else the latest risk change that carries one.
    */
   get pWrong(): number | null {
     if (this.summary?.p_wrong != null) return this.summary.p_wrong;
+    if (!this.summary && this.scores?.p_wrong != null) return this.scores.p_wrong;
     for (let i = this.risks.length - 1; i >= 0; i--) {
       const p = this.risks[i]!.p_wrong;
       if (p != null) return p;
     }
     return null;
+  }
+  /**
+   * Sequence scores of the answer span: the summary's (final) once it is here, else the latest live
+   * scores' (so far, until `answerComplete`). Null before the alerter sent any.
+   */
+  get answerScores(): SequenceScores | null {
+    return this.summary?.answer_scores ?? this.scores?.answer_scores ?? null;
+  }
+  /** Whether the answer span's scores are final. */
+  get answerComplete(): boolean {
+    return this.summary?.answer_scores != null || this.scores?.answer_complete === true;
   }
   get terminal(): boolean {
     return this.status !== null && TERMINAL_STATUSES.includes(this.status);
@@ -189,6 +206,8 @@ export class SessionStore {
     for (const a of h.alerts) changed = this.addAlert(a) || changed;
     for (const r of h.risks) changed = this.addRisk(r) || changed;
     if (h.summary && !this.summary) ((this.summary = h.summary), (changed = true));
+    // The gateway sends live_scores only while there is no summary; the summary's scores win anyway.
+    if (!h.summary && h.live_scores) changed = this.setScores(h.live_scores) || changed;
     if (this.terminal && this.expectedTokens === null) {
       this.expectedTokens = h.summary?.tokens ?? s.tokens;
       changed = true;
@@ -205,6 +224,8 @@ export class SessionStore {
         return this.addAlert(msg);
       case "risk":
         return this.addRisk(msg);
+      case "scores":
+        return this.setScores(msg);
       case "session": {
         let c = this.setStatus(msg.status);
         if (msg.model && msg.model !== this.model) ((this.model = msg.model), (c = true));
@@ -275,6 +296,14 @@ export class SessionStore {
     if (this.riskSeqs.has(r.seq)) return false;
     this.riskSeqs.add(r.seq);
     insertBySeq(this.risks, r);
+    return true;
+  }
+
+  /** Keep the scores message with the highest seq (a replay repeats the latest; REST may lag the socket). */
+  private setScores(sc: ScoresMessage): boolean {
+    if (sc.session_id !== this.sessionId) return false;
+    if (this.scores !== null && sc.seq <= this.scores.seq) return false;
+    this.scores = sc;
     return true;
   }
 
