@@ -136,6 +136,13 @@ def calibrate_command(
         Path,
         typer.Option(help="Folder that keeps the reference generations; reused when its settings match."),
     ] = Path("data/calibrate/reference"),
+    probe: Annotated[
+        bool,
+        typer.Option(
+            "--probe/--no-probe",
+            help="With labelled runs: fit a hidden-state probe (transformers models) as a P(wrong) feature.",
+        ),
+    ] = True,
 ) -> None:
     """Fit a calibration profile: token-metric quantiles on ordinary prompts, P(wrong) on labelled QA."""
     import json
@@ -164,7 +171,23 @@ def calibrate_command(
     sys.stderr.write("\n")
     info = {"prompts": str(reference_prompts), "seeds": seeds, "temperature": temperature, "max_tokens": max_tokens}
     try:
-        profile = calibrate.build_profile(name, alias or [], sessions, info, labelled or [])
+
+        def fit_progress(what: str, n: int, total: int) -> None:
+            sys.stderr.write(f"\r[{n}/{total}] {what}: hidden states of the labelled answers")
+            sys.stderr.flush()
+
+        profile = calibrate.build_profile(
+            name,
+            alias or [],
+            sessions,
+            info,
+            labelled or [],
+            probe=probe,
+            prompts=prompts,
+            engine_model=model,
+            progress=fit_progress,
+        )
+        sys.stderr.write("\n")
     except calibrate.CalibrationError as exc:
         _fail(str(exc))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -174,6 +197,7 @@ def calibrate_command(
     typer.echo(
         f"wrote {out}: {profile['fitted_on']['reference']['tokens']} reference tokens"
         + (f", P(wrong) fitted on {pw['fitted_on']['items']} labelled answers" if pw else ", no labelled data")
+        + (f", probe on layer {profile['probe']['layer']}" if profile.get("probe") else "")
         + f"; peak risk of the reference sessions: {rates}"
     )
 

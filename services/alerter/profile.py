@@ -19,6 +19,9 @@ A profile is one versioned JSON file per model (``uq calibrate`` writes it; docs
 - ``session_quantiles``: quantiles of session scores (``all.mean_nll``: the mean surprisal of a whole
   generation) over the same reference sessions: how unusual a session is for this model (the risk
   level's *session* evidence, services/alerter/risk.py).
+- ``probe`` (white-box, optional): ``{"layer", "weights", "intercept"}``, a linear probe on one layer's
+  hidden state fitted on labelled QA (``uq calibrate --probe``); engines that can publish each token's
+  projection on it (``TokenEvent.probe``), and the answer's mean projection is a P(wrong) feature.
 - ``risk_rates``: the share of the reference sessions whose peak risk reached each level, measured by
   ``uq calibrate`` with the settings it ran under: the expected rates on ordinary text.
 - ``p_wrong``: a logistic combination of the session's sequence scores (services/alerter/scores.py,
@@ -103,6 +106,17 @@ def interpolate(xs: tuple[float, ...], ys: tuple[float, ...], x: float) -> float
 
 
 @dataclass(frozen=True, slots=True)
+class ProbeSpec:
+    """A linear probe on one layer's hidden state (``layer``: index into ``hidden_states``, 0 = the
+    embeddings): white-box engines publish each token's projection ``weights · h`` (``TokenEvent.probe``);
+    the span's mean projection is the sequence score ``probe``, a feature of P(wrong)."""
+
+    layer: int
+    weights: tuple[float, ...]
+    intercept: float = 0.0  # the probe's own logistic intercept: logit(wrong) ≈ mean projection + intercept
+
+
+@dataclass(frozen=True, slots=True)
 class Profile:
     id: str
     model: str
@@ -112,6 +126,7 @@ class Profile:
     fitted_on: dict[str, Any] = field(default_factory=dict)
     session_quantiles: dict[str, dict[float, float]] = field(default_factory=dict)
     risk_rates: dict[str, float] = field(default_factory=dict)
+    probe: ProbeSpec | None = None
 
     def quantile(self, metric: str, q: float) -> float | None:
         """The model's ``q`` quantile of ``metric`` on ordinary text (linear between stored quantiles)."""
@@ -154,6 +169,12 @@ def parse(raw: Any, where: str) -> Profile:
             for score, table in (raw.get("session_quantiles") or {}).items()
         }
         rates = {str(level): float(share) for level, share in (raw.get("risk_rates") or {}).items()}
+        pr = raw.get("probe")
+        probe = (
+            ProbeSpec(int(pr["layer"]), tuple(float(v) for v in pr["weights"]), float(pr.get("intercept", 0.0)))
+            if pr
+            else None
+        )
         pw = raw.get("p_wrong")
         model = None
         if pw is not None:
@@ -182,6 +203,7 @@ def parse(raw: Any, where: str) -> Profile:
             fitted_on=dict(raw.get("fitted_on", {})),
             session_quantiles=sessions,
             risk_rates=rates,
+            probe=probe,
         )
     except ProfileError:
         raise

@@ -20,6 +20,7 @@ Every score is "higher = more likely wrong" (bits where it has a unit):
 | ``max_hbar_s`` | max ℏₛ (experimental) |
 | ``min_margin_gap`` | 1 − min margin: how close the closest call of the span was |
 | ``first_margin_gap`` | 1 − margin of the first token |
+| ``probe`` | Σ probe / n: mean hidden-state probe projection (white-box engines with a profile probe) |
 
 Two spans are scored: ``all`` tokens, and the ``answer``: the tokens up to the end of the first line
 or sentence (:class:`AnswerSpan`), which is what a short-answer question is judged on.
@@ -46,6 +47,7 @@ SCORE_NAMES: tuple[str, ...] = (
     "max_hbar_s",
     "min_margin_gap",
     "first_margin_gap",
+    "probe",
 )
 
 _SENTENCE_END = (".", "!", "?", "。", "！", "？")
@@ -69,9 +71,14 @@ class SpanStats:
     margin_min: float | None = None
     entropy_first: float | None = None
     margin_first: float | None = None
+    probe_n: int = 0
+    probe_sum: float = 0.0
 
     def add(self, m: Metrics) -> None:
         self.tokens += 1
+        if m.probe is not None and math.isfinite(m.probe):
+            self.probe_n += 1
+            self.probe_sum += m.probe
         if m.surprisal is not None and math.isfinite(m.surprisal):
             if self.nll_n == 0:
                 self.nll_first = m.surprisal
@@ -108,6 +115,7 @@ class SpanStats:
             "max_hbar_s": self.hbar_max,
             "min_margin_gap": 1.0 - self.margin_min if self.margin_min is not None else None,
             "first_margin_gap": 1.0 - self.margin_first if self.margin_first is not None else None,
+            "probe": self.probe_sum / self.probe_n if self.probe_n else None,
         }
 
     def to_json(self) -> list[Any]:
@@ -126,6 +134,8 @@ class SpanStats:
             self.margin_min,
             self.entropy_first,
             self.margin_first,
+            self.probe_n,
+            self.probe_sum,
         ]
 
     @classmethod

@@ -153,7 +153,7 @@ class Auditor:
             token_id=event.token_id,
             text=event.text,
             distribution=event.distribution,
-            metrics=Metrics(**values),
+            metrics=Metrics(**values, probe=event.probe),
             top_k=event.top_k[: self.settings.display_top_k],
             model=event.model,
             token_ts_ns=event.ts_ns,

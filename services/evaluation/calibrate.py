@@ -103,7 +103,9 @@ def generate_reference(
             for seed in range(seeds):
                 sampling = SamplingParams(temperature=temperature, max_tokens=max_tokens, seed=seed)
                 run = pipeline.run(Request(prompt, None, []), sampling)
-                sessions.append([{"text": a["text"], **a["metrics"]} for a in run.audits])
+                sessions.append(
+                    [{"text": a["text"], "token_id": a.get("token_id"), **a["metrics"]} for a in run.audits]
+                )
                 if progress is not None:
                     progress(i * seeds + seed + 1, total)
     finally:
@@ -170,33 +172,58 @@ def check_labelled(folders: list[Path]) -> None:
             raise CalibrationError(f"{folder} holds runs of {data}: fit on dev splits, report on test ones")
 
 
-def fit_p_wrong(folders: list[Path]) -> dict[str, Any]:
-    """The ``p_wrong`` section from labelled ``uq eval`` folders (dev splits only)."""
+def labelled_rows(folders: list[Path]) -> tuple[list[tuple[str, dict[str, Any]]], list[float]]:
+    """(``"<folder>/<id>"``, run record) of every labelled folder, and each row's weight: every folder
+    weighs the same in total, whatever its size (mean weight 1)."""
+    rows: list[tuple[str, dict[str, Any]]] = []
+    weights: list[float] = []
+    for folder in folders:
+        these = list(records(folder))
+        rows += [(f"{folder}/{r['id']}", r) for r in these]
+        weights += [1.0 / len(these)] * len(these) if these else []
+    total = sum(weights) or 1.0
+    return rows, [w * len(weights) / total for w in weights]
+
+
+def fit_p_wrong(folders: list[Path], probe: dict[str, float] | None = None) -> dict[str, Any]:
+    """The ``p_wrong`` section from labelled ``uq eval`` folders (dev splits only); with ``probe`` (each
+    row's out-of-fold probe projection by ``"<folder>/<id>"``) the answer's probe is a feature too, its
+    missing value (an engine that cannot publish it) the mean, so it then weighs nothing."""
     from sklearn.isotonic import IsotonicRegression
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     check_labelled(folders)
-    rows: list[dict[str, Any]] = []
-    weights: list[float] = []
+    keyed, weights = labelled_rows(folders)
+    rows = [r for _, r in keyed]
     sources = []
     for folder in folders:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        these = list(records(folder))
-        rows += these
-        weights += [1.0 / len(these)] * len(these) if these else []
-        sources.append({"data": config.get("data"), "style": config.get("style"), "items": len(these)})
+        n = sum(1 for k, _ in keyed if k.startswith(f"{folder}/"))
+        sources.append({"data": config.get("data"), "style": config.get("style"), "items": n})
     wrong = np.array([0 if r["correct"] else 1 for r in rows])
     if wrong.min() == wrong.max() or min(wrong.sum(), len(wrong) - wrong.sum()) < 10:
         raise CalibrationError("the labelled runs need at least 10 right and 10 wrong answers")
     feats = [session_features(r["tokens"]) for r in rows]
-    raw = np.array([[_value(f, n) for n in P_WRONG_FEATURES] for f in feats], dtype=np.float64)
-    fill = np.array([np.nanquantile(col, 0.99) if np.isfinite(col).any() else 0.0 for col in raw.T])
+    names = list(P_WRONG_FEATURES)
+    if probe is not None:
+        names.append("answer.probe")
+        for (key, _), f in zip(keyed, feats, strict=True):
+            f["answer.probe"] = probe.get(key)
+    raw = np.array([[_value(f, n) for n in names] for f in feats], dtype=np.float64)
+    fill = np.array(
+        [
+            (np.nanmean(col) if name == "answer.probe" else np.nanquantile(col, 0.99))
+            if np.isfinite(col).any()
+            else 0.0
+            for name, col in zip(names, raw.T, strict=True)
+        ]
+    )
     x = np.where(np.isnan(raw), fill, raw)
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
     z = (x - mean) / scale
-    w = np.array(weights) * len(weights) / sum(weights)  # each folder the same total weight, mean 1
+    w = np.array(weights)
     lr = LogisticRegression(C=1.0, max_iter=5000)
     out_of_fold = cross_val_predict(
         lr,
@@ -209,7 +236,7 @@ def fit_p_wrong(folders: list[Path]) -> dict[str, Any]:
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(out_of_fold, wrong, sample_weight=w)
     lr.fit(z, wrong, sample_weight=w)
     return {
-        "features": list(P_WRONG_FEATURES),
+        "features": names,
         "fill": fill.tolist(),
         "mean": mean.tolist(),
         "scale": scale.tolist(),
@@ -229,7 +256,16 @@ def build_profile(
     reference_info: dict[str, Any],
     labelled: list[Path],
     min_tokens: int | None = None,
+    *,
+    probe: bool = False,
+    prompts: list[str] | None = None,
+    engine_model: str | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
+    """The profile of ``model``. With ``probe`` (and labelled runs) a hidden-state probe is fitted too
+    (services/evaluation/probe.py) and becomes a P(wrong) feature; the reference sessions (generated
+    from ``prompts``, one list per prompt × seed in order) then get their probe projections by teacher
+    forcing, so the documented risk rates are what a live session with the probe gets."""
     from services.alerter.settings import AlerterSettings
 
     if not reference or not any(reference):
@@ -244,7 +280,7 @@ def build_profile(
         "aliases": aliases,
         "token_quantiles": token_quantiles(reference),
         "session_quantiles": session_quantiles(reference, min_tokens),
-        "p_wrong": fit_p_wrong(labelled) if labelled else None,
+        "p_wrong": None,
         "fitted_on": {
             "reference": {
                 **reference_info,
@@ -254,6 +290,21 @@ def build_profile(
             }
         },
     }
+    if labelled and probe:
+        from services.evaluation import probe as probes
+
+        states = probes.HiddenStates(engine_model)
+        _, weights = labelled_rows(labelled)
+        section, projections = probes.fit(
+            labelled, weights, states, progress=(lambda n, t: progress("probe", n, t)) if progress else None
+        )
+        profile["probe"] = section
+        profile["p_wrong"] = fit_p_wrong(labelled, projections)
+        if prompts:
+            per = len(reference) // len(prompts)
+            reference = [states.project(prompts[i // per], s, section) for i, s in enumerate(reference)]
+    elif labelled:
+        profile["p_wrong"] = fit_p_wrong(labelled)
     parse(profile, "the profile just fitted")  # what the alerter will read
     profile["risk_rates"] = risk_rates(profile, reference)
     parse(profile, "the profile just fitted")

@@ -50,7 +50,7 @@ class Pipeline(Protocol):
 
 
 def _audit_record(a: AuditEvent) -> dict[str, Any]:
-    return {"seq": a.seq, "text": a.text, "metrics": a.metrics.model_dump(exclude={"exact"})}
+    return {"seq": a.seq, "text": a.text, "token_id": a.token_id, "metrics": a.metrics.model_dump(exclude={"exact"})}
 
 
 class LocalPipeline:
@@ -187,7 +187,12 @@ class ApiPipeline:
             status=str(session.get("status")),
             reason=session.get("reason"),
             audits=[
-                {"seq": t["seq"], "text": t["text"], "metrics": {k: v for k, v in t["metrics"].items() if k != "exact"}}
+                {
+                    "seq": t["seq"],
+                    "text": t["text"],
+                    "token_id": t.get("token_id"),
+                    "metrics": {k: v for k, v in t["metrics"].items() if k != "exact"},
+                }
                 for t in tokens
             ],
             alerts=data["alerts"],

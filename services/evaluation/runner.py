@@ -103,7 +103,9 @@ def run(
                 "risks": [
                     {"level": r["level"], "token_seq": r["token_seq"], "reason": r["reason"]} for r in session.risks
                 ],
-                "tokens": [{"text": a["text"], **_compact(a["metrics"])} for a in session.audits],
+                "tokens": [
+                    {"text": a["text"], "token_id": a.get("token_id"), **_compact(a["metrics"])} for a in session.audits
+                ],
             }
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
             out.flush()

@@ -79,6 +79,7 @@ class TokenStep:
     top_k: list[TopKAlternative]
     vocab_size: int
     logits: bytes | None = None  # little-endian float16, vocab_size values, when full logits were asked for
+    probe: float | None = None  # hidden-state probe projection, when the model's profile has a probe
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,6 +77,7 @@ def token_event(job: JobRequest, engine: Engine, step: TokenStep, seq: int) -> T
         model=engine.display_name,
         provider=engine.provider,
         logits=step.logits,
+        probe=step.probe,
     )
 
 

@@ -122,6 +122,11 @@ class TokenEvent(Envelope):
         None, description='"float16" when the entry carries the binary logits field, else null.'
     )
     sampling: SamplingParams | None = Field(None, description="Sampling parameters the token was drawn with.")
+    probe: float | None = Field(
+        None,
+        description="White-box engines whose model's calibration profile has a probe: the projection of the "
+        'hidden state the token was chosen from on the probe direction (docs/metrics.md, "Probe").',
+    )
     model: str = Field(max_length=512, description="Model name.")
     provider: str = Field("transformers", max_length=128, description="Who produced it: transformers, push, …")
     logits: bytes | None = Field(
@@ -144,6 +149,11 @@ class Metrics(_Model):
     fisher_trace: float | None = Field(None, ge=0.0, le=1.0, description="1 - Σ p². Higher = more uncertain.")
     varentropy: float | None = Field(None, ge=0.0, description="Σ p (-log2 p - H)². Bits².")
     coverage: float | None = Field(None, ge=0.0, le=1.0, description="Σ p over the known top-k (top-k input).")
+    probe: float | None = Field(
+        None,
+        description="White-box: the token's hidden-state probe projection (as on the token; docs/metrics.md). "
+        "Higher = more likely wrong.",
+    )
     exact: bool = Field(description="True when computed from the full distribution.")
 
 
@@ -245,6 +255,9 @@ class SequenceScores(_Model):
         None, ge=0.0, le=1.0, description="1 - the smallest margin: how close the closest call was."
     )
     first_margin_gap: float | None = Field(None, ge=0.0, le=1.0, description="1 - the first token's margin.")
+    probe: float | None = Field(
+        None, description='White-box: mean hidden-state probe projection over the span (docs/metrics.md, "Probe").'
+    )
 
 
 class ScoresEvent(Envelope):

@@ -8,8 +8,10 @@ chosen, and a plain loop over ``model(input_ids=[[token]], cache=…)`` does les
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,6 +22,8 @@ from services.generator.engine import Finished, GenerationRequest, Prefilling, S
 from services.generator.errors import DeviceMemoryError, InvalidJobError, NumericalError, PromptTooLongError
 from services.generator.hf.loading import LoadedModel
 from services.generator.text import IncrementalDecoder, StopMatcher
+
+log = logging.getLogger(__name__)
 
 PREFILL_CHUNK = 512  # prompt tokens per forward while reading a prompt
 
@@ -91,7 +95,41 @@ def prompt_ids(lm: LoadedModel, request: GenerationRequest) -> list[int]:
     return [int(i) for i in ids]
 
 
-def generate(lm: LoadedModel, request: GenerationRequest, texts: TokenTexts) -> Iterator[Step]:
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """A calibration profile's hidden-state probe: the direction ``weights`` in the output of layer
+    ``layer`` (``hidden_states[layer]``: 0 is the embeddings). Each token's projection is
+    ``weights · h``, with ``h`` the hidden state of the position the token was chosen from."""
+
+    layer: int
+    weights: torch.Tensor  # float32, hidden size
+
+    def project(self, hidden: torch.Tensor) -> float:
+        return float(torch.dot(hidden.float(), self.weights))
+
+
+def probe_for(lm: LoadedModel, profiles_dir: str = "") -> Probe | None:
+    """The probe of ``lm``'s calibration profile, when it has one that fits this model (else None)."""
+    from services.alerter import profile
+
+    found = profile.for_model(lm.name, profiles_dir)
+    spec = found.probe if found is not None else None
+    if spec is None:
+        return None
+    layers = int(getattr(lm.model.config, "num_hidden_layers", -1))
+    hidden = int(getattr(lm.model.config, "hidden_size", -1))
+    if not 0 <= spec.layer <= layers or len(spec.weights) != hidden:
+        log.warning(
+            "the calibration profile's probe does not fit this model; no probe",
+            extra={"profile": found.id if found else None, "layer": spec.layer, "hidden_size": hidden},
+        )
+        return None
+    return Probe(spec.layer, torch.tensor(spec.weights, dtype=torch.float32, device=lm.device))
+
+
+def generate(
+    lm: LoadedModel, request: GenerationRequest, texts: TokenTexts, probe: Probe | None = None
+) -> Iterator[Step]:
     """Stream the tokens of one request (see services/generator/engine.py for the protocol)."""
     ids = prompt_ids(lm, request)
     if len(ids) >= lm.context_length:
@@ -106,40 +144,45 @@ def generate(lm: LoadedModel, request: GenerationRequest, texts: TokenTexts) -> 
 
     cache = None
     for start in range(0, len(ids) - PREFILL_CHUNK, PREFILL_CHUNK):  # long prompts in chunks, between others' steps
-        _logits, cache = _forward(lm, ids[start : start + PREFILL_CHUNK], cache, 0)
+        _logits, cache, _ = _forward(lm, ids[start : start + PREFILL_CHUNK], cache, 0)
         yield Prefilling(start + PREFILL_CHUNK, len(ids))
     last = (max(len(ids) - 1, 0) // PREFILL_CHUNK) * PREFILL_CHUNK
-    logits, cache = _forward(lm, ids[last:], cache, 0)
+    logits, cache, hidden = _forward(lm, ids[last:], cache, 0, probe)
     produced = 0
     while True:
         token = sampler.choose(logits)
         if token in lm.eos_ids:
             held = stops.flush() + decoder.flush()
             if held:  # text still held back must reach the output: it rides on the end-of-sequence token
-                yield _describe(lm, logits, token, held, k, request.full_logits, texts)
+                yield _describe(lm, logits, token, held, k, request.full_logits, texts, probe, hidden)
             yield Finished("eos")
             return
         text, hit = stops.feed(decoder.add(token))
         produced += 1
         if produced >= budget and not hit:
             text += stops.feed(decoder.flush())[0] + stops.flush()
-        yield _describe(lm, logits, token, text, k, request.full_logits, texts)
+        yield _describe(lm, logits, token, text, k, request.full_logits, texts, probe, hidden)
         if hit:
             yield Finished("stop")
             return
         if produced >= budget:
             yield Finished("max_tokens")
             return
-        logits, cache = _forward(lm, [token], cache, produced)
+        logits, cache, hidden = _forward(lm, [token], cache, produced, probe)
 
 
-def _forward(lm: LoadedModel, ids: list[int], cache: Any, produced: int) -> tuple[torch.Tensor, Any]:
-    """Run the model on ``ids`` after ``cache``; the float32 logits of the last position and the cache."""
+def _forward(
+    lm: LoadedModel, ids: list[int], cache: Any, produced: int, probe: Probe | None = None
+) -> tuple[torch.Tensor, Any, torch.Tensor | None]:
+    """Run the model on ``ids`` after ``cache``: the float32 logits of the last position, the cache,
+    and with a probe the last position's hidden state at the probe's layer."""
     try:
         with torch.inference_mode():
             inputs = torch.tensor([ids], dtype=torch.long, device=lm.device)
-            out = lm.model(input_ids=inputs, use_cache=True, logits_to_keep=1, **{lm.cache_arg: cache})
+            extra = {"output_hidden_states": True} if probe is not None else {}
+            out = lm.model(input_ids=inputs, use_cache=True, logits_to_keep=1, **{lm.cache_arg: cache}, **extra)
             logits = out.logits[0, -1].float()
+            hidden = out.hidden_states[probe.layer][0, -1] if probe is not None else None
             broken = bool(torch.isnan(logits).any()) or not bool(torch.isfinite(logits.max()))
     except torch.cuda.OutOfMemoryError:
         torch.cuda.empty_cache()
@@ -147,7 +190,7 @@ def _forward(lm: LoadedModel, ids: list[int], cache: Any, produced: int) -> tupl
     if broken:
         raise NumericalError(produced, str(lm.dtype).removeprefix("torch."))
     new_cache = out.cache if lm.cache_arg == "cache" else out.past_key_values
-    return logits, new_cache
+    return logits, new_cache, hidden
 
 
 def _describe(
@@ -158,6 +201,8 @@ def _describe(
     k: int,
     full_logits: bool,
     texts: TokenTexts,
+    probe: Probe | None = None,
+    hidden: torch.Tensor | None = None,
 ) -> TokenStep:
     """The step's record: logprob of ``token`` and the top-k under the raw distribution, and the logits."""
     with torch.inference_mode():
@@ -170,5 +215,11 @@ def _describe(
         for i, v in zip(top_ids.tolist(), top_values.tolist(), strict=True)
     ]
     return TokenStep(
-        token_id=token, text=text, logprob=min(logprob, 0.0), top_k=top, vocab_size=lm.vocab_size, logits=blob
+        token_id=token,
+        text=text,
+        logprob=min(logprob, 0.0),
+        top_k=top,
+        vocab_size=lm.vocab_size,
+        logits=blob,
+        probe=probe.project(hidden) if probe is not None and hidden is not None else None,
     )

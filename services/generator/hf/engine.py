@@ -14,7 +14,7 @@ from pydantic import Field
 from services.generator.engine import Engine, EngineOptions, GenerationRequest, Step, register_engine
 
 if TYPE_CHECKING:
-    from services.generator.hf.decoding import TokenTexts
+    from services.generator.hf.decoding import Probe, TokenTexts
     from services.generator.hf.loading import LoadedModel
 
 
@@ -26,6 +26,7 @@ class TransformersOptions(EngineOptions):
     load_in_8bit: bool = False
     model_cache_dir: str = "data/model-cache"
     torch_threads: int = Field(0, ge=0, le=1024)
+    profiles_dir: str = ""  # where the model's calibration profile (and its probe) is looked up
 
 
 @register_engine
@@ -44,6 +45,7 @@ class TransformersEngine(Engine):
         super().__init__(model, options)
         self.loaded: LoadedModel | None = None
         self._texts: TokenTexts | None = None
+        self._probe: Probe | None = None
 
     def load(self) -> None:
         from services.generator.hf import decoding, loading
@@ -63,6 +65,7 @@ class TransformersEngine(Engine):
         )
         self._texts = decoding.TokenTexts(self.loaded.tokenizer)
         self.display_name = self.loaded.name
+        self._probe = decoding.probe_for(self.loaded, opts.profiles_dir)
 
     @classmethod
     def from_loaded(cls, loaded: LoadedModel, options: EngineOptions | None = None) -> TransformersEngine:
@@ -73,6 +76,7 @@ class TransformersEngine(Engine):
         engine.loaded = loaded
         engine._texts = decoding.TokenTexts(loaded.tokenizer)
         engine.display_name = loaded.name
+        engine._probe = decoding.probe_for(loaded, engine.options.profiles_dir)  # type: ignore[attr-defined]
         return engine
 
     def stream(self, request: GenerationRequest) -> Iterator[Step]:
@@ -80,7 +84,7 @@ class TransformersEngine(Engine):
 
         if self.loaded is None or self._texts is None:
             raise RuntimeError("TransformersEngine.stream called before load()")
-        return decoding.generate(self.loaded, request, self._texts)
+        return decoding.generate(self.loaded, request, self._texts, self._probe)
 
     def close(self) -> None:
         if self.loaded is not None:
