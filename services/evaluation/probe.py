@@ -15,6 +15,7 @@ means, so a projection needs no standardising.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -150,7 +151,9 @@ def fit(
     z = (features - mean) / scale
     cv = StratifiedKFold(5, shuffle=True, random_state=0)
     chooser = LogisticRegressionCV(Cs=[0.003, 0.01, 0.03, 0.1, 0.3], cv=cv, scoring="roc_auc", max_iter=3000)
-    chooser.fit(z, wrong, sample_weight=w)
+    with warnings.catch_warnings():  # scikit-learn 1.9 announces attribute changes of LogisticRegressionCV
+        warnings.simplefilter("ignore", FutureWarning)
+        chooser.fit(z, wrong, sample_weight=w)
     c = float(chooser.C_[0])
     lr = LogisticRegression(C=c, max_iter=3000)
     out_of_fold = cross_val_predict(lr, z, wrong, cv=cv, method="decision_function", params={"sample_weight": w})

@@ -60,7 +60,8 @@ async def test_all_three_kinds_in_right_audits_out(redis: Redis, bus: Bus, audit
         audit = out[(token.session_id, token.seq)]
         z = np.frombuffer(token.logits or b"", "<f2")
         expected = reference(z, token.token_id or 0)
-        got = audit.metrics.model_dump(exclude={"coverage", "exact"})
+        got = audit.metrics.model_dump(exclude={"coverage", "exact", "probe"})
+        assert audit.metrics.probe is None  # no probe on these tokens: nothing to pass through
         assert got == pytest.approx(expected, rel=1e-5, abs=1e-12)
         assert audit.metrics.exact is True
         assert audit.metrics.coverage == 1.0
@@ -76,7 +77,8 @@ async def test_all_three_kinds_in_right_audits_out(redis: Redis, bus: Bus, audit
     prob = out[("s-prob", 0)].metrics
     assert prob.model_dump() == {
         "prob": pytest.approx(0.125), "surprisal": pytest.approx(3.0), "entropy": None, "margin": None,
-        "rank": None, "hbar_s": None, "fisher_trace": None, "varentropy": None, "coverage": None, "exact": False,
+        "rank": None, "hbar_s": None, "fisher_trace": None, "varentropy": None, "coverage": None, "probe": None,
+        "exact": False,
     }  # fmt: skip
     none = out[("s-none", 0)].metrics
     assert none.model_dump(exclude={"exact"}) == dict.fromkeys(none.model_dump(exclude={"exact"}))
@@ -161,3 +163,13 @@ def test_full_entry_without_token_id_keeps_the_distribution_metrics(auditor_sett
     assert unknown.entropy == pytest.approx(expected["entropy"], rel=1e-5)
     assert unknown.margin == known.margin == pytest.approx(expected["margin"], rel=1e-5)
     assert known.rank == 2
+
+
+async def test_a_tokens_probe_projection_passes_through(
+    redis: Redis, bus: Bus, auditor_settings: AuditorSettings
+) -> None:
+    token = full_token("s", 0, np.arange(10, dtype=np.float64), 3).model_copy(update={"probe": -1.25})
+    await bus.publish("tokens", token)
+    await drain(bus, Auditor(auditor_settings), auditor_settings)
+    (audit,) = await audits(redis, bus)
+    assert audit.metrics.probe == -1.25
