@@ -48,6 +48,7 @@ from typing import Any
 from services.alerter.errors import ProfileError
 
 PROFILE_FORMAT = 1
+P_WRONG_FLOOR = 0.005
 BUILTIN_DIR = Path(__file__).resolve().parent / "profiles"
 
 
@@ -81,8 +82,11 @@ class PWrongModel:
         return 1.0 / (1.0 + math.exp(-max(min(z, 60.0), -60.0)))
 
     def __call__(self, features: dict[str, float | None]) -> float:
-        """Calibrated P(wrong): the isotonic map, linear between its knots, flat beyond them."""
-        return interpolate(self.iso_x, self.iso_y, self.raw(features))
+        """Calibrated P(wrong): the isotonic map, linear between its knots, flat beyond them, kept within
+        [``P_WRONG_FLOOR``, 1 − ``P_WRONG_FLOOR``]: a few thousand labelled answers cannot make any
+        answer certainly right or certainly wrong."""
+        p = interpolate(self.iso_x, self.iso_y, self.raw(features))
+        return min(max(p, P_WRONG_FLOOR), 1.0 - P_WRONG_FLOOR)
 
 
 def _feature(features: dict[str, float | None], name: str) -> float | None:
