@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from services.alerter import profile
 from services.alerter.profile import Profile
@@ -225,11 +225,7 @@ class Engine:
         bands = self.policy.p_wrong_bands
         level = band(p, bands)
         n = st.sequence.answer.tokens
-        where = (
-            f"in the {level} band (≥ {bands[('warning', 'critical', 'emergency').index(level)]:.2f})"
-            if level != "safe"
-            else f"below the warning band ({bands[0]:.2f})"
-        )
+        where = _where(level, bands, lambda t: f"{t:.2f}")
         sentence = (
             f"P(wrong) = {p:.2f} for the answer ({n} token{'s' if n != 1 else ''}; "
             f"calibrated on labelled QA, profile {calibration.id}): {where}"
@@ -256,11 +252,7 @@ class Engine:
         bands = self.policy.reference_bands
         level = band(pct, bands)
         n = st.sequence.all.tokens
-        where = (
-            f"in the {level} band (≥ {_pct(bands[('warning', 'critical', 'emergency').index(level)])})"
-            if level != "safe"
-            else f"below the warning band ({_pct(bands[0])})"
-        )
+        where = _where(level, bands, _pct)
         above = "every one" if pct >= 1.0 else f"{pct * 100:.1f} %"
         sentence = (
             f"mean surprisal {mean:.2f} bits over {n} tokens is above {above} of the model's reference "
@@ -396,6 +388,13 @@ def _p_wrong(calibration: Profile | None, st: SessionState) -> float | None:
     if calibration is None or calibration.p_wrong is None or not calibration.p_wrong.applies(st.sequence.answer.tokens):
         return None
     return calibration.p_wrong(features(st.sequence))
+
+
+def _where(level: str, bands: tuple[float, float, float], fmt: Callable[[float], str]) -> str:
+    """Where a value's level sits among the bands, in words: "in the critical band (≥ 0.80)"."""
+    if level == "safe":
+        return f"below the warning band ({fmt(bands[0])})"
+    return f"in the {level} band (≥ {fmt(bands[('warning', 'critical', 'emergency').index(level)])})"
 
 
 def _pct(q: float) -> str:

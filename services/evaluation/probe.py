@@ -57,13 +57,12 @@ class HiddenStates:
     def name(self) -> str:
         return str(self.lm.name)
 
-    def answer_mean(self, row: dict[str, Any], style: qa.PromptStyle, layer: int) -> np.ndarray[Any, Any]:
-        """Mean hidden state at ``layer`` over the answer span's choosing positions of one recorded run."""
+    def _forced(self, req: qa.Request, tokens: list[dict[str, Any]], n: int) -> tuple[Any, int]:
+        """Hidden states of one forward pass over the prompt of ``req`` and the first ``n - 1`` of the
+        recorded ``tokens``, and the index of the position the first token was chosen from."""
         from services.generator.engine import GenerationRequest
         from services.generator.hf import decoding
 
-        item = qa.QAItem(str(row["id"]), row.get("question"), row.get("prompt"), tuple(row.get("answers") or ()))
-        req = qa.request(item, style)
         request = GenerationRequest(
             session_id="probe",
             prompt=req.prompt,
@@ -73,18 +72,21 @@ class HiddenStates:
             top_k_alternatives=0,
         )
         prompt = decoding.prompt_ids(self.lm, request)
-        tokens = row.get("tokens") or []
-        n = int(((row.get("summary") or {}).get("answer_scores") or {}).get("tokens") or 0) or len(tokens)
         ids = [t.get("token_id") for t in tokens[:n]]
         if any(i is None for i in ids):  # runs from before token ids were recorded: tokenise the text
             ids = self.lm.tokenizer("".join(t["text"] for t in tokens), add_special_tokens=False).input_ids[:n]
-        forced = [*prompt, *[int(i) for i in ids[: max(n - 1, 0)]]]
+        forced = [*prompt, *[int(i or 0) for i in ids[: max(n - 1, 0)]]]
         with self.torch.inference_mode():
             out = self.lm.model(self.torch.tensor([forced], device=self.lm.device), output_hidden_states=True)
-        h = out.hidden_states[layer][0]
-        first = len(prompt) - 1
-        span = h[first : first + max(n, 1)]
-        mean: np.ndarray[Any, Any] = span.float().mean(0).cpu().numpy()
+        return out.hidden_states, len(prompt) - 1
+
+    def answer_mean(self, row: dict[str, Any], style: qa.PromptStyle, layer: int) -> np.ndarray[Any, Any]:
+        """Mean hidden state at ``layer`` over the answer span's choosing positions of one recorded run."""
+        item = qa.QAItem(str(row["id"]), row.get("question"), row.get("prompt"), tuple(row.get("answers") or ()))
+        tokens = row.get("tokens") or []
+        n = int(((row.get("summary") or {}).get("answer_scores") or {}).get("tokens") or 0) or len(tokens)
+        hidden, first = self._forced(qa.request(item, style), tokens, n)
+        mean: np.ndarray[Any, Any] = hidden[layer][0, first : first + max(n, 1)].float().mean(0).cpu().numpy()
         return mean
 
     def project(
@@ -92,30 +94,12 @@ class HiddenStates:
     ) -> list[dict[str, Any]]:
         """``tokens`` of a generation for ``prompt`` (plain text, or a QA request), each with its live
         ``probe`` projection (what the engine would have published), by teacher forcing."""
-        from services.generator.engine import GenerationRequest
-        from services.generator.hf import decoding
-
         if not tokens:
             return tokens
         req = prompt if isinstance(prompt, qa.Request) else qa.Request(prompt, None, [])
-        request = GenerationRequest(
-            session_id="probe",
-            prompt=req.prompt,
-            messages=req.messages,
-            sampling=SamplingParams(max_tokens=1),
-            full_logits=False,
-            top_k_alternatives=0,
-        )
-        ids = decoding.prompt_ids(self.lm, request)
-        out_ids = [t.get("token_id") for t in tokens]
-        if any(i is None for i in out_ids):
-            out_ids = self.lm.tokenizer("".join(t["text"] for t in tokens), add_special_tokens=False).input_ids
-        forced = [*ids, *[int(i or 0) for i in out_ids[: len(tokens) - 1]]]
-        with self.torch.inference_mode():
-            out = self.lm.model(self.torch.tensor([forced], device=self.lm.device), output_hidden_states=True)
-        h = out.hidden_states[int(section["layer"])][0, len(ids) - 1 :].float().cpu().numpy()
-        w = np.array(section["weights"])
-        values = h @ w
+        hidden, first = self._forced(req, tokens, len(tokens))
+        h = hidden[int(section["layer"])][0, first:].float().cpu().numpy()
+        values = h @ np.array(section["weights"])
         return [{**t, "probe": float(values[i])} if i < len(values) else dict(t) for i, t in enumerate(tokens)]
 
 
