@@ -59,6 +59,10 @@ def eval_command(
     temperature: Annotated[float, typer.Option(min=0.0, max=5.0, help="0 = greedy.")] = 0.0,
     seed: Annotated[int | None, typer.Option(help="Sampling seed (with temperature > 0).")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N items.")] = None,
+    verify: Annotated[
+        int,
+        typer.Option(min=0, max=20, help="Verification samples per item; their agreement is scored as verify.*."),
+    ] = 0,
     report_only: Annotated[
         bool, typer.Option("--report-only", help="Do not generate: report on the runs already in --out.")
     ] = False,
@@ -89,6 +93,7 @@ def eval_command(
             max_tokens=max_tokens,
             temperature=temperature,
             seed=seed,
+            verify=verify,
         )
         started = time.monotonic()
         correct = [0]

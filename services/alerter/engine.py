@@ -38,6 +38,7 @@ from services.common.contracts import (
     SessionStatus,
     Severity,
     SummaryEvent,
+    Verification,
 )
 
 log = logging.getLogger(__name__)
@@ -88,13 +89,20 @@ class Engine:
             out += self._drain(st)
         return out + self._finish_if_complete(st)
 
-    def end(self, st: SessionState, status: SessionStatus, tokens: int | None, now: float) -> list[AlerterOutput]:
+    def end(
+        self,
+        st: SessionState,
+        status: SessionStatus,
+        tokens: int | None,
+        now: float,
+        verification: Verification | None = None,
+    ) -> list[AlerterOutput]:
         """The session's terminal lifecycle entry arrived; summary now if nothing is missing."""
         st.last_seen = now
         if st.done or st.ending is not None:
             return []
         wait_ms = self.settings.end_timeout_ms if tokens is not None else self.settings.reorder_timeout_ms
-        st.ending = Ending(status, tokens, now + wait_ms / 1000)
+        st.ending = Ending(status, tokens, now + wait_ms / 1000, verification)
         return self._finish_if_complete(st)
 
     def tick(self, st: SessionState, now: float) -> list[AlerterOutput]:
@@ -366,6 +374,7 @@ class Engine:
             profile=calibration.id if calibration else None,
             answer_scores=_scores(st.sequence.answer),
             scores=_scores(st.sequence.all),
+            verification=st.ending.verification,
         )
         st.done = True
         st.buffer.clear()

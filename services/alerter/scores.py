@@ -32,6 +32,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.common.answer import AnswerSpan
 from services.common.contracts import Metrics
 
 SCORE_NAMES: tuple[str, ...] = (
@@ -49,8 +50,6 @@ SCORE_NAMES: tuple[str, ...] = (
     "first_margin_gap",
     "probe",
 )
-
-_SENTENCE_END = (".", "!", "?", "。", "！", "？")
 
 
 @dataclass(slots=True)
@@ -141,29 +140,6 @@ class SpanStats:
     @classmethod
     def from_json(cls, raw: list[Any]) -> SpanStats:
         return cls(*raw)
-
-
-@dataclass(slots=True)
-class AnswerSpan:
-    """Which tokens belong to the answer: from the first token with visible text up to the token that
-    ends the first line (a newline after visible text) or the first sentence (``.``, ``!`` or ``?``
-    at the end of a token, after visible text). That token still belongs to the answer."""
-
-    seen_text: bool = False
-    closed: bool = False
-
-    def take(self, text: str) -> bool:
-        """Whether the token with ``text`` is part of the answer (call once per token, in order)."""
-        if self.closed:
-            return False
-        if not self.seen_text:
-            if not text.strip():
-                return True  # leading whitespace belongs to the answer, so it is never empty when tokens exist
-            self.seen_text = True
-            text = text.lstrip()  # a newline before the first visible text ends nothing
-        if "\n" in text or text.rstrip().endswith(_SENTENCE_END):
-            self.closed = True
-        return True
 
 
 @dataclass(slots=True)

@@ -192,7 +192,7 @@ class Alerter:
         now = self.clock()
         for i, event in ends:
             st = self.sessions[event.session_id]
-            self._emit(outcomes[i], self.engine.end(st, event.status, event.tokens, now))
+            self._emit(outcomes[i], self.engine.end(st, event.status, event.tokens, now, event.verification))
             self._track(st)
             outcomes[i].append(self._state_write(st))
         return outcomes

@@ -16,7 +16,7 @@ from typing import Any, TypeGuard
 
 from services.alerter.risk import RiskState
 from services.alerter.scores import SequenceStats
-from services.common.contracts import AuditEvent, SessionStatus
+from services.common.contracts import AuditEvent, SessionStatus, Verification
 
 STATE_VERSION = 1
 
@@ -88,6 +88,7 @@ class Ending:
     status: SessionStatus
     tokens: int | None
     deadline: float
+    verification: Verification | None = None  # the finished entry's verification, for the summary
 
 
 @dataclass(slots=True)
@@ -139,7 +140,10 @@ class SessionState:
         if self.skipped or self.late:
             raw["gaps"] = [self.skipped, self.late]
         if self.ending is not None:
-            raw["end"] = [self.ending.status, self.ending.tokens, self.ending.deadline]
+            end = self.ending
+            raw["end"] = [end.status, end.tokens, end.deadline]
+            if end.verification is not None:
+                raw["end"].append(end.verification.model_dump(mode="json"))
         return json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode()
 
     @classmethod
@@ -170,6 +174,12 @@ class SessionState:
             risk=RiskState.from_json(raw["risk"]),
             skipped=skipped,
             late=late,
-            ending=Ending(end[0], end[1], float(end[2])) if end else None,
+            ending=_ending(end) if end else None,
             last_seen=float(raw.get("seen", 0.0)),
         )
+
+
+def _ending(raw: list[Any]) -> Ending:
+    """``[status, tokens, deadline]`` and, for a verified session, its verification."""
+    verification = Verification.model_validate(raw[3]) if len(raw) > 3 else None
+    return Ending(raw[0], raw[1], float(raw[2]), verification)

@@ -15,12 +15,15 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
-from services.common.contracts import AuditEvent, JobRequest, SamplingParams, TokenEvent
+from services.common.contracts import AuditEvent, JobRequest, SamplingParams, TokenEvent, Verification
 from services.evaluation.qa import Request
+
+if TYPE_CHECKING:
+    from services.generator.engine import GenerationRequest
 
 
 class PipelineError(RuntimeError):
@@ -44,7 +47,7 @@ class SessionRun:
 class Pipeline(Protocol):
     model: str
 
-    def run(self, request: Request, sampling: SamplingParams) -> SessionRun: ...
+    def run(self, request: Request, sampling: SamplingParams, verify: int = 0) -> SessionRun: ...
 
     def close(self) -> None: ...
 
@@ -78,7 +81,7 @@ class LocalPipeline:
         alerter_settings = AlerterSettings()
         self.rules = RulesEngine(load_rules(alerter_settings), alerter_settings)
 
-    def run(self, request: Request, sampling: SamplingParams) -> SessionRun:
+    def run(self, request: Request, sampling: SamplingParams, verify: int = 0) -> SessionRun:
         from services.alerter.engine import AlerterOutput
         from services.alerter.session import SessionState
         from services.common.bus import DeadLetter
@@ -88,15 +91,21 @@ class LocalPipeline:
 
         started = time.perf_counter()
         sid = f"eval-{uuid.uuid4().hex[:16]}"
-        job = JobRequest(session_id=sid, seq=0, prompt=request.prompt, messages=request.messages, sampling=sampling)
+        job = JobRequest(
+            session_id=sid, seq=0, prompt=request.prompt, messages=request.messages, sampling=sampling, verify=verify
+        )
         events: list[TokenEvent] = []
         status, reason = "finished", "eos"
+        verification = None
+        gen = generation_request(job, self.engine, self.generator_settings)
         try:
-            for step in self.engine.stream(generation_request(job, self.engine, self.generator_settings)):
+            for step in self.engine.stream(gen):
                 if isinstance(step, TokenStep):
                     events.append(token_event(job, self.engine, step, len(events)))
                 elif isinstance(step, Finished):
                     reason = step.reason
+            if verify:
+                verification = self._verify(job, gen, [e.text for e in events])
         except GeneratorError as exc:
             status, reason = "failed", str(exc)
         audits: list[AuditEvent] = []
@@ -109,7 +118,7 @@ class LocalPipeline:
         outputs: list[AlerterOutput] = []
         for audit in audits:
             outputs += self.rules.accept(st, audit, now)
-        outputs += self.rules.end(st, status, len(audits), now)  # type: ignore[arg-type]
+        outputs += self.rules.end(st, status, len(audits), now, verification)  # type: ignore[arg-type]
         dumped = [o.model_dump(mode="json") for o in outputs]
         summaries = [d for d in dumped if d["type"] == "summary"]
         return SessionRun(
@@ -122,6 +131,24 @@ class LocalPipeline:
             risks=[d for d in dumped if d["type"] == "risk"],
             summary=summaries[-1] if summaries else None,
             elapsed_s=time.perf_counter() - started,
+        )
+
+    def _verify(self, job: JobRequest, gen: GenerationRequest, texts: list[str]) -> Verification:
+        """The worker's verification (services/generator/verify.py), drawn here."""
+        from services.common.answer import answer_text
+        from services.generator import verify
+        from services.generator.worker import prompt_text
+
+        s = self.generator_settings
+        prompt = prompt_text(job) or ""
+        samples = verify.draw(self.engine, gen, job.verify, s.verify_temperature, s.verify_max_tokens)
+        return verify.agreement(
+            answer_text(texts),
+            samples,
+            s.verify_temperature,
+            prompt=prompt,
+            embeddings=s.verify_embeddings,
+            consistency=s.verify_consistency,
         )
 
     def close(self) -> None:
@@ -144,9 +171,10 @@ class ApiPipeline:
             raise PipelineError(f"GET {url}/config answered {config.status_code}: {config.text[:300]}")
         self.model = model or str(config.json().get("default_model", "default"))
 
-    def run(self, request: Request, sampling: SamplingParams) -> SessionRun:
+    def run(self, request: Request, sampling: SamplingParams, verify: int = 0) -> SessionRun:
         started = time.perf_counter()
         body: dict[str, Any] = {
+            "verify": verify,
             "max_tokens": sampling.max_tokens,
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,

@@ -13,14 +13,12 @@ occurs in the normalised output.
 from __future__ import annotations
 
 import json
-import re
-import string
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from services.common.answer import normalise
 from services.common.contracts import ChatMessage
 
 PromptStyle = Literal["fewshot", "chat", "plain"]
@@ -117,17 +115,6 @@ def request(item: QAItem, style: PromptStyle) -> Request:
     if style == "chat":
         return Request(None, [ChatMessage(role="user", content=CHAT_INSTRUCTION.format(question=question))], [])
     return Request(f"{FEWSHOT}Q: {question}\nA:", None, ["\n"])
-
-
-def normalise(text: str) -> str:
-    """SQuAD normalisation: lower case, no punctuation, no articles, single spaces."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    text = "".join(ch for ch in text if ch not in _PUNCT)
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
-
-
-_PUNCT = frozenset(string.punctuation) | {"‘", "’", "“", "”", "–", "—", "…"}
 
 
 def is_correct(output: str, answers: Iterable[str]) -> bool:

@@ -27,6 +27,8 @@ from services.evaluation.runner import records
 
 LEVELS = ("safe", "warning", "critical", "emergency")
 SPANS = (("answer", "answer_scores"), ("all", "scores"))
+#: Verification agreements (SummaryEvent.verification), reported as ``verify.<name>`` = 1 - agreement.
+VERIFY_AGREEMENTS = ("exact", "lexical", "embedding")
 
 
 def _level_index(level: str | None) -> int:
@@ -76,6 +78,10 @@ def score_table(rows: list[dict[str, Any]]) -> dict[str, list[float | None]]:
                 table.setdefault(f"{span}.{name}", [None] * len(rows))[i] = value
         if summary.get("p_wrong") is not None:
             table.setdefault("p_wrong", [None] * len(rows))[i] = summary["p_wrong"]
+        for name in VERIFY_AGREEMENTS:  # agreement: higher = more certain, so scored as 1 - agreement
+            value = (summary.get("verification") or {}).get(name)
+            if value is not None:
+                table.setdefault(f"verify.{name}", [None] * len(rows))[i] = 1.0 - value
         table.setdefault("risk.final", [None] * len(rows))[i] = float(_level_index(summary.get("final_risk")))
         peak = summary.get("peak_risk") or max(
             (r["level"] for r in row.get("risks", [])), key=_level_index, default="safe"

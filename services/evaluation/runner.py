@@ -31,6 +31,7 @@ class RunConfig:
     max_tokens: int
     temperature: float
     seed: int | None
+    verify: int = 0  # verification samples per item
 
 
 class RunFolderError(ValueError):
@@ -60,7 +61,8 @@ def check_folder(folder: Path, config: RunConfig) -> None:
     mine = asdict(config)
     if path.exists():
         theirs = json.loads(path.read_text(encoding="utf-8"))
-        differ = sorted(k for k in mine if k != "model" and theirs.get(k) != mine[k])
+        defaults = {"verify": 0}  # fields added later: folders written before them ran with these
+        differ = sorted(k for k in mine if k != "model" and theirs.get(k, defaults.get(k)) != mine[k])
         if differ:
             raise RunFolderError(
                 f"{folder} holds a run with other settings ({', '.join(f'{k}: {theirs.get(k)!r}' for k in differ)}); "
@@ -84,7 +86,7 @@ def run(
     with (folder / RUNS).open("a", encoding="utf-8") as out:
         for n, item in enumerate(todo, 1):
             request = qa.request(item, config.style)
-            session = pipeline.run(request, sampling_for(config, request))
+            session = pipeline.run(request, sampling_for(config, request), config.verify)
             record = {
                 "id": item.id,
                 "question": item.question,

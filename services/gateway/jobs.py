@@ -105,7 +105,13 @@ class JobService:
             session_id=sid, seq=0, status="queued", model=req.model, provider="transformers", prompt=prompt
         )
         job = JobRequest(
-            session_id=sid, seq=0, prompt=req.prompt, messages=req.messages, model=req.model, sampling=sampling
+            session_id=sid,
+            seq=0,
+            prompt=req.prompt,
+            messages=req.messages,
+            model=req.model,
+            sampling=sampling,
+            verify=req.verify,
         )
         self.history.live.ensure(sid, model=req.model, provider="transformers", prompt=prompt)
         await self.bus.publish_many([("sessions", queued), ("jobs", job)])

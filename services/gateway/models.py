@@ -79,6 +79,13 @@ class GenerateRequest(_Request):
     model: str | None = Field(
         None, min_length=1, max_length=512, description="Model; null = the generator's default (see GET /config)."
     )
+    verify: int = Field(
+        0,
+        ge=0,
+        le=20,
+        description="Extra answers sampled after this one to check it; their agreement becomes the session's "
+        "consistency (docs/metrics.md). 0 = none.",
+    )
 
     @field_validator("messages")
     @classmethod

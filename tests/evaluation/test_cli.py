@@ -111,17 +111,20 @@ def test_uq_eval_refuses_to_mix_settings_into_a_folder(qa_file: Path, tmp_path: 
 
 
 def test_the_api_and_the_in_process_pipeline_give_the_same_sessions(stack: Stack) -> None:
-    """The in-process mode is the product's own code: same text, same scores, same alerts."""
+    """The in-process mode is the product's own code: same text, same scores, same alerts, the same
+    verification samples (seeded)."""
     api = ApiPipeline(stack.url)
     local = LocalPipeline()
     try:
         for item in qa.load_items(QUESTIONS[:2]):
             request = qa.request(item, "fewshot")
-            sampling = SamplingParams(temperature=0.0, max_tokens=12, stop=request.stop)
-            a, b = api.run(request, sampling), local.run(request, sampling)
+            sampling = SamplingParams(temperature=0.0, max_tokens=12, stop=request.stop, seed=5)
+            a, b = api.run(request, sampling, verify=2), local.run(request, sampling, verify=2)
             assert a.text == b.text and a.text
             assert a.summary is not None and b.summary is not None
-            for key in ("answer_scores", "scores", "firings_by_rule", "final_risk", "peak_risk", "p_wrong", "profile"):
+            assert a.summary["verification"] is not None and len(a.summary["verification"]["samples"]) == 2
+            keys = ("answer_scores", "scores", "firings_by_rule", "final_risk", "peak_risk", "p_wrong", "profile")
+            for key in (*keys, "verification"):
                 assert close(a.summary[key], b.summary[key]), (key, a.summary[key], b.summary[key])
             assert [x["rule"] for x in a.alerts] == [x["rule"] for x in b.alerts]
     finally:

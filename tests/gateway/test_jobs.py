@@ -45,6 +45,7 @@ async def test_submit_publishes_queued_then_job(jobs: JobService, redis: Redis) 
         7,
     )
     assert job.sampling.stop == ["\n"]
+    assert job.verify == 0
     ((_, fields),) = await redis.xrange(jobs.bus.key("sessions"))
     queued = decode("sessions", fields)
     assert isinstance(queued, SessionEvent)
@@ -176,3 +177,11 @@ async def test_a_key_that_is_no_heartbeat_breaks_nothing(jobs: JobService, redis
         await jobs.submit(GenerateRequest(prompt="x", model="org/name"))
     await jobs.submit(GenerateRequest(prompt="x"))
     assert await redis.xlen(jobs.bus.key("jobs")) == 1
+
+
+async def test_verification_samples_are_passed_on_and_bounded(jobs: JobService, redis: Redis) -> None:
+    await jobs.submit(GenerateRequest(prompt="Explain AI", verify=5))
+    ((_, fields),) = await redis.xrange(jobs.bus.key("jobs"))
+    assert decode("jobs", fields).verify == 5  # type: ignore[union-attr]
+    with pytest.raises(ValidationError, match="verify"):
+        GenerateRequest(prompt="Explain AI", verify=21)

@@ -29,7 +29,7 @@ async def running(settings: GeneratorSettings, bus: Bus, pool: EnginePool, name:
 
 
 async def submit(bus: Bus, session_id: str, prompt: str | None = "Hello", **sampling: Any) -> JobRequest:
-    extra = {k: sampling.pop(k) for k in ("model", "messages", "logits_mode") if k in sampling}
+    extra = {k: sampling.pop(k) for k in ("model", "messages", "logits_mode", "verify") if k in sampling}
     job = JobRequest(session_id=session_id, seq=0, prompt=prompt, sampling=SamplingParams(**sampling), **extra)
     await bus.publish("jobs", job)
     return job

@@ -5,6 +5,7 @@ The model is loaded once for the module (from the cache under data/model-cache a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from services.common.bus import Bus
 from services.common.codec import logits_array
 from services.common.contracts import ChatMessage, SamplingParams
 from services.common.settings import CommonSettings
-from services.generator.engine import GenerationRequest
+from services.generator.engine import GenerationRequest, Step, TokenStep
 from services.generator.hf.engine import TransformersEngine
 from services.generator.pool import EnginePool
 from services.generator.settings import GeneratorSettings
@@ -374,3 +375,26 @@ def test_long_prompts_are_read_in_chunks_with_the_same_result(
     assert [s.token_id for s in steps_chunked] == [s.token_id for s in steps_whole]
     assert [s.logprob for s in steps_chunked] == pytest.approx([s.logprob for s in steps_whole], abs=1e-4)
     assert chunked[-1] == whole[-1] == Finished("max_tokens")
+
+
+def test_batched_samples_equal_the_same_samples_drawn_one_by_one(engine: TransformersEngine) -> None:
+    """Verification samples decode as one batch: each must be exactly what its request gives alone
+    (own seed, own stop string, own budget; finished samples leave the batch)."""
+    from services.generator import verify
+
+    prompt = [ChatMessage(role="user", content="Name a fruit. Answer in one sentence.")]
+    base = GenerationRequest("s1", None, prompt, SamplingParams(temperature=0.0, seed=3, max_tokens=10), False, 1)
+    requests = [verify.sample_request(base, i, 1.0, 10) for i in range(4)]
+    requests[1] = dataclasses.replace(requests[1], sampling=requests[1].sampling.model_copy(update={"stop": [" "]}))
+    requests[2] = dataclasses.replace(requests[2], sampling=requests[2].sampling.model_copy(update={"max_tokens": 3}))
+
+    def texts(steps: Iterator[Step]) -> tuple[list[int], str]:
+        tokens = [s for s in steps if isinstance(s, TokenStep)]
+        return [t.token_id for t in tokens], "".join(t.text for t in tokens)
+
+    alone = [texts(engine.stream(r)) for r in requests]
+    rounds = list(engine.stream_samples(requests))
+    together = [texts(iter(step[i] for step in rounds)) for i in range(len(requests))]
+    assert together == alone
+    assert len({text for _, text in alone}) > 1  # the seeds differ
+    assert len(alone[2][0]) <= 3

@@ -22,6 +22,7 @@ from services.common.contracts import (
     RiskEvent,
     SessionEvent,
     SummaryEvent,
+    Verification,
     TopKAlternative,
 )
 from services.common.contracts.history import SessionHistory, SessionRecord
@@ -165,6 +166,15 @@ def session_events(session_id: str, n_tokens: int = 20, *, t0: int = 1_700_000_0
             low_confidence_share=0.1,
             final_risk="critical",
             status="finished",
+            verification=Verification(
+                samples=["Paris", "Ly\x00on"],  # U+0000 survives PostgreSQL's JSON too
+                answer="Paris",
+                temperature=1.0,
+                exact=0.5,
+                lexical=0.5,
+                embedding=0.75,
+                consistency=0.5,
+            ),
         ),
     ]
     events += alerts

@@ -157,7 +157,7 @@ def test_upgrade_from_0002_keeps_summaries_and_takes_their_final_level_as_peak(d
 
     migrate.upgrade(engine)
 
-    assert migrate.current_revision(engine) == migrate.head_revision() == "0004"
+    assert migrate.current_revision(engine) == migrate.head_revision() == "0005"
     with engine.connect() as conn:
         row = conn.execute(text("SELECT peak_risk, p_wrong, answer_scores FROM summaries")).one()
     assert tuple(row) == ("critical", None, None)

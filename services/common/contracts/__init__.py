@@ -27,6 +27,7 @@ from services.common.contracts.events import (
     SummaryEvent,
     TokenEvent,
     TopKAlternative,
+    Verification,
     now_ns,
 )
 from services.common.contracts.history import SessionHistory, SessionRecord
@@ -55,5 +56,6 @@ __all__ = [
     "SummaryEvent",
     "TokenEvent",
     "TopKAlternative",
+    "Verification",
     "now_ns",
 ]

@@ -82,6 +82,12 @@ class JobRequest(Envelope):
     logits_mode: Literal["full", "top_k"] | None = Field(
         None, description="Override of the worker's logits publishing mode for this job."
     )
+    verify: int = Field(
+        0,
+        ge=0,
+        le=20,
+        description="Extra samples drawn after the answer to check it (0 = none); see Verification.",
+    )
 
 
 # --- uq:tokens -----------------------------------------------------------------------------------
@@ -260,6 +266,29 @@ class SequenceScores(_Model):
     )
 
 
+class Verification(_Model):
+    """Opt-in verification (``verify: N`` on a job): N more answers to the same prompt, sampled after
+    the session's own, and how well they agree with its answer span. Agreements are means over the
+    samples, in [0, 1]: 1 = every sample said the same. Higher = more certain."""
+
+    samples: list[Annotated[str, Field(max_length=4_096)]] = Field(
+        max_length=20, description="Answer span of each sample, in the order drawn."
+    )
+    answer: str = Field(max_length=4_096, description="The session's own answer span they were compared with.")
+    temperature: float = Field(ge=0.0, le=5.0, description="Temperature the samples were drawn at.")
+    exact: float = Field(ge=0.0, le=1.0, description="Share of samples whose normalised answer equals the session's.")
+    lexical: float = Field(ge=0.0, le=1.0, description="Mean SQuAD token F1 of each sample against the answer.")
+    embedding: float | None = Field(
+        None,
+        ge=-1.0,
+        le=1.0,
+        description="Mean cosine similarity of MiniLM sentence embeddings (null unless UQ_VERIFY_EMBEDDINGS).",
+    )
+    consistency: float = Field(
+        ge=-1.0, le=1.0, description="The agreement the system reports as the session's consistency (see docs)."
+    )
+
+
 class ScoresEvent(Envelope):
     """The session's sequence scores so far, while it runs (producer: alerter): sent when the answer
     is complete and every ``UQ_SCORES_EVERY`` tokens (docs/alerts.md, "Live scores"). The summary
@@ -328,6 +357,9 @@ class SummaryEvent(Envelope):
         None, description="Sequence scores of the answer: the tokens up to the end of the first line or sentence."
     )
     scores: SequenceScores | None = Field(None, description="Sequence scores of the whole generation.")
+    verification: Verification | None = Field(
+        None, description="The job's verification samples and their agreement (null unless it asked for them)."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -361,6 +393,9 @@ class SessionEvent(Envelope):
     provider: str | None = Field(None, max_length=128, description="transformers, push, …")
     prompt: str | None = Field(None, max_length=200_000, description="Prompt (queued/started entries).")
     tokens: int | None = Field(None, ge=0, description="Tokens generated (terminal entries).")
+    verification: Verification | None = Field(
+        None, description="Finished entries of jobs that asked for verification: the samples' agreement."
+    )
 
 
 Event: TypeAlias = (

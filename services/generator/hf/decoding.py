@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -223,3 +223,88 @@ def _describe(
         logits=blob,
         probe=probe.project(hidden) if probe is not None and hidden is not None else None,
     )
+
+
+def generate_samples(lm: LoadedModel, requests: Sequence[GenerationRequest], texts: TokenTexts) -> Iterator[list[Step]]:
+    """Several samples of one prompt decoded as one batch (see ``Engine.stream_samples``).
+
+    The prompt is read once and its KV cache repeated per sample; each round is one forward of the
+    samples still running, each with its own sampler (seed), stop strings and budget. A finished
+    sample leaves the batch and repeats its ``Finished`` in later rounds.
+    """
+    first = requests[0]
+    if any((r.prompt, r.messages) != (first.prompt, first.messages) for r in requests):
+        raise InvalidJobError("batched samples must share one prompt", param="prompt")
+    ids = prompt_ids(lm, first)
+    if len(ids) >= lm.context_length:
+        raise PromptTooLongError(len(ids), lm.context_length)
+    n = len(requests)
+    rows = [_Row(lm, r, ids) for r in requests]
+    cache = None
+    for start in range(0, len(ids) - PREFILL_CHUNK, PREFILL_CHUNK):
+        _logits, cache, _ = _forward(lm, ids[start : start + PREFILL_CHUNK], cache, 0)
+    last = (max(len(ids) - 1, 0) // PREFILL_CHUNK) * PREFILL_CHUNK
+    logits, cache, _ = _forward(lm, ids[last:], cache, 0)
+    cache.batch_repeat_interleave(n)
+    batch_logits = logits.unsqueeze(0).expand(n, -1)
+    active = list(range(n))  # rows in the batch, in batch order
+    produced = 0
+    while active:
+        steps: list[Step] = [row.finished or Finished("eos") for row in rows]
+        for b, i in enumerate(active):
+            steps[i] = rows[i].step(batch_logits[b], texts)
+        yield steps
+        keep = [b for b, i in enumerate(active) if rows[i].finished is None]
+        if not keep:
+            return
+        if len(keep) < len(active):
+            cache.batch_select_indices(torch.tensor(keep, device=lm.device))
+        active = [active[b] for b in keep]
+        produced += 1
+        batch_logits, cache = _forward_rows(lm, [rows[i].token for i in active], cache, produced)
+
+
+class _Row:
+    """One sample of :func:`generate_samples`: its sampler, decoder, stops and budget."""
+
+    def __init__(self, lm: LoadedModel, request: GenerationRequest, ids: list[int]) -> None:
+        self.lm = lm
+        self.sampler = Sampler(request.sampling, lm.device)
+        self.decoder = IncrementalDecoder(lambda t: lm.tokenizer.decode(t, clean_up_tokenization_spaces=False), ids)
+        self.stops = StopMatcher(request.sampling.stop)
+        self.budget = min(request.sampling.max_tokens, lm.context_length - len(ids))
+        self.produced = 0
+        self.token = 0
+        self.finished: Finished | None = None
+
+    def step(self, logits: torch.Tensor, texts: TokenTexts) -> Step:
+        """This round's step; sets ``finished`` when it is the sample's last."""
+        lm = self.lm
+        token = self.token = self.sampler.choose(logits)
+        if token in lm.eos_ids:
+            self.finished = Finished("eos")
+            held = self.stops.flush() + self.decoder.flush()
+            return _describe(lm, logits, token, held, 1, False, texts) if held else self.finished
+        text, hit = self.stops.feed(self.decoder.add(token))
+        self.produced += 1
+        if self.produced >= self.budget and not hit:
+            text += self.stops.feed(self.decoder.flush())[0] + self.stops.flush()
+        if hit or self.produced >= self.budget:
+            self.finished = Finished("stop" if hit else "max_tokens")
+        return _describe(lm, logits, token, text, 1, False, texts)
+
+
+def _forward_rows(lm: LoadedModel, tokens: list[int], cache: Any, produced: int) -> tuple[torch.Tensor, Any]:
+    """One batched step: the next token of each row after ``cache``; the float32 logits per row."""
+    try:
+        with torch.inference_mode():
+            inputs = torch.tensor([[t] for t in tokens], dtype=torch.long, device=lm.device)
+            out = lm.model(input_ids=inputs, use_cache=True, logits_to_keep=1, **{lm.cache_arg: cache})
+            logits = out.logits[:, -1].float()
+            broken = bool(torch.isnan(logits).any())
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        raise DeviceMemoryError(str(lm.device), produced) from None
+    if broken:
+        raise NumericalError(produced, str(lm.dtype).removeprefix("torch."))
+    return logits, out.cache if lm.cache_arg == "cache" else out.past_key_values

@@ -6,7 +6,7 @@ torch and transformers are imported when a model is loaded, not when this module
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
@@ -85,6 +85,13 @@ class TransformersEngine(Engine):
         if self.loaded is None or self._texts is None:
             raise RuntimeError("TransformersEngine.stream called before load()")
         return decoding.generate(self.loaded, request, self._texts, self._probe)
+
+    def stream_samples(self, requests: Sequence[GenerationRequest]) -> Iterator[list[Step]]:
+        from services.generator.hf import decoding
+
+        if self.loaded is None or self._texts is None:
+            raise RuntimeError("TransformersEngine.stream_samples called before load()")
+        return decoding.generate_samples(self.loaded, requests, self._texts)
 
     def close(self) -> None:
         if self.loaded is not None:
