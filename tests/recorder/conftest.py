@@ -22,8 +22,8 @@ from services.common.contracts import (
     RiskEvent,
     SessionEvent,
     SummaryEvent,
-    Verification,
     TopKAlternative,
+    Verification,
 )
 from services.common.contracts.history import SessionHistory, SessionRecord
 from services.recorder.store import Store
