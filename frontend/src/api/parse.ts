@@ -22,6 +22,7 @@ import type {
   Summary,
   TokenMessage,
   TopKAlternative,
+  Verification,
 } from "./types";
 import { RISK_EVIDENCE, RISK_LEVELS, SEVERITIES } from "./types";
 
@@ -222,6 +223,22 @@ const SCORE_FIELDS = [
  * Sequence scores, or null when absent or not an object. A score that is not a finite number reads
  * as null (unknown), so one odd field does not drop the message.
  */
+/** A summary's verification, or null when it has none (or an unreadable one). */
+export function parseVerification(v: unknown): Verification | null {
+  if (!isObj(v) || !Array.isArray(v.samples)) return null;
+  const consistency = optNum(v, "consistency");
+  if (consistency === null) return null;
+  return {
+    samples: v.samples.filter((x): x is string => typeof x === "string"),
+    answer: typeof v.answer === "string" ? v.answer : "",
+    temperature: optNum(v, "temperature") ?? 0,
+    exact: optNum(v, "exact") ?? 0,
+    lexical: optNum(v, "lexical") ?? 0,
+    embedding: optNum(v, "embedding"),
+    consistency,
+  };
+}
+
 export function parseSequenceScores(v: unknown): SequenceScores | null {
   if (!isObj(v)) return null;
   const out = { tokens: looseCount(v, "tokens", 0) } as SequenceScores;
@@ -284,6 +301,7 @@ export function parseSummary(v: unknown): Summary | null {
     profile: looseStr(o, "profile"),
     answer_scores: parseSequenceScores(o.answer_scores),
     scores: parseSequenceScores(o.scores),
+    verification: parseVerification(o.verification),
     status: STATUSES.includes(o.status as SessionStatus) ? (o.status as SessionStatus) : "finished",
   };
 }

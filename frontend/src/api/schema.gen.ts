@@ -522,6 +522,12 @@ export interface components {
              * @description Model; null = the generator's default (see GET /config).
              */
             model?: string | null;
+            /**
+             * Verify
+             * @description Extra answers sampled after this one to check it; their agreement becomes the session's consistency (docs/metrics.md). 0 = none.
+             * @default 0
+             */
+            verify: number;
         };
         /** GenerateResponse */
         GenerateResponse: {
@@ -614,6 +620,11 @@ export interface components {
              * @description Σ p over the known top-k (top-k input).
              */
             coverage?: number | null;
+            /**
+             * Probe
+             * @description White-box: the token's hidden-state probe projection (as on the token; docs/metrics.md). Higher = more likely wrong.
+             */
+            probe?: number | null;
             /**
              * Exact
              * @description True when computed from the full distribution.
@@ -981,6 +992,11 @@ export interface components {
              * @description 1 - the first token's margin.
              */
             first_margin_gap?: number | null;
+            /**
+             * Probe
+             * @description White-box: mean hidden-state probe projection over the span (docs/metrics.md, "Probe").
+             */
+            probe?: number | null;
         };
         /** ServiceBeat */
         ServiceBeat: {
@@ -1276,6 +1292,8 @@ export interface components {
             answer_scores?: components["schemas"]["SequenceScores"] | null;
             /** @description Sequence scores of the whole generation. */
             scores?: components["schemas"]["SequenceScores"] | null;
+            /** @description The job's verification samples and their agreement (null unless it asked for them). */
+            verification?: components["schemas"]["Verification"] | null;
         };
         /** Thresholds */
         Thresholds: {
@@ -1372,6 +1390,49 @@ export interface components {
              * @description Natural-log probability under the raw distribution.
              */
             logprob: number;
+        };
+        /**
+         * Verification
+         * @description Opt-in verification (``verify: N`` on a job): N more answers to the same prompt, sampled after
+         *     the session's own, and how well they agree with its answer span. Agreements are means over the
+         *     samples, in [0, 1]: 1 = every sample said the same. Higher = more certain.
+         */
+        Verification: {
+            /**
+             * Samples
+             * @description Answer span of each sample, in the order drawn.
+             */
+            samples: string[];
+            /**
+             * Answer
+             * @description The session's own answer span they were compared with.
+             */
+            answer: string;
+            /**
+             * Temperature
+             * @description Temperature the samples were drawn at.
+             */
+            temperature: number;
+            /**
+             * Exact
+             * @description Share of samples whose normalised answer equals the session's.
+             */
+            exact: number;
+            /**
+             * Lexical
+             * @description Mean SQuAD token F1 of each sample against the answer.
+             */
+            lexical: number;
+            /**
+             * Embedding
+             * @description Mean cosine similarity of MiniLM sentence embeddings (null unless UQ_VERIFY_EMBEDDINGS).
+             */
+            embedding?: number | null;
+            /**
+             * Consistency
+             * @description The agreement the system reports as the session's consistency (see docs).
+             */
+            consistency: number;
         };
     };
     responses: never;

@@ -125,7 +125,20 @@ export interface Summary {
   /** Final sequence scores of the answer span and of the whole session (null from an older alerter). */
   answer_scores?: SequenceScores | null;
   scores?: SequenceScores | null;
+  /** The job's verification samples and their agreement; null unless it asked for them (docs/metrics.md). */
+  verification?: Verification | null;
   status: SessionStatus;
+}
+
+/** Agreement of a session's answer with N answers sampled after it (0 … 1; higher = more certain). */
+export interface Verification {
+  samples: string[];
+  answer: string;
+  temperature: number;
+  exact: number;
+  lexical: number;
+  embedding: number | null;
+  consistency: number;
 }
 
 /**

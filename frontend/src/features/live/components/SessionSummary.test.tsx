@@ -44,6 +44,14 @@ describe("SessionSummary", () => {
     expect(screen.getByTestId("calibration").textContent).toBe("calibrated · SmolLM2-135M-Instruct/2026-12-02");
   });
 
+  it("shows how well the verification samples agreed, with the samples in the tooltip", () => {
+    const verification = { samples: ["Paris", "Lyon"], answer: "Paris", temperature: 1, exact: 0.5, lexical: 0.5, embedding: null, consistency: 0.5 };
+    render(<SessionSummary summary={{ ...summary, verification }} />);
+    const shown = screen.getByTestId("summary-verification");
+    expect(shown.textContent).toBe("2 samples agree 50%");
+    expect(shown.getAttribute("title")).toContain("Paris\nLyon");
+  });
+
   it("reads an older summary (no peak, no profile) as peak = final, uncalibrated, no P(wrong)", () => {
     render(<SessionSummary summary={summary} />);
     expect(screen.getByTestId("summary-risk").textContent).toBe("Risk: final ‼ Critical · peak ‼ Critical");

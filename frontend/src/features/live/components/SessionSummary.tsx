@@ -40,6 +40,14 @@ export function SessionSummary({ summary, model, calibration }: Props) {
         </strong>
       </span>
       {pWrong !== null && <span data-testid="summary-p-wrong">P(wrong) {pct(pWrong, 1)}</span>}
+      {summary.verification && (
+        <span
+          data-testid="summary-verification"
+          title={`Answers sampled after this one (T = ${summary.verification.temperature}):\n${summary.verification.samples.join("\n")}`}
+        >
+          {plural(summary.verification.samples.length, "sample", "samples")} agree {pct(summary.verification.consistency, 0)}
+        </span>
+      )}
       <CalibrationLabel info={calibrationOf({ summary, model, calibration })} />
       <span>max ℏₛ {fmt(summary.max_hbar_s)}</span>
       <span>mean entropy {fmt(summary.mean_entropy)} bits</span>
