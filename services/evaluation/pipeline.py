@@ -15,15 +15,12 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import httpx
 
-from services.common.contracts import AuditEvent, JobRequest, SamplingParams, TokenEvent, Verification
+from services.common.contracts import AuditEvent, JobRequest, SamplingParams, TokenEvent
 from services.evaluation.qa import Request
-
-if TYPE_CHECKING:
-    from services.generator.engine import GenerationRequest
 
 
 class PipelineError(RuntimeError):
@@ -84,10 +81,12 @@ class LocalPipeline:
     def run(self, request: Request, sampling: SamplingParams, verify: int = 0) -> SessionRun:
         from services.alerter.engine import AlerterOutput
         from services.alerter.session import SessionState
+        from services.common.answer import answer_text
         from services.common.bus import DeadLetter
+        from services.generator import verify as verification_of
         from services.generator.engine import Finished, TokenStep
         from services.generator.errors import GeneratorError
-        from services.generator.worker import generation_request, token_event
+        from services.generator.worker import generation_request, prompt_text, token_event
 
         started = time.perf_counter()
         sid = f"eval-{uuid.uuid4().hex[:16]}"
@@ -105,7 +104,8 @@ class LocalPipeline:
                 elif isinstance(step, Finished):
                     reason = step.reason
             if verify:
-                verification = self._verify(job, gen, [e.text for e in events])
+                answer, prompt = answer_text(e.text for e in events), prompt_text(job) or ""
+                verification = verification_of.verify(self.engine, gen, verify, answer, prompt, self.generator_settings)
         except GeneratorError as exc:
             status, reason = "failed", str(exc)
         audits: list[AuditEvent] = []
@@ -131,24 +131,6 @@ class LocalPipeline:
             risks=[d for d in dumped if d["type"] == "risk"],
             summary=summaries[-1] if summaries else None,
             elapsed_s=time.perf_counter() - started,
-        )
-
-    def _verify(self, job: JobRequest, gen: GenerationRequest, texts: list[str]) -> Verification:
-        """The worker's verification (services/generator/verify.py), drawn here."""
-        from services.common.answer import answer_text
-        from services.generator import verify
-        from services.generator.worker import prompt_text
-
-        s = self.generator_settings
-        prompt = prompt_text(job) or ""
-        samples = verify.draw(self.engine, gen, job.verify, s.verify_temperature, s.verify_max_tokens)
-        return verify.agreement(
-            answer_text(texts),
-            samples,
-            s.verify_temperature,
-            prompt=prompt,
-            embeddings=s.verify_embeddings,
-            consistency=s.verify_consistency,
         )
 
     def close(self) -> None:

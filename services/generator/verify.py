@@ -31,6 +31,7 @@ from services.common.answer import AnswerSpan, content_words, normalise, token_f
 from services.common.contracts import SamplingParams, Verification
 from services.generator.engine import Engine, Finished, GenerationRequest, Step, TokenStep
 from services.generator.errors import GeneratorError
+from services.generator.settings import GeneratorSettings
 
 Agreement = Literal["exact", "lexical", "embedding"]
 
@@ -166,4 +167,20 @@ def agreement(
         lexical=lexical,
         embedding=embedding,
         consistency=chosen,
+    )
+
+
+def verify(
+    engine: Engine, request: GenerationRequest, n: int, answer: str, prompt: str, settings: GeneratorSettings
+) -> Verification:
+    """A job's whole verification with the generator's settings: ``n`` samples of ``request`` and
+    their agreement with ``answer`` (what the worker and ``uq eval --local`` both run)."""
+    samples = draw(engine, request, n, settings.verify_temperature, settings.verify_max_tokens)
+    return agreement(
+        answer,
+        samples,
+        settings.verify_temperature,
+        prompt=prompt,
+        embeddings=settings.verify_embeddings,
+        consistency=settings.verify_consistency,
     )

@@ -274,20 +274,11 @@ class Worker:
         go (one batched decode on the transformers engine); None when the session was cancelled first."""
         if await self.bus.redis.exists(cancel_key(self.bus, job.session_id)):
             return None
-        s = self.settings
-        request = generation_request(job, engine, s)
-        answer = answer_text(progress.texts)
+        request = generation_request(job, engine, self.settings)
+        answer, prompt = answer_text(progress.texts), prompt_text(job) or ""
 
         def run() -> Verification:
-            samples = verify.draw(engine, request, job.verify, s.verify_temperature, s.verify_max_tokens)
-            return verify.agreement(
-                answer,
-                samples,
-                s.verify_temperature,
-                prompt=prompt_text(job) or "",
-                embeddings=s.verify_embeddings,
-                consistency=s.verify_consistency,
-            )
+            return verify.verify(engine, request, job.verify, answer, prompt, self.settings)
 
         return await asyncio.get_running_loop().run_in_executor(self.executor, run)
 
