@@ -34,12 +34,12 @@ from services.alerter.settings import AlerterSettings
 from services.common.bus import Bus, Delivery, Output, StateWrite, is_nogroup
 from services.common.codec import encode
 from services.common.contracts import AuditEvent, SessionEvent
+from services.common.contracts.events import TERMINAL_STATUSES
 
 _PENDING_SCAN = 1_000  # tokens pending in the auditors' group that caught_up() looks at (more: not caught up)
 log = logging.getLogger(__name__)
 
 ALERTS = "alerts"
-TERMINAL = frozenset({"finished", "failed", "cancelled"})
 
 
 class Alerter:
@@ -184,7 +184,7 @@ class Alerter:
 
     async def _sessions(self, deliveries: Sequence[Delivery]) -> list[list[Output | StateWrite]]:
         ends = [(i, d.event) for i, d in enumerate(deliveries) if isinstance(d.event, SessionEvent)]
-        ends = [(i, e) for i, e in ends if e.status in TERMINAL]
+        ends = [(i, e) for i, e in ends if e.status in TERMINAL_STATUSES]
         outcomes: list[list[Output | StateWrite]] = [[] for _ in deliveries]
         if not ends:
             return outcomes

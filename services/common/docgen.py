@@ -4,16 +4,23 @@
 ``<!-- END GENERATED: x -->`` markers:
 - ``docs/operations.md`` section ``settings``: every setting of every service;
 - ``docs/streams.md`` section ``fields``: every field of every stream contract;
-and writes ``docs/schemas/<stream>.json`` (JSON Schema of each stream's ``data`` field).
+- ``docs/api.md`` section ``websocket``: every WebSocket message (services.gateway.protocol);
+and writes ``docs/schemas/<stream>.json`` (JSON Schema of each stream's ``data`` field),
+``docs/schemas/ws-client.json`` and ``ws-server.json`` (the WebSocket protocol, each direction a union
+discriminated on ``type``) and ``docs/schemas/openapi.json`` (the gateway's REST API, at default
+settings); the dashboard's types and validators are generated from the last three.
 ``tests/common/test_docs.py`` fails when a committed file differs from what this produces.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
+import os
 import pkgutil
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +129,44 @@ def streams_markdown() -> str:
     return "\n".join(out)
 
 
+def protocol_schemas() -> dict[str, dict[str, Any]]:
+    from services.gateway.protocol import ClientMessage, ServerMessage
+
+    return {
+        "ws-client": TypeAdapter(ClientMessage).json_schema(mode="validation"),
+        "ws-server": TypeAdapter(ServerMessage).json_schema(mode="serialization"),
+    }
+
+
+def protocol_markdown() -> str:
+    out: list[str] = []
+    for name, title in (("ws-client", "Client → server"), ("ws-server", "Server → client")):
+        schema = protocol_schemas()[name]
+        defs = schema["$defs"]
+        out += [f"### {title}", ""]
+        for ref in schema["oneOf"]:
+            top = defs[ref["$ref"].rsplit("/", 1)[-1]]
+            out += _model_table(top["title"], top)
+    return "\n".join(out)
+
+
+@contextlib.contextmanager
+def _default_settings() -> Iterator[None]:
+    """No ``UQ_*`` variables while the block runs: what is generated is what the defaults give."""
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("UQ_")}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+def openapi_schema() -> dict[str, Any]:
+    from services.gateway.app import create_app
+
+    with _default_settings():
+        return create_app().openapi()
+
+
 def model_fields(model: type[BaseModel]) -> set[str]:
     return set(model.model_json_schema(mode="serialization").get("properties", {}))
 
@@ -141,8 +186,11 @@ def expected_files() -> dict[Path, str]:
     files[ops] = replace_section(ops.read_text(), "settings", settings_markdown())
     streams = DOCS / "streams.md"
     files[streams] = replace_section(streams.read_text(), "fields", streams_markdown())
-    for stream, schema in stream_schemas().items():
-        files[DOCS / "schemas" / f"{stream}.json"] = json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+    api = DOCS / "api.md"
+    files[api] = replace_section(api.read_text(), "websocket", protocol_markdown())
+    schemas = {**stream_schemas(), **protocol_schemas(), "openapi": openapi_schema()}
+    for name, schema in schemas.items():
+        files[DOCS / "schemas" / f"{name}.json"] = json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
     return files
 
 

@@ -33,7 +33,7 @@ MAX_JSON_DEPTH = 32
 #: Where FastAPI puts a request's part in front of the field path.
 REQUEST_PARTS = frozenset({"body", "query", "path", "header", "cookie"})
 
-_MISSING: Any = object()
+MISSING: Any = object()
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _OPEN_ARRAY, _OPEN_OBJECT, _CLOSE_ARRAY, _CLOSE_OBJECT = (ord(c) for c in "[{]}")
 _CHUNK = 1 << 20
@@ -77,7 +77,7 @@ class Problem:
 def summarise(
     errors: Sequence[Mapping[str, Any]],
     *,
-    root: Any = _MISSING,
+    root: Any = MISSING,
     root_param: str | None = None,
     request: bool = False,
     under: str | None = None,
@@ -96,7 +96,7 @@ def summarise(
         loc = list(err.get("loc", ()))
         walk = root
         if request and loc and loc[0] in REQUEST_PARTS:
-            walk = root if loc[0] == "body" else _MISSING  # the body is what FastAPI gives as root
+            walk = root if loc[0] == "body" else MISSING  # the body is what FastAPI gives as root
             loc = loc[1:]
         path, site = _user_path(loc, walk)
         if under:
@@ -127,7 +127,7 @@ def _user_path(loc: Sequence[Any], root: Any) -> tuple[list[str], tuple[str, ...
     site: tuple[str, ...] | None = None
     node = root
     for i, part in enumerate(loc):
-        if root is not _MISSING:
+        if root is not MISSING:
             if isinstance(node, Mapping) and isinstance(part, str) and part in node:
                 path.append(part)
                 node = node[part]
@@ -155,12 +155,12 @@ def _is_tag(part: str) -> bool:
 def _describe(err: Mapping[str, Any]) -> str:
     kind = err.get("type")
     msg = str(err.get("msg", "invalid"))
-    value = err.get("input", _MISSING)
+    value = err.get("input", MISSING)
     if kind == "finite_number":
         return "must be a finite number: NaN, Infinity and numbers beyond a double's range (like 1e999) are refused"
     if kind == "extra_forbidden":
         return f"{msg} (an unknown field: check its spelling)"
-    if kind in _TYPE_ERRORS and value is not _MISSING:
+    if kind in _TYPE_ERRORS and value is not MISSING:
         return f"{msg}, got {_json_kind(value)}"
     for prefix in ("Value error, ", "Assertion failed, "):
         msg = msg.removeprefix(prefix)

@@ -22,9 +22,9 @@ from services.common.errors import ConfigError
 from services.common.health import Heartbeat
 from services.common.leases import Leases, sweep_forever
 from services.common.runner import connect, instance_name
-from services.common.validation import JsonTooDeepError, check_depth, summarise
+from services.common.validation import JsonTooDeepError, check_depth
 from services.gateway import routes_jobs, routes_ops, routes_push, routes_sessions
-from services.gateway.errors import ApiError, error_body
+from services.gateway.errors import ApiError, InvalidJsonError, error_body, invalid
 from services.gateway.history import open_store
 from services.gateway.security import RateLimiter
 from services.gateway.services import Gateway
@@ -151,14 +151,13 @@ def _errors(app: FastAPI) -> None:
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
         err: dict[str, Any] = exc.errors()[0]
         if err.get("type") == "json_invalid":
-            return JSONResponse(
-                error_body(f"the body is not valid JSON: {err.get('msg')}", "invalid_json"), status_code=400
-            )
-        problem = summarise(exc.errors(), root=exc.body, root_param="body", request=True)
-        return JSONResponse(error_body(problem.message, "invalid_request", problem.param), status_code=422)
+            bad: ApiError = InvalidJsonError(f"the body is not valid JSON: {err.get('msg')}")
+        else:
+            bad = invalid(exc.errors(), root=exc.body, request=True)
+        return JSONResponse(bad.body(), status_code=bad.status)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

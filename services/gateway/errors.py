@@ -2,20 +2,28 @@
 
 UQError (services.common.errors)
 └── ApiError                 an error a client caused or must know about; carries HTTP status and type
+    ├── InvalidJsonError     400 invalid_json: the body is not JSON, or nests too deep
     ├── BadRequestError      400 bad_request: the request is well-formed JSON but makes no sense
     ├── UnauthorizedError    401 unauthorized: no API key, or a wrong one
     ├── NotFoundError        404 not_found: unknown session (carries the id as ``param``)
     ├── ConflictError        409 conflict: the session is in a state that forbids it (e.g. finished)
+    ├── InvalidRequestError  422 invalid_request: a field fails validation (see :func:`invalid`)
     ├── RateLimitedError     429 rate_limited: carries ``retry_after_s``
     └── UnavailableError     503 unavailable: a part the request needs is missing (Redis, the store) or
                              the auditors are too far behind to take more (carries ``retry_after_s``)
 
-The WebSocket renders the same errors as ``{"type": "error", "message", "code"}`` messages.
+The WebSocket sends the same body in its ``error`` message: ``{"type": "error", "error": {…}}``.
+Validation errors of REST bodies, push tokens and WebSocket messages alike become an ApiError through
+:func:`invalid`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from services.common.errors import UQError
+from services.common.validation import MISSING, summarise
 
 
 class ApiError(UQError):
@@ -37,6 +45,11 @@ class BadRequestError(ApiError):
     type = "bad_request"
 
 
+class InvalidJsonError(ApiError):
+    status = 400
+    type = "invalid_json"
+
+
 class UnauthorizedError(ApiError):
     status = 401
     type = "unauthorized"
@@ -52,6 +65,11 @@ class ConflictError(ApiError):
     type = "conflict"
 
 
+class InvalidRequestError(ApiError):
+    status = 422
+    type = "invalid_request"
+
+
 class RateLimitedError(ApiError):
     status = 429
     type = "rate_limited"
@@ -60,6 +78,24 @@ class RateLimitedError(ApiError):
 class UnavailableError(ApiError):
     status = 503
     type = "unavailable"
+
+
+def invalid(
+    errors: Sequence[Mapping[str, Any]],
+    *,
+    root: Any = MISSING,
+    request: bool = False,
+    under: str | None = None,
+    error: type[ApiError] = InvalidRequestError,
+) -> ApiError:
+    """The one rendering of a validation failure (pydantic's ``errors()``) for a client.
+
+    ``root``: what was validated, so the path in ``param`` is the one the sender wrote
+    (services.common.validation.summarise); ``request``: FastAPI's errors (their path starts with
+    ``body``); ``under``: where the validated part sits in the sender's body (``tokens.3``).
+    """
+    problem = summarise(errors, root=root, root_param="body", request=request, under=under)
+    return error(problem.message, param=problem.param)
 
 
 def error_body(message: str, type_: str, param: str | None = None) -> dict[str, dict[str, str | None]]:

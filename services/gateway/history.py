@@ -21,8 +21,10 @@ from services.common.contracts import (
     SummaryEvent,
 )
 from services.common.contracts.events import STATUS_SEQ
+from services.gateway import messages
 from services.gateway.errors import NotFoundError, UnavailableError
-from services.gateway.live import TERMINAL, LiveState, MessageKey, SessionView
+from services.gateway.live import LiveState, SessionView
+from services.gateway.messages import MessageKey
 from services.gateway.models import SessionDetail, SessionList, StatusResponse, TokenMessage
 
 log = logging.getLogger(__name__)
@@ -62,49 +64,6 @@ def open_store(url: str) -> Store | None:
         return None
     store: Store = RecorderStore.from_url(url)
     return store
-
-
-def history_messages(history: SessionHistory) -> list[tuple[MessageKey, dict[str, Any]]]:
-    """The WebSocket messages (docs/api.md) a stored session replays as, in order."""
-    record = history.session
-    sid = record.session_id
-    out: list[tuple[MessageKey, dict[str, Any]]] = []
-    out.append((("session", STATUS_SEQ[record.status]), _session_message(record)))
-    for audit in history.tokens:
-        msg = audit.model_dump(mode="json")
-        msg["type"] = "token"
-        out.append((("token", audit.seq), msg))
-    for alert in history.alerts:
-        out.append((("alert", alert.seq), alert.model_dump(mode="json")))
-    for risk in history.risks:
-        out.append((("risk", risk.seq), risk.model_dump(mode="json")))
-    if record.status in TERMINAL:
-        summary = record.summary.model_dump(mode="json") if record.summary is not None else None
-        done = {
-            "type": "done",
-            "session_id": sid,
-            "status": record.status,
-            "reason": record.reason,
-            "tokens": record.tokens,
-            "summary": summary,
-        }
-        out.append((("done", 0), done))
-    return out
-
-
-def _session_message(record: SessionRecord) -> dict[str, Any]:
-    return {
-        "type": "session",
-        "session_id": record.session_id,
-        "seq": STATUS_SEQ[record.status],
-        "status": record.status,
-        "model": record.model,
-        "provider": record.provider,
-        "prompt": record.prompt,
-        "reason": record.reason,
-        "tokens": record.tokens,
-        "ts_ns": record.updated_ns,
-    }
 
 
 _GROUP = {"session": (0, 0), "token": (1, 0), "alert": (1, 1), "risk": (1, 2), "scores": (1, 3), "done": (2, 0)}
@@ -168,7 +127,7 @@ class HistoryService:
         view = self.live.view(session_id)
         if history is None and view is None:
             return None
-        stored = history_messages(history) if history is not None else []
+        stored = messages.from_history(history) if history is not None else []
         live = list(view.messages) if view is not None else []
         return merge(stored, live, after_seq)
 

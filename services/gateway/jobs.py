@@ -18,11 +18,11 @@ from redis.asyncio import Redis
 
 from services.common.bus import Bus
 from services.common.contracts import JobRequest, SamplingParams, SessionEvent
+from services.common.contracts.events import TERMINAL_STATUSES
 from services.common.health import read_heartbeats
 from services.common.model_policy import ModelPolicy, refusals
 from services.gateway.errors import BadRequestError, NotFoundError
 from services.gateway.history import HistoryService
-from services.gateway.live import TERMINAL
 from services.gateway.models import CancelResponse, GenerateRequest, GenerateResponse, SessionUrls
 from services.gateway.settings import GatewaySettings
 
@@ -122,7 +122,7 @@ class JobService:
         status = await self.history.known_status(session_id)
         if status is None:
             raise NotFoundError(f"no session {session_id!r}", param="session_id")
-        if status in TERMINAL:
+        if status in TERMINAL_STATUSES:
             return CancelResponse(session_id=session_id, status=status)
         await self.bus.redis.set(self.bus.key(f"cancel:{session_id}"), b"1", ex=self.settings.cancel_ttl_s)
         return CancelResponse(session_id=session_id, status="cancelling")

@@ -1,8 +1,8 @@
 """The live view: what is happening in each active session, and who is watching it.
 
 No I/O here. The fan-out task (fanout.py) feeds entries read from ``uq:audits``, ``uq:alerts`` and
-``uq:sessions`` into :meth:`LiveState.apply`; this module turns them into WebSocket messages
-(docs/api.md), keeps a bounded buffer of each active session's recent messages for replay, and hands
+``uq:sessions`` into :meth:`LiveState.apply`; this module has them turned into WebSocket messages
+(services.gateway.messages), keeps a bounded buffer of each active session's recent messages for replay, and hands
 each message to every subscriber of its session through :meth:`Subscriber.deliver`, which never
 blocks (a subscriber with a full buffer drops the message and reports it as ``missed``).
 
@@ -12,24 +12,21 @@ messages of the largest buffers (lifecycle, alert, risk and done messages stay):
 live buffer no longer has from the recorder's store (history.py), which holds everything but the
 last moments.
 
-A session's ``done`` message is built here: once its terminal ``uq:sessions`` entry has been seen and
+A session's ``done`` message is sent from here: once its terminal ``uq:sessions`` entry has been seen and
 either the alerter's summary arrived, or every token was audited and ``done_grace_s`` passed, or
 four times that passed (an alerter or auditor is down; ``done`` must still come).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from services.common.contracts.events import STATUS_SEQ
-
-TERMINAL = frozenset({"finished", "failed", "cancelled"})
-MessageKey = tuple[str, int]  # (type, seq): a client dedupes on it within a session
+from services.common.contracts.events import STATUS_SEQ, TERMINAL_STATUSES
+from services.gateway import messages
+from services.gateway.messages import MessageKey
 
 
 class Subscriber(Protocol):
@@ -60,31 +57,7 @@ class SessionView:
 
     @property
     def ended(self) -> bool:
-        return self.status in TERMINAL
-
-
-def done_message(view: SessionView) -> dict[str, Any]:
-    return {
-        "type": "done",
-        "session_id": view.session_id,
-        "status": view.status,
-        "reason": view.reason,
-        "tokens": view.terminal_tokens if view.terminal_tokens is not None else view.tokens,
-        "summary": view.summary,
-    }
-
-
-def message_for(entry: dict[str, Any]) -> tuple[MessageKey, dict[str, Any]] | None:
-    """The WebSocket message for one stream entry (already JSON-decoded), or None for a summary (it
-    goes out in the ``done`` message)."""
-    kind = entry.get("type")
-    if kind == "audit":
-        msg = dict(entry)
-        msg["type"] = "token"
-        return ("token", int(entry["seq"])), msg
-    if kind in ("alert", "risk", "scores", "session"):
-        return (str(kind), int(entry["seq"])), entry
-    return None
+        return self.status in TERMINAL_STATUSES
 
 
 class LiveState:
@@ -173,10 +146,10 @@ class LiveState:
             view.summary = entry
         elif kind == "session":
             self._lifecycle(view, entry, now)
-        built = message_for(entry)
+        built = messages.from_entry(entry)
         if built is not None:
             key, msg = built
-            text = json.dumps(msg, separators=(",", ":"))
+            text = messages.dumps(msg)
             self._remember(view, key, text)
             self._deliver(session_id, key, text)
         self._maybe_done(view, now)
@@ -197,7 +170,7 @@ class LiveState:
                 setattr(view, name, entry[name])
         if STATUS_SEQ.get(status, 0) >= STATUS_SEQ.get(view.status, 0) and not view.ended:
             view.status = status
-        if status in TERMINAL:
+        if status in TERMINAL_STATUSES:
             view.status = status
             view.reason = entry.get("reason")
             view.terminal_tokens = entry.get("tokens")
@@ -211,9 +184,11 @@ class LiveState:
         complete = view.terminal_tokens is None or view.tokens >= view.terminal_tokens
         if view.summary is not None or (complete and waited >= self.done_grace_s) or waited >= 4 * self.done_grace_s:
             view.done_sent = True
-            text = json.dumps(done_message(view), separators=(",", ":"))
-            self._remember(view, ("done", 0), text)
-            self._deliver(view.session_id, ("done", 0), text)
+            tokens = view.terminal_tokens if view.terminal_tokens is not None else view.tokens
+            key, msg = messages.done(view.session_id, view.status, view.reason, tokens, view.summary)
+            text = messages.dumps(msg)
+            self._remember(view, key, text)
+            self._deliver(view.session_id, key, text)
 
     def _remember(self, view: SessionView, key: MessageKey, text: str) -> None:
         view.messages.append((key, text))
@@ -278,7 +253,3 @@ class LiveState:
 def _cost(text: str) -> int:
     """Estimated bytes of one buffered message: the JSON text and the objects around it."""
     return len(text) + 160
-
-
-def view_messages(view: SessionView | None) -> Iterable[tuple[MessageKey, str]]:
-    return tuple(view.messages) if view is not None else ()

@@ -347,9 +347,11 @@ class HealthResponse(_Strict):
 
 
 class ErrorDetail(_Strict):
-    message: str
-    type: str
-    param: str | None
+    message: str = Field(description="What went wrong and what to do, in one sentence.")
+    type: str = Field(
+        description="invalid_request, invalid_json, bad_request, not_found, unauthorized, … (docs/api.md)."
+    )
+    param: str | None = Field(description="The offending field, as a dotted path into what was sent; or null.")
 
 
 class ErrorResponse(_Strict):

@@ -22,8 +22,7 @@ from services.common.bus import Bus
 from services.common.codec import logits_bytes
 from services.common.contracts import SessionEvent, TokenEvent, TopKAlternative
 from services.common.leases import Leases, push_idle_reason, push_owner
-from services.common.validation import summarise
-from services.gateway.errors import BadRequestError, ConflictError, NotFoundError, UnavailableError
+from services.gateway.errors import BadRequestError, ConflictError, NotFoundError, UnavailableError, invalid
 from services.gateway.history import HistoryService
 from services.gateway.jobs import new_session_id, session_urls
 from services.gateway.models import (
@@ -102,8 +101,7 @@ def token_event(session_id: str, seq: int, model: str, provider: str, tok: PushT
             **fields,
         )
     except ValidationError as exc:
-        problem = summarise(exc.errors(), under=param)
-        raise BadRequestError(problem.message, param=problem.param) from None
+        raise invalid(exc.errors(), under=param, error=BadRequestError) from None
 
 
 def _top_k(tok: PushToken, param: str) -> list[TopKAlternative]:

@@ -5,7 +5,8 @@ without waiting; when it is full the message is dropped and the socket later get
 message per session with the range of token seqs it lost (it can fetch them by REST). So one slow
 browser delays nobody else.
 
-Client errors get an ``error`` message and the socket stays open (a message nested deeper than
+Every message is a model of services.gateway.protocol and is built by services.gateway.messages.
+Client errors get an ``error`` message (the REST error body) and the socket stays open (a message nested deeper than
 services.common.validation.MAX_JSON_DEPTH is refused before it is parsed); a binary frame closes it with
 1003 (unsupported data), a message over ``ws_max_message_bytes`` with 1009, a refused API key with 1008.
 """
@@ -22,22 +23,28 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from services.common.validation import JsonTooDeepError, check_depth, summarise
-from services.gateway.errors import ApiError, BadRequestError, NotFoundError
+from services.common.validation import JsonTooDeepError, check_depth
+from services.gateway import messages
+from services.gateway.errors import (
+    ApiError,
+    InvalidJsonError,
+    InvalidRequestError,
+    NotFoundError,
+    UnavailableError,
+    invalid,
+)
 from services.gateway.jobs import new_session_id
-from services.gateway.live import MessageKey
-from services.gateway.models import request_model
+from services.gateway.messages import MessageKey, dumps
+from services.gateway.models import GenerateRequest, request_model
+from services.gateway.protocol import (
+    CLIENT_MODELS,
+    CancelMessage,
+    SubscribeMessage,
+    UnsubscribeMessage,
+)
 from services.gateway.services import Gateway
 
 log = logging.getLogger(__name__)
-
-
-def _dumps(msg: dict[str, Any]) -> str:
-    return json.dumps(msg, separators=(",", ":"))
-
-
-def error_message(message: str, code: str, **extra: Any) -> str:
-    return _dumps({"type": "error", "message": message, "code": code, **extra})
 
 
 class Connection:
@@ -89,8 +96,7 @@ class Connection:
                 if self.missed and self.queue.qsize() <= half:
                     missed, self.missed = self.missed, {}
                     for sid, (lo, hi, n) in missed.items():
-                        msg = {"type": "missed", "session_id": sid, "from_seq": lo, "to_seq": hi, "dropped": n}
-                        await self.ws.send_text(_dumps(msg))
+                        await self.ws.send_text(dumps(messages.missed(sid, lo, hi, n or 0)))
         finally:
             self.closed = True
 
@@ -108,62 +114,55 @@ class Connection:
     # --- protocol -------------------------------------------------------------------------------
 
     async def handle(self, raw: str) -> None:
+        msg: Any = None
+        try:
+            msg = self._parse(raw)
+            kind = msg["type"]
+            if kind == "generate":
+                body = {k: v for k, v in msg.items() if k != "type"}
+                await self._generate(request_model(self.gw.settings).model_validate(body))
+                return
+            parsed = CLIENT_MODELS[kind].model_validate(msg)
+            if isinstance(parsed, SubscribeMessage):
+                await self._subscribe(parsed.session_id, parsed.after_seq)
+            elif isinstance(parsed, UnsubscribeMessage):
+                self._unsubscribe(parsed.session_id)
+            elif isinstance(parsed, CancelMessage):
+                await self.gw.jobs.cancel(parsed.session_id or self._last_started())
+            else:
+                await self.send(dumps(messages.pong()))
+        except ApiError as exc:
+            sid = msg.get("session_id") if isinstance(msg, dict) else None
+            await self.send(dumps(messages.error(exc, sid if isinstance(sid, str) else None)))
+        except ValidationError as exc:
+            await self.send(dumps(messages.error(invalid(exc.errors(), root=msg))))
+        except (RedisError, OSError) as exc:
+            log.error("redis error on the socket", extra={"error": str(exc)})
+            failed = UnavailableError(f"Redis is not reachable or failed ({exc}); try again")
+            await self.send(dumps(messages.error(failed)))
+
+    @staticmethod
+    def _parse(raw: str) -> dict[str, Any]:
+        """One client message as a JSON object with a known ``type`` (its fields are validated later)."""
         try:
             check_depth(raw)
             msg = json.loads(raw)
         except JsonTooDeepError as exc:
-            await self.send(error_message(f"{exc}; send one flat JSON object per text frame", "bad_request"))
-            return
+            raise InvalidJsonError(f"{exc}; send one flat JSON object per text frame") from None
         except (ValueError, RecursionError):
-            await self.send(error_message("not JSON: send one JSON object per text frame", "bad_request"))
-            return
+            raise InvalidJsonError("not JSON: send one JSON object per text frame") from None
         if not isinstance(msg, dict):
-            await self.send(
-                error_message(
-                    "a message is a JSON object with a string 'type', not an array, string or number",
-                    "bad_request",
-                    param="body",
-                )
+            raise InvalidRequestError(
+                "a message is a JSON object with a string 'type', not an array, string or number", param="body"
             )
-            return
-        if not isinstance(msg.get("type"), str):
-            await self.send(
-                error_message("a message is a JSON object with a string 'type'", "bad_request", param="type")
-            )
-            return
-        kind = msg.pop("type")
-        handler = {
-            "generate": self._generate,
-            "subscribe": self._subscribe,
-            "unsubscribe": self._unsubscribe,
-            "cancel": self._cancel,
-            "ping": self._ping,
-        }.get(kind)
-        if handler is None:
-            await self.send(
-                error_message(
-                    f"unknown message type {kind!r}; one of generate, subscribe, unsubscribe, cancel, ping",
-                    "bad_request",
-                    param="type",
-                )
-            )
-            return
-        try:
-            await handler(msg)
-        except ApiError as exc:
-            await self.send(error_message(exc.message, exc.type, param=exc.param, session_id=msg.get("session_id")))
-        except ValidationError as exc:
-            problem = summarise(exc.errors(), root=msg, root_param="body")
-            await self.send(error_message(problem.message, "bad_request", param=problem.param))
-        except (RedisError, OSError) as exc:
-            log.error("redis error on the socket", extra={"error": str(exc)})
-            await self.send(error_message(f"Redis is not reachable or failed ({exc}); try again", "unavailable"))
+        kind = msg.get("type")
+        if not isinstance(kind, str):
+            raise InvalidRequestError("a message is a JSON object with a string 'type'", param="type")
+        if kind not in CLIENT_MODELS:
+            raise InvalidRequestError(f"unknown message type {kind!r}; one of {', '.join(CLIENT_MODELS)}", param="type")
+        return msg
 
-    async def _ping(self, msg: dict[str, Any]) -> None:
-        await self.send(_dumps({"type": "pong"}))
-
-    async def _generate(self, msg: dict[str, Any]) -> None:
-        req = request_model(self.gw.settings).model_validate(msg)
+    async def _generate(self, req: GenerateRequest) -> None:
         self.gw.limiter.check(self.caller)
         sid = new_session_id()
         self.sessions.add(sid)
@@ -176,24 +175,12 @@ class Connection:
             raise
         self.last_started = sid
 
-    def _session_id(self, msg: dict[str, Any], *, required: bool = True) -> str:
-        sid = msg.get("session_id")
-        if sid is None and not required:
-            if self.last_started is None:
-                raise BadRequestError("no session_id given and this socket started no session", param="session_id")
-            return self.last_started
-        if not isinstance(sid, str) or not sid:
-            raise BadRequestError("session_id must be a non-empty string", param="session_id")
-        return sid
+    def _last_started(self) -> str:
+        if self.last_started is None:
+            raise InvalidRequestError("no session_id given and this socket started no session", param="session_id")
+        return self.last_started
 
-    async def _subscribe(self, msg: dict[str, Any]) -> None:
-        sid = self._session_id(msg)
-        after = msg.get("after_seq", -1)
-        if not isinstance(after, int) or isinstance(after, bool):
-            raise BadRequestError("after_seq must be an integer", param="after_seq")
-        unknown = set(msg) - {"session_id", "after_seq"}
-        if unknown:
-            raise BadRequestError(f"unknown field {sorted(unknown)[0]!r} in subscribe", param=sorted(unknown)[0])
+    async def _subscribe(self, sid: str, after: int) -> None:
         self.gw.limiter.check(self.caller)
         if sid in self.sessions:
             self.gw.live.unsubscribe(sid, self)
@@ -218,20 +205,15 @@ class Connection:
             sent.add(key)
             if key[0] == "token":
                 last_seq = max(last_seq, key[1])
-        await self.send(_dumps({"type": "replayed", "session_id": sid, "last_seq": last_seq}))
+        await self.send(dumps(messages.replayed(sid, last_seq)))
         for key, text in self.holding.pop(sid, []):  # no await from here: live delivery takes over
             if key not in sent and not (key[0] == "token" and key[1] <= after):
                 self._put(sid, key, text)
 
-    async def _unsubscribe(self, msg: dict[str, Any]) -> None:
-        sid = self._session_id(msg)
+    def _unsubscribe(self, sid: str) -> None:
         self.gw.live.unsubscribe(sid, self)
         self.sessions.discard(sid)
         self.holding.pop(sid, None)
-
-    async def _cancel(self, msg: dict[str, Any]) -> None:
-        sid = self._session_id(msg, required=False)
-        await self.gw.jobs.cancel(sid)
 
     def close(self) -> None:
         for sid in self.sessions:
@@ -246,7 +228,7 @@ async def serve_socket(ws: WebSocket, gw: Gateway) -> None:
     try:
         caller = gw.auth.identify(ws.headers.get("authorization"), ws.query_params.get("api_key"), client)
     except ApiError as exc:
-        await ws.send_text(error_message(exc.message, exc.type))
+        await ws.send_text(dumps(messages.error(exc)))
         await ws.close(code=1008, reason="unauthorized")
         return
     conn = Connection(ws, gw, caller)

@@ -35,7 +35,7 @@ from services.common.answer import answer_text
 from services.common.bus import Bus, Delivery, Outcome, is_nogroup
 from services.common.codec import encode
 from services.common.contracts import JobRequest, SessionEvent, TokenEvent, Verification
-from services.common.contracts.events import SessionStatus
+from services.common.contracts.events import STATUS_SEQ, SessionStatus
 from services.common.leases import Leases
 from services.generator import verify
 from services.generator.engine import Engine, Finished, GenerationRequest, Prefilling, Step, TokenStep
@@ -305,7 +305,7 @@ class Worker:
         fields.setdefault("model", self.pool.display_name(job.model))
         return SessionEvent(
             session_id=job.session_id,
-            seq={"started": 1}.get(status, 2),
+            seq=STATUS_SEQ[status],
             status=status,
             provider=self.pool.engine_cls.provider,
             **fields,

@@ -204,7 +204,7 @@ async def test_auth_on_rest_and_websocket(auth_stack: Stack) -> None:
         assert (await client.get("/health")).status_code == 200
         assert (await client.get("/config")).json()["auth_required"] is True
     async with connect(auth_stack.ws_url) as ws:
-        assert (await recv(ws, 10))["code"] == "unauthorized"
+        assert (await recv(ws, 10))["error"]["type"] == "unauthorized"
         with pytest.raises(ConnectionClosed):
             await recv(ws, 10)
     got = await push_and_watch(

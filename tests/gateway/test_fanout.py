@@ -9,7 +9,8 @@ from redis.asyncio import Redis
 from services.common.bus import Bus
 from services.common.settings import CommonSettings
 from services.gateway.fanout import Fanout
-from services.gateway.live import LiveState, MessageKey
+from services.gateway.live import LiveState
+from services.gateway.messages import MessageKey
 from tests.gateway.events import alert, audit, lifecycle
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.gateway.errors import NotFoundError, UnavailableError
-from services.gateway.history import HistoryService, Store, history_messages, merge, open_store
+from services.gateway.history import HistoryService, Store, merge, open_store
 from services.gateway.live import LiveState
 from tests.gateway.events import alert, audit, lifecycle, risk, summary
 
@@ -127,23 +127,6 @@ async def test_without_a_store_history_is_unavailable_but_live_works() -> None:
     with pytest.raises(UnavailableError, match="recorder"):
         await history.list_sessions(limit=1, offset=0, status=None, risk=None)
     assert [t.seq for t in (await history.detail("s")).tokens] == [0]
-
-
-def test_history_messages_shape() -> None:
-    from services.common.contracts import SessionHistory, SessionRecord
-
-    rec = SessionRecord(session_id="s", status="cancelled", created_ns=1, updated_ns=2, tokens=1)
-    msgs = history_messages(SessionHistory(session=rec, tokens=[audit("s", 0)]))
-    assert [k for k, _ in msgs] == [("session", 2), ("token", 0), ("done", 0)]
-    assert msgs[0][1]["status"] == "cancelled"
-    assert msgs[2][1] == {
-        "type": "done",
-        "session_id": "s",
-        "status": "cancelled",
-        "reason": None,
-        "tokens": 1,
-        "summary": None,
-    }
 
 
 async def test_a_running_session_shows_its_latest_live_scores() -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from services.gateway.live import LiveState, MessageKey
+from services.gateway.live import LiveState
+from services.gateway.messages import MessageKey
 
 
 class Recorder:

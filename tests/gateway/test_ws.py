@@ -39,16 +39,16 @@ async def test_ping_garbage_and_unknown_types_keep_the_socket(gw_settings: Gatew
         assert await recv(ws) == {"type": "pong"}
         await ws.send("not json at all")
         err = await recv(ws)
-        assert (err["type"], err["code"]) == ("error", "bad_request")
+        assert (err["type"], err["error"]["type"]) == ("error", "invalid_json")
         await ws.send('{"type": "dance"}')
-        err = await recv(ws)
-        assert (err["code"], err["param"]) == ("bad_request", "type")
+        err = (await recv(ws))["error"]
+        assert (err["type"], err["param"]) == ("invalid_request", "type")
         await ws.send('{"type": "generate", "prompt": "x", "max_tokens": -1}')
-        err = await recv(ws)
-        assert (err["code"], err["param"]) == ("bad_request", "max_tokens")
+        err = (await recv(ws))["error"]
+        assert (err["type"], err["param"]) == ("invalid_request", "max_tokens")
         await ws.send('{"type": "subscribe", "session_id": "nobody"}')
-        err = await recv(ws)
-        assert (err["code"], err["param"], err["session_id"]) == ("not_found", "session_id", "nobody")
+        msg = await recv(ws)
+        assert (msg["error"]["type"], msg["error"]["param"], msg["session_id"]) == ("not_found", "session_id", "nobody")
         await ws.send('{"type": "ping"}')
         assert await recv(ws) == {"type": "pong"}
 
@@ -228,7 +228,7 @@ async def test_auth_on_the_socket(gw_settings: GatewaySettings) -> None:
     async with serving(gw_settings, auth="on", api_keys="sekret") as (addr, _):
         async with connect(f"ws://{addr}/ws") as ws:
             err = await recv(ws)
-            assert (err["type"], err["code"]) == ("error", "unauthorized")
+            assert (err["type"], err["error"]["type"]) == ("error", "unauthorized")
             with pytest.raises(ConnectionClosed) as closed:
                 await recv(ws)
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
@@ -245,8 +245,8 @@ async def test_deeply_nested_messages_get_an_error_and_the_socket_stays_open(gw_
         for nested in ("[" * 5_000 + "]" * 5_000, '{"type": "generate", "stop": ' + "[" * 100_000):
             await ws.send(nested)
             err = await recv(ws)
-            assert (err["type"], err["code"]) == ("error", "bad_request")
-            assert "levels deep" in err["message"]
+            assert (err["type"], err["error"]["type"]) == ("error", "invalid_json")
+            assert "levels deep" in err["error"]["message"]
         await ws.send('{"type": "ping"}')
         assert await recv(ws) == {"type": "pong"}
 
@@ -262,12 +262,12 @@ async def test_strict_generate_fields_name_the_field_in_the_senders_terms(gw_set
             ({"messages": [{"role": "user", "content": "  "}]}, "messages.0", "only whitespace"),
         ):
             await ws.send(json.dumps({"type": "generate", **body}))
-            err = await recv(ws)
-            assert (err["code"], err["param"], says in err["message"]) == ("bad_request", param, True), err
+            err = (await recv(ws))["error"]
+            assert (err["type"], err["param"], says in err["message"]) == ("invalid_request", param, True), err
         for not_an_object in ("[]", '"x"', "3"):
             await ws.send(not_an_object)
-            err = await recv(ws)
-            assert (err["code"], err["param"]) == ("bad_request", "body"), err
+            err = (await recv(ws))["error"]
+            assert (err["type"], err["param"]) == ("invalid_request", "body"), err
 
 
 @pytest.mark.parametrize("path", ["/", "/wss", "/ws/", "/socket", "/ws/live"])

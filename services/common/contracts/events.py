@@ -402,7 +402,10 @@ Event: TypeAlias = (
     JobRequest | TokenEvent | AuditEvent | AlertEvent | RiskEvent | ScoresEvent | SummaryEvent | SessionEvent
 )
 
+#: A session's ``uq:sessions`` seq by status: one entry of each, the terminal one last.
 STATUS_SEQ: dict[str, int] = {"queued": 0, "started": 1, "finished": 2, "failed": 2, "cancelled": 2}
+#: The statuses a session ends in.
+TERMINAL_STATUSES: frozenset[str] = frozenset({"finished", "failed", "cancelled"})
 
 AlertStreamEvent = Annotated[AlertEvent | RiskEvent | ScoresEvent | SummaryEvent, Field(discriminator="type")]
 
