@@ -1,14 +1,17 @@
 """Session history: the recorder's store (survives restarts) merged with the live view (not yet stored).
 
-The store is the recorder's ``services.recorder.store.Store``, imported lazily: without it the
-history endpoints answer 503 with the fix, and everything else works.
+The store is read through the recorder's ``services.recorder.query.History``, imported lazily: without
+it the history endpoints answer 503 with the fix, and everything else works. It reads and never
+migrates: the recorder owns the schema, and until it has created or migrated it the history endpoints
+answer 503 saying so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, Protocol
 
 from services.common.contracts import (
@@ -21,6 +24,7 @@ from services.common.contracts import (
     SummaryEvent,
 )
 from services.common.contracts.events import STATUS_SEQ
+from services.common.errors import UQError
 from services.gateway import messages
 from services.gateway.errors import NotFoundError, UnavailableError
 from services.gateway.live import LiveState, SessionView
@@ -31,7 +35,7 @@ log = logging.getLogger(__name__)
 
 
 class Store(Protocol):
-    """What the gateway uses of ``services.recorder.store.Store``."""
+    """What the gateway uses of ``services.recorder.query.History``."""
 
     async def list_sessions(
         self, *, limit: int, offset: int, status: str | None, risk: str | None
@@ -54,16 +58,25 @@ class Store(Protocol):
 
 
 def open_store(url: str) -> Store | None:
-    """The recorder's store for ``url``, or None (logged) when the recorder package is not installed."""
+    """The recorder's history on ``url``, read-only, or None (logged) when the recorder package is not installed."""
     try:
-        from services.recorder.store import Store as RecorderStore
+        from services.recorder.query import History
     except ImportError as exc:
         log.warning(
-            "session history unavailable: services.recorder.store cannot be imported", extra={"error": str(exc)}
+            "session history unavailable: services.recorder.query cannot be imported", extra={"error": str(exc)}
         )
         return None
-    store: Store = RecorderStore.from_url(url)
+    store: Store = History.from_url(url)
     return store
+
+
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    """The store's own errors (database down, schema not created by the recorder yet) as 503s."""
+    try:
+        yield
+    except UQError as exc:
+        raise UnavailableError(f"session history: {exc}") from exc
 
 
 _GROUP = {"session": (0, 0), "token": (1, 0), "alert": (1, 1), "risk": (1, 2), "scores": (1, 3), "done": (2, 0)}
@@ -113,18 +126,30 @@ class HistoryService:
         return self.store
 
     async def list_sessions(self, *, limit: int, offset: int, status: str | None, risk: str | None) -> SessionList:
-        items, total = await self._need_store().list_sessions(limit=limit, offset=offset, status=status, risk=risk)
+        with _store_errors():
+            items, total = await self._need_store().list_sessions(limit=limit, offset=offset, status=status, risk=risk)
         return SessionList(items=items, total=total)
 
     async def stored(self, session_id: str) -> SessionHistory | None:
         if self.store is None:
             return None
-        return await self.store.get_session(session_id)
+        with _store_errors():
+            return await self.store.get_session(session_id)
 
     async def messages(self, session_id: str, after_seq: int = -1) -> list[tuple[MessageKey, str]] | None:
-        """Replay of one session (store + live buffer); None when neither knows it."""
-        history = await self.stored(session_id)
+        """Replay of one session (store + live buffer); None when neither knows it.
+
+        When the store cannot answer (its database is down, or the recorder has not created its
+        schema yet), a session the live buffer knows replays from the buffer alone.
+        """
         view = self.live.view(session_id)
+        try:
+            history = await self.stored(session_id)
+        except UnavailableError as exc:
+            if view is None:
+                raise
+            log.warning("replay from the live buffer only", extra={"session_id": session_id, "error": exc.message})
+            history = None
         if history is None and view is None:
             return None
         stored = messages.from_history(history) if history is not None else []
@@ -187,7 +212,9 @@ class HistoryService:
             return None
 
     async def delete(self, session_id: str) -> None:
-        if not await self._need_store().delete_session(session_id):
+        with _store_errors():
+            deleted = await self._need_store().delete_session(session_id)
+        if not deleted:
             raise NotFoundError(f"no session {session_id!r}", param="session_id")
         self.live.forget(session_id)
 

@@ -4,6 +4,7 @@ UQError (services.common.errors)
 └── RecorderError                 every error of the audit trail
     ├── DatabaseUnavailableError  the database cannot be reached or opened (carries the URL, how to fix it)
     ├── MigrationError            the schema cannot be brought up to date (carries the URL and the cause)
+    ├── SchemaNotReadyError       a reader found the schema at another revision than it reads (the recorder migrates it)
     └── ExportError               an export was asked for wrongly (unknown format, bad time range)
 """
 
@@ -43,6 +44,17 @@ class MigrationError(RecorderError):
         super().__init__(
             f"cannot migrate the audit trail schema at {self.url}: {cause} — check that the database user may "
             "create tables, or that the database was not created by a newer version of this system"
+        )
+
+
+class SchemaNotReadyError(RecorderError):
+    def __init__(self, url: str, current: str | None, head: str) -> None:
+        self.url = _redact(url)
+        self.current, self.head = current, head
+        where = "has no audit trail tables yet" if current is None else f"is at schema revision {current}"
+        super().__init__(
+            f"the database at {self.url} {where}, and this code reads revision {head}: the recorder creates and "
+            "migrates the schema; start the recorder (or run `python -m services.recorder migrate`) and try again"
         )
 
 

@@ -1,6 +1,7 @@
-"""The audit trail store: writes batches of stream entries, reads sessions back, exports, forgets.
+"""The audit trail store: the recorder's writes (batches of stream entries, retention) and its schema.
 
-One class, :class:`Store`, used by the recorder (``record``) and by the gateway (everything else).
+:class:`Store` is the recorder's; its reads are those of services.recorder.query.History, which the
+gateway uses on its own (it cannot migrate).
 The database work is synchronous SQLAlchemy run in a worker thread (``asyncio.to_thread``), so no
 method blocks the event loop. Construction does not touch the database; the schema is brought up to date
 by ``await store.migrate()`` (idempotent, safe from several processes at once) or, when nobody called
@@ -16,11 +17,11 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, bindparam, case, delete, func, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
@@ -33,22 +34,16 @@ from services.common.contracts import (
     SummaryEvent,
     now_ns,
 )
-from services.common.contracts.history import SessionHistory, SessionRecord
 from services.recorder import migrate as migrations
-from services.recorder.errors import ExportError
-from services.recorder.escape import escaped, loaded, needs_escape
-from services.recorder.export import CSV_COLUMNS, EXPORT_FORMATS, EXPORT_PAGE, csv_chunks, csv_line, jsonl_chunks
-from services.recorder.models import alerts, sessions, summaries, tokens
+from services.recorder.escape import escaped, needs_escape
+from services.recorder.models import alerts, sessions, summaries
+from services.recorder.query import History
 from services.recorder.rows import (
     AUDITS_JSON,
     PG_INSERT_TOKENS,
     SQLITE_INSERT_TOKENS,
-    alert_from_row,
     alert_row,
     as_stored,
-    audit_from_row,
-    record_from_row,
-    risk_from_row,
     summary_row,
     token_row,
 )
@@ -96,14 +91,11 @@ class _SessionDelta:
             self.status, self.status_seq, self.reason = status, seq, reason
 
 
-class Store:
-    """The audit trail in SQLite or PostgreSQL (see ``services/recorder/models.py`` for the tables)."""
+class Store(History):
+    """The audit trail in SQLite or PostgreSQL: the recorder's writes, and the reads of :class:`History`."""
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.dialect = engine.dialect.name
-        # SQLite has one writer at a time; serialising this process's writers avoids busy waits.
-        self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+        super().__init__(engine)
         self._migrate_lock = threading.Lock()
         self._migrated = False
 
@@ -125,12 +117,10 @@ class Store:
             migrations.upgrade(self.engine)
             self._migrated = True
 
-    def _ensure_schema(self) -> None:
+    def _ready(self) -> None:
+        """The recorder owns the schema: it brings it up to date before its first use."""
         if not self._migrated:
             self._migrate()
-
-    async def close(self) -> None:
-        await asyncio.to_thread(self.engine.dispose)
 
     # --- writing --------------------------------------------------------------------------------
 
@@ -139,7 +129,7 @@ class Store:
         return await asyncio.to_thread(self.record_sync, events)
 
     def record_sync(self, events: Sequence[Event]) -> RecordCounts:
-        self._ensure_schema()
+        self._ready()
         counts = RecordCounts()
         deltas: dict[str, _SessionDelta] = {}
         audits: list[AuditEvent] = []
@@ -244,70 +234,7 @@ class Store:
             return sqlite.insert(table).on_conflict_do_nothing()
         raise NotImplementedError(f"the recorder supports sqlite and postgresql, not {self.dialect}")
 
-    # --- reading --------------------------------------------------------------------------------
-
-    async def list_sessions(
-        self, *, limit: int = 50, offset: int = 0, status: str | None = None, risk: str | None = None
-    ) -> tuple[list[SessionRecord], int]:
-        """A page of sessions, newest first, and how many match in all."""
-        return await asyncio.to_thread(self._list_sessions, limit, offset, status, risk)
-
-    def _list_sessions(
-        self, limit: int, offset: int, status: str | None, risk: str | None
-    ) -> tuple[list[SessionRecord], int]:
-        self._ensure_schema()
-        where = []
-        if status is not None:
-            where.append(sessions.c.status == status)
-        if risk is not None:
-            where.append(sessions.c.risk == risk)
-        page = (
-            select(sessions)
-            .where(*where)
-            .order_by(sessions.c.created_ns.desc(), sessions.c.session_id)
-            .limit(max(limit, 0))
-            .offset(max(offset, 0))
-        )
-        with self.engine.connect() as conn:
-            total = conn.execute(select(func.count()).select_from(sessions).where(*where)).scalar_one()
-            rows = conn.execute(page).mappings().all()
-            found = _summaries(conn, [r["session_id"] for r in rows])
-        return [record_from_row(r, found.get(r["session_id"])) for r in rows], int(total)
-
-    async def get_session(self, session_id: str) -> SessionHistory | None:
-        """Everything recorded of one session, or None when there is no such session."""
-        return await asyncio.to_thread(self._get_session, session_id)
-
-    def _get_session(self, session_id: str) -> SessionHistory | None:
-        self._ensure_schema()
-        with self.engine.connect() as conn:
-            row = conn.execute(select(sessions).where(sessions.c.session_id == session_id)).mappings().first()
-            if row is None:
-                return None
-            found = _summaries(conn, [session_id])
-            token_rows = conn.execute(
-                select(tokens).where(tokens.c.session_id == session_id).order_by(tokens.c.seq)
-            ).mappings()
-            audits = [audit_from_row(r) for r in token_rows]
-            alert_rows = conn.execute(
-                select(alerts).where(alerts.c.session_id == session_id).order_by(alerts.c.seq)
-            ).mappings()
-            fired: list[AlertEvent] = []
-            risks: list[RiskEvent] = []
-            for r in alert_rows:
-                if r["kind"] == "alert":
-                    fired.append(alert_from_row(r))
-                else:
-                    risks.append(risk_from_row(r))
-        return SessionHistory(
-            session=record_from_row(row, found.get(session_id)), tokens=audits, alerts=fired, risks=risks
-        )
-
     # --- forgetting -----------------------------------------------------------------------------
-
-    async def delete_session(self, session_id: str) -> bool:
-        """Delete a session and everything recorded of it; False when there was no such session."""
-        return await asyncio.to_thread(self._delete, [session_id]) > 0
 
     async def apply_retention(self, days: float) -> int:
         """Delete the sessions not updated for ``days`` days (0: keep everything); returns how many."""
@@ -317,92 +244,13 @@ class Store:
         return await asyncio.to_thread(self._delete_older, cutoff)
 
     def _delete_older(self, cutoff_ns: int) -> int:
-        self._ensure_schema()
+        self._ready()
         with self.engine.connect() as conn:
             old = list(conn.execute(select(sessions.c.session_id).where(sessions.c.updated_ns < cutoff_ns)).scalars())
         deleted = 0
         for i in range(0, len(old), _DELETE_CHUNK):
             deleted += self._delete(old[i : i + _DELETE_CHUNK])
         return deleted
-
-    def _delete(self, session_ids: list[str]) -> int:
-        self._ensure_schema()
-        lock = self._write_lock or _NO_LOCK
-        with lock, migrations.write_transaction(self.engine) as conn:
-            for table in (tokens, alerts, summaries):
-                conn.execute(delete(table).where(table.c.session_id.in_(session_ids)))
-            return conn.execute(delete(sessions).where(sessions.c.session_id.in_(session_ids))).rowcount
-
-    # --- export ---------------------------------------------------------------------------------
-
-    async def export(
-        self,
-        *,
-        session_id: str | None = None,
-        since_ns: int | None = None,
-        until_ns: int | None = None,
-        fmt: str = "jsonl",
-    ) -> AsyncIterator[str]:
-        """Chunks of text (whole lines) exporting one session, or the sessions created in [since, until).
-
-        ``jsonl``: per session a ``{"type": "session_record", …}`` line (the session record without its
-        summary), then its entries as they appeared on the streams, one JSON object per line: audits
-        in seq order, then alerts and risk changes in seq order, then the summary.
-        ``csv``: a header, then one row per token with its metrics, top-k as JSON, the rules that fired
-        on it (``;``-separated) and the session's risk level after it.
-        """
-        if fmt not in EXPORT_FORMATS:
-            raise ExportError(f"unknown export format {fmt!r}: use one of {', '.join(EXPORT_FORMATS)}", param="format")
-        if since_ns is not None and until_ns is not None and until_ns < since_ns:
-            raise ExportError("the end of the time range is before its start", param="until")
-        if fmt == "csv":
-            yield csv_line(CSV_COLUMNS)
-        after: tuple[int, str] | None = None
-        while True:
-            if session_id is not None:
-                ids = [session_id]
-            else:
-                page = await asyncio.to_thread(self._session_ids, since_ns, until_ns, after)
-                if not page:
-                    return
-                after = page[-1]
-                ids = [sid for _, sid in page]
-            for sid in ids:
-                history = await self.get_session(sid)
-                if history is not None:
-                    for chunk in jsonl_chunks(history) if fmt == "jsonl" else csv_chunks(history):
-                        yield chunk
-            if session_id is not None:
-                return
-
-    def _session_ids(
-        self, since_ns: int | None, until_ns: int | None, after: tuple[int, str] | None
-    ) -> list[tuple[int, str]]:
-        self._ensure_schema()
-        query = select(sessions.c.created_ns, sessions.c.session_id)
-        if since_ns is not None:
-            query = query.where(sessions.c.created_ns >= since_ns)
-        if until_ns is not None:
-            query = query.where(sessions.c.created_ns < until_ns)
-        if after is not None:
-            created, sid = after
-            query = query.where(
-                (sessions.c.created_ns > created) | ((sessions.c.created_ns == created) & (sessions.c.session_id > sid))
-            )
-        query = query.order_by(sessions.c.created_ns, sessions.c.session_id).limit(EXPORT_PAGE)
-        with self.engine.connect() as conn:
-            return [(int(c), str(s)) for c, s in conn.execute(query)]
-
-
-class _NoLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_: object) -> None:
-        return None
-
-
-_NO_LOCK = _NoLock()
 
 
 _UPDATE_SESSION = (
@@ -469,13 +317,3 @@ def _update_params(session_id: str, d: _SessionDelta) -> dict[str, Any]:
         "new_risk": d.risk or "safe",
         "risk_seq": d.risk_seq,
     }
-
-
-def _summaries(conn: Connection, session_ids: list[str]) -> dict[str, SummaryEvent]:
-    """The latest summary of each of these sessions."""
-    if not session_ids:
-        return {}
-    rows = conn.execute(
-        select(summaries).where(summaries.c.session_id.in_(session_ids)).order_by(summaries.c.seq)
-    ).mappings()
-    return {r["session_id"]: SummaryEvent.model_validate(loaded(dict(r))) for r in rows}

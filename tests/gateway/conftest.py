@@ -19,6 +19,7 @@ from services.common.settings import CommonSettings
 from services.gateway.app import create_app
 from services.gateway.services import Gateway
 from services.gateway.settings import GatewaySettings
+from services.recorder import migrate as migrations
 
 
 def free_port() -> int:
@@ -30,9 +31,14 @@ def free_port() -> int:
 
 @pytest.fixture
 def gw_settings(settings: CommonSettings, tmp_path: Path) -> GatewaySettings:
+    """A gateway's settings, its history database created as the recorder creates it."""
+    url = f"sqlite:///{tmp_path}/uq.sqlite3"
+    engine = migrations.create(url)
+    migrations.upgrade(engine)
+    engine.dispose()
     return GatewaySettings(
         **settings.model_dump(),
-        database_url=f"sqlite:///{tmp_path}/uq.sqlite3",
+        database_url=url,
         auth="off",
         done_grace_s=0.3,
         frontend_dir=str(tmp_path / "dist"),

@@ -14,6 +14,7 @@ from services.common.errors import ConfigError
 from services.gateway.app import create_app
 from services.gateway.services import Gateway
 from services.gateway.settings import GatewaySettings
+from services.recorder.store import Store
 from tests.gateway.conftest import gateway_of, running_app
 from tests.gateway.events import alert, audit, lifecycle, summary
 
@@ -165,10 +166,9 @@ async def test_config_and_metrics(client: httpx.AsyncClient, redis: Redis, gw_se
 
 
 async def test_history_endpoints_with_the_recorder_store(gw_settings: GatewaySettings) -> None:
-    async with running_app(gw_settings) as (app, client):
-        store = gateway_of(app).history.store
-        assert store is not None
-        await store.record(  # type: ignore[attr-defined]
+    async with running_app(gw_settings) as (_app, client):
+        store = Store.from_url(gw_settings.database_url)  # the recorder writes, the gateway reads
+        await store.record(
             [
                 lifecycle("old", "queued", prompt="Explain AI"),
                 audit("old", 0),
@@ -179,6 +179,7 @@ async def test_history_endpoints_with_the_recorder_store(gw_settings: GatewaySet
                 lifecycle("other", "queued"),
             ]
         )
+        await store.close()
         page = (await client.get("/sessions", params={"status": "finished"})).json()
         assert (page["total"], [s["session_id"] for s in page["items"]]) == (1, ["old"])
         assert (await client.get("/sessions", params={"limit": 1})).json()["total"] == 2

@@ -11,19 +11,48 @@ import pytest
 from services.gateway.errors import NotFoundError, UnavailableError
 from services.gateway.history import HistoryService, Store, merge, open_store
 from services.gateway.live import LiveState
+from services.recorder.migrate import create, current_revision
+from services.recorder.store import Store as RecorderStore
 from tests.gateway.events import alert, audit, lifecycle, risk, summary
 
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = open_store(f"sqlite:///{tmp_path}/h.sqlite3")
+    """The gateway's read-only history on a database the recorder created (``record`` writes as the recorder)."""
+    url = f"sqlite:///{tmp_path}/h.sqlite3"
+    recorder = RecorderStore.from_url(url)
+    await recorder.migrate()
+    s = open_store(url)
     assert s is not None
+    s.recorder = recorder  # type: ignore[attr-defined]
     yield s
     await s.close()
+    await recorder.close()
 
 
 async def record(store: Store, *events: object) -> None:
-    await store.record(list(events))  # type: ignore[attr-defined]
+    await store.recorder.record(list(events))  # type: ignore[attr-defined]
+
+
+async def test_the_gateway_reads_and_never_migrates(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/empty.sqlite3"
+    reader = open_store(url)
+    assert reader is not None
+    history = HistoryService(reader, LiveState())
+    with pytest.raises(UnavailableError, match="start the recorder"):
+        await history.list_sessions(limit=1, offset=0, status=None, risk=None)
+    with pytest.raises(UnavailableError, match="no audit trail tables"):
+        await history.stored("s")
+    assert current_revision(create(url)) is None  # nothing was created
+    live = LiveState()
+    live.apply(audit("s", 0).model_dump(mode="json"))
+    replay = await HistoryService(reader, live).messages("s")  # a live session replays from the buffer
+    assert replay is not None and [k for k, _ in replay] == [("token", 0)]
+    recorder = RecorderStore.from_url(url)
+    await recorder.migrate()
+    assert (await history.list_sessions(limit=1, offset=0, status=None, risk=None)).total == 0
+    await recorder.close()
+    await reader.close()
 
 
 def test_merge_dedupes_orders_and_filters() -> None:
