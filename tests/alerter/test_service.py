@@ -299,3 +299,50 @@ async def test_duplicated_entries_never_repeat_an_alert(bus: Bus, alerter_settin
     await bus.publish("audits", audits[3])  # after the summary
     await drain(alerter)
     assert [view(o) for o in await outputs(bus)] == reference(s, scripted())
+
+
+async def test_run_creates_vanished_groups_again(bus: Bus, alerter_settings: AlerterSettings) -> None:
+    """The alerter runs in the consumer loop: both its groups, destroyed under it, are created again
+    and the session goes on from its persisted state."""
+    alerter = make(bus, alerter_settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(alerter.run(stop))
+
+    async def next_seq() -> int:
+        raw = await bus.redis.get(alerter.state_key("s1"))
+        return SessionState.loads("s1", raw).next_seq if raw else 0
+
+    async def until(check: Any, what: str) -> None:
+        deadline = time.monotonic() + 10
+        while not await check():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            assert not task.done(), task.exception()
+            await asyncio.sleep(0.02)
+
+    async def groups() -> bool:
+        audits = [g["name"] for g in await bus.redis.xinfo_groups(bus.key("audits"))]
+        sessions = [g["name"] for g in await bus.redis.xinfo_groups(bus.key("sessions"))]
+        return audits == [alerter_settings.audit_group.encode()] and sessions == [
+            alerter_settings.session_group.encode()
+        ]
+
+    await bus.publish("audits", audit(0, prob=0.1))
+
+    async def first_done() -> bool:
+        return await next_seq() == 1
+
+    await until(first_done, "the first audit")
+    assert await bus.redis.xgroup_destroy(bus.key("audits"), alerter_settings.audit_group) == 1
+    assert await bus.redis.xgroup_destroy(bus.key("sessions"), alerter_settings.session_group) == 1
+    await until(groups, "both groups created again")
+    await bus.publish("audits", audit(1))
+    await bus.publish("sessions", ended("s1", 2))
+
+    async def summarised() -> bool:
+        return any(o.type == "summary" for o in await outputs(bus))
+
+    await until(summarised, "the summary")
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    # audit 0, read again from the re-created group, changed nothing: the outputs are those of one pass
+    assert [view(o) for o in await outputs(bus)] == reference(alerter_settings, [audit(0, prob=0.1), audit(1)])
