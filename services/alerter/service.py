@@ -26,6 +26,7 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
+from services.alerter import state
 from services.alerter.engine import AlerterOutput, Engine
 from services.alerter.rules import Rule
 from services.alerter.session import SessionState
@@ -186,7 +187,7 @@ class Alerter:
         return self.bus.key(f"alerter:state:{self.settings.audit_group}:{session_id}")
 
     def _state_write(self, st: SessionState) -> StateWrite:
-        return StateWrite(self.state_key(st.session_id), st.dumps(), self.settings.state_ttl_s * 1000)
+        return StateWrite(self.state_key(st.session_id), state.dump(st), self.settings.state_ttl_s * 1000)
 
     async def _load(self, session_ids: Iterable[str]) -> None:
         """Make every session of the batch present in memory: from the cache, from Redis, or new."""
@@ -206,7 +207,7 @@ class Alerter:
         if raw is None:
             return SessionState(sid)
         try:
-            return SessionState.loads(sid, raw)
+            return state.load(sid, raw)
         except (ValueError, KeyError, TypeError) as exc:
             log.error(
                 "unreadable alerter state; starting the session afresh", extra={"session_id": sid, "error": str(exc)}
@@ -225,11 +226,12 @@ class Alerter:
         for start in range(0, len(keys), 1000):
             chunk = keys[start : start + 1000]
             for key, raw in zip(chunk, await self.bus.redis.mget(chunk), strict=True):
-                if raw is None or (b'"buf"' not in raw and b'"end"' not in raw):
-                    continue
                 sid = (key.decode() if isinstance(key, bytes) else str(key))[len(prefix) :]
-                if sid not in self.sessions:
-                    self._adopt(self._parse(sid, raw))
+                if raw is None or sid in self.sessions:
+                    continue
+                st = self._parse(sid, raw)
+                if self.engine.waiting(st):
+                    self._adopt(st)
         if self._waiting:
             log.info("recovered sessions waiting for a timeout", extra={"sessions": len(self._waiting)})
 
