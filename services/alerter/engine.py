@@ -26,7 +26,7 @@ from services.alerter.profile import Profile
 from services.alerter.risk import Judgment, RiskChange, RiskPolicy, band, judge, observe
 from services.alerter.rules import Finding, Rule, describe
 from services.alerter.scores import SpanStats, features
-from services.alerter.session import Ending, SessionState
+from services.alerter.session import Cooldown, Ending, SessionState
 from services.alerter.settings import AlerterSettings
 from services.common.contracts import (
     AlertEvent,
@@ -305,13 +305,18 @@ class Engine:
         due = False
         for name, severity, _ in findings:
             cd = st.cooldown.get(name)
-            if cd is None or seq - cd[1] >= cd[2] or seq - cd[0] >= cd[2] or RANK[severity] > cd[4]:
+            if (
+                cd is None
+                or seq - cd.last_firing >= cd.span
+                or seq - cd.last_alert >= cd.span
+                or RANK[severity] > cd.rank
+            ):
                 due = True
         if not due:
             for name, _, _ in findings:
                 cd = st.cooldown[name]
-                cd[1] = seq
-                cd[3] += 1
+                cd.last_firing = seq
+                cd.suppressed += 1
             return None
         ordered = sorted(findings, key=lambda f: RANK[f[1]], reverse=True)  # stable: rule order within a severity
         prefix = describe(audit) + ": "
@@ -320,14 +325,14 @@ class Engine:
         for name, severity, finding in ordered:
             cd = st.cooldown.get(name)
             message, values = finding.message, dict(finding.values)
-            if cd is None or seq - cd[1] >= cd[2]:
-                st.cooldown[name] = [seq, seq, self._cooldown, 0, RANK[severity]]
+            if cd is None or seq - cd.last_firing >= cd.span:
+                st.cooldown[name] = Cooldown(seq, seq, self._cooldown, 0, RANK[severity])
             else:
-                last_emit, _, span, suppressed, _ = cd
-                st.cooldown[name] = [seq, seq, min(int(span * self._backoff), self._cooldown_max), 0, RANK[severity]]
-                if suppressed:
-                    message += f" (+{suppressed} more since #{last_emit})"
-                    values["suppressed"] = float(suppressed)
+                span = min(int(cd.span * self._backoff), self._cooldown_max)
+                st.cooldown[name] = Cooldown(seq, seq, span, 0, RANK[severity])
+                if cd.suppressed:
+                    message += f" (+{cd.suppressed} more since #{cd.last_alert})"
+                    values["suppressed"] = float(cd.suppressed)
             values = {k: v for k, v in values.items() if v is None or math.isfinite(v)}
             listed.append(AlertFinding(rule=name, severity=severity, message=message[:2048], values=values))
             parts.append(message[len(prefix) :] if parts and message.startswith(prefix) else message)

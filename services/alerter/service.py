@@ -2,7 +2,9 @@
 
 One loop, so that nothing races: read a batch of audits (blocking briefly), then a batch of lifecycle
 entries (not blocking), then — every ``sweep_interval_ms`` — apply the reorder and end timeouts and
-let idle sessions leave memory. Everything a batch changes is committed at once by the bus: the
+let idle sessions leave memory. That turn (:meth:`Alerter.step`) runs in the audits consumer's loop
+(``Consumer.run``: retries with backoff through Redis outages; each consumer creates its vanished
+group again). Everything a batch changes is committed at once by the bus: the
 ``uq:alerts`` entries, each touched session's state (a ``StateWrite`` of
 ``<prefix>alerter:state:<group>:<session_id>``) and the acknowledgements, in one Lua script. Outputs of
 a timeout (no entry to acknowledge) are committed with the state in one MULTI/EXEC. A session's state
@@ -16,17 +18,15 @@ audits in one process.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from services.alerter import state
 from services.alerter.engine import AlerterOutput, Engine
 from services.alerter.rules import Rule
 from services.alerter.session import SessionState
@@ -82,27 +82,7 @@ class Alerter:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set; the batch in hand is committed first."""
         await self.start()
-        backoff = 0.1
-        while not stop.is_set():
-            try:
-                await self.step()
-                backoff = 0.1
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                log.warning("redis unavailable, retrying", extra={"error": str(exc)})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
-                    await self.audits.ensure_group()
-                    await self.lifecycle.ensure_group()
-            except ResponseError as exc:
-                if not is_nogroup(exc):
-                    raise
-                # A group vanished without a broken connection (Redis came back empty between two
-                # reads, was flushed, or the group was destroyed): create both again and carry on.
-                log.warning("consumer group is gone, creating it again")
-                with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
-                    await self.audits.ensure_group()
-                    await self.lifecycle.ensure_group()
+        await self.audits.run(stop, cycle=self.step)
 
     async def step(self, block_ms: int | None = None) -> int:
         """One cycle: a batch of audits, a batch of lifecycle entries, timeouts. Returns entries taken.
@@ -115,7 +95,7 @@ class Alerter:
             if self._recover:
                 await self.recover()
             n = await self.audits.step(block)
-            self._lagging = n >= self.bus.settings.batch_size
+            self._lagging = n >= self.audits.batch_size
             n += await self.lifecycle.step(0)
             now = self.clock()
             if now >= self._next_sweep:
@@ -207,7 +187,7 @@ class Alerter:
         return self.bus.key(f"alerter:state:{self.settings.audit_group}:{session_id}")
 
     def _state_write(self, st: SessionState) -> StateWrite:
-        return StateWrite(self.state_key(st.session_id), st.dumps(), self.settings.state_ttl_s * 1000)
+        return StateWrite(self.state_key(st.session_id), state.dump(st), self.settings.state_ttl_s * 1000)
 
     async def _load(self, session_ids: Iterable[str]) -> None:
         """Make every session of the batch present in memory: from the cache, from Redis, or new."""
@@ -227,7 +207,7 @@ class Alerter:
         if raw is None:
             return SessionState(sid)
         try:
-            return SessionState.loads(sid, raw)
+            return state.load(sid, raw)
         except (ValueError, KeyError, TypeError) as exc:
             log.error(
                 "unreadable alerter state; starting the session afresh", extra={"session_id": sid, "error": str(exc)}
@@ -246,11 +226,12 @@ class Alerter:
         for start in range(0, len(keys), 1000):
             chunk = keys[start : start + 1000]
             for key, raw in zip(chunk, await self.bus.redis.mget(chunk), strict=True):
-                if raw is None or (b'"buf"' not in raw and b'"end"' not in raw):
-                    continue
                 sid = (key.decode() if isinstance(key, bytes) else str(key))[len(prefix) :]
-                if sid not in self.sessions:
-                    self._adopt(self._parse(sid, raw))
+                if raw is None or sid in self.sessions:
+                    continue
+                st = self._parse(sid, raw)
+                if self.engine.waiting(st):
+                    self._adopt(st)
         if self._waiting:
             log.info("recovered sessions waiting for a timeout", extra={"sessions": len(self._waiting)})
 

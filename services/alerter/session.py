@@ -1,4 +1,4 @@
-"""What the alerter remembers about one session, and how it is persisted (JSON, one Redis key).
+"""What the alerter remembers about one session (persisted by services/alerter/state.py, one Redis key).
 
 Everything here is bounded: the reorder buffer by ``reorder_max`` audits, the risk window by
 ``risk_window`` tokens, each rule's state by the rule (the built-ins keep at most ``anomaly_window``
@@ -9,7 +9,6 @@ always exactly as new as what was acknowledged.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
@@ -17,8 +16,6 @@ from typing import Any, TypeGuard
 from services.alerter.risk import RiskState
 from services.alerter.scores import SequenceStats
 from services.common.contracts import AuditEvent, SessionStatus, Verification
-
-STATE_VERSION = 1
 
 
 def _known(value: float | None) -> TypeGuard[float]:
@@ -61,23 +58,18 @@ class Stats:
             if m.prob < low_threshold:
                 self.low_n += 1
 
-    def to_json(self) -> list[Any]:
-        return [
-            self.tokens,
-            self.hbar_n,
-            self.hbar_sum,
-            self.hbar_max,
-            self.entropy_n,
-            self.entropy_sum,
-            self.surprisal_n,
-            self.surprisal_sum,
-            self.prob_n,
-            self.low_n,
-        ]
 
-    @classmethod
-    def from_json(cls, raw: list[Any]) -> Stats:
-        return cls(*raw)
+@dataclass(slots=True)
+class Cooldown:
+    """One rule's cooldown in one session (docs/alerts.md, "Floods"): the token of its last alert, of its
+    last firing, the tokens the next alert waits, the firings held back since the last alert, and the
+    rank of the last alert's severity (a more severe firing alerts at once)."""
+
+    last_alert: int
+    last_firing: int
+    span: int
+    suppressed: int = 0
+    rank: int = 0
 
 
 @dataclass(slots=True)
@@ -98,9 +90,7 @@ class SessionState:
     out_seq: int = 0  # seq of the next uq:alerts entry of this session
     buffer: dict[int, tuple[float, AuditEvent]] = field(default_factory=dict)  # seq -> (arrived at, audit)
     rule_state: dict[str, dict[str, Any]] = field(default_factory=dict)
-    cooldown: dict[str, list[Any]] = field(
-        default_factory=dict
-    )  # rule -> [last_emit, last_fire, span, suppressed, rank]
+    cooldown: dict[str, Cooldown] = field(default_factory=dict)  # rule -> its cooldown
     fired: dict[str, int] = field(default_factory=dict)  # rule -> tokens it fired on
     sent: dict[str, int] = field(default_factory=dict)  # rule -> alerts sent (firings the cooldown let through)
     stats: Stats = field(default_factory=Stats)
@@ -112,74 +102,3 @@ class SessionState:
     ending: Ending | None = None
     done: bool = False
     last_seen: float = 0.0  # wall-clock seconds of the last audit or lifecycle entry
-
-    def dumps(self) -> bytes:
-        if self.done:
-            return json.dumps({"v": STATE_VERSION, "done": True}).encode()
-        raw: dict[str, Any] = {
-            "v": STATE_VERSION,
-            "next": self.next_seq,
-            "out": self.out_seq,
-            "stats": self.stats.to_json(),
-            "sq": self.sequence.to_json(),
-            "model": self.model,
-            "risk": self.risk.to_json(),
-            "seen": self.last_seen,
-        }
-        if self.buffer:
-            raw["buf"] = [[at, a.model_dump_json()] for _, (at, a) in sorted(self.buffer.items())]
-        rule_state = {k: v for k, v in self.rule_state.items() if v}
-        if rule_state:
-            raw["rules"] = rule_state
-        if self.cooldown:
-            raw["cd"] = self.cooldown
-        if self.fired:
-            raw["fired"] = self.fired
-        if self.sent:
-            raw["sent"] = self.sent
-        if self.skipped or self.late:
-            raw["gaps"] = [self.skipped, self.late]
-        if self.ending is not None:
-            end = self.ending
-            raw["end"] = [end.status, end.tokens, end.deadline]
-            if end.verification is not None:
-                raw["end"].append(end.verification.model_dump(mode="json"))
-        return json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode()
-
-    @classmethod
-    def loads(cls, session_id: str, data: bytes | str) -> SessionState:
-        raw = json.loads(data)
-        if raw.get("v") != STATE_VERSION:
-            raise ValueError(f"unknown alerter state version {raw.get('v')!r}")
-        if raw.get("done"):
-            return cls(session_id, done=True)
-        buffer: dict[int, tuple[float, AuditEvent]] = {}
-        for at, audit_json in raw.get("buf", []):
-            audit = AuditEvent.model_validate_json(audit_json)
-            buffer[audit.seq] = (float(at), audit)
-        skipped, late = raw.get("gaps", [0, 0])
-        end = raw.get("end")
-        return cls(
-            session_id,
-            next_seq=raw["next"],
-            out_seq=raw["out"],
-            buffer=buffer,
-            rule_state=raw.get("rules", {}),
-            cooldown=raw.get("cd", {}),
-            fired=raw.get("fired", {}),
-            sent=raw.get("sent", {}),  # absent from states written before it was counted
-            stats=Stats.from_json(raw["stats"]),
-            sequence=SequenceStats.from_json(raw["sq"]) if "sq" in raw else SequenceStats(),
-            model=raw.get("model"),
-            risk=RiskState.from_json(raw["risk"]),
-            skipped=skipped,
-            late=late,
-            ending=_ending(end) if end else None,
-            last_seen=float(raw.get("seen", 0.0)),
-        )
-
-
-def _ending(raw: list[Any]) -> Ending:
-    """``[status, tokens, deadline]`` and, for a verified session, its verification."""
-    verification = Verification.model_validate(raw[3]) if len(raw) > 3 else None
-    return Ending(raw[0], raw[1], float(raw[2]), verification)

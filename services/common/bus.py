@@ -15,12 +15,18 @@ with the reason, and the consumer carries on. Reads are bounded (``batch_size``)
 is slower than its producer holds at most two batches in memory (one read ahead, see
 :meth:`Consumer.step`); the stream itself is bounded by
 ``MAXLEN ~`` (see docs/streams.md, "Retention").
+
+:meth:`Consumer.run` is the one consumer loop of the services: it retries through Redis outages with
+exponential backoff (services/common/backoff.py), and :meth:`Consumer.step` creates a vanished group
+again (``NOGROUP``). A service that must act once a batch is committed (the generator starts the jobs
+it took) passes ``after_commit``; one that does more per turn than read one stream (the generator
+waits for a free slot, the alerter reads two streams and applies timeouts) passes its own ``cycle``
+to :meth:`Consumer.run`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -31,6 +37,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError, TimeoutError
 
+from services.common.backoff import Backoff
 from services.common.codec import decode, encode
 from services.common.contracts import Event, now_ns
 from services.common.errors import EntryError
@@ -75,6 +82,8 @@ class StateWrite:
 Output: TypeAlias = tuple[str, Event]  # (short stream name, event)
 Outcome: TypeAlias = Sequence[Output | StateWrite] | DeadLetter
 BatchHandler: TypeAlias = Callable[[Sequence[Delivery]], Awaitable[Sequence[Outcome]]]
+Committed: TypeAlias = tuple[Delivery, Sequence[Output | StateWrite]]  # a handled entry and what was committed for it
+AfterCommit: TypeAlias = Callable[[Sequence[Committed]], None]
 
 # ARGV: src, group, ttl, n_entries, then per entry: id, dedupe_key, seq, n_outputs,
 #       then per output: stream, maxlen, n_fields, field1, value1, ...
@@ -123,7 +132,6 @@ class Bus:
     def __init__(self, redis: Redis, settings: CommonSettings) -> None:
         self.redis = redis
         self.settings = settings
-        self._commit = redis.register_script(_COMMIT)
 
     def key(self, name: str) -> str:
         """Full Redis key of a short stream or key name: ``key("tokens") == "uq:tokens"``."""
@@ -149,17 +157,6 @@ class Bus:
         result: list[bytes] = await pipe.execute()
         return result
 
-    async def dead_letter(
-        self, stream: str, group: str, entry_id: bytes, fields: dict[bytes, bytes], reason: str
-    ) -> None:
-        """Move one raw entry to the dead-letter stream (used outside consumers, e.g. by the gateway)."""
-        await self.redis.xadd(
-            self.key(DEAD),
-            _dead_fields(self.key(stream), group, entry_id, fields, reason, "-"),  # type: ignore[arg-type]
-            maxlen=self.maxlen(DEAD),
-            approximate=True,
-        )
-
     def consumer(
         self,
         stream: str,
@@ -170,8 +167,22 @@ class Bus:
         dedupe: bool = True,
         precheck: bool = True,
         start_id: str = "0",
+        batch_size: int | None = None,
+        after_commit: AfterCommit | None = None,
     ) -> Consumer:
-        return Consumer(self, stream, group, handler, name=name, dedupe=dedupe, precheck=precheck, start_id=start_id)
+        """A :class:`Consumer` of ``stream`` on this bus; see there for the arguments."""
+        return Consumer(
+            self,
+            stream,
+            group,
+            handler,
+            name=name,
+            dedupe=dedupe,
+            precheck=precheck,
+            start_id=start_id,
+            batch_size=batch_size,
+            after_commit=after_commit,
+        )
 
 
 @dataclass
@@ -193,7 +204,11 @@ class Consumer:
     recorder's store). ``precheck``: also look the marks up before the handler runs, so that a
     redelivered entry is not handled a second time; a stateful handler needs it. A stateless one
     (the auditor) can skip that round trip: a redelivered entry is then computed again, and its
-    outputs are still dropped by the commit.
+    outputs are still dropped by the commit. ``batch_size``: entries per read (default: the
+    settings' ``batch_size``; the generator takes one job at a time). ``after_commit``: called with
+    the handled entries and their outputs once their commit has succeeded (never for a failed commit,
+    whose entries stay pending and come back; nor for duplicates or dead letters); it runs inside the
+    loop, so it must not block.
     """
 
     def __init__(
@@ -207,6 +222,8 @@ class Consumer:
         dedupe: bool = True,
         precheck: bool = True,
         start_id: str = "0",
+        batch_size: int | None = None,
+        after_commit: AfterCommit | None = None,
     ) -> None:
         self.bus = bus
         self.stream = stream
@@ -216,8 +233,11 @@ class Consumer:
         self.dedupe = dedupe
         self.precheck = precheck
         self.start_id = start_id
+        self.batch_size = batch_size or bus.settings.batch_size
+        self.after_commit = after_commit
         self.stats = ConsumerStats()
         self._key = bus.key(stream)
+        self._script = bus.redis.register_script(_COMMIT)
         self._failures: dict[bytes, int] = {}
         self._retry: list[tuple[bytes, dict[bytes, bytes]]] = []
         self._read_own_pending = True
@@ -235,36 +255,35 @@ class Consumer:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, cycle: Callable[[], Awaitable[object]] | None = None) -> None:
         """Process until ``stop`` is set; the batch in hand is finished and committed first.
+
+        A lost, restarting or slow Redis is retried with exponential backoff (0.1 s doubling up to
+        5 s, :class:`~services.common.backoff.Backoff`); a group that vanished meanwhile is created
+        again by :meth:`step`. So the consumer outlives any outage and loses nothing: what it had not
+        committed stays pending and is read again.
 
         Commits are pipelined: a batch's commit goes out and the next batch is read and handled
         while Redis runs it; the commit after waits for it, so commits stay in order. (Redis
         executes ~7 µs a token of commit script for the auditor: this way the process does not
         wait for it.) A commit lost with the connection leaves its entries pending, to be
         reclaimed, as an unpipelined one would.
+
+        ``cycle`` replaces one turn of the loop (by default the pipelined ``step(wait=False)``) for a
+        service that does more per turn: the generator waits for a free slot before it reads, the
+        alerter steps its two consumers and applies its timeouts. Retries and backoff are the same.
         """
         await self.ensure_group()
-        backoff = 0.1
+        turn = cycle or (lambda: self.step(wait=False))
+        backoff = Backoff()
         try:
             while not stop.is_set():
                 try:
-                    await self.step(wait=False)
-                    backoff = 0.1
+                    await turn()
+                    backoff.reset()
                 except (RedisConnectionError, TimeoutError, OSError) as exc:
                     log.warning("redis unavailable, retrying", extra={"error": str(exc), "stream": self.stream})
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
-                    with contextlib.suppress(RedisConnectionError, TimeoutError, OSError):
-                        await self.ensure_group()  # a restarted Redis without persistence has lost the group
-                except ResponseError as exc:
-                    if not is_nogroup(exc):
-                        raise
-                    # The group vanished without a broken connection: Redis came back (empty) between
-                    # two reads, was flushed, or the group was destroyed. Create it again and carry on.
-                    log.warning("consumer group is gone, creating it again", extra={"stream": self.stream})
-                    with contextlib.suppress(RedisConnectionError, TimeoutError, OSError):
-                        await self.ensure_group()
+                    await backoff.sleep(stop)
         finally:
             ahead, self._ahead = self._ahead, None
             try:
@@ -283,17 +302,28 @@ class Consumer:
     async def step(self, block_ms: int | None = None, *, wait: bool = True) -> int:
         """One cycle: reclaim or read a batch, handle it, commit. Returns the number of entries taken.
 
+        A group that does not exist (any more) is created again, and the cycle takes nothing.
+
         ``wait=False`` returns with the commit still running (see :meth:`run`); :meth:`flush` waits for
         it. It also reads ahead: after a full batch of new entries, the next batch is read (without
         blocking) while this one is handled, so a handler that awaits (the auditor computes in a
         thread) overlaps with the transfer of the next batch.
         """
-        entries = await self._take(self.bus.settings.block_ms if block_ms is None else block_ms)
+        try:
+            entries = await self._take(self.bus.settings.block_ms if block_ms is None else block_ms)
+        except ResponseError as exc:
+            if not is_nogroup(exc):
+                raise
+            # The group vanished without a broken connection: Redis came back (empty) between two
+            # reads, was flushed, or the group was destroyed. Create it again and carry on.
+            log.warning("consumer group is gone, creating it again", extra={"stream": self.stream})
+            await self.ensure_group()
+            return 0
         if entries:
             if (
                 not wait
                 and self._read_new
-                and len(entries) >= self.bus.settings.batch_size
+                and len(entries) >= self.batch_size
                 and not self._retry
                 and time.monotonic() < self._next_claim  # a reclaim that is due goes first
             ):
@@ -311,7 +341,9 @@ class Consumer:
         if task is not None:
             await task
 
-    async def _send_commit(self, commit: Callable[[], Awaitable[Any]], *, script: bool) -> None:
+    async def _send_commit(
+        self, commit: Callable[[], Awaitable[Any]], *, script: bool, handled: Sequence[Committed] = ()
+    ) -> None:
         """Start ``commit()`` once the previous commit has finished, so commits keep their order.
 
         A previous commit that failed is logged, and this one is sent anyway: the failed one's
@@ -324,12 +356,14 @@ class Consumer:
                 "commit failed; its entries stay pending and are reclaimed",
                 extra={"error": str(exc), "stream": self.stream},
             )
-        self._in_flight = asyncio.ensure_future(self._run_commit(commit(), script))
+        self._in_flight = asyncio.ensure_future(self._run_commit(commit(), script, handled))
 
-    async def _run_commit(self, commit: Awaitable[Any], script: bool) -> None:
+    async def _run_commit(self, commit: Awaitable[Any], script: bool, handled: Sequence[Committed]) -> None:
         reply = await commit
         if script:  # the commit script answers how many entries it found done already
             self.stats.duplicates += int(reply)
+        if handled and self.after_commit is not None:
+            self.after_commit(handled)
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -346,7 +380,7 @@ class Consumer:
             await asyncio.sleep(0.05)
             return entries
         redis = self.bus.redis
-        count = self.bus.settings.batch_size
+        count = self.batch_size
         if self._read_own_pending:  # entries delivered to this name before a restart
             # from after the last one read: with commits pipelined, those may not be acknowledged yet
             own = await redis.xreadgroup(self.group, self.name, {self._key: self._own_after}, count=count)
@@ -366,9 +400,8 @@ class Consumer:
 
     async def _take_new(self, block_ms: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
         """Entries never delivered to the group (``>``); ``block_ms`` 0: do not wait for any."""
-        count = self.bus.settings.batch_size
         response = await self.bus.redis.xreadgroup(
-            self.group, self.name, {self._key: ">"}, count=count, block=block_ms or None
+            self.group, self.name, {self._key: ">"}, count=self.batch_size, block=block_ms or None
         )
         return _entries(response)
 
@@ -413,7 +446,14 @@ class Consumer:
         self._retry.extend((eid, raw[eid]) for eid in failed)
         if outcomes:
             events = {d.entry_id: d.event for d in fresh}  # duplicates found above: nothing to mark
-            await self._commit([(eid, raw[eid], events.get(eid), outcome) for eid, outcome in outcomes.items()])
+            handled: list[Committed] = []
+            for d in fresh:
+                outcome = outcomes.get(d.entry_id)
+                if outcome is not None and not isinstance(outcome, DeadLetter):
+                    handled.append((d, outcome))
+            await self._commit(
+                [(eid, raw[eid], events.get(eid), outcome) for eid, outcome in outcomes.items()], handled
+            )
 
     async def _drop_duplicates(self, deliveries: list[Delivery], outcomes: dict[bytes, Outcome]) -> list[Delivery]:
         if not (self.dedupe and self.precheck) or not deliveries:
@@ -484,13 +524,20 @@ class Consumer:
     def _dedupe_key(self, event: Event) -> str:
         return self.bus.key(f"seen:{self.stream}:{self.group}:{event.session_id}")
 
-    async def _commit(self, committed: list[tuple[bytes, dict[bytes, bytes], Event | None, Outcome]]) -> None:
-        """Publish outputs, mark (session, seq) processed and XACK, atomically (one Lua script)."""
+    async def _commit(
+        self,
+        committed: list[tuple[bytes, dict[bytes, bytes], Event | None, Outcome]],
+        handled: Sequence[Committed] = (),
+    ) -> None:
+        """Publish outputs, mark (session, seq) processed and XACK, atomically (one Lua script); then
+        ``after_commit(handled)``."""
         if not self.dedupe and all(not isinstance(o, DeadLetter) and not o for *_, o in committed):
             # Nothing to publish, mark or dead-letter (e.g. the recorder): one plain XACK, n arguments
             # instead of the script's 4n.
             ids = [eid for eid, *_ in committed]
-            await self._send_commit(lambda: self.bus.redis.xack(self._key, self.group, *ids), script=False)
+            await self._send_commit(
+                lambda: self.bus.redis.xack(self._key, self.group, *ids), script=False, handled=handled
+            )
             self.stats.processed += len(committed)
             for eid, *_ in committed:
                 self._failures.pop(eid, None)
@@ -527,7 +574,7 @@ class Consumer:
                         args += [k, v]
                 self.stats.processed += 1
             self._failures.pop(eid, None)
-        await self._send_commit(lambda: self.bus._commit(args=args), script=True)
+        await self._send_commit(lambda: self._script(args=args), script=True, handled=handled)
 
 
 def is_nogroup(exc: ResponseError) -> bool:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from services.common.backoff import Backoff
 from services.common.bus import Bus
 from services.common.errors import RedisUnavailableError, UQError
 from services.common.health import Heartbeat
@@ -47,7 +48,7 @@ class ServiceContext:
 
 async def connect(settings: CommonSettings) -> Redis:
     """A Redis client that answered PING, after ``connect_retries`` attempts with doubling delays."""
-    delay = settings.connect_retry_delay_s
+    backoff = Backoff(first=settings.connect_retry_delay_s)
     last: BaseException | None = None
     for attempt in range(settings.connect_retries + 1):
         redis = redis_client(
@@ -68,8 +69,7 @@ async def connect(settings: CommonSettings) -> Redis:
                     "redis not reachable yet",
                     extra={"url": settings.redis_url, "attempt": attempt + 1, "error": str(exc)},
                 )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await backoff.sleep()
     raise RedisUnavailableError(settings.redis_url, last)
 
 

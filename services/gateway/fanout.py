@@ -17,6 +17,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from services.common.backoff import Backoff
 from services.common.codec import DATA
 from services.common.settings import CommonSettings
 from services.gateway.live import LiveState
@@ -64,15 +65,14 @@ class Fanout:
         self.ready.set()
 
     async def _loop(self) -> None:
-        backoff = 0.1
+        backoff = Backoff()
         while not self._stopping.is_set():
             try:
                 await self.step(block_ms=int(TICK_S * 1000))
-                backoff = 0.1
+                backoff.reset()
             except (RedisError, OSError) as exc:
                 log.warning("fan-out cannot read Redis, retrying", extra={"error": str(exc)})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                await backoff.sleep()
             except Exception:  # a bug must not kill every socket's feed
                 log.exception("fan-out step failed")
                 await asyncio.sleep(0.5)

@@ -3,7 +3,9 @@
 Flow of one job
 1. The consumer (group ``generators``, one entry per read, only while a slot is free) hands the job
    over; unless its cancel key is already set, "started" (seq 1) is committed together with the
-   acknowledgement and the dedupe mark, so a second worker never runs the job again.
+   acknowledgement and the dedupe mark, so a second worker never runs the job again. Once that commit
+   has succeeded the consumer's ``after_commit`` starts the job; a commit lost with the connection
+   starts nothing, and the job stays pending to be taken again.
 2. The job's task advances the engine's stream one step at a time on the worker's single compute
    thread. Every job keeps one step queued there, so the thread serves active jobs round-robin
    and a long job never holds a short one back; the next step is computed while the current one
@@ -27,12 +29,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from services.common.answer import answer_text
-from services.common.bus import Bus, Delivery, Outcome, is_nogroup
+from services.common.backoff import Backoff
+from services.common.bus import Bus, Committed, Delivery, Outcome, Output, StateWrite
 from services.common.codec import encode
 from services.common.contracts import JobRequest, SessionEvent, TokenEvent, Verification
 from services.common.contracts.events import STATUS_SEQ, SessionStatus
@@ -96,53 +97,37 @@ class Worker:
         self.bus = bus
         self.pool = pool
         # One job per read: a worker takes a job only when it has a free slot, so others can take the rest.
-        job_bus = Bus(bus.redis, settings.model_copy(update={"batch_size": 1}))
-        self.consumer = job_bus.consumer("jobs", settings.job_group, self._take, name=name)
+        self.consumer = bus.consumer(
+            "jobs", settings.job_group, self._take, name=name, batch_size=1, after_commit=self._start_committed
+        )
         self.leases = Leases(bus)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generator-compute")
         self.active: dict[str, asyncio.Task[None]] = {}
-        self._taken: list[JobRequest] = []
         self._abort = asyncio.Event()
         self.details: dict[str, Any] = {"active_jobs": 0, "jobs": 0, "tokens": 0, "failed": 0, "cancelled": 0}
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Take and run jobs until ``stop`` is set, then let running jobs finish (within the grace time)."""
-        await self.consumer.ensure_group()
-        backoff = 0.1
+        """Take and run jobs until ``stop`` is set, then let running jobs finish (within the grace time).
+
+        The consumer's loop (services/common/bus.py) retries through Redis outages and creates a
+        vanished group again; each of its turns is :meth:`_turn`.
+        """
         keeper = asyncio.create_task(self._keep_leases(), name="generator-leases")
         try:
-            while not stop.is_set():
-                if len(self.active) >= self.settings.max_concurrent_jobs:
-                    await self._wait_for_slot(stop)
-                    continue
-                try:
-                    await self.consumer.step()
-                    backoff = 0.1
-                except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                    self._taken.clear()  # not committed: the entries stay pending and come back
-                    log.warning("redis unavailable, retrying", extra={"error": str(exc)})
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
-                    with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
-                        await self.consumer.ensure_group()  # a restarted Redis without persistence lost it
-                    continue
-                except ResponseError as exc:
-                    self._taken.clear()
-                    if not is_nogroup(exc):
-                        raise
-                    log.warning("consumer group is gone, creating it again")  # Redis back empty, or flushed
-                    with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
-                        await self.consumer.ensure_group()
-                    continue
-                for job in self._taken:
-                    self._start(job)
-                self._taken.clear()
-                self.details["active_jobs"] = len(self.active)
+            await self.consumer.run(stop, cycle=lambda: self._turn(stop))
         finally:
             await self._shutdown()
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
+
+    async def _turn(self, stop: asyncio.Event) -> None:
+        """Wait for a free slot, or take at most one job and commit it (its task starts after the commit,
+        in :meth:`_start_committed`, so the next turn counts it)."""
+        if len(self.active) >= self.settings.max_concurrent_jobs:
+            await self._wait_for_slot(stop)
+            return
+        await self.consumer.step()
 
     async def _keep_leases(self) -> None:
         """Renew the leases of running jobs and sweep the expired leases of dead producers."""
@@ -186,6 +171,8 @@ class Worker:
     # --- taking jobs (inside the consumer's commit) ------------------------------------------------
 
     async def _take(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        """The consumer's handler: "started" for each job (with its lease held), or "cancelled" for a job
+        cancelled before it started."""
         outcomes: list[Outcome] = []
         for delivery in deliveries:
             job = delivery.event
@@ -197,8 +184,16 @@ class Worker:
             # the lease exists before "started" is committed, so a crash in between cannot leave it open
             await self.leases.hold(self.consumer.name, self.settings.lease_timeout_s, job.session_id)
             outcomes.append([("sessions", self._session(job, "started", prompt=prompt_text(job)))])
-            self._taken.append(job)
         return outcomes
+
+    def _start_committed(self, committed: Sequence[Committed]) -> None:
+        """The consumer's ``after_commit``: start each job whose "started" is now committed."""
+        for delivery, outputs in committed:
+            job = delivery.event
+            assert isinstance(job, JobRequest)
+            if any(_starts(output) for output in outputs):
+                self._start(job)
+        self.details["active_jobs"] = len(self.active)
 
     # --- running one job ---------------------------------------------------------------------------
 
@@ -292,13 +287,14 @@ class Worker:
         return bool(cancelled)
 
     async def _publish_terminal(self, event: SessionEvent) -> None:
+        backoff = Backoff(first=0.2)
         for attempt in range(5):
             try:
                 await self.bus.publish("sessions", event)
                 return
             except RedisError as exc:
                 log.warning("could not publish session end", extra={"attempt": attempt + 1, "error": str(exc)})
-                await asyncio.sleep(0.2 * 2**attempt)
+                await backoff.sleep()
         log.error("session end lost", extra={"session_id": event.session_id, "status": event.status})
 
     def _session(self, job: JobRequest, status: SessionStatus, **fields: Any) -> SessionEvent:
@@ -316,6 +312,11 @@ class Worker:
 class _Progress:
     tokens: int = 0
     texts: list[str] = field(default_factory=list)
+
+
+def _starts(output: Output | StateWrite) -> bool:
+    """Whether a committed output is a session's "started" entry."""
+    return isinstance(output, tuple) and isinstance(output[1], SessionEvent) and output[1].status == "started"
 
 
 def _next(steps: Iterator[Step]) -> object:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from services.common.backoff import Backoff
 from services.common.bus import Bus, Delivery, Outcome
 from services.common.runner import ServiceContext
 from services.recorder.errors import DatabaseUnavailableError
@@ -40,12 +41,18 @@ class Recorder:
         self.settings = settings
         self.totals = RecordCounts()
         self.stop = asyncio.Event()
-        # The recorder's own batch size: one bus for its consumers, reading recorder_batch_size entries.
-        # No bus dedupe (a GETBIT and a SETBIT per entry): the store itself ignores what it already has.
-        own = Bus(bus.redis, settings.model_copy(update={"batch_size": settings.recorder_batch_size}))
+        # The recorder's own batch size (recorder_batch_size entries a read). No bus dedupe (a GETBIT and
+        # a SETBIT per entry): the store itself ignores what it already has.
         base = settings.instance or default_consumer_name()
         self.consumers = [
-            own.consumer(stream, settings.recorder_group, self.handle, name=f"{base}:{stream}:{i}", dedupe=False)
+            bus.consumer(
+                stream,
+                settings.recorder_group,
+                self.handle,
+                name=f"{base}:{stream}:{i}",
+                dedupe=False,
+                batch_size=settings.recorder_batch_size,
+            )
             for stream in STREAMS
             for i in range(settings.recorder_audit_consumers if stream == "audits" else 1)
         ]
@@ -55,7 +62,7 @@ class Recorder:
     async def handle(self, deliveries: Sequence[Delivery]) -> Sequence[Outcome]:
         """Bus batch handler: one transaction per batch; no outputs."""
         events = [d.event for d in deliveries]
-        delay = 0.1
+        backoff = Backoff()
         while True:
             try:
                 counts = await self.store.record(events)
@@ -67,11 +74,9 @@ class Recorder:
                     raise
                 log.warning(
                     "database unavailable, retrying the batch",
-                    extra={"error": str(exc), "entries": len(events), "retry_in_s": delay},
+                    extra={"error": str(exc), "entries": len(events), "retry_in_s": backoff.delay},
                 )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stop.wait(), delay)
-                delay = min(delay * 2, 5.0)
+                await backoff.sleep(self.stop)
         for name in ("tokens", "alerts", "risks", "summaries", "sessions", "ignored"):
             setattr(self.totals, name, getattr(self.totals, name) + getattr(counts, name))
         return [()] * len(deliveries)
@@ -124,7 +129,7 @@ def default_consumer_name() -> str:
 async def open_store(settings: RecorderSettings) -> Store:
     """The store, migrated; retries while the database does not answer (``connect_retries``)."""
     store = Store.from_url(settings.database_url)
-    delay = settings.connect_retry_delay_s
+    backoff = Backoff(first=settings.connect_retry_delay_s)
     for attempt in range(settings.connect_retries + 1):
         try:
             await store.migrate()
@@ -134,8 +139,7 @@ async def open_store(settings: RecorderSettings) -> Store:
                 await store.close()
                 raise
             log.warning("database not reachable yet", extra={"url": exc.url, "attempt": attempt + 1})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            await backoff.sleep()
     raise AssertionError("unreachable")
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from services.alerter import state
 from services.alerter.engine import AlerterOutput, Engine, perplexity
 from services.alerter.rules import Finding, Rule
 from services.alerter.ruleset import load_rules
@@ -138,7 +139,7 @@ def test_state_persisted_at_any_point_continues_identically() -> None:
         out: list[AlerterOutput] = []
         for i, a in enumerate(audits):
             if i == cut:
-                st = SessionState.loads("s1", st.dumps())  # a restart: only the persisted state survives
+                st = state.load("s1", state.dump(st))  # a restart: only the persisted state survives
             out += e.accept(st, a, 0.0)
         out += e.end(st, "finished", len(audits), 0.0)
         assert [view(o) for o in out] == reference
@@ -162,7 +163,7 @@ def test_sent_alerts_are_counted_across_a_restart() -> None:
     out: list[AlerterOutput] = []
     for seq in range(64):
         if seq == 30:
-            st = SessionState.loads("s1", st.dumps())
+            st = state.load("s1", state.dump(st))
         out += e.accept(st, audit(seq, prob=0.1), 0.0)
     out += e.end(st, "finished", 64, 0.0)
     assert [o.token_seq for o in out if o.type == "alert"] == [0, 8, 24, 56]
@@ -300,7 +301,7 @@ def test_the_verification_of_the_finished_entry_reaches_the_summary_across_a_res
     out = e.accept(st, audit(0), 0.0)
     out += e.end(st, "finished", 2, 0.0, checked)  # one audit still missing: the summary waits
     assert not [o for o in out if o.type == "summary"]
-    st = SessionState.loads("s1", st.dumps())
+    st = state.load("s1", state.dump(st))
     out = e.accept(st, audit(1), 0.0)
     summary = out[-1]
     assert summary.type == "summary" and summary.verification == checked

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from services.alerter import state
 from services.alerter.engine import AlerterOutput, Engine
 from services.alerter.ruleset import load_rules
 from services.alerter.service import Alerter
@@ -89,7 +90,7 @@ async def test_scripted_session_gives_exactly_the_expected_entries(bus: Bus, ale
     assert brief(out) == EXPECTED
     assert out[-1].type == "summary" and (out[-1].seq, out[-1].tokens, out[-1].final_risk) == (5, 24, "critical")
     assert [view(o) for o in out] == reference(alerter_settings, scripted())
-    assert await bus.redis.get(alerter.state_key("s1")) == b'{"v": 1, "done": true}'
+    assert await bus.redis.get(alerter.state_key("s1")) == b'{"version":2,"done":true}'
     assert alerter.sessions == {}  # released from memory once summarised
 
 
@@ -114,7 +115,7 @@ async def test_restart_mid_session_neither_loses_nor_repeats(bus: Bus, alerter_s
     await first.start()
     await bus.publish_many([("audits", a) for a in audits[:13]])
     await drain(first)
-    persisted = SessionState.loads("s1", await bus.redis.get(first.state_key("s1")))
+    persisted = state.load("s1", await bus.redis.get(first.state_key("s1")))
     assert persisted.buffer  # the restart happens with audits waiting for a missing seq
     del first  # stopped; a new process starts
     second = make(bus, s, "second")
@@ -191,8 +192,8 @@ async def test_gap_timeout_fires_from_the_sweep_and_survives_a_restart(
     await restarted.step(block_ms=1)
     out = await outputs(bus)
     assert [(o.type, o.rule, o.token_seq, o.seq) for o in out] == [("alert", "LOW_CONFIDENCE", 2, 0)]
-    state = SessionState.loads("s1", await bus.redis.get(restarted.state_key("s1")))
-    assert (state.next_seq, state.skipped, state.out_seq, state.buffer) == (3, 1, 1, {})
+    st = state.load("s1", await bus.redis.get(restarted.state_key("s1")))
+    assert (st.next_seq, st.skipped, st.out_seq, st.buffer) == (3, 1, 1, {})
 
 
 async def test_a_gap_is_not_given_up_while_its_token_is_stranded_on_a_dead_auditor(
@@ -299,3 +300,50 @@ async def test_duplicated_entries_never_repeat_an_alert(bus: Bus, alerter_settin
     await bus.publish("audits", audits[3])  # after the summary
     await drain(alerter)
     assert [view(o) for o in await outputs(bus)] == reference(s, scripted())
+
+
+async def test_run_creates_vanished_groups_again(bus: Bus, alerter_settings: AlerterSettings) -> None:
+    """The alerter runs in the consumer loop: both its groups, destroyed under it, are created again
+    and the session goes on from its persisted state."""
+    alerter = make(bus, alerter_settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(alerter.run(stop))
+
+    async def next_seq() -> int:
+        raw = await bus.redis.get(alerter.state_key("s1"))
+        return state.load("s1", raw).next_seq if raw else 0
+
+    async def until(check: Any, what: str) -> None:
+        deadline = time.monotonic() + 10
+        while not await check():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            assert not task.done(), task.exception()
+            await asyncio.sleep(0.02)
+
+    async def groups() -> bool:
+        audits = [g["name"] for g in await bus.redis.xinfo_groups(bus.key("audits"))]
+        sessions = [g["name"] for g in await bus.redis.xinfo_groups(bus.key("sessions"))]
+        return audits == [alerter_settings.audit_group.encode()] and sessions == [
+            alerter_settings.session_group.encode()
+        ]
+
+    await bus.publish("audits", audit(0, prob=0.1))
+
+    async def first_done() -> bool:
+        return await next_seq() == 1
+
+    await until(first_done, "the first audit")
+    assert await bus.redis.xgroup_destroy(bus.key("audits"), alerter_settings.audit_group) == 1
+    assert await bus.redis.xgroup_destroy(bus.key("sessions"), alerter_settings.session_group) == 1
+    await until(groups, "both groups created again")
+    await bus.publish("audits", audit(1))
+    await bus.publish("sessions", ended("s1", 2))
+
+    async def summarised() -> bool:
+        return any(o.type == "summary" for o in await outputs(bus))
+
+    await until(summarised, "the summary")
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    # audit 0, read again from the re-created group, changed nothing: the outputs are those of one pass
+    assert [view(o) for o in await outputs(bus)] == reference(alerter_settings, [audit(0, prob=0.1), audit(1)])

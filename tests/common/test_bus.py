@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from services.common.bus import Bus, Consumer, DeadLetter, Delivery, Outcome, StateWrite
+from services.common.backoff import Backoff
+from services.common.bus import Bus, Committed, Consumer, DeadLetter, Delivery, Outcome, StateWrite
 from services.common.codec import DATA, decode
 from services.common.contracts import AuditEvent, Metrics, TokenEvent
 from services.common.settings import CommonSettings
@@ -74,11 +76,13 @@ async def test_publish_consume_commit(bus: Bus) -> None:
 
 
 async def test_two_consumers_share_the_work_without_overlap(bus: Bus, settings: CommonSettings) -> None:
-    small = Bus(bus.redis, settings.model_copy(update={"batch_size": 7}))
     h1, h2 = Recorder(), Recorder()
-    c1, c2 = small.consumer("tokens", GROUP, h1, name="c1"), small.consumer("tokens", GROUP, h2, name="c2")
+    c1, c2 = (
+        bus.consumer("tokens", GROUP, h1, name="c1", batch_size=7),
+        bus.consumer("tokens", GROUP, h2, name="c2", batch_size=7),
+    )
     await c1.ensure_group()
-    await small.publish_many([("tokens", token(f"s{i % 5}", i // 5)) for i in range(200)])
+    await bus.publish_many([("tokens", token(f"s{i % 5}", i // 5)) for i in range(200)])
     await drain(c1, c2)
     assert h1.seen and h2.seen, "both consumers got work"
     assert not set(h1.seen) & set(h2.seen)
@@ -240,10 +244,9 @@ async def test_run_stops_cleanly_on_stop_event(bus: Bus) -> None:
 
 async def test_pipelined_commits_keep_their_order(bus: Bus, settings: CommonSettings) -> None:
     """run() reads and handles the next batch while the last commit runs; outputs stay in order."""
-    small = Bus(bus.redis, settings.model_copy(update={"batch_size": 3}))
-    consumer = small.consumer("tokens", GROUP, Recorder(), name="c1")
+    consumer = bus.consumer("tokens", GROUP, Recorder(), name="c1", batch_size=3)
     await consumer.ensure_group()
-    await small.publish_many([("tokens", token("s1", i)) for i in range(60)])
+    await bus.publish_many([("tokens", token("s1", i)) for i in range(60)])
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
     for _ in range(200):
@@ -270,7 +273,6 @@ async def run_until(consumer: Consumer, done: Callable[[], bool]) -> None:
 async def test_stop_finishes_the_batch_read_ahead(bus: Bus, settings: CommonSettings) -> None:
     """run() reads the next batch while handling a full one; stopping then handles that batch too,
     rather than leaving it pending on a consumer that is going away."""
-    small = Bus(bus.redis, settings.model_copy(update={"batch_size": 3}))
     stop = asyncio.Event()
     seen: list[int] = []
 
@@ -280,9 +282,9 @@ async def test_stop_finishes_the_batch_read_ahead(bus: Bus, settings: CommonSett
         await asyncio.sleep(0.1)  # the read-ahead lands meanwhile
         return [[("audits", audit_of(d.event))] for d in batch if isinstance(d.event, TokenEvent)]
 
-    consumer = small.consumer("tokens", GROUP, slow, name="c1")
+    consumer = bus.consumer("tokens", GROUP, slow, name="c1", batch_size=3)
     await consumer.ensure_group()
-    await small.publish_many([("tokens", token("s1", i)) for i in range(9)])
+    await bus.publish_many([("tokens", token("s1", i)) for i in range(9)])
     await asyncio.wait_for(consumer.run(stop), timeout=5)
     assert seen == [0, 1, 2, 3, 4, 5]
     assert [a.seq for a in await audits(bus)] == [0, 1, 2, 3, 4, 5]
@@ -293,13 +295,12 @@ async def test_stop_finishes_the_batch_read_ahead(bus: Bus, settings: CommonSett
 async def test_read_ahead_never_reads_own_pending_twice(bus: Bus, settings: CommonSettings) -> None:
     """A restarted consumer first reads what it held before (``0``), then new entries (``>``): read
     ahead only ever takes new ones, so nothing is handled twice."""
-    small = Bus(bus.redis, settings.model_copy(update={"batch_size": 3}))
     await bus.redis.xgroup_create(bus.key("tokens"), GROUP, id="0", mkstream=True)
-    await small.publish_many([("tokens", token("s1", i)) for i in range(6)])
+    await bus.publish_many([("tokens", token("s1", i)) for i in range(6)])
     await bus.redis.xreadgroup(GROUP, "stable", {bus.key("tokens"): ">"}, count=6)  # then "crashes"
-    await small.publish_many([("tokens", token("s1", i)) for i in range(6, 12)])
+    await bus.publish_many([("tokens", token("s1", i)) for i in range(6, 12)])
     handler = Recorder()
-    consumer = small.consumer("tokens", GROUP, handler, name="stable")
+    consumer = bus.consumer("tokens", GROUP, handler, name="stable", batch_size=3)
     await run_until(consumer, lambda: consumer.stats.processed >= 12)
     assert handler.seen == [("s1", i) for i in range(12)]
     assert consumer.stats.duplicates == 0
@@ -332,16 +333,15 @@ async def test_consumer_reads_own_pending_after_restart(bus: Bus) -> None:
 
 @pytest.mark.parametrize("size", [1, 50])
 async def test_bounded_reads(bus: Bus, settings: CommonSettings, size: int) -> None:
-    small = Bus(bus.redis, settings.model_copy(update={"batch_size": size}))
     batches: list[int] = []
 
     async def count(batch: Sequence[Delivery]) -> list[Outcome]:
         batches.append(len(batch))
         return [[] for _ in batch]
 
-    consumer = small.consumer("tokens", GROUP, count, name="c1")
+    consumer = bus.consumer("tokens", GROUP, count, name="c1", batch_size=size)
     await consumer.ensure_group()
-    await small.publish_many([("tokens", token("s1", i)) for i in range(120)])
+    await bus.publish_many([("tokens", token("s1", i)) for i in range(120)])
     await drain(consumer)
     assert max(batches) == size and sum(batches) == 120
     assert (await bus.redis.xinfo_groups(bus.key("tokens")))[0]["lag"] == 0
@@ -372,30 +372,187 @@ async def test_a_batch_without_outputs_or_dedupe_is_acknowledged(bus: Bus) -> No
     assert [k async for k in bus.redis.scan_iter(match=bus.key("seen:*"))] == []
 
 
+async def until(check: Callable[[], Awaitable[bool] | bool], what: str, timeout_s: float = 10.0) -> None:
+    """Wait for a condition (polled), never for a fixed time."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result if isinstance(result, bool) else await result:
+            return
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def has_group(bus: Bus, stream: str = "tokens", group: str = GROUP) -> bool:
+    if not await bus.redis.exists(bus.key(stream)):
+        return False
+    return any(g["name"] == group.encode() for g in await bus.redis.xinfo_groups(bus.key(stream)))
+
+
+# --- the consumer loop: group re-creation, backoff, batch size, after-commit hook -------------------
+async def test_step_creates_a_vanished_group_again(bus: Bus) -> None:
+    """NOGROUP (Redis back empty, a flush, XGROUP DESTROY): the step that meets it creates the group
+    again and takes nothing; the next one reads on (from ``start_id``, deduped)."""
+    handler = Recorder()
+    consumer = bus.consumer("tokens", GROUP, handler, name="c1")
+    await consumer.ensure_group()
+    await bus.publish("tokens", token("s1", 0))
+    await drain(consumer)
+    assert await bus.redis.xgroup_destroy(bus.key("tokens"), GROUP) == 1
+    assert await consumer.step(block_ms=10) == 0
+    assert await has_group(bus)
+    await bus.publish("tokens", token("s1", 1))
+    await drain(consumer)
+    assert handler.seen == [("s1", 0), ("s1", 1)]
+    assert [a.seq for a in await audits(bus)] == [0, 1]
+
+
+async def test_step_creates_the_stream_of_a_flushed_redis_again(bus: Bus) -> None:
+    consumer = bus.consumer("tokens", GROUP, Recorder(), name="c1")
+    await consumer.ensure_group()
+    await bus.redis.delete(bus.key("tokens"))  # the stream and its groups gone, as after FLUSHALL
+    assert await consumer.step(block_ms=10) == 0
+    assert await has_group(bus)
+
+
 async def test_run_creates_a_vanished_group_again_and_goes_on(bus: Bus) -> None:
-    """NOGROUP without a broken connection (Redis back empty between two reads, a flush, XGROUP
-    DESTROY): ``run`` creates the group again instead of ending."""
+    """NOGROUP without a broken connection: ``run`` creates the group again instead of ending."""
     handler = Recorder()
     consumer = bus.consumer("tokens", GROUP, handler, name="c1")
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
     await bus.publish("tokens", token("s1", 0))
-    for _ in range(100):
-        if handler.seen:
-            break
-        await asyncio.sleep(0.02)
+    await until(lambda: bool(handler.seen), "the first entry")
     assert await bus.redis.xgroup_destroy(bus.key("tokens"), GROUP) == 1
-    await asyncio.sleep(0.3)
+    await until(lambda: has_group(bus), "the group created again")
     assert not task.done(), task.exception()
     await bus.publish("tokens", token("s1", 1))
-    for _ in range(200):
-        if len(handler.seen) == 2:
-            break
-        await asyncio.sleep(0.02)
+    await until(lambda: len(handler.seen) == 2, "the entry after")
     stop.set()
     await asyncio.wait_for(task, timeout=2)
     assert handler.seen == [("s1", 0), ("s1", 1)]  # s1/0 is read again but deduped: one output each
     assert [a.seq for a in await audits(bus)] == [0, 1]
+
+
+async def test_run_backs_off_through_a_lost_connection(bus: Bus, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each failed turn waits the next delay of the backoff (0.1 s, doubling); a turn that works resets it."""
+    handler = Recorder()
+    consumer = bus.consumer("tokens", GROUP, handler, name="c1")
+    await consumer.ensure_group()
+    await bus.publish_many([("tokens", token("s1", i)) for i in range(3)])
+    script = ["fail", "fail", "fail", "read", "fail"]  # then reads for good
+    real_take_new = consumer._take_new
+
+    async def take_new(block_ms: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        if script and script.pop(0) == "fail":
+            raise RedisConnectionError("connection lost")
+        return await real_take_new(block_ms)
+
+    consumer._take_new = take_new  # type: ignore[method-assign]
+    waited: list[float] = []
+    real_sleep = Backoff.sleep
+
+    async def sleep(self: Backoff, stop: asyncio.Event | None = None) -> float:
+        waited.append(round(self.delay, 6))
+        return await real_sleep(self, stop)
+
+    monkeypatch.setattr(Backoff, "sleep", sleep)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    await until(lambda: not script and len(handler.seen) == 3, "the entries after the outage")
+    stop.set()
+    await asyncio.wait_for(task, timeout=5)
+    assert waited == [0.1, 0.2, 0.4, 0.1]
+    assert handler.seen == [("s1", i) for i in range(3)]
+    assert (await bus.redis.xpending(bus.key("tokens"), GROUP))["pending"] == 0
+
+
+def test_batch_size_defaults_to_the_settings(bus: Bus) -> None:
+    assert bus.consumer("tokens", GROUP, Recorder()).batch_size == bus.settings.batch_size
+    assert bus.consumer("tokens", GROUP, Recorder(), batch_size=7).batch_size == 7
+
+
+async def test_after_commit_gets_what_was_committed(bus: Bus) -> None:
+    """The hook sees each handled entry with its outputs, once committed; not a dead letter, not a duplicate."""
+    committed: list[tuple[int, list[object]]] = []
+
+    async def handler(batch: Sequence[Delivery]) -> list[Outcome]:
+        return [DeadLetter("no") if d.event.seq == 1 else [("audits", audit_of(d.event))] for d in batch]  # type: ignore[arg-type]
+
+    def after(batch: Sequence[Committed]) -> None:
+        committed.extend((d.event.seq, list(outputs)) for d, outputs in batch)
+
+    consumer = bus.consumer("tokens", GROUP, handler, name="c1", after_commit=after)
+    await consumer.ensure_group()
+    await bus.publish_many([("tokens", token("s1", i)) for i in range(3)])
+    await drain(consumer)
+    await bus.publish("tokens", token("s1", 0))  # a repeat: dropped before the handler
+    await drain(consumer)
+    assert [seq for seq, _ in committed] == [0, 2]
+    assert [[(stream, e.seq) for stream, e in outputs] for _, outputs in committed] == [
+        [("audits", 0)],
+        [("audits", 2)],
+    ]  # type: ignore[misc]
+    assert [a.seq for a in await audits(bus)] == [0, 2]
+    assert await bus.redis.xlen(bus.key("dead")) == 1
+
+
+async def test_after_commit_waits_for_a_commit_that_succeeds(bus: Bus) -> None:
+    """A lost commit calls no hook; its entries stay pending, come back, and the hook runs once then."""
+    committed: list[int] = []
+    consumer = bus.consumer(
+        "tokens", GROUP, Recorder(), name="c1", after_commit=lambda b: committed.extend(d.event.seq for d, _ in b)
+    )
+    await consumer.ensure_group()
+    await bus.publish_many([("tokens", token("s1", i)) for i in range(3)])
+    real = consumer._script
+
+    async def lost(*a: object, **kw: object) -> object:
+        consumer._script = real
+        raise RedisConnectionError("connection lost")
+
+    consumer._script = lost  # type: ignore[assignment]
+    with pytest.raises(RedisConnectionError):
+        await consumer.step(block_ms=10)
+    assert committed == []
+    assert (await bus.redis.xpending(bus.key("tokens"), GROUP))["pending"] == 3
+
+    async def reclaimed() -> bool:
+        await consumer.step(block_ms=10)
+        return len(committed) == 3
+
+    await until(reclaimed, "the reclaimed entries committed")
+    assert committed == [0, 1, 2]
+    assert [a.seq for a in await audits(bus)] == [0, 1, 2]
+
+
+async def test_run_with_a_cycle_of_its_own(bus: Bus) -> None:
+    """``cycle`` replaces the turn (here: a gate before each unpipelined step) under the same retries."""
+    handler = Recorder()
+    consumer = bus.consumer("tokens", GROUP, handler, name="c1", batch_size=2)
+    await consumer.ensure_group()
+    await bus.publish_many([("tokens", token("s1", i)) for i in range(6)])
+    open_ = asyncio.Event()
+    turns = 0
+
+    async def turn() -> None:
+        nonlocal turns
+        turns += 1
+        if turns == 2:
+            raise RedisConnectionError("connection lost")  # retried like any turn
+        await open_.wait()
+        await consumer.step(block_ms=10)
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop, cycle=turn))
+    await until(lambda: turns == 1, "the first turn")
+    assert handler.seen == []  # the gate holds the read
+    open_.set()
+    await until(lambda: len(handler.seen) == 6, "every entry")
+    stop.set()
+    await asyncio.wait_for(task, timeout=5)
+    assert consumer._in_flight is None  # step() waited for each commit
+    assert [a.seq for a in await audits(bus)] == list(range(6))
 
 
 # --- pipelined commits and read-ahead under failure (found in review) ----------------------------
@@ -405,9 +562,9 @@ async def test_read_ahead_gives_way_to_a_due_reclaim(bus: Bus, settings: CommonS
     small = Bus(bus.redis, settings.model_copy(update={"batch_size": 3, "claim_idle_ms": 100}))
     key = bus.key("tokens")
     await bus.redis.xgroup_create(key, GROUP, id="0", mkstream=True)
-    await small.publish("tokens", token("dead", 0))
+    await bus.publish("tokens", token("dead", 0))
     await bus.redis.xreadgroup(GROUP, "dead", {key: ">"}, count=1)  # a consumer that then dies
-    await small.publish_many([("tokens", token("s1", i)) for i in range(300)])
+    await bus.publish_many([("tokens", token("s1", i)) for i in range(300)])
     handler = Recorder()
     c = small.consumer("tokens", GROUP, handler, name="c1", precheck=False)
     await c.step(wait=False)  # reclaim attempted now (too early: idle < 100 ms); read-ahead starts
@@ -424,11 +581,10 @@ async def test_read_ahead_gives_way_to_a_due_reclaim(bus: Bus, settings: CommonS
 async def test_a_failed_commit_does_not_take_the_next_batch_with_it(bus: Bus, settings: CommonSettings) -> None:
     """A commit lost to a (transient) connection error surfaces at the next commit, which is still sent:
     only the failed batch stays pending (to be reclaimed)."""
-    small = Bus(bus.redis, settings.model_copy(update={"batch_size": 3}))
-    c = small.consumer("tokens", GROUP, Recorder(), name="c1", precheck=False)
+    c = bus.consumer("tokens", GROUP, Recorder(), name="c1", precheck=False, batch_size=3)
     await c.ensure_group()
-    await small.publish_many([("tokens", token("s1", i)) for i in range(6)])
-    real = small._commit
+    await bus.publish_many([("tokens", token("s1", i)) for i in range(6)])
+    real = c._script
     calls = 0
 
     async def flaky(*a, **kw):
@@ -438,7 +594,7 @@ async def test_a_failed_commit_does_not_take_the_next_batch_with_it(bus: Bus, se
             raise RedisConnectionError("connection lost")
         return await real(*a, **kw)
 
-    small._commit = flaky  # type: ignore[assignment]
+    c._script = flaky  # type: ignore[assignment]
     await c.step(wait=False)  # batch 1: commit fails in the background
     await c.step(wait=False)  # batch 2: its commit goes out although batch 1's failed (logged)
     await c.flush()
@@ -448,18 +604,17 @@ async def test_a_failed_commit_does_not_take_the_next_batch_with_it(bus: Bus, se
     assert pending == 3, f"only batch 1 should be pending, got {pending}"
 
 
-async def stopping_with_a_failing_read_ahead(bus: Bus, settings: CommonSettings) -> tuple[Bus, Consumer, asyncio.Event]:
+async def stopping_with_a_failing_read_ahead(bus: Bus) -> tuple[Consumer, asyncio.Event]:
     """A consumer whose first batch asks it to stop, and whose read-ahead loses the connection."""
-    small = Bus(bus.redis, settings.model_copy(update={"batch_size": 3}))
     stop = asyncio.Event()
 
     async def handler(batch: Sequence[Delivery]) -> list[Outcome]:
         stop.set()
         return [() for _ in batch]
 
-    c = small.consumer("tokens", GROUP, handler, name="c1", precheck=False)
+    c = bus.consumer("tokens", GROUP, handler, name="c1", precheck=False, batch_size=3)
     await c.ensure_group()
-    await small.publish_many([("tokens", token("s1", i)) for i in range(6)])
+    await bus.publish_many([("tokens", token("s1", i)) for i in range(6)])
     real_take_new = c._take_new
 
     async def take_new(block_ms: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
@@ -468,19 +623,19 @@ async def stopping_with_a_failing_read_ahead(bus: Bus, settings: CommonSettings)
         return await real_take_new(block_ms)
 
     c._take_new = take_new  # type: ignore[method-assign]
-    return small, c, stop
+    return c, stop
 
 
 async def test_stop_flushes_the_last_commit_even_when_the_read_ahead_failed(bus: Bus, settings: CommonSettings) -> None:
     """run() never returns with its last commit in flight, even when the read-ahead failed."""
-    small, c, stop = await stopping_with_a_failing_read_ahead(bus, settings)
-    real = small._commit
+    c, stop = await stopping_with_a_failing_read_ahead(bus)
+    real = c._script
 
     async def slow_commit(*a, **kw):
         await asyncio.sleep(0.2)
         return await real(*a, **kw)
 
-    small._commit = slow_commit  # type: ignore[assignment]
+    c._script = slow_commit  # type: ignore[assignment]
     await asyncio.wait_for(c.run(stop), timeout=5)
     in_flight = c._in_flight
     if in_flight is not None:
@@ -489,13 +644,13 @@ async def test_stop_flushes_the_last_commit_even_when_the_read_ahead_failed(bus:
 
 
 async def test_failed_read_ahead_and_commit_leave_no_unretrieved_exception(bus: Bus, settings: CommonSettings) -> None:
-    small, c, stop = await stopping_with_a_failing_read_ahead(bus, settings)
+    c, stop = await stopping_with_a_failing_read_ahead(bus)
 
     async def failing_commit(*a, **kw):
         await asyncio.sleep(0.05)
         raise RedisConnectionError("connection lost")
 
-    small._commit = failing_commit  # type: ignore[assignment]
+    c._script = failing_commit  # type: ignore[assignment]
     seen: list[dict] = []
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(lambda _l, ctx: seen.append(ctx))
@@ -511,18 +666,17 @@ async def test_failed_read_ahead_and_commit_leave_no_unretrieved_exception(bus: 
 async def test_precheck_sees_the_marks_of_the_commit_in_flight(bus: Bus, settings: CommonSettings) -> None:
     """With commits pipelined, the precheck of batch N+1 waits for batch N's commit, so a repeat in the
     next batch is not handled again (a stateful handler would count it twice)."""
-    small = Bus(bus.redis, settings.model_copy(update={"batch_size": 1}))
     handler = Recorder()
-    c = small.consumer("tokens", GROUP, handler, name="c1")  # precheck=True
+    c = bus.consumer("tokens", GROUP, handler, name="c1", batch_size=1)  # precheck=True
     await c.ensure_group()
-    real = small._commit
+    real = c._script
 
     async def slow_commit(*a, **kw):
         await asyncio.sleep(0.05)
         return await real(*a, **kw)
 
-    small._commit = slow_commit  # type: ignore[assignment]
-    await small.publish_many([("tokens", token("s1", 0)), ("tokens", token("s1", 0))])
+    c._script = slow_commit  # type: ignore[assignment]
+    await bus.publish_many([("tokens", token("s1", 0)), ("tokens", token("s1", 0))])
     stop = asyncio.Event()
     task = asyncio.create_task(c.run(stop))
     for _ in range(100):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from services.common.bus import Bus
 from services.common.settings import CommonSettings
@@ -183,3 +184,26 @@ async def test_a_dead_workers_session_is_failed_by_another_worker(settings: Comm
     assert end.status == "failed"
     assert end.reason is not None
     assert "generator-dead stopped responding" in end.reason
+
+
+async def test_a_job_starts_only_once_its_start_is_committed(gen_settings: GeneratorSettings, bus: Bus) -> None:
+    """The job runs from the consumer's after-commit hook: a commit of "started" lost with the connection
+    runs nothing; the job stays pending, comes back (reclaimed) and runs exactly once."""
+    async with running(gen_settings, bus, EnginePool(gen_settings)) as worker:
+        consumer = worker.consumer
+        real = consumer._script
+        lost: list[bool] = []
+
+        async def commit(*a: object, **kw: object) -> object:
+            if not lost:
+                lost.append(True)
+                raise RedisConnectionError("connection lost")
+            return await real(*a, **kw)
+
+        consumer._script = commit  # type: ignore[assignment]
+        await submit(bus, "s1", max_tokens=3)
+        end = await wait_end(bus, "s1")
+    assert lost == [True]
+    assert consumer.stats.reclaimed == 1
+    assert [(e.seq, e.status) for e in await sessions(bus, "s1")] == [(1, "started"), (2, "finished")]
+    assert (end.tokens, [t.seq for t in await tokens(bus, "s1")]) == (3, [0, 1, 2])
