@@ -1,14 +1,14 @@
 /** The live page: start a generation and watch it; #/live/<id> follows that session (reload-safe). */
-import { useState } from "react";
+import { Fragment, useState } from "react";
 import { navigate } from "../../../app/router";
 import { useServerConfig, useServices } from "../../../app/services";
 import type { GenerateParams } from "../../../api/types";
-import { useSessionFeed } from "../api/useSessionFeed";
-import { useStoreVersion } from "../store/useStore";
+import { useSessionFeed } from "../../../shared/session/api/useSessionFeed";
+import type { RenderSession } from "../../../shared/session/components/SessionView";
+import { useStoreVersion } from "../../../shared/session/store/useStore";
 import { PromptForm } from "./PromptForm";
-import { SessionView } from "./SessionView";
 
-export function LiveView({ sessionId, theme }: { sessionId: string | null; theme: string }) {
+export function LiveView({ sessionId, renderSession }: { sessionId: string | null; renderSession: RenderSession }) {
   const { api, socket } = useServices();
   const { config } = useServerConfig();
   const store = useSessionFeed(sessionId);
@@ -46,7 +46,7 @@ export function LiveView({ sessionId, theme }: { sessionId: string | null; theme
     <div className="live">
       <PromptForm server={config} running={running} busy={busy} onStart={start} onStop={stop} error={error} />
       {store ? (
-        <SessionView key={store.sessionId} store={store} theme={theme} />
+        <Fragment key={store.sessionId}>{renderSession(store)}</Fragment>
       ) : (
         <p className="empty hint">Start a generation to watch its uncertainty token by token.</p>
       )}

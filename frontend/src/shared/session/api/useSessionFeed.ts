@@ -1,4 +1,4 @@
-import { useEffect, useState } from "react";
+import { useEffect, useMemo } from "react";
 import { useServices } from "../../../app/services";
 import type { SessionStore } from "../store/sessionStore";
 import { SessionFeed } from "./sessionFeed";
@@ -6,16 +6,15 @@ import { SessionFeed } from "./sessionFeed";
 /** Follow one session (snapshot, then live) for as long as the component shows it. */
 export function useSessionFeed(sessionId: string | null): SessionStore | null {
   const { api, socket, config } = useServices();
-  const [store, setStore] = useState<SessionStore | null>(null);
+  // Building a feed only builds its empty store; following starts in the effect.
+  const feed = useMemo(
+    () => (sessionId ? new SessionFeed(sessionId, { api, socket, chartPoints: config.chartPoints }) : null),
+    [sessionId, api, socket, config.chartPoints],
+  );
   useEffect(() => {
-    if (!sessionId) {
-      setStore(null);
-      return;
-    }
-    const feed = new SessionFeed(sessionId, { api, socket, chartPoints: config.chartPoints });
-    setStore(feed.store);
+    if (!feed) return;
     void feed.start({ snapshot: true });
     return () => feed.stop();
-  }, [sessionId, api, socket, config.chartPoints]);
-  return store;
+  }, [feed]);
+  return feed?.store ?? null;
 }
