@@ -3,6 +3,7 @@ import { Fragment, useState } from "react";
 import { navigate } from "../../../app/router";
 import { useServerConfig, useServices } from "../../../app/services";
 import type { GenerateParams } from "../../../api/types";
+import { useGenerate } from "../api/useGenerate";
 import { useSessionFeed } from "../../../shared/session/api/useSessionFeed";
 import type { RenderSession } from "../../../shared/session/components/SessionView";
 import { useStoreVersion } from "../../../shared/session/store/useStore";
@@ -13,21 +14,16 @@ export function LiveView({ sessionId, renderSession }: { sessionId: string | nul
   const { config } = useServerConfig();
   const store = useSessionFeed(sessionId);
   useStoreVersion(store);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<string | null>(null);
+  const [stopError, setError] = useState<string | null>(null);
+  const generate = useGenerate((id) => navigate({ page: "live", sessionId: id }));
   const running = store !== null && !store.terminal;
+  const startError = generate.error
+    ? `Could not start: ${generate.error instanceof Error ? generate.error.message : String(generate.error)}`
+    : null;
 
-  const start = async (p: GenerateParams) => {
-    setBusy(true);
+  const start = (p: GenerateParams) => {
     setError(null);
-    try {
-      const accepted = await api.generate(p);
-      navigate({ page: "live", sessionId: accepted.session_id });
-    } catch (e) {
-      setError(`Could not start: ${e instanceof Error ? e.message : String(e)}`);
-    } finally {
-      setBusy(false);
-    }
+    generate.mutate(p);
   };
 
   const stop = async () => {
@@ -44,7 +40,14 @@ export function LiveView({ sessionId, renderSession }: { sessionId: string | nul
 
   return (
     <div className="live">
-      <PromptForm server={config} running={running} busy={busy} onStart={start} onStop={stop} error={error} />
+      <PromptForm
+        server={config}
+        running={running}
+        busy={generate.isPending}
+        onStart={start}
+        onStop={stop}
+        error={stopError ?? startError}
+      />
       {store ? (
         <Fragment key={store.sessionId}>{renderSession(store)}</Fragment>
       ) : (
