@@ -28,7 +28,6 @@ import { RingBuffer } from "../../../lib/ringBuffer";
 
 export const CHART_COLUMNS = ["seq", "hbar_s", "entropy", "surprisal"] as const;
 export type ChartColumn = (typeof CHART_COLUMNS)[number];
-export type ChartMetric = Exclude<ChartColumn, "seq">;
 
 const SEVERITY_RANK: Record<Severity, number> = { info: 0, warning: 1, critical: 2 };
 const RISK_RANK: Record<RiskLevel, number> = { safe: 0, warning: 1, critical: 2, emergency: 3 };
