@@ -22,6 +22,8 @@ step "mypy (strict on services/)"
 step "pytest"
 .venv/bin/pytest "$@"
 if [ -f frontend/package.json ]; then
+  step "frontend lint (eslint: typescript-eslint, react-hooks, import boundaries)"
+  (cd frontend && npm run lint --silent)
   step "frontend unit tests (vitest)"
   (cd frontend && npm test --silent)
   if grep -q '"e2e"' frontend/package.json; then

@@ -3,6 +3,7 @@ import { createRoot } from "react-dom/client";
 import { ApiClient } from "./api/client";
 import { SocketClient } from "./api/socket";
 import { App } from "./app/App";
+import { createQueryClient } from "./app/queries";
 import { ServicesProvider, type Services } from "./app/services";
 import { ConfigError, loadConfig, resolveWsUrl } from "./config/env";
 import { getApiKey, withApiKey } from "./lib/apiKey";
@@ -21,6 +22,7 @@ try {
       maxMs: config.reconnectMaxMs,
       pingMs: config.pingMs,
     }),
+    queries: createQueryClient(),
   };
 } catch (e) {
   root.render(

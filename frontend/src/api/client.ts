@@ -1,5 +1,12 @@
-/** The one REST client of the dashboard: typed calls, errors in the gateway's single JSON shape. */
-import { parseHistory, parseServerConfig, parseSessionList } from "./parse";
+/**
+ * The one REST client of the dashboard: typed calls over the gateway's OpenAPI schema
+ * (openapi-fetch over schema.gen.ts: a path, its parameters and its body are checked at compile
+ * time), every answer checked at run time before it is returned, errors in the gateway's single
+ * JSON shape. Caching and polling are TanStack Query's (queries.ts); this module only fetches.
+ */
+import createClient, { type Client } from "openapi-fetch";
+import { parseGenerateAccepted, parseHistory, parseServerConfig, parseSessionList } from "./parse";
+import type { paths } from "./schema.gen";
 import type { GenerateAccepted, GenerateParams, ServerConfig, SessionHistory, SessionList } from "./types";
 
 export class ApiError extends Error {
@@ -14,6 +21,7 @@ export class ApiError extends Error {
   }
 }
 
+/** GET /sessions filters; "" = any. */
 export interface SessionQuery {
   limit?: number;
   offset?: number;
@@ -21,67 +29,70 @@ export interface SessionQuery {
   risk?: string;
 }
 
-export class ApiClient {
-  constructor(
-    private readonly base: string = "",
-    private readonly apiKey: () => string = () => "",
-  ) {}
+type GenerateBody = paths["/generate"]["post"]["requestBody"]["content"]["application/json"];
+type Fetched = { data?: unknown; error?: unknown; response: Response };
 
-  private async request(path: string, init?: RequestInit): Promise<unknown> {
-    let res: Response;
+export class ApiClient {
+  private readonly http: Client<paths>;
+
+  constructor(
+    base: string = "",
+    apiKey: () => string = () => "",
+  ) {
+    this.http = createClient<paths>({ baseUrl: base, headers: { Accept: "application/json" } });
+    // Asked on every request, so a key entered later takes effect at once.
+    this.http.use({
+      onRequest({ request }) {
+        const key = apiKey();
+        if (key) request.headers.set("Authorization", `Bearer ${key}`);
+        return request;
+      },
+    });
+  }
+
+  /** The answer's body, or an ApiError: the gateway's `{"error": {...}}`, an HTTP status, or no gateway. */
+  private async body(call: Promise<Fetched>): Promise<unknown> {
+    let res: Fetched;
     try {
-      res = await fetch(this.base + path, {
-        ...init,
-        headers: {
-          Accept: "application/json",
-          ...(init?.body ? { "Content-Type": "application/json" } : {}),
-          ...(this.apiKey() ? { Authorization: `Bearer ${this.apiKey()}` } : {}),
-        },
-      });
+      res = await call;
     } catch (e) {
       throw new ApiError(`The gateway is not reachable (${String(e)})`, 0, "network", null);
     }
-    const text = await res.text();
-    let body: unknown = null;
-    if (text) {
-      try {
-        body = JSON.parse(text);
-      } catch {
-        body = null;
-      }
-    }
-    if (!res.ok) {
-      const err = (body as { error?: { message?: string; type?: string; param?: string | null } } | null)?.error;
+    if (!res.response.ok) {
+      const err = (res.error as { error?: { message?: string; type?: string; param?: string | null } } | undefined)?.error;
       throw new ApiError(
-        err?.message ?? `${res.status} ${res.statusText}`,
-        res.status,
+        err?.message ?? `${res.response.status} ${res.response.statusText}`,
+        res.response.status,
         err?.type ?? "http_error",
         err?.param ?? null,
       );
     }
-    return body;
+    return res.data ?? null;
   }
 
   async config(): Promise<ServerConfig> {
-    return parseServerConfig(await this.request("/config"));
+    return parseServerConfig(await this.body(this.http.GET("/config")));
   }
 
   async generate(params: GenerateParams): Promise<GenerateAccepted> {
-    return (await this.request("/generate", { method: "POST", body: JSON.stringify(params) })) as GenerateAccepted;
+    // The schema's types mark defaulted fields as present (they are, in answers); in a request
+    // the gateway fills them in, so the body may leave them out.
+    const body = params as GenerateBody;
+    return parseGenerateAccepted(await this.body(this.http.POST("/generate", { body })));
   }
 
   async session(id: string): Promise<SessionHistory> {
-    return parseHistory(await this.request(`/sessions/${encodeURIComponent(id)}`));
+    const answer = await this.body(this.http.GET("/sessions/{session_id}", { params: { path: { session_id: id } } }));
+    return parseHistory(answer);
   }
 
   async sessions(q: SessionQuery = {}): Promise<SessionList> {
-    const params = new URLSearchParams();
-    for (const [k, v] of Object.entries(q)) if (v !== undefined && v !== "") params.set(k, String(v));
-    const qs = params.toString();
-    return parseSessionList(await this.request(`/sessions${qs ? `?${qs}` : ""}`));
+    const query: Record<string, string | number> = {};
+    for (const [k, v] of Object.entries(q)) if (v !== undefined && v !== "") query[k] = v;
+    return parseSessionList(await this.body(this.http.GET("/sessions", { params: { query } })));
   }
 
   async cancel(id: string): Promise<void> {
-    await this.request(`/sessions/${encodeURIComponent(id)}/cancel`, { method: "POST" });
+    await this.body(this.http.POST("/sessions/{session_id}/cancel", { params: { path: { session_id: id } } }));
   }
 }

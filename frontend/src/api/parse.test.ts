@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { token } from "../test/factories";
-import { parseHistory, ParseError, parseServerConfig, parseServerMessage } from "./parse";
+import { parseGenerateAccepted, parseHistory, ParseError, parseServerConfig, parseServerMessage } from "./parse";
 
 describe("parseServerMessage", () => {
   it("reads a token and keeps its metrics and alternatives", () => {
@@ -313,5 +313,16 @@ describe("calibrated risk, one alert per token, /config calibration (contract of
       b: { calibrated: false, profile: null, p_wrong: false, risk_rates: {} },
     });
     expect(parseServerConfig({ models: ["a"] }).calibration).toEqual({});
+  });
+});
+
+describe("parseGenerateAccepted (POST /generate is checked, not cast)", () => {
+  const urls = { session: "/sessions/s1", cancel: "/sessions/s1/cancel", ws: "/ws" };
+  it("reads the queued session and its URLs", () => {
+    expect(parseGenerateAccepted({ session_id: "s1", status: "queued", urls })).toEqual({ session_id: "s1", status: "queued", urls });
+  });
+  it("rejects an answer without a session id, or with an unknown status", () => {
+    expect(() => parseGenerateAccepted({ status: "queued", urls })).toThrow(ParseError);
+    expect(() => parseGenerateAccepted({ session_id: "s1", status: "running", urls })).toThrow(/status/);
   });
 });

@@ -4,6 +4,7 @@
  */
 import type {
   AlertFinding,
+  GenerateAccepted,
   AlertMessage,
   Metrics,
   ModelCalibration,
@@ -347,6 +348,17 @@ export function parseSessionList(v: unknown): SessionList {
   const o = obj(v, "sessions");
   const items = list(o.items, "items", parseSessionRecord);
   return { items, total: optNum(o, "total") ?? items.length };
+}
+
+/** POST /generate's answer: the queued session and where to follow it. */
+export function parseGenerateAccepted(v: unknown): GenerateAccepted {
+  const o = obj(v, "generate");
+  const u = obj(o.urls, "urls");
+  return {
+    session_id: str(o, "session_id"),
+    status: oneOf<SessionStatus>(o, "status", STATUSES),
+    urls: { session: str(u, "session"), cancel: str(u, "cancel"), ws: str(u, "ws") },
+  };
 }
 
 export const DEFAULT_SERVER_CONFIG: ServerConfig = {

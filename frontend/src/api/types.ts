@@ -318,7 +318,3 @@ export interface ModelCalibration {
   /** Share of the model's reference sessions at each peak risk level. */
   risk_rates: Partial<Record<RiskLevel, number>>;
 }
-
-export interface ApiErrorBody {
-  error: { message: string; type: string; param: string | null };
-}

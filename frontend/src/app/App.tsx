@@ -1,5 +1,9 @@
+import { useCallback } from "react";
+import { AlertsPanel } from "../features/alerts/components/AlertsPanel";
 import { LiveView } from "../features/live/components/LiveView";
 import { SessionsPage } from "../features/sessions/components/SessionsPage";
+import { SessionView } from "../shared/session/components/SessionView";
+import type { SessionStore } from "../shared/session/store/sessionStore";
 import { ApiKeyBanner } from "./ApiKeyBanner";
 import { ConnectionStatus } from "./ConnectionStatus";
 import { routeHref, useRoute } from "./router";
@@ -10,6 +14,11 @@ export function App() {
   const route = useRoute();
   const [theme, toggleTheme] = useTheme();
   const { error } = useServerConfig();
+  // The one place the features meet: both pages show a session with the alerts feature's panel.
+  const renderSession = useCallback(
+    (store: SessionStore) => <SessionView store={store} theme={theme} AlertsPanel={AlertsPanel} />,
+    [theme],
+  );
   return (
     <>
       <a className="skip" href="#main">
@@ -49,9 +58,9 @@ export function App() {
       <ApiKeyBanner />
       <main id="main">
         {route.page === "live" ? (
-          <LiveView sessionId={route.sessionId} theme={theme} />
+          <LiveView sessionId={route.sessionId} renderSession={renderSession} />
         ) : (
-          <SessionsPage sessionId={route.sessionId} theme={theme} />
+          <SessionsPage sessionId={route.sessionId} renderSession={renderSession} />
         )}
       </main>
     </>

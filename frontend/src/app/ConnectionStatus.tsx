@@ -5,14 +5,18 @@ import { useConnection, useServices } from "./services";
 export function ConnectionStatus() {
   const info = useConnection();
   const { socket } = useServices();
-  // Re-render four times a second while counting down to the next attempt.
-  const [, setTick] = useState(0);
+  // The clock, read four times a second while counting down to the next attempt.
+  const [now, setNow] = useState(Date.now);
   useEffect(() => {
     if (info.state !== "reconnecting") return;
-    const t = setInterval(() => setTick((n) => n + 1), 250);
-    return () => clearInterval(t);
-  }, [info.state]);
-  const now = Date.now();
+    const tick = () => setNow(Date.now());
+    const first = setTimeout(tick, 0);
+    const t = setInterval(tick, 250);
+    return () => {
+      clearTimeout(first);
+      clearInterval(t);
+    };
+  }, [info.state, info.retryAt]);
 
   let text: string;
   let glyph: string;

@@ -1,8 +1,10 @@
-/** The app's long-lived services (config, REST client, WebSocket client), provided by context. */
+/** The app's long-lived services (config, REST client and its query cache, WebSocket client), provided by context. */
+import { QueryClientProvider, useQuery, type QueryClient } from "@tanstack/react-query";
 import { createContext, useContext, useEffect, useState } from "react";
 import type { ReactNode } from "react";
 import type { ApiClient } from "../api/client";
 import { DEFAULT_SERVER_CONFIG } from "../api/parse";
+import { queryKeys } from "../api/queryKeys";
 import type { ConnectionInfo, SocketClient } from "../api/socket";
 import type { ServerConfig } from "../api/types";
 import type { AppConfig } from "../config/env";
@@ -11,43 +13,19 @@ export interface Services {
   config: AppConfig;
   api: ApiClient;
   socket: SocketClient;
+  queries: QueryClient;
 }
 
 const ServicesContext = createContext<Services | null>(null);
-const ServerConfigContext = createContext<{ config: ServerConfig; error: string | null }>({
-  config: DEFAULT_SERVER_CONFIG,
-  error: null,
-});
 
 export function ServicesProvider({ services, children }: { services: Services; children: ReactNode }) {
-  const [server, setServer] = useState<{ config: ServerConfig; error: string | null }>({
-    config: DEFAULT_SERVER_CONFIG,
-    error: null,
-  });
   useEffect(() => {
-    let cancelled = false;
-    let timer: ReturnType<typeof setTimeout> | null = null;
-    const load = (attempt: number) => {
-      services.api.config().then(
-        (config) => !cancelled && setServer({ config, error: null }),
-        (e: unknown) => {
-          if (cancelled) return;
-          setServer((s) => ({ ...s, error: `Could not load /config: ${String(e)}` }));
-          timer = setTimeout(() => load(attempt + 1), Math.min(10_000, 1000 * 2 ** attempt));
-        },
-      );
-    };
-    load(0);
     services.socket.start();
-    return () => {
-      cancelled = true;
-      if (timer) clearTimeout(timer);
-      services.socket.stop();
-    };
+    return () => services.socket.stop();
   }, [services]);
   return (
     <ServicesContext.Provider value={services}>
-      <ServerConfigContext.Provider value={server}>{children}</ServerConfigContext.Provider>
+      <QueryClientProvider client={services.queries}>{children}</QueryClientProvider>
     </ServicesContext.Provider>
   );
 }
@@ -58,8 +36,19 @@ export function useServices(): Services {
   return s;
 }
 
-export function useServerConfig() {
-  return useContext(ServerConfigContext);
+/** GET /config: loaded once, retried with backoff (1 s · 2^n, at most 10 s) until it answers. */
+export function useServerConfig(): { config: ServerConfig; error: string | null } {
+  const { api } = useServices();
+  const q = useQuery({
+    queryKey: queryKeys.config,
+    queryFn: () => api.config(),
+    staleTime: Infinity,
+    retry: true,
+    retryDelay: (attempt) => Math.min(10_000, 1000 * 2 ** attempt),
+  });
+  // failureReason: the last failed attempt's error while it is still retrying.
+  const failed = q.data === undefined ? (q.failureReason ?? q.error) : null;
+  return { config: q.data ?? DEFAULT_SERVER_CONFIG, error: failed ? `Could not load /config: ${String(failed)}` : null };
 }
 
 export function useConnection(): ConnectionInfo {

@@ -1,5 +1,5 @@
 /** How each metric is shown: label, unit, direction and the five colour bands of the heatmap. */
-import type { Metrics, RiskLevel, Severity, TopKAlternative } from "../api/types";
+import type { RiskLevel, Severity, TopKAlternative } from "../api/types";
 
 export type HeatMetric = "hbar_s" | "entropy" | "surprisal" | "rank";
 
@@ -45,10 +45,6 @@ export const METRICS: Record<HeatMetric, MetricInfo> = {
 
 export const CHART_METRICS = ["hbar_s", "entropy", "surprisal"] as const;
 export type ChartMetricKey = (typeof CHART_METRICS)[number];
-
-export function metricValue(m: Metrics, key: HeatMetric): number | null {
-  return m[key];
-}
 
 /** Band 0–4 of a value, or null when the metric is unknown for this token. */
 export function band(value: number | null, info: MetricInfo): number | null {

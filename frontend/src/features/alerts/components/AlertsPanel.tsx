@@ -7,15 +7,7 @@ import { memo } from "react";
 import type { AlertFinding, AlertMessage, Severity } from "../../../api/types";
 import { visibleToken } from "../../../lib/format";
 import { SEVERITY_ICON, SEVERITY_LABEL } from "../../../lib/metrics";
-
-interface Props {
-  /** The store's alert list (mutated in place as alerts arrive). */
-  alerts: readonly AlertMessage[];
-  /** Its length: re-render only when it changes, not on every token. */
-  count: number;
-  selected: number | null;
-  onSelect: (tokenSeq: number) => void;
-}
+import type { AlertsPanelProps as Props } from "../../../shared/session/components/SessionView";
 
 const MAX_SHOWN = 500;
 

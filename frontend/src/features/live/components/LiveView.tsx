@@ -1,33 +1,29 @@
 /** The live page: start a generation and watch it; #/live/<id> follows that session (reload-safe). */
-import { useState } from "react";
+import { Fragment, useState } from "react";
 import { navigate } from "../../../app/router";
 import { useServerConfig, useServices } from "../../../app/services";
 import type { GenerateParams } from "../../../api/types";
-import { useSessionFeed } from "../api/useSessionFeed";
-import { useStoreVersion } from "../store/useStore";
+import { useGenerate } from "../api/useGenerate";
+import { useSessionFeed } from "../../../shared/session/api/useSessionFeed";
+import type { RenderSession } from "../../../shared/session/components/SessionView";
+import { useStoreVersion } from "../../../shared/session/store/useStore";
 import { PromptForm } from "./PromptForm";
-import { SessionView } from "./SessionView";
 
-export function LiveView({ sessionId, theme }: { sessionId: string | null; theme: string }) {
+export function LiveView({ sessionId, renderSession }: { sessionId: string | null; renderSession: RenderSession }) {
   const { api, socket } = useServices();
   const { config } = useServerConfig();
   const store = useSessionFeed(sessionId);
   useStoreVersion(store);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<string | null>(null);
+  const [stopError, setError] = useState<string | null>(null);
+  const generate = useGenerate((id) => navigate({ page: "live", sessionId: id }));
   const running = store !== null && !store.terminal;
+  const startError = generate.error
+    ? `Could not start: ${generate.error instanceof Error ? generate.error.message : String(generate.error)}`
+    : null;
 
-  const start = async (p: GenerateParams) => {
-    setBusy(true);
+  const start = (p: GenerateParams) => {
     setError(null);
-    try {
-      const accepted = await api.generate(p);
-      navigate({ page: "live", sessionId: accepted.session_id });
-    } catch (e) {
-      setError(`Could not start: ${e instanceof Error ? e.message : String(e)}`);
-    } finally {
-      setBusy(false);
-    }
+    generate.mutate(p);
   };
 
   const stop = async () => {
@@ -44,9 +40,16 @@ export function LiveView({ sessionId, theme }: { sessionId: string | null; theme
 
   return (
     <div className="live">
-      <PromptForm server={config} running={running} busy={busy} onStart={start} onStop={stop} error={error} />
+      <PromptForm
+        server={config}
+        running={running}
+        busy={generate.isPending}
+        onStart={start}
+        onStop={stop}
+        error={stopError ?? startError}
+      />
       {store ? (
-        <SessionView key={store.sessionId} store={store} theme={theme} />
+        <Fragment key={store.sessionId}>{renderSession(store)}</Fragment>
       ) : (
         <p className="empty hint">Start a generation to watch its uncertainty token by token.</p>
       )}

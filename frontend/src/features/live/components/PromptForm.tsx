@@ -2,7 +2,7 @@
  * The prompt, how the model reads it (chat or plain completion), the original README's example
  * prompts, sampling settings, Start and Stop.
  */
-import { useEffect, useId, useState } from "react";
+import { useId, useState } from "react";
 import type { FormEvent } from "react";
 import type { GenerateInput, GenerateParams, ServerConfig } from "../../../api/types";
 
@@ -49,11 +49,10 @@ export function PromptForm({ server, running, busy, onStart, onStop, error }: Pr
   const [temperature, setTemperature] = useState(0.7);
   const [topP, setTopP] = useState(0.95);
   const [maxTokens, setMaxTokens] = useState(128);
-  const [model, setModel] = useState<string>("");
+  // The model picked; until one is, the gateway's default.
+  const [picked, setModel] = useState<string>("");
+  const model = picked || server.default_model || "";
   const [seed, setSeed] = useState("");
-  useEffect(() => {
-    if (!model && server.default_model) setModel(server.default_model);
-  }, [server.default_model, model]);
 
   const limit = server.limits.max_tokens;
   const tooLong = prompt.length > server.limits.prompt_chars;

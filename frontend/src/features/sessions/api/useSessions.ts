@@ -1,34 +1,19 @@
-import { useEffect, useState } from "react";
-import { useServices } from "../../../app/services";
+import { keepPreviousData, useQuery } from "@tanstack/react-query";
 import type { SessionQuery } from "../../../api/client";
-import type { SessionList } from "../../../api/types";
+import { queryKeys } from "../../../api/queryKeys";
+import { useServices } from "../../../app/services";
 
-/** GET /sessions, refreshed every few seconds while shown (running sessions change). */
+/** GET /sessions, refreshed every few seconds while shown (running sessions change); the last page stays while the next loads. */
 export function useSessions(query: SessionQuery, refreshMs = 4000) {
   const { api } = useServices();
-  const [data, setData] = useState<SessionList | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  const key = JSON.stringify(query);
-  useEffect(() => {
-    let cancelled = false;
-    let timer: ReturnType<typeof setTimeout> | null = null;
-    const load = async () => {
-      try {
-        const list = await api.sessions(JSON.parse(key) as SessionQuery);
-        if (!cancelled) {
-          setData(list);
-          setError(null);
-        }
-      } catch (e) {
-        if (!cancelled) setError(e instanceof Error ? e.message : String(e));
-      }
-      if (!cancelled) timer = setTimeout(load, refreshMs);
-    };
-    void load();
-    return () => {
-      cancelled = true;
-      if (timer) clearTimeout(timer);
-    };
-  }, [api, key, refreshMs]);
-  return { data, error };
+  const q = useQuery({
+    queryKey: queryKeys.sessions(query),
+    queryFn: () => api.sessions(query),
+    refetchInterval: refreshMs,
+    placeholderData: keepPreviousData,
+    // It polls anyway: an error shows until the next poll answers.
+    retry: false,
+  });
+  const error = q.error ? (q.error instanceof Error ? q.error.message : String(q.error)) : null;
+  return { data: q.data ?? null, error };
 }

@@ -1,30 +1,30 @@
 /** Past and running sessions with their risk and summary; open one to replay it in the same views. */
-import { useEffect, useState } from "react";
+import { Fragment, useEffect, useState } from "react";
 import { routeHref } from "../../../app/router";
 import { useServices } from "../../../app/services";
-import { useStoreVersion } from "../../live/store/useStore";
 import { ReplayPlayer } from "../store/replay";
 import { RISK_LEVELS, type RiskLevel, type SessionStatus } from "../../../api/types";
 import { ago, fmt, pct, truncate } from "../../../lib/format";
 import { RISK_ICON, RISK_LABEL } from "../../../lib/metrics";
-import { useSessionFeed } from "../../live/api/useSessionFeed";
-import { SessionView } from "../../live/components/SessionView";
+import { useSessionFeed } from "../../../shared/session/api/useSessionFeed";
+import type { RenderSession } from "../../../shared/session/components/SessionView";
+import { useStoreVersion } from "../../../shared/session/store/useStore";
 import { useSessions } from "../api/useSessions";
 
 const PAGE = 25;
 const STATUSES: SessionStatus[] = ["queued", "started", "finished", "failed", "cancelled"];
 
-export function SessionsPage({ sessionId, theme }: { sessionId: string | null; theme: string }) {
-  return sessionId ? <SessionReplay sessionId={sessionId} theme={theme} /> : <SessionList />;
+export function SessionsPage({ sessionId, renderSession }: { sessionId: string | null; renderSession: RenderSession }) {
+  // Keyed: another session starts a fresh replay (no player carried over).
+  return sessionId ? <SessionReplay key={sessionId} sessionId={sessionId} renderSession={renderSession} /> : <SessionList />;
 }
 
-function SessionReplay({ sessionId, theme }: { sessionId: string; theme: string }) {
+function SessionReplay({ sessionId, renderSession }: { sessionId: string; renderSession: RenderSession }) {
   const store = useSessionFeed(sessionId);
   useStoreVersion(store);
   const { config } = useServices();
   const [speed, setSpeed] = useState(4);
   const [player, setPlayer] = useState<{ p: ReplayPlayer; playing: boolean } | null>(null);
-  useEffect(() => setPlayer(null), [sessionId]);
   useEffect(() => {
     if (!player?.playing) return;
     return player.p.play(speed, () => setPlayer((cur) => (cur ? { ...cur, playing: false } : cur)));
@@ -73,7 +73,7 @@ function SessionReplay({ sessionId, theme }: { sessionId: string; theme: string 
           </div>
         )}
       </div>
-      {shown && <SessionView key={`${shown.sessionId}-${player ? "replay" : "full"}`} store={shown} theme={theme} />}
+      {shown && <Fragment key={`${shown.sessionId}-${player ? "replay" : "full"}`}>{renderSession(shown)}</Fragment>}
     </div>
   );
 }

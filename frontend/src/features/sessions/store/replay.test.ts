@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { alert, risk, SID, token } from "../../../test/factories";
-import { SessionStore } from "../../live/store/sessionStore";
+import { SessionStore } from "../../../shared/session/store/sessionStore";
 import { ReplayPlayer } from "./replay";
 
 function recorded(): SessionStore {

@@ -5,7 +5,7 @@
  * after its token, and the summary at the end.
  */
 import type { ServerMessage } from "../../../api/types";
-import { SessionStore } from "../../live/store/sessionStore";
+import { SessionStore } from "../../../shared/session/store/sessionStore";
 
 const MIN_GAP_MS = 20;
 const MAX_GAP_MS = 2000;

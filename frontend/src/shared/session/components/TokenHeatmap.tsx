@@ -106,8 +106,10 @@ export function TokenHeatmap({ store, version, metric, selected, onSelect, follo
   const tokens = store.tokens;
   const count = tokens.length;
   // The token array is mutated in place; `version` says when it changed.
+  // eslint-disable-next-line react-hooks/exhaustive-deps -- count and version stand for the in-place mutations
   const starts = useMemo(() => rowStarts(tokens), [tokens, count, version]);
 
+  // eslint-disable-next-line react-hooks/incompatible-library -- no React Compiler here; TanStack Virtual's documented use
   const virtualizer = useVirtualizer({
     count: starts.length,
     getScrollElement: () => scroller.current,
@@ -141,6 +143,7 @@ export function TokenHeatmap({ store, version, metric, selected, onSelect, follo
     };
     requestAnimationFrame(focus);
     // Only a new selection scrolls; rows growing underneath must not pull the view back.
+    // eslint-disable-next-line react-hooks/exhaustive-deps -- deliberately on the selection alone (above)
   }, [selected]);
 
   const place = useCallback((el: HTMLElement) => {

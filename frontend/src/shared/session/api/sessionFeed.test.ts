@@ -57,6 +57,24 @@ describe("SessionFeed: live stream, reconnect and gap filling end to end over a 
     expect(seqs()).toEqual(range(6));
   });
 
+  it("starts again after a stop (StrictMode's effect, cleanup, effect) and subscribes once, from the second start", async () => {
+    for (let i = 0; i < 3; i++) gw.publish(token(i));
+    const first = feed.start({ snapshot: true });
+    feed.stop();
+    await feed.start({ snapshot: true });
+    await first;
+    await waitFor(() => gw.subscribes().length === 1, 10_000, "subscribe");
+    expect(gw.subscribes()[0]!.after_seq).toBe(2);
+    gw.publish(token(3));
+    await waitFor(() => feed.store.tokenCount === 4, 10_000, "4 tokens");
+    expect(seqs()).toEqual(range(4));
+    // The overtaken start did not subscribe too (a second subscribe would replay everything again):
+    // a ping sent now arrives after anything the feed sent before it.
+    socket.send({ type: "ping" });
+    await waitFor(() => gw.received.some((m) => m.type === "ping"), 10_000, "ping");
+    expect(gw.received.filter((m) => m.type === "subscribe")).toHaveLength(1);
+  });
+
   it("survives a dropped connection mid-stream with no duplicate and no missing token", async () => {
     await feed.start({ snapshot: false });
     await waitFor(() => gw.subscribes().length === 1, 10_000, "subscribe");

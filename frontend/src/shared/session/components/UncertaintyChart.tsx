@@ -3,7 +3,7 @@
  * marked on the curve. uPlot, fed from the store's ring buffer and redrawn at most once per
  * animation frame, however fast tokens arrive.
  */
-import { useEffect, useRef } from "react";
+import { useEffect, useLayoutEffect, useRef } from "react";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import type { Severity } from "../../../api/types";
@@ -31,7 +31,9 @@ const SEVERITY_VAR: Record<Severity, string> = {
 export function UncertaintyChart({ store, metric, threshold, theme, onSelectToken }: Props) {
   const host = useRef<HTMLDivElement>(null);
   const onSelect = useRef(onSelectToken);
-  onSelect.current = onSelectToken;
+  useLayoutEffect(() => {
+    onSelect.current = onSelectToken;
+  });
 
   useEffect(() => {
     const el = host.current;

@@ -28,7 +28,6 @@ import { RingBuffer } from "../../../lib/ringBuffer";
 
 export const CHART_COLUMNS = ["seq", "hbar_s", "entropy", "surprisal"] as const;
 export type ChartColumn = (typeof CHART_COLUMNS)[number];
-export type ChartMetric = Exclude<ChartColumn, "seq">;
 
 const SEVERITY_RANK: Record<Severity, number> = { info: 0, warning: 1, critical: 2 };
 const RISK_RANK: Record<RiskLevel, number> = { safe: 0, warning: 1, critical: 2, emergency: 3 };
@@ -199,13 +198,25 @@ export class SessionStore {
     const s = h.session;
     if (s.session_id !== this.sessionId) return false;
     changed = this.setStatus(s.status) || changed;
-    if (s.model && this.model !== s.model) ((this.model = s.model), (changed = true));
-    if (s.prompt && this.prompt !== s.prompt) ((this.prompt = s.prompt), (changed = true));
-    if (s.reason && this.reason !== s.reason) ((this.reason = s.reason), (changed = true));
+    if (s.model && this.model !== s.model) {
+      this.model = s.model;
+      changed = true;
+    }
+    if (s.prompt && this.prompt !== s.prompt) {
+      this.prompt = s.prompt;
+      changed = true;
+    }
+    if (s.reason && this.reason !== s.reason) {
+      this.reason = s.reason;
+      changed = true;
+    }
     for (const t of h.tokens) changed = this.addToken(t) || changed;
     for (const a of h.alerts) changed = this.addAlert(a) || changed;
     for (const r of h.risks) changed = this.addRisk(r) || changed;
-    if (h.summary && !this.summary) ((this.summary = h.summary), (changed = true));
+    if (h.summary && !this.summary) {
+      this.summary = h.summary;
+      changed = true;
+    }
     // The gateway sends live_scores only while there is no summary; the summary's scores win anyway.
     if (!h.summary && h.live_scores) changed = this.setScores(h.live_scores) || changed;
     if (this.terminal && this.expectedTokens === null) {
@@ -228,16 +239,34 @@ export class SessionStore {
         return this.setScores(msg);
       case "session": {
         let c = this.setStatus(msg.status);
-        if (msg.model && msg.model !== this.model) ((this.model = msg.model), (c = true));
-        if (msg.prompt && msg.prompt !== this.prompt) ((this.prompt = msg.prompt), (c = true));
-        if (msg.reason && msg.reason !== this.reason) ((this.reason = msg.reason), (c = true));
+        if (msg.model && msg.model !== this.model) {
+          this.model = msg.model;
+          c = true;
+        }
+        if (msg.prompt && msg.prompt !== this.prompt) {
+          this.prompt = msg.prompt;
+          c = true;
+        }
+        if (msg.reason && msg.reason !== this.reason) {
+          this.reason = msg.reason;
+          c = true;
+        }
         return c;
       }
       case "done": {
         let c = this.setStatus(msg.status);
-        if (msg.reason !== this.reason && msg.reason) ((this.reason = msg.reason), (c = true));
-        if (this.expectedTokens !== msg.tokens) ((this.expectedTokens = msg.tokens), (c = true));
-        if (msg.summary) ((this.summary = msg.summary), (c = true));
+        if (msg.reason !== this.reason && msg.reason) {
+          this.reason = msg.reason;
+          c = true;
+        }
+        if (this.expectedTokens !== msg.tokens) {
+          this.expectedTokens = msg.tokens;
+          c = true;
+        }
+        if (msg.summary) {
+          this.summary = msg.summary;
+          c = true;
+        }
         return c;
       }
       case "error":

@@ -1,7 +1,11 @@
-/** One session in every view: metric cards, chart, token heatmap and alerts. Live and replay alike. */
+/**
+ * One session in every view: metric cards, chart, token heatmap and alerts. Live and replay alike.
+ * The alerts panel is the alerts feature's: the app passes it in (features do not import each other).
+ */
 import { useCallback, useState } from "react";
+import type { ComponentType, ReactNode } from "react";
+import type { AlertMessage } from "../../../api/types";
 import { useServerConfig } from "../../../app/services";
-import { AlertsPanel } from "../../alerts/components/AlertsPanel";
 import { CHART_METRICS, METRICS, type ChartMetricKey, type HeatMetric } from "../../../lib/metrics";
 import type { SessionStore } from "../store/sessionStore";
 import { useStoreVersion } from "../store/useStore";
@@ -11,14 +15,28 @@ import { SessionSummary } from "./SessionSummary";
 import { TokenHeatmap } from "./TokenHeatmap";
 import { UncertaintyChart } from "./UncertaintyChart";
 
+/** What the view hands the alerts panel beside the tokens. */
+export interface AlertsPanelProps {
+  /** The store's alert list (mutated in place as alerts arrive). */
+  alerts: readonly AlertMessage[];
+  /** Its length: re-render only when it changes, not on every token. */
+  count: number;
+  selected: number | null;
+  onSelect: (tokenSeq: number) => void;
+}
+
+/** How a page shows a session: the app builds it (SessionView with the alerts panel) and hands it to the pages. */
+export type RenderSession = (store: SessionStore) => ReactNode;
+
 interface Props {
   store: SessionStore;
   theme: string;
+  AlertsPanel: ComponentType<AlertsPanelProps>;
 }
 
 const HEAT_METRICS: HeatMetric[] = ["hbar_s", "entropy", "surprisal", "rank"];
 
-export function SessionView({ store, theme }: Props) {
+export function SessionView({ store, theme, AlertsPanel }: Props) {
   const version = useStoreVersion(store);
   const { config } = useServerConfig();
   const threshold = config.thresholds.hbar_s;

@@ -25,6 +25,8 @@ export class SessionFeed {
   private filling: Promise<void> | null = null;
   private fillAgain = false;
   private closed = false;
+  /** Bumped by every start and stop: a start that a stop (and a new start) overtook gives up. */
+  private run = 0;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private retries = 0;
   private gapTimer: ReturnType<typeof setTimeout> | null = null;
@@ -38,9 +40,13 @@ export class SessionFeed {
 
   /**
    * Start following. With `snapshot`, load GET /sessions/{id} first (opening a past or running
-   * session, or after a reload), then subscribe from what it held.
+   * session, or after a reload), then subscribe from what it held. A stopped feed can start again
+   * (React's StrictMode runs an effect, its cleanup, and the effect again on one feed).
    */
   async start({ snapshot }: { snapshot: boolean }): Promise<void> {
+    const run = ++this.run;
+    this.closed = false;
+    this.offMessage?.();
     this.offMessage = this.deps.socket.onMessage((m) => this.onMessage(m));
     if (snapshot) {
       try {
@@ -50,16 +56,18 @@ export class SessionFeed {
         // subscription's replay covers it.
       }
     }
-    if (this.closed || this.store.complete) return;
+    if (this.closed || run !== this.run || this.store.complete) return;
     this.deps.socket.subscribe(this.store.sessionId, () => this.store.contiguous);
   }
 
   stop(): void {
     this.closed = true;
+    this.run++;
     this.offMessage?.();
     this.offMessage = null;
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
     if (this.gapTimer !== null) clearTimeout(this.gapTimer);
+    this.retryTimer = this.gapTimer = null;
     this.deps.socket.unsubscribe(this.store.sessionId);
   }
 
