@@ -53,6 +53,35 @@ class _Relative:
         return found
 
 
+ThresholdPolicy = dict[str, dict[str, float | None]]  # metric -> {"fixed": x, "quantile": q or None}
+
+
+def threshold_policy(settings: AlerterSettings) -> ThresholdPolicy:
+    """Where HIGH_UNCERTAINTY's ℏₛ and LOW_CONFIDENCE's probability thresholds come from, by metric: the
+    fixed setting, and the model's quantile when thresholds are relative. The alerter's heartbeat
+    carries it, so the gateway's ``GET /config`` (and the dashboard's chart) shows the thresholds the
+    rules use."""
+    relative = settings.thresholds == "relative"
+    return {
+        "hbar_s": {
+            "fixed": settings.high_uncertainty_threshold,
+            "quantile": settings.high_uncertainty_quantile if relative else None,
+        },
+        "prob": {
+            "fixed": settings.low_confidence_threshold,
+            "quantile": settings.low_confidence_quantile if relative else None,
+        },
+    }
+
+
+def effective_threshold(policy: ThresholdPolicy, metric: str, model: str, profiles_dir: str = "") -> float:
+    """The threshold the rule on ``metric`` uses for ``model`` under ``policy``."""
+    entry = policy[metric]
+    fixed = entry["fixed"]
+    assert fixed is not None
+    return _Relative(metric, fixed, entry["quantile"], profiles_dir)(model)[0]
+
+
 def _ordinal(q: float) -> str:
     pct = q * 100
     text = f"{pct:g}"
@@ -71,12 +100,8 @@ class HighUncertainty(Rule):
 
     @classmethod
     def from_settings(cls, settings: AlerterSettings) -> Rule:
-        relative = settings.thresholds == "relative"
-        return cls(
-            settings.high_uncertainty_threshold,
-            settings.high_uncertainty_quantile if relative else None,
-            settings.profiles_dir,
-        )
+        policy = threshold_policy(settings)["hbar_s"]
+        return cls(policy["fixed"] or 0.0, policy["quantile"], settings.profiles_dir)
 
     def check(self, audit: AuditEvent, state: dict[str, Any]) -> Finding | None:
         h = audit.metrics.hbar_s
@@ -101,12 +126,8 @@ class LowConfidence(Rule):
 
     @classmethod
     def from_settings(cls, settings: AlerterSettings) -> Rule:
-        relative = settings.thresholds == "relative"
-        return cls(
-            settings.low_confidence_threshold,
-            settings.low_confidence_quantile if relative else None,
-            settings.profiles_dir,
-        )
+        policy = threshold_policy(settings)["prob"]
+        return cls(policy["fixed"] or 0.0, policy["quantile"], settings.profiles_dir)
 
     def check(self, audit: AuditEvent, state: dict[str, Any]) -> Finding | None:
         p = audit.metrics.prob

@@ -27,6 +27,7 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from services.alerter import state
+from services.alerter.builtin import threshold_policy
 from services.alerter.engine import AlerterOutput, Engine
 from services.alerter.rules import Rule
 from services.alerter.session import SessionState
@@ -123,6 +124,7 @@ class Alerter:
             "audits_processed": self.audits.stats.processed,
             "alerts_published": self.alerts_published,
             "rules": [r.name for r in self.engine.rules],
+            "thresholds": threshold_policy(self.settings),
             "rule_errors": dict(self.engine.rule_errors),
         }
 

@@ -303,8 +303,14 @@ class PushFinishResponse(_Strict):
 
 
 class Thresholds(_Strict):
-    hbar_s: float
-    prob: float
+    """The thresholds HIGH_UNCERTAINTY and LOW_CONFIDENCE use for a model (the chart draws them)."""
+
+    hbar_s: float = Field(description="ℏₛ above which HIGH_UNCERTAINTY fires.")
+    prob: float = Field(description="Token probability below which LOW_CONFIDENCE fires.")
+    source: Literal["alerter", "defaults"] = Field(
+        description="alerter: from a running alerter's settings (its heartbeat); defaults: no alerter heartbeat "
+        "seen, the alerter's documented defaults."
+    )
 
 
 class Limits(_Strict):
@@ -322,12 +328,13 @@ class Calibration(_Strict):
     risk_rates: dict[str, float] = Field(
         description="Share of the model's reference sessions at each peak risk level: what to expect on ordinary text."
     )
+    thresholds: Thresholds = Field(description="The token rules' thresholds for this model (relative with a profile).")
 
 
 class ConfigResponse(_Strict):
     models: list[str]
     default_model: str
-    thresholds: Thresholds
+    thresholds: Thresholds = Field(description="The token rules' thresholds for the default model.")
     limits: Limits
     auth_required: bool
     calibration: dict[str, Calibration] = Field(description="Per model: its calibration profile, if any.")

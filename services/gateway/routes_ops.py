@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 
 from services.alerter import profile
+from services.alerter.builtin import ThresholdPolicy, effective_threshold, threshold_policy
+from services.alerter.settings import AlerterSettings
+from services.common.health import read_heartbeats
 from services.gateway.deps import GatewayDep
 from services.gateway.models import Calibration, ConfigResponse, HealthResponse, Limits, Thresholds
+from services.gateway.services import Gateway
 
 router = APIRouter(tags=["operations"])
 
@@ -32,18 +39,47 @@ async def config(gw: GatewayDep) -> ConfigResponse:
     """What the dashboard needs to know before it starts."""
     s = gw.settings
     models = s.split(s.models) or [s.default_model]
+    policy, source = await _threshold_policy(gw)
+    calibration = {m: calibration_of(m, s.profiles_dir, policy, source) for m in models}
+    default = calibration.get(s.default_model) or calibration_of(s.default_model, s.profiles_dir, policy, source)
     return ConfigResponse(
         models=models,
         default_model=s.default_model,
-        thresholds=Thresholds(hbar_s=s.hbar_threshold, prob=s.prob_threshold),
+        thresholds=default.thresholds,
         limits=Limits(max_tokens=s.max_tokens_limit, prompt_chars=s.max_prompt_chars, push_batch=s.push_max_batch),
         auth_required=s.auth_required,
-        calibration={m: calibration_of(m, s.profiles_dir) for m in models},
+        calibration=calibration,
     )
 
 
-def calibration_of(model: str, profiles_dir: str) -> Calibration:
+async def _threshold_policy(gw: Gateway) -> tuple[ThresholdPolicy, Literal["alerter", "defaults"]]:
+    """The running alerters' threshold settings (from their heartbeats), else the alerter's defaults."""
+    try:
+        beats = await read_heartbeats(gw.redis, gw.settings)
+    except RedisError:
+        beats = []
+    for beat in beats:
+        policy = (beat.get("details") or {}).get("thresholds") if beat.get("service") == "alerter" else None
+        if isinstance(policy, dict) and {"hbar_s", "prob"} <= set(policy):
+            return policy, "alerter"
+    return threshold_policy(AlerterSettings.model_construct()), "defaults"
+
+
+def calibration_of(
+    model: str, profiles_dir: str, policy: ThresholdPolicy, source: Literal["alerter", "defaults"]
+) -> Calibration:
     prof = profile.for_model(model, profiles_dir)
+    thresholds = Thresholds(
+        hbar_s=effective_threshold(policy, "hbar_s", model, profiles_dir),
+        prob=effective_threshold(policy, "prob", model, profiles_dir),
+        source=source,
+    )
     if prof is None:
-        return Calibration(calibrated=False, profile=None, p_wrong=False, risk_rates={})
-    return Calibration(calibrated=True, profile=prof.id, p_wrong=prof.p_wrong is not None, risk_rates=prof.risk_rates)
+        return Calibration(calibrated=False, profile=None, p_wrong=False, risk_rates={}, thresholds=thresholds)
+    return Calibration(
+        calibrated=True,
+        profile=prof.id,
+        p_wrong=prof.p_wrong is not None,
+        risk_rates=prof.risk_rates,
+        thresholds=thresholds,
+    )

@@ -37,8 +37,6 @@ class GatewaySettings(CommonSettings):
     # Jobs, push API and dashboard.
     models: str = Field("", description="Comma-separated models offered by the dashboard; empty = the default.")
     default_model: str = Field("SmolLM2-135M-Instruct", description="Model shown as default by the dashboard.")
-    hbar_threshold: float = Field(2.5, ge=0, description="ℏₛ alert threshold shown by the dashboard.")
-    prob_threshold: float = Field(0.3, ge=0, le=1, description="Low-confidence threshold shown by the dashboard.")
     cancel_ttl_s: int = Field(3_600, gt=0, description="How long a cancel request stays visible to the generator.")
     push_session_ttl_s: int = Field(86_400, gt=0, description="An idle push session is forgotten after this long.")
     push_idle_timeout_s: float = Field(

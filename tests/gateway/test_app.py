@@ -9,8 +9,12 @@ import pytest
 from redis.asyncio import Redis
 
 from services.alerter import profile
+from services.alerter.builtin import threshold_policy
+from services.alerter.settings import AlerterSettings
 from services.common.codec import decode
 from services.common.errors import ConfigError
+from services.common.health import Heartbeat
+from services.common.settings import CommonSettings
 from services.gateway.app import create_app
 from services.gateway.services import Gateway
 from services.gateway.settings import GatewaySettings
@@ -139,23 +143,36 @@ async def test_metrics_count_what_the_fan_out_saw(gw_settings: GatewaySettings) 
 async def test_config_and_metrics(client: httpx.AsyncClient, redis: Redis, gw_settings: GatewaySettings) -> None:
     config = (await client.get("/config")).json()
     calibration = config.pop("calibration")
+    shipped = profile.for_model("SmolLM2-135M-Instruct")
+    assert shipped is not None
+    relative = {  # no alerter running: the alerter's defaults, relative to the shipped profile
+        "hbar_s": shipped.quantile("hbar_s", 0.99),
+        "prob": shipped.quantile("prob", 0.01),
+        "source": "defaults",
+    }
     assert config == {
         "models": ["SmolLM2-135M-Instruct"],
         "default_model": "SmolLM2-135M-Instruct",
-        "thresholds": {"hbar_s": 2.5, "prob": 0.3},
+        "thresholds": relative,
         "limits": {"max_tokens": 4096, "prompt_chars": 32000, "push_batch": 1000},
         "auth_required": False,
     }
-    shipped = profile.for_model("SmolLM2-135M-Instruct")
-    assert shipped is not None
     assert calibration == {
         "SmolLM2-135M-Instruct": {
             "calibrated": True,
             "profile": shipped.id,
             "p_wrong": True,
             "risk_rates": shipped.risk_rates,
+            "thresholds": relative,
         }
     }
+    # a running alerter's settings are what the chart shows: one setting feeds the rule and the chart
+    common = gw_settings.model_dump(include=set(CommonSettings.model_fields))
+    alerter = AlerterSettings(**common, thresholds="absolute", high_uncertainty_threshold=3.5)
+    beat = Heartbeat(redis, gw_settings, "alerter", "a1", details=lambda: {"thresholds": threshold_policy(alerter)})
+    await beat.beat()
+    shown = (await client.get("/config")).json()["thresholds"]
+    assert shown == {"hbar_s": 3.5, "prob": 0.3, "source": "alerter"}
     await redis.xgroup_create(gw_settings.stream("tokens"), "auditors", id="0", mkstream=True)
     for i in range(3):
         await redis.xadd(gw_settings.stream("tokens"), {"data": b"{}", "n": str(i)})
@@ -355,9 +372,11 @@ async def test_deep_nesting_is_refused_before_parsing(client: httpx.AsyncClient,
 def test_a_model_without_a_profile_is_reported_uncalibrated() -> None:
     from services.gateway.routes_ops import calibration_of
 
-    assert calibration_of("no-such-model", "").model_dump() == {
+    policy = threshold_policy(AlerterSettings.model_construct())
+    assert calibration_of("no-such-model", "", policy, "defaults").model_dump() == {
         "calibrated": False,
         "profile": None,
         "p_wrong": False,
         "risk_rates": {},
+        "thresholds": {"hbar_s": 2.5, "prob": 0.3, "source": "defaults"},  # no profile: the fixed thresholds
     }
