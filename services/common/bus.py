@@ -137,6 +137,11 @@ class Bus:
         """Full Redis key of a short stream or key name: ``key("tokens") == "uq:tokens"``."""
         return self.settings.stream(name)
 
+    def cancel_key(self, session_id: str) -> str:
+        """The control key that cancels a session: the gateway sets it (any value, with a TTL), the
+        generator checks it between tokens (docs/streams.md, "Control keys")."""
+        return self.key(f"cancel:{session_id}")
+
     def maxlen(self, stream: str) -> int:
         """Approximate retention (MAXLEN ~) of a stream; documented in docs/streams.md."""
         value = getattr(self.settings, f"maxlen_{stream}", None)
@@ -229,7 +234,7 @@ class Consumer:
         self.stream = stream
         self.group = group
         self.handler = handler
-        self.name = name or bus.settings.instance or _default_name()
+        self.name = name or bus.settings.instance_name()
         self.dedupe = dedupe
         self.precheck = precheck
         self.start_id = start_id
@@ -612,10 +617,3 @@ def _dead_fields(
         if len(kept) < len(v):
             dead[b"truncated"] = b"1"
     return dead
-
-
-def _default_name() -> str:
-    import os
-    import socket
-
-    return f"{socket.gethostname()}-{os.getpid()}"

@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import signal
-import socket
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -92,14 +90,10 @@ def settle_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
-def instance_name(settings: CommonSettings) -> str:
-    return settings.instance or f"{socket.gethostname()}-{os.getpid()}"
-
-
 async def serve(name: str, settings: CommonSettings, main: Callable[[ServiceContext], Awaitable[None]]) -> None:
     """Connect, start the heartbeat, run ``main`` until SIGTERM/SIGINT, then shut down cleanly."""
     redis = await connect(settings)
-    instance = instance_name(settings)
+    instance = settings.instance_name()
     ctx = ServiceContext(
         name=name,
         instance=instance,

@@ -7,6 +7,9 @@ when one is not.
 
 from __future__ import annotations
 
+import os
+import socket
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -60,3 +63,7 @@ class CommonSettings(BaseSettings):
     def stream(self, name: str) -> str:
         """The full name of a stream or key, e.g. ``stream("tokens") == "uq:tokens"``."""
         return f"{self.stream_prefix}{name}"
+
+    def instance_name(self) -> str:
+        """This process's name as a consumer and in its heartbeat: ``UQ_INSTANCE``, else host-pid."""
+        return self.instance or f"{socket.gethostname()}-{os.getpid()}"

@@ -83,10 +83,11 @@ class LocalPipeline:
         from services.alerter.session import SessionState
         from services.common.answer import answer_text
         from services.common.bus import DeadLetter
+        from services.common.contracts.events import prompt_text
         from services.generator import verify as verification_of
         from services.generator.engine import Finished, TokenStep
         from services.generator.errors import GeneratorError
-        from services.generator.worker import generation_request, prompt_text, token_event
+        from services.generator.worker import generation_request, token_event
 
         started = time.perf_counter()
         sid = f"eval-{uuid.uuid4().hex[:16]}"
@@ -104,7 +105,7 @@ class LocalPipeline:
                 elif isinstance(step, Finished):
                     reason = step.reason
             if verify:
-                answer, prompt = answer_text(e.text for e in events), prompt_text(job) or ""
+                answer, prompt = answer_text(e.text for e in events), prompt_text(job.prompt, job.messages) or ""
                 verification = verification_of.verify(self.engine, gen, verify, answer, prompt, self.generator_settings)
         except GeneratorError as exc:
             status, reason = "failed", str(exc)

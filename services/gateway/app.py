@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.common.errors import ConfigError
 from services.common.health import Heartbeat
 from services.common.leases import Leases, sweep_forever
-from services.common.runner import connect, instance_name
+from services.common.runner import connect
 from services.common.validation import JsonTooDeepError, check_depth
 from services.gateway import routes_jobs, routes_ops, routes_push, routes_sessions
 from services.gateway.errors import ApiError, InvalidJsonError, error_body, invalid
@@ -73,7 +73,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             redis,
             settings,
             "gateway",
-            instance_name(settings),
+            settings.instance_name(),
             details=lambda: {"ws_clients": gw.metrics.clients, "fanout_entries": gw.fanout.entries},
         )
         await gw.fanout.start()

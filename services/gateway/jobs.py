@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from services.common.bus import Bus
 from services.common.contracts import JobRequest, SamplingParams, SessionEvent
-from services.common.contracts.events import TERMINAL_STATUSES
+from services.common.contracts.events import TERMINAL_STATUSES, prompt_text
 from services.common.health import read_heartbeats
 from services.common.model_policy import ModelPolicy, refusals
 from services.gateway.errors import BadRequestError, NotFoundError
@@ -92,18 +92,10 @@ class JobService:
         """Publish the session's ``queued`` entry, then the job; the generator takes it from there."""
         await self.models.check(req.model)
         sid = session_id or new_session_id()
-        sampling = SamplingParams(
-            temperature=req.temperature,
-            top_p=req.top_p,
-            top_k=req.top_k,
-            seed=req.seed,
-            max_tokens=req.max_tokens,
-            stop=req.stop,
-        )
-        prompt = req.prompt if req.prompt is not None else _render(req)
-        queued = SessionEvent(
-            session_id=sid, seq=0, status="queued", model=req.model, provider="transformers", prompt=prompt
-        )
+        sampling = SamplingParams.model_validate(req.model_dump(include=set(SamplingParams.model_fields)))
+        prompt = prompt_text(req.prompt, req.messages)
+        # provider: which engine runs it is known once a generator starts it (its "started" entry says)
+        queued = SessionEvent(session_id=sid, seq=0, status="queued", model=req.model, provider=None, prompt=prompt)
         job = JobRequest(
             session_id=sid,
             seq=0,
@@ -113,7 +105,7 @@ class JobService:
             sampling=sampling,
             verify=req.verify,
         )
-        self.history.live.ensure(sid, model=req.model, provider="transformers", prompt=prompt)
+        self.history.live.ensure(sid, model=req.model, prompt=prompt)
         await self.bus.publish_many([("sessions", queued), ("jobs", job)])
         return GenerateResponse(session_id=sid, status="queued", urls=session_urls(sid))
 
@@ -124,10 +116,5 @@ class JobService:
             raise NotFoundError(f"no session {session_id!r}", param="session_id")
         if status in TERMINAL_STATUSES:
             return CancelResponse(session_id=session_id, status=status)
-        await self.bus.redis.set(self.bus.key(f"cancel:{session_id}"), b"1", ex=self.settings.cancel_ttl_s)
+        await self.bus.redis.set(self.bus.cancel_key(session_id), b"1", ex=self.settings.cancel_ttl_s)
         return CancelResponse(session_id=session_id, status="cancelling")
-
-
-def _render(req: GenerateRequest) -> str:
-    """The chat as one line per message, for the session record."""
-    return "\n".join(f"{m.role}: {m.content}" for m in req.messages or ())

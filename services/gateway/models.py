@@ -24,6 +24,7 @@ from services.common.contracts import (
     AuditEvent,
     ChatMessage,
     RiskEvent,
+    SamplingParams,
     ScoresEvent,
     SessionRecord,
     SessionStatus,
@@ -54,12 +55,15 @@ def _said(message: ChatMessage) -> ChatMessage:
     return message
 
 
-class GenerateRequest(_Request):
+class GenerateRequest(SamplingParams, _Request):
     """Body of ``POST /generate`` and of the WebSocket ``generate`` message (without ``type``).
 
-    The bounds shown here are the widest any gateway allows; each app validates with
+    The sampling fields are the job's ``SamplingParams`` (services.common.contracts), strict as every
+    request body is. The bounds shown here are the widest any gateway allows; each app validates with
     :func:`generate_request_model`, whose bounds are its settings.
     """
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
     #: Most characters of the prompt, or of all chat messages together (UQ_MAX_PROMPT_CHARS).
     prompt_chars_limit: ClassVar[int] = 200_000
@@ -67,14 +71,6 @@ class GenerateRequest(_Request):
     prompt: str | None = Field(None, min_length=1, max_length=200_000, description="Plain prompt; or use messages.")
     messages: list[Annotated[ChatMessage, AfterValidator(_said)]] | None = Field(
         None, max_length=1_000, description="Chat messages instead of prompt."
-    )
-    max_tokens: int = Field(DEFAULT_MAX_TOKENS, ge=1, le=32_768, description="Most tokens to generate.")
-    temperature: float = Field(0.7, ge=0.0, le=5.0, description="0 means greedy decoding.")
-    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass; 1 disables it.")
-    top_k: int = Field(0, ge=0, le=100_000, description="Sample among the k most likely; 0 disables it.")
-    seed: int | None = Field(None, ge=0, le=2**63 - 1, description="Same seed, same text.")
-    stop: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
-        default_factory=list, max_length=16, description="Stop strings."
     )
     model: str | None = Field(
         None, min_length=1, max_length=512, description="Model; null = the generator's default (see GET /config)."

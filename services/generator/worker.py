@@ -36,7 +36,7 @@ from services.common.backoff import Backoff
 from services.common.bus import Bus, Committed, Delivery, Outcome, Output, StateWrite
 from services.common.codec import encode
 from services.common.contracts import JobRequest, SessionEvent, TokenEvent, Verification
-from services.common.contracts.events import STATUS_SEQ, SessionStatus
+from services.common.contracts.events import STATUS_SEQ, SessionStatus, prompt_text
 from services.common.leases import Leases
 from services.generator import verify
 from services.generator.engine import Engine, Finished, GenerationRequest, Prefilling, Step, TokenStep
@@ -82,11 +82,6 @@ def token_event(job: JobRequest, engine: Engine, step: TokenStep, seq: int) -> T
         logits=step.logits,
         probe=step.probe,
     )
-
-
-def cancel_key(bus: Bus, session_id: str) -> str:
-    """The control key the gateway sets (any value, with a TTL) to cancel a session."""
-    return bus.key(f"cancel:{session_id}")
 
 
 class Worker:
@@ -177,13 +172,13 @@ class Worker:
         for delivery in deliveries:
             job = delivery.event
             assert isinstance(job, JobRequest)
-            if await self.bus.redis.exists(cancel_key(self.bus, job.session_id)):
+            if await self.bus.redis.exists(self.bus.cancel_key(job.session_id)):
                 outcomes.append([("sessions", self._session(job, "cancelled", reason="cancelled before it started"))])
                 self.details["cancelled"] += 1
                 continue
             # the lease exists before "started" is committed, so a crash in between cannot leave it open
             await self.leases.hold(self.consumer.name, self.settings.lease_timeout_s, job.session_id)
-            outcomes.append([("sessions", self._session(job, "started", prompt=prompt_text(job)))])
+            outcomes.append([("sessions", self._session(job, "started", prompt=prompt_text(job.prompt, job.messages)))])
         return outcomes
 
     def _start_committed(self, committed: Sequence[Committed]) -> None:
@@ -233,7 +228,7 @@ class Worker:
     async def _decode(self, job: JobRequest, engine: Engine, progress: _Progress) -> tuple[SessionStatus, str]:
         """Stream the job, counting published tokens in ``progress``; returns (status, reason)."""
         request = generation_request(job, engine, self.settings)
-        key = cancel_key(self.bus, job.session_id)
+        key = self.bus.cancel_key(job.session_id)
         if await self.bus.redis.exists(key):
             return "cancelled", "cancelled by request"
         loop = asyncio.get_running_loop()
@@ -267,10 +262,10 @@ class Worker:
     async def _verify(self, job: JobRequest, engine: Engine, progress: _Progress) -> Verification | None:
         """The job's verification (services/generator/verify.py), drawn on the compute thread in one
         go (one batched decode on the transformers engine); None when the session was cancelled first."""
-        if await self.bus.redis.exists(cancel_key(self.bus, job.session_id)):
+        if await self.bus.redis.exists(self.bus.cancel_key(job.session_id)):
             return None
         request = generation_request(job, engine, self.settings)
-        answer, prompt = answer_text(progress.texts), prompt_text(job) or ""
+        answer, prompt = answer_text(progress.texts), prompt_text(job.prompt, job.messages) or ""
 
         def run() -> Verification:
             return verify.verify(engine, request, job.verify, answer, prompt, self.settings)
@@ -327,12 +322,3 @@ def _close(steps: Iterator[Step]) -> None:
     close = getattr(steps, "close", None)
     if close is not None:
         close()
-
-
-def prompt_text(job: JobRequest) -> str | None:
-    """The prompt as text: the plain prompt, or the chat messages one per line."""
-    if job.prompt is not None:
-        return job.prompt
-    if job.messages:
-        return "\n".join(f"{m.role}: {m.content}" for m in job.messages)
-    return None

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 import time
 from collections.abc import Sequence
 
@@ -43,7 +41,7 @@ class Recorder:
         self.stop = asyncio.Event()
         # The recorder's own batch size (recorder_batch_size entries a read). No bus dedupe (a GETBIT and
         # a SETBIT per entry): the store itself ignores what it already has.
-        base = settings.instance or default_consumer_name()
+        base = settings.instance_name()
         self.consumers = [
             bus.consumer(
                 stream,
@@ -120,10 +118,6 @@ class Recorder:
             "consumers": {c.name: vars(c.stats).copy() for c in self.consumers},
             "last_retention": self.last_retention,
         }
-
-
-def default_consumer_name() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 async def open_store(settings: RecorderSettings) -> Store:

@@ -144,7 +144,7 @@ async def test_without_a_generator_policy_jobs_are_queued(jobs: JobService, redi
 async def test_cancel_sets_the_key_the_generator_checks(jobs: JobService, redis: Redis) -> None:
     sid = (await jobs.submit(GenerateRequest(prompt="x"))).session_id
     assert (await jobs.cancel(sid)).status == "cancelling"
-    key = jobs.bus.key(f"cancel:{sid}")
+    key = jobs.bus.cancel_key(sid)
     assert await redis.get(key) == b"1"
     assert 0 < await redis.ttl(key) <= 60
     with pytest.raises(NotFoundError):
@@ -155,7 +155,7 @@ async def test_cancel_after_the_end_reports_how_it_ended(jobs: JobService, redis
     sid = (await jobs.submit(GenerateRequest(prompt="x"))).session_id
     jobs.history.live.apply({"type": "session", "session_id": sid, "seq": 2, "status": "finished", "tokens": 3})
     assert (await jobs.cancel(sid)).status == "finished"
-    assert await redis.exists(jobs.bus.key(f"cancel:{sid}")) == 0
+    assert await redis.exists(jobs.bus.cancel_key(sid)) == 0
 
 
 def test_prompt_xor_messages() -> None:

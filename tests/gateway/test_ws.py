@@ -15,6 +15,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from services.common.bus import Bus
 from services.common.codec import decode
 from services.gateway.settings import GatewaySettings
+from services.recorder.store import Store
 from tests.gateway.conftest import gateway_of, serving
 from tests.gateway.events import alert, audit, lifecycle, summary
 
@@ -110,10 +111,10 @@ async def test_cancel_sets_the_generators_key(gw_settings: GatewaySettings, redi
 
 
 async def test_subscribe_replays_store_and_live_then_follows(gw_settings: GatewaySettings, bus: Bus) -> None:
-    async with serving(gw_settings) as (addr, app):
-        store = gateway_of(app).history.store
-        assert store is not None
-        await store.record([lifecycle("s1", "queued"), lifecycle("s1", "started"), audit("s1", 0), audit("s1", 1)])  # type: ignore[attr-defined]
+    async with serving(gw_settings) as (addr, _app):
+        store = Store.from_url(gw_settings.database_url)  # the recorder writes, the gateway reads
+        await store.record([lifecycle("s1", "queued"), lifecycle("s1", "started"), audit("s1", 0), audit("s1", 1)])
+        await store.close()
         await bus.publish("audits", audit("s1", 1))  # also in the store: deduped
         await bus.publish("audits", audit("s1", 2))  # not yet stored
         await asyncio.sleep(0.5)

@@ -13,7 +13,7 @@ from services.common.codec import decode
 from services.common.contracts import JobRequest, SamplingParams, SessionEvent, TokenEvent
 from services.generator.pool import EnginePool
 from services.generator.settings import GeneratorSettings
-from services.generator.worker import Worker, cancel_key
+from services.generator.worker import Worker
 
 
 @contextlib.asynccontextmanager
@@ -36,7 +36,7 @@ async def submit(bus: Bus, session_id: str, prompt: str | None = "Hello", **samp
 
 
 async def cancel(bus: Bus, session_id: str) -> None:
-    await bus.redis.set(cancel_key(bus, session_id), b"1", px=60_000)
+    await bus.redis.set(bus.cancel_key(session_id), b"1", px=60_000)
 
 
 async def sessions(bus: Bus, session_id: str | None = None) -> list[SessionEvent]:

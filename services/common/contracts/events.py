@@ -13,6 +13,7 @@ test fails when the two diverge.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -67,6 +68,15 @@ class ChatMessage(_Model):
 
     role: Literal["system", "user", "assistant"] = Field(description="Who speaks.")
     content: str = Field(max_length=200_000, description="What is said.")
+
+
+def prompt_text(prompt: str | None, messages: Sequence[ChatMessage] | None) -> str | None:
+    """A job's prompt as sessions show it: the plain prompt, or the chat one ``role: content`` line per message."""
+    if prompt is not None:
+        return prompt
+    if messages:
+        return "\n".join(f"{m.role}: {m.content}" for m in messages)
+    return None
 
 
 class JobRequest(Envelope):
