@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 from bench.report import goal
-from services.alerter.engine import Engine
+from services.alerter.engine import RulesEngine
 from services.alerter.ruleset import load_rules
 from services.alerter.service import Alerter
 from services.alerter.session import SessionState
@@ -77,7 +77,7 @@ def make_audits(sessions: int, tokens: int, seed: int = 0) -> list[AuditEvent]:
 
 
 def bench_engine(settings: AlerterSettings, audits: list[AuditEvent]) -> tuple[float, int]:
-    engine = Engine(load_rules(settings), settings)
+    engine = RulesEngine(load_rules(settings), settings)
     states: dict[str, SessionState] = {}
     emitted = 0
     start = time.perf_counter()

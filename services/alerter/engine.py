@@ -5,8 +5,8 @@ For each session the engine processes audits strictly in ``seq`` order (see docs
 - an audit with the expected seq is processed at once, then any buffered successors;
 - an audit ahead of the expected seq waits in the session's reorder buffer (at most ``reorder_max``);
 - the missing seq is given up on when the buffer is full, or when the oldest buffered audit has waited
-  ``reorder_timeout_ms`` (checked by :meth:`Engine.tick`); a late audit for a seq given up on is ignored;
-- when the session has ended (:meth:`Engine.end`) and every seq below its token count is done, the
+  ``reorder_timeout_ms`` (checked by :meth:`RulesEngine.tick`); a late audit for a seq given up on is ignored;
+- when the session has ended (:meth:`RulesEngine.end`) and every seq below its token count is done, the
   summary is emitted and the session is closed; if audits are missing, at ``end_timeout_ms`` at the latest.
 
 Per token every rule runs; a firing becomes an alert unless the rule's per-session cooldown holds
@@ -47,7 +47,7 @@ AlerterOutput = AlertEvent | RiskEvent | ScoresEvent | SummaryEvent
 RANK: dict[Severity, int] = {"info": 0, "warning": 1, "critical": 2}
 
 
-class Engine:
+class RulesEngine:
     """Applies ``rules`` to sessions' audits under ``settings`` (thresholds of cooldown, risk, order)."""
 
     def __init__(self, rules: Sequence[Rule], settings: AlerterSettings) -> None:

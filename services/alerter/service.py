@@ -28,7 +28,7 @@ from redis.exceptions import ResponseError
 
 from services.alerter import state
 from services.alerter.builtin import threshold_policy
-from services.alerter.engine import AlerterOutput, Engine
+from services.alerter.engine import AlerterOutput, RulesEngine
 from services.alerter.rules import Rule
 from services.alerter.session import SessionState
 from services.alerter.settings import AlerterSettings
@@ -57,7 +57,7 @@ class Alerter:
     ) -> None:
         self.bus = bus
         self.settings = settings
-        self.engine = Engine(rules, settings)
+        self.engine = RulesEngine(rules, settings)
         self.clock = clock
         # No (session_id, seq) bitmap: the session state, committed with every acknowledgement, already
         # ignores an audit whose seq is done or buffered, and a second terminal entry (and saves two

@@ -6,7 +6,7 @@ risk changes and the summary, exactly as a user of the system sees them.
 - :class:`ApiPipeline` submits ``POST /generate`` to a running gateway and reads ``GET /sessions/{id}``
   until the session is final (its summary written): the product end to end.
 - :class:`LocalPipeline` runs the generator's engine, the auditor's ``Auditor.audit`` and the alerter's
-  rules ``Engine`` in this process, with the services' own settings (``UQ_*``) and code: no Redis, no
+  rules ``RulesEngine`` in this process, with the services' own settings (``UQ_*``) and code: no Redis, no
   re-implementation, and no waiting on the bus; what differs is only that nothing is recorded.
 """
 
@@ -57,7 +57,7 @@ class LocalPipeline:
     """Generator engine → auditor → alerter in this process (see the module docstring)."""
 
     def __init__(self, model: str | None = None, engine: str | None = None) -> None:
-        from services.alerter.engine import Engine as RulesEngine
+        from services.alerter.engine import RulesEngine
         from services.alerter.ruleset import load_rules
         from services.alerter.settings import AlerterSettings
         from services.auditor.service import Auditor

@@ -1,6 +1,6 @@
 """Replay recorded sessions through the alerter's rules engine: what the alerts, risk and summary of
 the same tokens are under other settings or another calibration profile (the same code as the
-alerter: ``Engine.accept`` and ``Engine.end``), without generating again."""
+alerter: ``RulesEngine.accept`` and ``RulesEngine.end``), without generating again."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from services.alerter.engine import Engine
+from services.alerter.engine import RulesEngine
 from services.alerter.ruleset import load_rules
 from services.alerter.session import SessionState
 from services.alerter.settings import AlerterSettings
@@ -35,7 +35,9 @@ def audits_of(session_id: str, model: str, tokens: list[dict[str, Any]]) -> list
     ]
 
 
-def outputs(engine: Engine, session_id: str, model: str, tokens: list[dict[str, Any]], status: str) -> dict[str, Any]:
+def outputs(
+    engine: RulesEngine, session_id: str, model: str, tokens: list[dict[str, Any]], status: str
+) -> dict[str, Any]:
     """The alerts, risk changes and summary the engine gives one recorded session."""
     st = SessionState(session_id)
     now = time.time()
@@ -65,7 +67,7 @@ class Replayer:
             (Path(self._dir) / "profile.json").write_text(json.dumps(raw), encoding="utf-8")
             overrides["profiles_dir"] = self._dir
         self.settings = AlerterSettings(**overrides)
-        self.engine = Engine(load_rules(self.settings), self.settings)
+        self.engine = RulesEngine(load_rules(self.settings), self.settings)
 
     def rows(self, rows: Iterable[dict[str, Any]], model: str) -> list[dict[str, Any]]:
         """Each run record with its alerts, risks and summary replaced by the replay's."""

@@ -25,7 +25,7 @@ from services.common.runner import connect
 from services.common.validation import JsonTooDeepError, check_depth
 from services.gateway import routes_jobs, routes_ops, routes_push, routes_sessions
 from services.gateway.errors import ApiError, InvalidJsonError, error_body, invalid
-from services.gateway.history import open_store
+from services.gateway.history import open_history
 from services.gateway.security import RateLimiter
 from services.gateway.services import Gateway
 from services.gateway.settings import GatewaySettings
@@ -67,7 +67,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = await connect(settings)
-        gw = Gateway.build(settings, redis, open_store(settings.database_url))
+        gw = Gateway.build(settings, redis, open_history(settings.database_url))
         app.state.gateway = gw
         beat = Heartbeat(
             redis,

@@ -34,7 +34,7 @@ from services.gateway.models import SessionDetail, SessionList, StatusResponse, 
 log = logging.getLogger(__name__)
 
 
-class Store(Protocol):
+class HistoryReader(Protocol):
     """What the gateway uses of ``services.recorder.query.History``."""
 
     async def list_sessions(
@@ -57,7 +57,7 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
-def open_store(url: str) -> Store | None:
+def open_history(url: str) -> HistoryReader | None:
     """The recorder's history on ``url``, read-only, or None (logged) when the recorder package is not installed."""
     try:
         from services.recorder.query import History
@@ -66,7 +66,7 @@ def open_store(url: str) -> Store | None:
             "session history unavailable: services.recorder.query cannot be imported", extra={"error": str(exc)}
         )
         return None
-    store: Store = History.from_url(url)
+    store: HistoryReader = History.from_url(url)
     return store
 
 
@@ -113,11 +113,11 @@ def merge(
 class HistoryService:
     """Sessions past and present, for REST and for WebSocket replay."""
 
-    def __init__(self, store: Store | None, live: LiveState) -> None:
+    def __init__(self, store: HistoryReader | None, live: LiveState) -> None:
         self.store = store
         self.live = live
 
-    def _need_store(self) -> Store:
+    def _need_store(self) -> HistoryReader:
         if self.store is None:
             raise UnavailableError(
                 "session history needs the recorder's store (services.recorder): install it and point "

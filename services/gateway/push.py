@@ -36,7 +36,6 @@ from services.gateway.models import (
 )
 from services.gateway.settings import GatewaySettings
 
-DISPLAY_TOP_K = 20  # alternatives derived from pushed full logits
 #: How far the token's logprob may differ from the one its own listed alternative gives (rounding).
 LOGPROB_TOLERANCE = 1e-3
 
@@ -73,9 +72,7 @@ def token_event(session_id: str, seq: int, model: str, provider: str, tok: PushT
         logp = _log_softmax(logits)
         if logprob is None:
             logprob = min(float(logp[tok.token_id]), 0.0)
-        if not top_k:
-            best = np.argsort(-logp, kind="stable")[:DISPLAY_TOP_K]
-            top_k = [TopKAlternative(token_id=int(i), text="", logprob=min(float(logp[i]), 0.0)) for i in best]
+        # no alternatives listed: the auditor takes its display top-k (UQ_DISPLAY_TOP_K) from the logits
         fields = {
             "distribution": "full",
             "vocab_size": vocab,

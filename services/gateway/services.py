@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 from services.common.bus import Bus
 from services.gateway.fanout import Fanout
 from services.gateway.health import HealthService
-from services.gateway.history import HistoryService, Store
+from services.gateway.history import HistoryReader, HistoryService
 from services.gateway.jobs import JobService
 from services.gateway.live import LiveState
 from services.gateway.metrics import GatewayMetrics
@@ -34,7 +34,7 @@ class Gateway:
     fanout: Fanout
 
     @classmethod
-    def build(cls, settings: GatewaySettings, redis: Redis, store: Store | None) -> Gateway:
+    def build(cls, settings: GatewaySettings, redis: Redis, store: HistoryReader | None) -> Gateway:
         bus = Bus(redis, settings)
         live = LiveState(
             recent_tokens=settings.recent_tokens,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.alerter import profile
-from services.alerter.engine import AlerterOutput, Engine
+from services.alerter.engine import AlerterOutput, RulesEngine
 from services.alerter.risk import RiskState
 from services.alerter.ruleset import load_rules
 from services.alerter.session import SessionState
@@ -49,16 +49,16 @@ def write_profile(folder: Path) -> Path:
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Engine:
+def engine(tmp_path: Path) -> RulesEngine:
     s = settings(profiles_dir=str(write_profile(tmp_path)))
-    return Engine(load_rules(s), s)
+    return RulesEngine(load_rules(s), s)
 
 
 def tok(seq: int, text: str, prob: float) -> AuditEvent:
     return audit(seq, text, prob=prob, hbar_s=0.5).model_copy(update={"model": MODEL})
 
 
-def run(engine: Engine, audits: list[AuditEvent]) -> tuple[list[RiskEvent], SummaryEvent]:
+def run(engine: RulesEngine, audits: list[AuditEvent]) -> tuple[list[RiskEvent], SummaryEvent]:
     st = SessionState("s1")
     out: list[AlerterOutput] = []
     for a in audits:
@@ -71,14 +71,14 @@ def run(engine: Engine, audits: list[AuditEvent]) -> tuple[list[RiskEvent], Summ
     return risks, summary
 
 
-def test_a_confident_answer_is_judged_safe_once_complete(engine: Engine) -> None:
+def test_a_confident_answer_is_judged_safe_once_complete(engine: RulesEngine) -> None:
     risks, summary = run(engine, [tok(0, " Paris", 0.9), tok(1, ".", 0.9), tok(2, " It", 0.5)])
     assert risks == []  # judged safe: nothing changes
     assert (summary.final_risk, summary.peak_risk, summary.profile) == ("safe", "safe", f"{MODEL}/test")
     assert summary.p_wrong is not None and summary.p_wrong < 0.01
 
 
-def test_an_unlikely_answer_names_its_p_wrong(engine: Engine) -> None:
+def test_an_unlikely_answer_names_its_p_wrong(engine: RulesEngine) -> None:
     # answer " Lyon." at 2^-4 and 2^-4: G-NLL 8 bits → P(wrong) = logistic(2) = 0.88 → critical band
     risks, summary = run(engine, [tok(0, " Lyon", 1 / 16), tok(1, ".", 1 / 16), tok(2, " It", 0.9)])
     assert [(r.previous, r.level, r.token_seq, r.evidence) for r in risks] == [("safe", "critical", 1, "answer")]
@@ -91,20 +91,20 @@ def test_an_unlikely_answer_names_its_p_wrong(engine: Engine) -> None:
     assert summary.p_wrong == pytest.approx(risks[0].p_wrong)
 
 
-def test_an_answer_never_completed_is_judged_at_the_end(engine: Engine) -> None:
+def test_an_answer_never_completed_is_judged_at_the_end(engine: RulesEngine) -> None:
     risks, summary = run(engine, [tok(i, f" w{i}", 0.25) for i in range(4)])  # 8 bits, no sentence end
     assert [(r.level, r.token_seq, r.evidence) for r in risks] == [("critical", 3, "answer")]
     assert summary.final_risk == "critical"
 
 
-def test_an_answer_longer_than_any_calibrated_one_gets_no_p_wrong(engine: Engine) -> None:
+def test_an_answer_longer_than_any_calibrated_one_gets_no_p_wrong(engine: RulesEngine) -> None:
     # nine unlikely tokens before the first sentence ends: beyond the 8 the map was fitted on
     risks, summary = run(engine, [tok(i, f" w{i}", 0.25) for i in range(9)] + [tok(9, ".", 0.25)])
     assert risks == []  # opening prose is judged against the reference sessions, not as a short answer
     assert summary.p_wrong is None and summary.profile == f"{MODEL}/test"
 
 
-def test_a_loop_never_reads_safe_and_the_fall_says_why(engine: Engine) -> None:
+def test_a_loop_never_reads_safe_and_the_fall_says_why(engine: RulesEngine) -> None:
     loop = [" the", " statue", " of"] * 6
     audits = [tok(0, " Yes", 0.99), tok(1, ".", 0.99)]
     audits += [tok(2 + i, t, 0.99) for i, t in enumerate(loop)]
@@ -121,7 +121,7 @@ def test_a_loop_never_reads_safe_and_the_fall_says_why(engine: Engine) -> None:
     assert (summary.final_risk, summary.peak_risk) == ("safe", "warning")
 
 
-def test_a_session_far_from_the_reference_ones_is_judged_from_its_32nd_token(engine: Engine) -> None:
+def test_a_session_far_from_the_reference_ones_is_judged_from_its_32nd_token(engine: RulesEngine) -> None:
     # a sure answer, then 40 tokens at 2^-4: mean surprisal climbs past the reference's 99th percentile
     audits = [tok(0, " Yes", 0.99), tok(1, ".", 0.99)] + [tok(2 + i, f" w{i}", 1 / 16) for i in range(40)]
     risks, summary = run(engine, audits)
@@ -131,7 +131,7 @@ def test_a_session_far_from_the_reference_ones_is_judged_from_its_32nd_token(eng
     assert (summary.final_risk, summary.peak_risk) == ("emergency", "emergency")
 
 
-def test_an_uncalibrated_model_runs_on_the_rules(engine: Engine) -> None:
+def test_an_uncalibrated_model_runs_on_the_rules(engine: RulesEngine) -> None:
     audits = [audit(i, f" w{i}", prob=0.1, hbar_s=3.0) for i in range(6)]  # model "test-model": no profile
     risks, summary = run(engine, audits)
     assert risks and all(r.evidence == "rules" and r.profile is None for r in risks)
@@ -140,7 +140,7 @@ def test_an_uncalibrated_model_runs_on_the_rules(engine: Engine) -> None:
 
 def test_live_scores_come_when_the_answer_is_complete_and_every_n_tokens(tmp_path: Path) -> None:
     s = settings(profiles_dir=str(write_profile(tmp_path)), scores_every=4)
-    e = Engine(load_rules(s), s)
+    e = RulesEngine(load_rules(s), s)
     st = SessionState("s1")
     out: list[AlerterOutput] = []
     for a in [tok(0, " Lyon", 1 / 16), tok(1, ".", 1 / 16)] + [tok(i, f" w{i}", 0.9) for i in range(2, 9)]:

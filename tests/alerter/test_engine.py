@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from services.alerter import state
-from services.alerter.engine import AlerterOutput, Engine, perplexity
+from services.alerter.engine import AlerterOutput, RulesEngine, perplexity
 from services.alerter.rules import Finding, Rule
 from services.alerter.ruleset import load_rules
 from services.alerter.session import SessionState
@@ -27,12 +27,12 @@ EXPECTED = [
 ]
 
 
-def engine(**overrides: Any) -> Engine:
+def engine(**overrides: Any) -> RulesEngine:
     s = settings(**overrides)
-    return Engine(load_rules(s), s)
+    return RulesEngine(load_rules(s), s)
 
 
-def run(e: Engine, audits: list[AuditEvent], tokens: int | None = None) -> list[AlerterOutput]:
+def run(e: RulesEngine, audits: list[AuditEvent], tokens: int | None = None) -> list[AlerterOutput]:
     st = SessionState(audits[0].session_id if audits else "s1")
     out: list[AlerterOutput] = []
     for a in audits:
@@ -197,13 +197,13 @@ class Broken(Rule):
 
 
 def test_more_severe_firing_breaks_through_the_cooldown() -> None:
-    e = Engine([Escalating()], settings())
+    e = RulesEngine([Escalating()], settings())
     out = run(e, [audit(seq) for seq in range(6)])
     assert [(o.token_seq, o.severity) for o in out if o.type == "alert"] == [(0, "info"), (3, "critical")]
 
 
 def test_a_failing_rule_is_counted_and_the_others_go_on() -> None:
-    e = Engine([Broken(), *load_rules(settings())], settings())
+    e = RulesEngine([Broken(), *load_rules(settings())], settings())
     out = run(e, [audit(0, prob=0.1)])
     assert [o.rule for o in out if o.type == "alert"] == ["LOW_CONFIDENCE"]
     assert e.rule_errors == {"BROKEN": 1}

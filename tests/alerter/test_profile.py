@@ -11,7 +11,7 @@ import pytest
 
 from services.alerter import profile
 from services.alerter.builtin import HighUncertainty, LowConfidence
-from services.alerter.engine import Engine
+from services.alerter.engine import RulesEngine
 from services.alerter.errors import ProfileError
 from services.alerter.session import SessionState
 from services.alerter.settings import AlerterSettings
@@ -99,7 +99,7 @@ def test_rules_use_the_models_percentiles_with_a_profile_and_fixed_thresholds_wi
 
 def test_summary_carries_p_wrong_and_the_profile(profiles: str) -> None:
     settings = AlerterSettings(profiles_dir=profiles)
-    engine = Engine([], settings)
+    engine = RulesEngine([], settings)
     st = SessionState("s1")
     for seq, prob in enumerate((0.5, 0.5)):  # 1 bit each: gnll 2 → P(wrong) 0.5
         engine.accept(st, audit(seq, " Paris" if seq == 0 else "\n", prob=prob), 0.0)
@@ -111,7 +111,7 @@ def test_summary_carries_p_wrong_and_the_profile(profiles: str) -> None:
 
 
 def test_without_a_profile_the_summary_says_uncalibrated() -> None:
-    engine = Engine([], AlerterSettings())
+    engine = RulesEngine([], AlerterSettings())
     st = SessionState("s1")
     engine.accept(st, audit(0, prob=0.5), 0.0)
     (summary,) = engine.end(st, "finished", 1, 0.0)

@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from services.alerter import state
-from services.alerter.engine import AlerterOutput, Engine
+from services.alerter.engine import AlerterOutput, RulesEngine
 from services.alerter.ruleset import load_rules
 from services.alerter.service import Alerter
 from services.alerter.session import SessionState
@@ -54,7 +54,7 @@ async def outputs(bus: Bus) -> list[Any]:
 
 def reference(s: AlerterSettings, audits: list[AuditEvent], tokens: int | None = None) -> list[dict[str, Any]]:
     """What the pure engine says for the audits in order (the ground truth of the Redis runs)."""
-    e = Engine(load_rules(s), s)
+    e = RulesEngine(load_rules(s), s)
     st = SessionState(audits[0].session_id)
     out: list[AlerterOutput] = []
     for a in sorted(audits, key=lambda a: a.seq):

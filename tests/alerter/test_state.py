@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.alerter import state
-from services.alerter.engine import AlerterOutput, Engine
+from services.alerter.engine import AlerterOutput, RulesEngine
 from services.alerter.risk import RiskState
 from services.alerter.ruleset import load_rules
 from services.alerter.session import SessionState
@@ -48,7 +48,7 @@ V1_STATE = (
 )
 
 
-def first_part(engine: Engine, st: SessionState) -> list[AlerterOutput]:
+def first_part(engine: RulesEngine, st: SessionState) -> list[AlerterOutput]:
     out: list[AlerterOutput] = []
     for a in scripted()[:15]:
         if a.seq != 12:
@@ -56,7 +56,7 @@ def first_part(engine: Engine, st: SessionState) -> list[AlerterOutput]:
     return out + engine.end(st, "finished", 24, 100.0, VERIFICATION)
 
 
-def rest(engine: Engine, st: SessionState) -> list[AlerterOutput]:
+def rest(engine: RulesEngine, st: SessionState) -> list[AlerterOutput]:
     audits = scripted()
     out: list[AlerterOutput] = []
     for a in [audits[12], *audits[15:]]:
@@ -69,7 +69,7 @@ def test_a_version_1_state_goes_on_as_if_there_had_been_no_upgrade() -> None:
     with the very outputs of a run that never restarted (cooldowns, buffer, end and verification kept)."""
     s = settings(python_rules=QUANTUM)
     reference = SessionState("s1")
-    never_restarted = Engine(load_rules(s), s)
+    never_restarted = RulesEngine(load_rules(s), s)
     first_part(never_restarted, reference)
     expected = rest(never_restarted, reference)
 
@@ -80,7 +80,7 @@ def test_a_version_1_state_goes_on_as_if_there_had_been_no_upgrade() -> None:
         reference.ending.__class__("finished", 24, 130.0, VERIFICATION),
     )
     assert migrated.cooldown["LOW_CONFIDENCE"] == state.Cooldown(last_alert=10, last_firing=11, span=16, suppressed=1)
-    out = rest(Engine(load_rules(s), s), migrated)
+    out = rest(RulesEngine(load_rules(s), s), migrated)
     assert [view(o) for o in out] == [view(o) for o in expected]
     assert out[-1].type == "summary" and out[-1].verification == VERIFICATION
     assert any("more since #10" in getattr(o, "message", "") for o in out)  # a held-back firing, counted in v1
@@ -97,7 +97,7 @@ def test_the_migrated_state_is_written_back_as_version_2() -> None:
 def test_the_current_format_round_trips_every_field() -> None:
     s = settings(python_rules=QUANTUM)
     st = SessionState("s1")
-    first_part(Engine(load_rules(s), s), st)
+    first_part(RulesEngine(load_rules(s), s), st)
     assert st.buffer and st.cooldown and st.ending and st.rule_state and st.risk.recent
     loaded = state.load("s1", state.dump(st))
     st.rule_state = {k: v for k, v in st.rule_state.items() if v}  # an empty rule state is not written

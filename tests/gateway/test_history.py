@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.gateway.errors import NotFoundError, UnavailableError
-from services.gateway.history import HistoryService, Store, merge, open_store
+from services.gateway.history import HistoryReader, HistoryService, merge, open_history
 from services.gateway.live import LiveState
 from services.recorder.migrate import create, current_revision
 from services.recorder.store import Store as RecorderStore
@@ -17,12 +17,12 @@ from tests.gateway.events import alert, audit, lifecycle, risk, summary
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
+async def store(tmp_path: Path) -> AsyncIterator[HistoryReader]:
     """The gateway's read-only history on a database the recorder created (``record`` writes as the recorder)."""
     url = f"sqlite:///{tmp_path}/h.sqlite3"
     recorder = RecorderStore.from_url(url)
     await recorder.migrate()
-    s = open_store(url)
+    s = open_history(url)
     assert s is not None
     s.recorder = recorder  # type: ignore[attr-defined]
     yield s
@@ -30,13 +30,13 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     await recorder.close()
 
 
-async def record(store: Store, *events: object) -> None:
+async def record(store: HistoryReader, *events: object) -> None:
     await store.recorder.record(list(events))  # type: ignore[attr-defined]
 
 
 async def test_the_gateway_reads_and_never_migrates(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/empty.sqlite3"
-    reader = open_store(url)
+    reader = open_history(url)
     assert reader is not None
     history = HistoryService(reader, LiveState())
     with pytest.raises(UnavailableError, match="start the recorder"):
@@ -83,7 +83,7 @@ def test_merge_dedupes_orders_and_filters() -> None:
     assert [k for k, _ in merge(stored, live, after_seq=1) if k[0] == "token"] == [("token", 2)]
 
 
-async def test_detail_merges_store_and_live(store: Store) -> None:
+async def test_detail_merges_store_and_live(store: HistoryReader) -> None:
     await record(store, lifecycle("s", "queued", prompt="Hi"), lifecycle("s", "started"), audit("s", 0), audit("s", 1))
     live = LiveState()
     for e in (audit("s", 1), audit("s", 2), alert("s", 0, 2), risk("s", 1, 2)):
@@ -99,7 +99,7 @@ async def test_detail_merges_store_and_live(store: Store) -> None:
     assert (status.source, status.tokens, status.risk) == ("live", 2, "warning")
 
 
-async def test_stored_session_survives_a_new_live_state(store: Store) -> None:
+async def test_stored_session_survives_a_new_live_state(store: HistoryReader) -> None:
     await record(
         store,
         lifecycle("s", "queued"),
@@ -121,7 +121,7 @@ async def test_stored_session_survives_a_new_live_state(store: Store) -> None:
     assert final.final_risk == "warning"
 
 
-async def test_stored_text_comes_back_exactly_nul_included(store: Store) -> None:
+async def test_stored_text_comes_back_exactly_nul_included(store: HistoryReader) -> None:
     """docs/recorder.md, "Text": what the recorder stored, history serves unchanged (replay and detail)."""
     text, prompt = "a\x00b\x10 👩🏽‍🚀 e\u0301 \u202e\uffff", "Explain\x00 AI"
     await record(store, lifecycle("s", "queued", prompt=prompt), audit("s", 0).model_copy(update={"text": text}))
@@ -135,7 +135,7 @@ async def test_stored_text_comes_back_exactly_nul_included(store: Store) -> None
     assert [json.loads(m)["text"] for k, m in replay if k[0] == "token"] == [text]
 
 
-async def test_list_delete_and_unknown(store: Store) -> None:
+async def test_list_delete_and_unknown(store: HistoryReader) -> None:
     await record(store, lifecycle("a", "queued"), lifecycle("b", "finished", tokens=0))
     history = HistoryService(store, LiveState())
     page = await history.list_sessions(limit=10, offset=0, status="finished", risk=None)
