@@ -175,8 +175,8 @@ def bench_metrics(quick: bool) -> list[tuple[str, float, float, float | None]]:
         z = logits_batch(n, v, rng)
         ids = rng.integers(0, v, n)
         naive_n = 32 if quick else 64
-        fused = rate(lambda z=z, ids=ids: metrics.from_logits(z, ids, engine="numba"), n, 5)
-        chunked = rate(lambda z=z, ids=ids: metrics.from_logits(z, ids, engine="numpy"), n, 3)
+        fused = rate(lambda z=z, ids=ids: metrics.from_logits(z, ids, kernel="numba"), n, 5)
+        chunked = rate(lambda z=z, ids=ids: metrics.from_logits(z, ids, kernel="numpy"), n, 3)
         naive = rate(lambda z=z, ids=ids, k=naive_n: [naive_full(z[i], int(ids[i])) for i in range(k)], naive_n, 2)
         rows.append((f"full V={v} fused numba", fused, naive, None))
         rows.append((f"full V={v} chunked numpy", chunked, naive, None))

@@ -42,9 +42,9 @@ def token_consumer(bus: Bus, settings: AuditorSettings, handler: BatchHandler, n
 class Auditor:
     """Computes audits for batches of token events; counts what it did for the heartbeat."""
 
-    def __init__(self, settings: AuditorSettings, engine: metrics.Engine = "auto") -> None:
+    def __init__(self, settings: AuditorSettings, kernel: metrics.Kernel = "auto") -> None:
         self.settings = settings
-        self.engine = engine
+        self.kernel = kernel
         self.audited: Counter[str] = Counter()
         self.dead: Counter[str] = Counter()
         self.compute_s = 0.0
@@ -53,7 +53,7 @@ class Auditor:
     def warm_up(self) -> None:
         """Compile the fused kernels (seconds the first time, then read from numba's disk cache)."""
         for dtype in (np.float16, np.float32):
-            metrics.from_logits(np.zeros((1, 2), dtype=dtype), [0], engine=self.engine)
+            metrics.from_logits(np.zeros((1, 2), dtype=dtype), [0], kernel=self.kernel)
 
     async def handle(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
         """The consumer's batch handler.
@@ -101,7 +101,7 @@ class Auditor:
             "audited": dict(self.audited),
             "dead_lettered": dict(self.dead),
             "compute_s": round(self.compute_s, 3),
-            "engine": self.engine,
+            "kernel": self.kernel,
         }
 
     def _full(self, batch: list[TokenEvent]) -> metrics.TokenMetrics:
@@ -110,7 +110,7 @@ class Auditor:
         for row, event in enumerate(batch):
             logits[row] = logits_array(event)
         ids = np.array([e.token_id if e.token_id is not None else 0 for e in batch], dtype=np.int64)
-        result = metrics.from_logits(logits, ids, engine=self.engine)
+        result = metrics.from_logits(logits, ids, kernel=self.kernel)
         unknown = np.array([e.token_id is None for e in batch])
         if unknown.any():  # the distribution's metrics stand; those of "the emitted token" do not
             for name in ("prob", "surprisal", "rank", "hbar_s"):

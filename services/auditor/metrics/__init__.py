@@ -8,7 +8,7 @@ One module per family, each function's docstring giving its formula and directio
 
 from services.auditor.metrics.batch import (
     METRIC_NAMES,
-    Engine,
+    Kernel,
     TokenMetrics,
     empty,
     from_logits,
@@ -20,7 +20,7 @@ from services.auditor.metrics.stats import PROBLEMS
 __all__ = [
     "METRIC_NAMES",
     "PROBLEMS",
-    "Engine",
+    "Kernel",
     "TokenMetrics",
     "empty",
     "from_logits",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -28,7 +28,7 @@ from services.auditor.metrics.stats import (
     stats_numpy,
 )
 
-Engine = Literal["auto", "numba", "numpy"]
+Kernel = Literal["auto", "numba", "numpy"]
 METRIC_NAMES = (
     "prob",
     "surprisal",
@@ -93,20 +93,16 @@ class TokenMetrics:
         names = (*METRIC_NAMES, "exact")
         return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), exact, strict=True)]
 
-    def take(self, index: NDArray[np.intp]) -> TokenMetrics:
-        """The rows at ``index``, in that order."""
-        return TokenMetrics(*(getattr(self, f.name)[index] for f in fields(self)))
-
 
 def from_logits(
-    logits: NDArray[Any], token_ids: NDArray[Any] | Sequence[int], *, engine: Engine = "auto"
+    logits: NDArray[Any], token_ids: NDArray[Any] | Sequence[int], *, kernel: Kernel = "auto"
 ) -> TokenMetrics:
     """Exact metrics from full next-token logits.
 
     ``logits``: ``(n, V)`` float16, float32 or float64; ``-inf`` marks a masked token. A row with NaN
     or ``+inf``, with every entry ``-inf``, or whose token id is outside ``[0, V)`` gets NaN metrics
     and a nonzero ``problem`` (see :meth:`TokenMetrics.problem_reason`).
-    ``engine``: ``"numba"`` (fused kernel, float16/float32 only), ``"numpy"`` (chunked), or ``"auto"``
+    ``kernel``: ``"numba"`` (fused kernel, float16/float32 only), ``"numpy"`` (chunked), or ``"auto"``
     (numba where it is installed and the dtype allows, else numpy).
     """
     z = np.asarray(logits)
@@ -115,7 +111,7 @@ def from_logits(
         raise ValueError(f"need logits (n, V) and n token ids; got shapes {z.shape} and {ids.shape}")
     if z.shape[1] < 1:
         raise ValueError("the vocabulary is empty")
-    st = _stats(z, ids, engine)
+    st = _stats(z, ids, kernel)
     n = z.shape[0]
     return _assemble(st, exact=np.ones(n, np.bool_), coverage=np.where(st.ok, 1.0, np.nan))
 
@@ -218,14 +214,14 @@ def _empty(n: int) -> TokenMetrics:
     return TokenMetrics(**nan, exact=np.zeros(n, np.bool_), problem=np.zeros(n, np.int8))
 
 
-def _stats(z: NDArray[Any], ids: NDArray[np.int64], engine: Engine) -> RowStats:
-    if engine == "numpy" or z.dtype not in (np.float16, np.float32):
-        if engine == "numba":
-            raise ValueError(f"the numba engine takes float16 or float32 logits, not {z.dtype}")
+def _stats(z: NDArray[Any], ids: NDArray[np.int64], kernel: Kernel) -> RowStats:
+    if kernel == "numpy" or z.dtype not in (np.float16, np.float32):
+        if kernel == "numba":
+            raise ValueError(f"the numba kernel takes float16 or float32 logits, not {z.dtype}")
         return stats_numpy(z, ids)
     if importlib.util.find_spec("numba") is None:
-        if engine == "numba":
-            raise ImportError("numba is not installed: `pip install numba`, or use engine='numpy'")
+        if kernel == "numba":
+            raise ImportError("numba is not installed: `pip install numba`, or use kernel='numpy'")
         return stats_numpy(z, ids)
     from services.auditor.metrics import _fused  # compiles on first use (seconds), then cached on disk
 

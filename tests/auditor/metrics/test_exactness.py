@@ -74,7 +74,7 @@ MAKERS: dict[str, Maker] = {
 
 
 def _check(logits: np.ndarray, ids: np.ndarray, engine: str) -> None:
-    result = from_logits(logits, ids, engine=engine)  # type: ignore[arg-type]
+    result = from_logits(logits, ids, kernel=engine)  # type: ignore[arg-type]
     assert (result.problem == 0).all()
     for i, token in enumerate(ids):
         expected = reference(logits[i], int(token))
@@ -119,7 +119,7 @@ def test_engines_agree_on_a_long_batch() -> None:
     rng = np.random.default_rng(5)
     logits = (rng.standard_normal((40, 4_096)) * 4).astype(np.float16)  # more than one 8-row chunk
     ids = rng.integers(0, 4_096, 40)
-    a = from_logits(logits, ids, engine="numba")
-    b = from_logits(logits, ids, engine="numpy")
+    a = from_logits(logits, ids, kernel="numba")
+    b = from_logits(logits, ids, kernel="numpy")
     for name in REF_METRICS:
         np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-5, atol=1e-12, err_msg=name)

@@ -14,7 +14,7 @@ ENGINES = ["numba", "numpy"]
 
 def one(logits: list[float], token: int, engine: str = "numpy") -> dict[str, float]:
     dtype = np.float32 if engine == "numba" else np.float64
-    r = from_logits(np.array([logits], dtype=dtype), [token], engine=engine)  # type: ignore[arg-type]
+    r = from_logits(np.array([logits], dtype=dtype), [token], kernel=engine)  # type: ignore[arg-type]
     return {
         name: float(getattr(r, name)[0])
         for name in (
@@ -108,14 +108,14 @@ def test_nan_of_either_sign_and_any_payload_is_found(dtype: type) -> None:
     for row, pattern in enumerate(patterns):
         z.view(kind)[row, 1] = pattern
     for engine in ENGINES:
-        r = from_logits(z, [0] * len(patterns), engine=engine)  # type: ignore[arg-type]
+        r = from_logits(z, [0] * len(patterns), kernel=engine)  # type: ignore[arg-type]
         assert [r.problem_reason(i) for i in range(len(patterns))] == ["logits contain NaN"] * len(patterns)
 
 
 def test_bad_rows_have_problems_not_numbers() -> None:
     z = np.array([[0.0, np.nan], [0.0, np.inf], [-np.inf, -np.inf], [0.0, 1.0], [0.0, 1.0]], dtype=np.float32)
     for engine in ENGINES:
-        r = from_logits(z, [0, 0, 0, 2, 1], engine=engine)  # type: ignore[arg-type]
+        r = from_logits(z, [0, 0, 0, 2, 1], kernel=engine)  # type: ignore[arg-type]
         reasons = [r.problem_reason(i) for i in range(5)]
         assert reasons == [
             "logits contain NaN",

@@ -30,7 +30,7 @@ def rows(draw: st.DrawFn, elements: st.SearchStrategy[float] = logit) -> tuple[n
 def test_bounds(row: tuple[np.ndarray, int], engine: str) -> None:
     z, token = row
     v = z.shape[0]
-    r = from_logits(z[None, :], [token], engine=engine)  # type: ignore[arg-type]
+    r = from_logits(z[None, :], [token], kernel=engine)  # type: ignore[arg-type]
     eps = 1e-6
     assert -eps <= r.entropy[0] <= math.log2(v) + eps
     assert r.rank[0] >= 1
