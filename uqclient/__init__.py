@@ -62,6 +62,8 @@ __all__ = [
     "UQClientError",
 ]
 
+# The statuses a session ends in (services.common.contracts.events.TERMINAL_STATUSES; this client is installed
+# on its own, with httpx only, so it states them rather than importing the services; a test checks they agree).
 TERMINAL = ("finished", "failed", "cancelled")
 POLL_S = 0.2  # how often wait_audited asks the gateway
 _TOKEN_PARAM = re.compile(r"^tokens\.(\d+)(?:\.(.+))?$")  # the gateway's name for a field of token i

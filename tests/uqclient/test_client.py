@@ -204,3 +204,10 @@ async def test_finish_and_wait_without_a_summary_times_out_clearly(gw_settings: 
         assert isinstance(err.value, UQClientError)
         assert (err.value.tokens, err.value.audited, err.value.summary) == (2, 1, False)
         assert "1 of 2 tokens audited" in str(err.value) and "no summary" in str(err.value)
+
+
+def test_the_client_s_terminal_statuses_are_the_contract_s() -> None:
+    import uqclient
+    from services.common.contracts.events import TERMINAL_STATUSES
+
+    assert set(uqclient.TERMINAL) == TERMINAL_STATUSES
