@@ -216,9 +216,7 @@ async def test_a_gap_is_not_given_up_while_its_token_is_stranded_on_a_dead_audit
     await redis.xreadgroup(s.token_group, "dead-auditor", {tokens: ">"}, count=1)  # and then it dies
     await bus.publish_many([("audits", audit(0)), ("audits", audit(2, prob=0.1))])
     await drain(alerter)
-    await asyncio.sleep(
-        0.1
-    )  # time has to pass (Redis's idle clock): the token is pending longer than the reorder timeout
+    await asyncio.sleep(0.1)  # time has to pass (Redis's idle clock): pending for longer than the reorder timeout
     now[0] += 10
     await alerter.step(block_ms=1)
     assert await outputs(bus) == []  # still waiting for #1
