@@ -194,7 +194,7 @@ class Stack:
     def restart_redis(self, down_s: float = 0.0) -> None:
         """Kill the private Redis (everything in it is lost) and start it again on the same port."""
         self.stop_redis()
-        time.sleep(down_s)
+        time.sleep(down_s)  # an outage of a chosen length: time passing is the point
         self.start_redis()
 
     def wait_healthy(self) -> dict[str, Any]:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from redis.asyncio import Redis
 from services.common.bus import Bus
 from services.common.codec import decode
 from tests.alerter.factory import audit
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,11 +69,13 @@ async def test_the_service_alerts_and_stops_cleanly(redis: Redis, bus: Bus, redi
     )
     try:
         await bus.publish("audits", audit(0, " quantum", hbar_s=3.5))
-        deadline = time.monotonic() + 60
-        entries: list[tuple[bytes, dict[bytes, bytes]]] = []
-        while len(entries) < 2 and time.monotonic() < deadline and proc.poll() is None:
-            entries = await redis.xrange(bus.key("alerts"))
-            await asyncio.sleep(0.1)
+
+        async def two_alerts() -> list[tuple[bytes, dict[bytes, bytes]]]:
+            assert proc.poll() is None, f"the alerter exited with {proc.returncode}"
+            entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(bus.key("alerts"))
+            return entries if len(entries) >= 2 else []
+
+        entries = await eventually(two_alerts, what="the alert and the risk change", timeout_s=60, interval_s=0.05)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)

@@ -22,6 +22,7 @@ from services.common.contracts import AuditEvent, SessionEvent
 from services.common.settings import CommonSettings
 from tests.alerter.factory import audit, scripted, view
 from tests.alerter.test_engine import EXPECTED, brief
+from tests.waiting import eventually
 
 QUANTUM = ["examples.quantum_rule:QuantumUncertainty"]
 
@@ -135,10 +136,14 @@ async def test_crash_with_a_batch_in_flight(bus: Bus, redis: Redis, alerter_sett
     await bus.publish("sessions", ended("s1", 24))
     taken = await redis.xreadgroup(s.audit_group, "dead", {bus.key("audits"): ">"}, count=10)
     assert len(taken[0][1]) == 10  # seqs 0–9 are now pending on a consumer that will never ack
-    deadline = time.monotonic() + 10
-    while not any(o.type == "summary" for o in await outputs(bus)):
-        assert time.monotonic() < deadline, "the in-flight entries were never reclaimed"
+
+    async def summarised_after_a_step() -> bool:
+        if any(o.type == "summary" for o in await outputs(bus)):
+            return True
         await survivor.step(block_ms=50)
+        return False
+
+    await eventually(summarised_after_a_step, what="the in-flight entries to be reclaimed", interval_s=0)
     assert survivor.audits.stats.reclaimed == 10
     assert [view(o) for o in await outputs(bus)] == reference(s, scripted())
 
@@ -211,7 +216,7 @@ async def test_a_gap_is_not_given_up_while_its_token_is_stranded_on_a_dead_audit
     await redis.xreadgroup(s.token_group, "dead-auditor", {tokens: ">"}, count=1)  # and then it dies
     await bus.publish_many([("audits", audit(0)), ("audits", audit(2, prob=0.1))])
     await drain(alerter)
-    await asyncio.sleep(0.1)  # the token is now pending for longer than the reorder timeout
+    await asyncio.sleep(0.1)  # time has to pass (Redis's idle clock): pending for longer than the reorder timeout
     now[0] += 10
     await alerter.step(block_ms=1)
     assert await outputs(bus) == []  # still waiting for #1
@@ -262,10 +267,7 @@ async def test_run_until_stopped(bus: Bus, alerter_settings: AlerterSettings) ->
     stop = asyncio.Event()
     task = asyncio.create_task(alerter.run(stop))
     await bus.publish("audits", audit(0, prob=0.1))
-    deadline = time.monotonic() + 5
-    while not await outputs(bus):
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.02)
+    await eventually(lambda: outputs(bus), what="the alert", timeout_s=5)
     stop.set()
     await asyncio.wait_for(task, 5)
     assert alerter.details()["alerts_published"] == 1
@@ -314,11 +316,11 @@ async def test_run_creates_vanished_groups_again(bus: Bus, alerter_settings: Ale
         return state.load("s1", raw).next_seq if raw else 0
 
     async def until(check: Any, what: str) -> None:
-        deadline = time.monotonic() + 10
-        while not await check():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        async def running_and(check: Any) -> bool:
             assert not task.done(), task.exception()
-            await asyncio.sleep(0.02)
+            return bool(await check())
+
+        await eventually(lambda: running_and(check), what=what)
 
     async def groups() -> bool:
         audits = [g["name"] for g in await bus.redis.xinfo_groups(bus.key("audits"))]

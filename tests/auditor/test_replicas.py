@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -20,6 +19,7 @@ from services.common.codec import decode
 from services.common.health import read_heartbeats
 from services.common.settings import CommonSettings
 from tests.auditor.factory import full_token, top_k_token
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,15 +37,6 @@ def start_auditor(settings: CommonSettings, name: str) -> subprocess.Popen[bytes
     return subprocess.Popen([sys.executable, "-m", "services.auditor"], cwd=ROOT, env=env, stderr=subprocess.PIPE)
 
 
-async def wait_for(condition_timeout_s: float, check: object) -> None:
-    deadline = time.monotonic() + condition_timeout_s
-    while time.monotonic() < deadline:
-        if await check():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("timed out")
-
-
 @pytest.mark.slow
 async def test_two_processes_share_the_work(redis: Redis, bus: Bus, settings: CommonSettings) -> None:
     procs = [start_auditor(settings, name) for name in ("auditor-a", "auditor-b")]
@@ -55,7 +46,7 @@ async def test_two_processes_share_the_work(redis: Redis, bus: Bus, settings: Co
             beats = await read_heartbeats(redis, settings)
             return sum(b["status"] == "ready" for b in beats if b["service"] == "auditor") == 2
 
-        await wait_for(60, both_ready)
+        await eventually(both_ready, what="both auditors ready", timeout_s=60, interval_s=0.1)
         rng = np.random.default_rng(0)
         tokens = []
         for seq in range(300):
@@ -68,12 +59,18 @@ async def test_two_processes_share_the_work(redis: Redis, bus: Bus, settings: Co
         tokens += tokens[:20]  # a producer retrying: the same (session, seq) again
         await bus.publish_many(("tokens", t) for t in tokens[-20:])
 
-        async def all_audited() -> bool:
-            pending = await redis.xpending(bus.key("tokens"), "auditors")
-            return await redis.xlen(bus.key("audits")) >= 300 and pending["pending"] == 0
+        async def all_audited() -> bool:  # every token read (no lag) and acknowledged: no audit can follow
+            [group] = await redis.xinfo_groups(bus.key("tokens"))
+            return await redis.xlen(bus.key("audits")) >= 300 and (group["pending"], group["lag"]) == (0, 0)
 
-        await wait_for(60, all_audited)
-        await asyncio.sleep(0.5)  # anything extra would show up now
+        await eventually(all_audited, what="all 320 tokens audited or dropped", timeout_s=60, interval_s=0.1)
+        audited_ns = time.time_ns()
+
+        async def fresh_beats() -> bool:  # the counters below come from heartbeats written after that
+            beats = [b for b in await read_heartbeats(redis, settings) if b["service"] == "auditor"]
+            return len(beats) == 2 and all(int(b["ts_ns"]) > audited_ns for b in beats)
+
+        await eventually(fresh_beats, what="a heartbeat from each auditor after the last audit")
         audits = [decode("audits", f) for _id, f in await redis.xrange(bus.key("audits"))]
         keys = Counter((a.session_id, a.seq) for a in audits)
         assert len(audits) == 300

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 from redis.asyncio import Redis
@@ -17,6 +16,7 @@ from services.common.codec import DATA, decode
 from services.common.contracts import AuditEvent, Metrics, TokenEvent
 from services.common.settings import CommonSettings
 from tests.common.events import token
+from tests.waiting import eventually
 
 GROUP = "testers"
 
@@ -100,6 +100,7 @@ async def test_dead_consumer_entries_are_reclaimed_and_output_once(bus: Bus) -> 
     taken = await bus.redis.xreadgroup(GROUP, "victim", {bus.key("tokens"): ">"}, count=100)
     assert len(taken[0][1]) == 5
     assert await survivor.step(block_ms=10) == 0  # nothing new, nothing idle long enough yet
+    # time has to pass: XAUTOCLAIM takes only entries idle for longer than claim_idle_ms
     await asyncio.sleep(bus.settings.claim_idle_ms / 1000 + 0.1)
     survivor._next_claim = 0  # claim now rather than at the next periodic check
     await drain(survivor)
@@ -230,10 +231,7 @@ async def test_run_stops_cleanly_on_stop_event(bus: Bus) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
     await bus.publish_many([("tokens", token("s1", i)) for i in range(3)])
-    for _ in range(100):
-        if len(handler.seen) == 3:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: len(handler.seen) == 3, what="the three entries handled")
     stop.set()
     await asyncio.wait_for(task, timeout=2)
     assert handler.seen == [("s1", 0), ("s1", 1), ("s1", 2)]
@@ -249,23 +247,17 @@ async def test_pipelined_commits_keep_their_order(bus: Bus, settings: CommonSett
     await bus.publish_many([("tokens", token("s1", i)) for i in range(60)])
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
-    for _ in range(200):
-        if consumer.stats.processed == 60:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: consumer.stats.processed == 60, what="all 60 entries processed")
     stop.set()
     await asyncio.wait_for(task, timeout=2)
     assert [a.seq for a in await audits(bus)] == list(range(60))
     assert consumer.stats.batches == 20
 
 
-async def run_until(consumer: Consumer, done: Callable[[], bool]) -> None:
+async def run_until(consumer: Consumer, done: Callable[[], bool], what: str) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
-    for _ in range(200):
-        if done():
-            break
-        await asyncio.sleep(0.02)
+    await eventually(done, what=what)
     stop.set()
     await asyncio.wait_for(task, timeout=2)
 
@@ -279,7 +271,7 @@ async def test_stop_finishes_the_batch_read_ahead(bus: Bus, settings: CommonSett
     async def slow(batch: Sequence[Delivery]) -> list[Outcome]:
         seen.extend(d.event.seq for d in batch)
         stop.set()
-        await asyncio.sleep(0.1)  # the read-ahead lands meanwhile
+        await asyncio.sleep(0.1)  # a deliberately slow handler: the read-ahead lands meanwhile
         return [[("audits", audit_of(d.event))] for d in batch if isinstance(d.event, TokenEvent)]
 
     consumer = bus.consumer("tokens", GROUP, slow, name="c1", batch_size=3)
@@ -301,7 +293,7 @@ async def test_read_ahead_never_reads_own_pending_twice(bus: Bus, settings: Comm
     await bus.publish_many([("tokens", token("s1", i)) for i in range(6, 12)])
     handler = Recorder()
     consumer = bus.consumer("tokens", GROUP, handler, name="stable", batch_size=3)
-    await run_until(consumer, lambda: consumer.stats.processed >= 12)
+    await run_until(consumer, lambda: consumer.stats.processed >= 12, "12 entries processed")
     assert handler.seen == [("s1", i) for i in range(12)]
     assert consumer.stats.duplicates == 0
 
@@ -372,17 +364,6 @@ async def test_a_batch_without_outputs_or_dedupe_is_acknowledged(bus: Bus) -> No
     assert [k async for k in bus.redis.scan_iter(match=bus.key("seen:*"))] == []
 
 
-async def until(check: Callable[[], Awaitable[bool] | bool], what: str, timeout_s: float = 10.0) -> None:
-    """Wait for a condition (polled), never for a fixed time."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result if isinstance(result, bool) else await result:
-            return
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
-
-
 async def has_group(bus: Bus, stream: str = "tokens", group: str = GROUP) -> bool:
     if not await bus.redis.exists(bus.key(stream)):
         return False
@@ -422,12 +403,12 @@ async def test_run_creates_a_vanished_group_again_and_goes_on(bus: Bus) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
     await bus.publish("tokens", token("s1", 0))
-    await until(lambda: bool(handler.seen), "the first entry")
+    await eventually(lambda: bool(handler.seen), what="the first entry")
     assert await bus.redis.xgroup_destroy(bus.key("tokens"), GROUP) == 1
-    await until(lambda: has_group(bus), "the group created again")
+    await eventually(lambda: has_group(bus), what="the group created again")
     assert not task.done(), task.exception()
     await bus.publish("tokens", token("s1", 1))
-    await until(lambda: len(handler.seen) == 2, "the entry after")
+    await eventually(lambda: len(handler.seen) == 2, what="the entry after")
     stop.set()
     await asyncio.wait_for(task, timeout=2)
     assert handler.seen == [("s1", 0), ("s1", 1)]  # s1/0 is read again but deduped: one output each
@@ -459,7 +440,7 @@ async def test_run_backs_off_through_a_lost_connection(bus: Bus, monkeypatch: py
     monkeypatch.setattr(Backoff, "sleep", sleep)
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
-    await until(lambda: not script and len(handler.seen) == 3, "the entries after the outage")
+    await eventually(lambda: not script and len(handler.seen) == 3, what="the entries after the outage")
     stop.set()
     await asyncio.wait_for(task, timeout=5)
     assert waited == [0.1, 0.2, 0.4, 0.1]
@@ -521,7 +502,7 @@ async def test_after_commit_waits_for_a_commit_that_succeeds(bus: Bus) -> None:
         await consumer.step(block_ms=10)
         return len(committed) == 3
 
-    await until(reclaimed, "the reclaimed entries committed")
+    await eventually(reclaimed, what="the reclaimed entries committed")
     assert committed == [0, 1, 2]
     assert [a.seq for a in await audits(bus)] == [0, 1, 2]
 
@@ -545,10 +526,10 @@ async def test_run_with_a_cycle_of_its_own(bus: Bus) -> None:
 
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop, cycle=turn))
-    await until(lambda: turns == 1, "the first turn")
+    await eventually(lambda: turns == 1, what="the first turn")
     assert handler.seen == []  # the gate holds the read
     open_.set()
-    await until(lambda: len(handler.seen) == 6, "every entry")
+    await eventually(lambda: len(handler.seen) == 6, what="every entry")
     stop.set()
     await asyncio.wait_for(task, timeout=5)
     assert consumer._in_flight is None  # step() waited for each commit
@@ -568,7 +549,7 @@ async def test_read_ahead_gives_way_to_a_due_reclaim(bus: Bus, settings: CommonS
     handler = Recorder()
     c = small.consumer("tokens", GROUP, handler, name="c1", precheck=False)
     await c.step(wait=False)  # reclaim attempted now (too early: idle < 100 ms); read-ahead starts
-    await asyncio.sleep(0.7)  # past claim_idle_ms and past _next_claim
+    await asyncio.sleep(0.7)  # time has to pass: past claim_idle_ms and past _next_claim (a clock, not an event)
     for _ in range(30):  # 90 more entries, backlog never empties
         await c.step(wait=False)
     await c.flush()
@@ -632,7 +613,7 @@ async def test_stop_flushes_the_last_commit_even_when_the_read_ahead_failed(bus:
     real = c._script
 
     async def slow_commit(*a, **kw):
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # a deliberately slow commit: still in flight when run() is asked to stop
         return await real(*a, **kw)
 
     c._script = slow_commit  # type: ignore[assignment]
@@ -647,7 +628,7 @@ async def test_failed_read_ahead_and_commit_leave_no_unretrieved_exception(bus: 
     c, stop = await stopping_with_a_failing_read_ahead(bus)
 
     async def failing_commit(*a, **kw):
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # a deliberately slow commit: it fails after run() has returned
         raise RedisConnectionError("connection lost")
 
     c._script = failing_commit  # type: ignore[assignment]
@@ -655,10 +636,13 @@ async def test_failed_read_ahead_and_commit_leave_no_unretrieved_exception(bus: 
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(lambda _l, ctx: seen.append(ctx))
     await asyncio.wait_for(c.run(stop), timeout=5)
-    await asyncio.sleep(0.2)
+    here = asyncio.current_task()
+    await eventually(
+        lambda: all(t.done() for t in asyncio.all_tasks() if t is not here), what="the failing commit to finish"
+    )
     c._in_flight = None
     gc.collect()
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one turn of the loop: the exception handler is called soon after gc finds a task
     loop.set_exception_handler(None)
     assert not seen, [ctx.get("message") for ctx in seen]
 
@@ -672,17 +656,14 @@ async def test_precheck_sees_the_marks_of_the_commit_in_flight(bus: Bus, setting
     real = c._script
 
     async def slow_commit(*a, **kw):
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # a deliberately slow commit: batch N+1 is read while it runs
         return await real(*a, **kw)
 
     c._script = slow_commit  # type: ignore[assignment]
     await bus.publish_many([("tokens", token("s1", 0)), ("tokens", token("s1", 0))])
     stop = asyncio.Event()
     task = asyncio.create_task(c.run(stop))
-    for _ in range(100):
-        if c.stats.processed + c.stats.duplicates >= 2:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: c.stats.processed + c.stats.duplicates >= 2, what="both entries handled or dropped")
     stop.set()
     await asyncio.wait_for(task, 5)
     assert handler.seen == [("s1", 0)], handler.seen

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from services.common.health import Heartbeat
 from services.common.healthcheck import check, judge
 from services.common.settings import CommonSettings
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = socket.gethostname()
@@ -125,12 +126,16 @@ async def test_cli_finds_a_running_service_by_its_default_instance_name(
     env.pop("UQ_INSTANCE", None)
     proc = subprocess.Popen([sys.executable, "-c", DEMO], cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        probe = run_cli("demo", UQ_REDIS_URL=redis_url, UQ_STREAM_PREFIX=settings.stream_prefix)
-        while probe.returncode != 0 and time.monotonic() < deadline:
-            time.sleep(0.2)
-            probe = run_cli("demo", UQ_REDIS_URL=redis_url, UQ_STREAM_PREFIX=settings.stream_prefix)
-        assert probe.returncode == 0, probe.stderr
+        probes = []
+
+        def probe_passes() -> bool:
+            probes.append(run_cli("demo", UQ_REDIS_URL=redis_url, UQ_STREAM_PREFIX=settings.stream_prefix))
+            return probes[-1].returncode == 0
+
+        await eventually(
+            probe_passes, what=lambda: f"the probe to find the service; last: {probes[-1].stderr}", timeout_s=30
+        )
+        probe = probes[-1]
         assert probe.stdout.startswith(f"demo: {HOST}-{proc.pid} beat ")
     finally:
         proc.terminate()

@@ -16,7 +16,7 @@ async def test_stop_right_after_start_returns_and_removes_the_beat(redis: Redis,
     for i in range(20):
         beat = Heartbeat(redis, slow, "svc", f"i{i}")
         beat.start()
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one turn of the loop, no more: the point is a stop right after the start
         await asyncio.wait_for(beat.stop(), timeout=10)  # hung for the whole interval (or forever) before
         assert beat._task is not None and beat._task.done()
     assert await read_heartbeats(redis, slow) == []

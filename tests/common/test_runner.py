@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from services.common.errors import RedisUnavailableError
 from services.common.health import read_heartbeats
 from services.common.runner import connect
 from services.common.settings import CommonSettings
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = """
@@ -64,12 +64,7 @@ async def test_heartbeat_logs_and_sigterm(redis: Redis, settings: CommonSettings
     }
     proc = subprocess.Popen([sys.executable, "-c", DEMO], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     try:
-        beats: list[dict[str, object]] = []
-        for _ in range(100):
-            beats = await read_heartbeats(redis, settings)
-            if beats:
-                break
-            time.sleep(0.1)
+        beats = await eventually(lambda: read_heartbeats(redis, settings), what="the demo's first heartbeat")
         assert [(b["service"], b["instance"], b["details"]) for b in beats] == [("demo", "demo-1", {"demo": True})]
         assert 0 <= float(beats[0]["age_s"]) < 5  # type: ignore[arg-type]
         proc.send_signal(signal.SIGTERM)

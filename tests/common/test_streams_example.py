@@ -13,14 +13,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
 from services.common.docgen import DOCS
+from tests.waiting import wait_until
 
 GROUP, CONSUMER = "my-pager", "worker-1"
 CRASH_AT_ACK = 4  # entries go out in publish order: the 4th is a critical alert, which prints
@@ -40,15 +40,6 @@ def documented_consumer() -> str:
     text = (DOCS / "streams.md").read_text()
     section = text.split("## Attaching a consumer of your own", 1)[1]
     return section.split("```python\n", 1)[1].split("```", 1)[0]
-
-
-def until(check: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 @pytest.fixture
@@ -110,7 +101,7 @@ def test_the_documented_consumer_picks_up_its_pending_entries_after_a_crash(
     streams = [f"{prefix}alerts", f"{prefix}audits"]
 
     first = start(crashing, redis_url, prefix)
-    until(lambda: groups_exist(r, streams), "the consumer groups")
+    wait_until(lambda: groups_exist(r, streams), what="the consumer groups", timeout_s=20)
     lines = publish(r, prefix)
     ids = list(lines)
     first_out, _ = first.communicate(timeout=30)
@@ -121,8 +112,16 @@ def test_the_documented_consumer_picks_up_its_pending_entries_after_a_crash(
 
     second = start(plain, redis_url, prefix)
     try:
-        until(lambda: not any(pending(r, s) for s in streams), "the restarted consumer to acknowledge everything")
-        until(lambda: all(g["lag"] == 0 for s in streams for g in r.xinfo_groups(s)), "nothing left unread")
+        wait_until(
+            lambda: not any(pending(r, s) for s in streams),
+            what="the restarted consumer to acknowledge everything",
+            timeout_s=20,
+        )
+        wait_until(
+            lambda: all(g["lag"] == 0 for s in streams for g in r.xinfo_groups(s)),
+            what="nothing left unread",
+            timeout_s=20,
+        )
     finally:
         second.terminate()
         second_out, _ = second.communicate(timeout=30)

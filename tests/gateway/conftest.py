@@ -20,6 +20,7 @@ from services.gateway.app import create_app
 from services.gateway.services import Gateway
 from services.gateway.settings import GatewaySettings
 from services.recorder import migrate as migrations
+from tests.waiting import eventually
 
 
 def free_port() -> int:
@@ -74,10 +75,13 @@ async def serving(settings: GatewaySettings, **overrides: Any) -> AsyncIterator[
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
     task = asyncio.create_task(server.serve())
-    while not server.started:
+
+    def started() -> bool:
         if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
+            task.result()  # it failed to start: its error, not a timeout
+        return bool(server.started)
+
+    await eventually(started, what=f"uvicorn to listen on port {port}")
     try:
         yield f"127.0.0.1:{port}", app
     finally:

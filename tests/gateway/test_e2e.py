@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +15,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.stack import Stack
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -45,12 +45,17 @@ async def until_done(ws: ClientConnection) -> list[dict[str, Any]]:
 
 
 async def wait_status(client: httpx.AsyncClient, sid: str, statuses: set[str], wait_s: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + wait_s
-    while True:
-        body: dict[str, Any] = (await client.get(f"/sessions/{sid}/status")).json()
-        if body.get("status") in statuses or time.monotonic() > deadline:
-            return body
-        await asyncio.sleep(0.2)
+    last: dict[str, Any] = {}
+
+    async def reached() -> dict[str, Any] | None:
+        nonlocal last
+        last = (await client.get(f"/sessions/{sid}/status")).json()
+        return last if last.get("status") in statuses else None
+
+    def what() -> str:
+        return f"{sid} to be {sorted(statuses)}; last status: {last}"
+
+    return await eventually(reached, what=what, timeout_s=wait_s, interval_s=0.2)
 
 
 async def test_original_readme_curl_example_then_cancel(stack: Stack) -> None:
@@ -60,11 +65,11 @@ async def test_original_readme_curl_example_then_cancel(stack: Stack) -> None:
         sid = resp.json()["session_id"]
         started = await wait_status(client, sid, {"started"})
         assert started["status"] == "started"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if (await client.get(f"/sessions/{sid}/status")).json()["tokens"] >= 2:
-                break
-            await asyncio.sleep(0.2)
+
+        async def two_tokens() -> bool:
+            return bool((await client.get(f"/sessions/{sid}/status")).json()["tokens"] >= 2)
+
+        await eventually(two_tokens, what=f"{sid}'s first two tokens", timeout_s=120, interval_s=0.2)
         assert (await client.post(f"/sessions/{sid}/cancel")).json()["status"] == "cancelling"
         ended = await wait_status(client, sid, {"cancelled", "finished", "failed"})
         assert ended["status"] == "cancelled"
@@ -89,12 +94,12 @@ async def test_websocket_generate_streams_tokens_with_metrics_and_ends_with_done
     assert done["summary"] is None or done["summary"]["tokens"] == 8
     sid = done["session_id"]
     async with httpx.AsyncClient(base_url=stack.url, timeout=30) as client:
-        deadline = time.monotonic() + 30
-        while True:  # the recorder writes a little after the gateway saw it
-            detail = (await client.get(f"/sessions/{sid}")).json()
-            if detail["session"]["status"] == "finished" or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.3)
+
+        async def recorded() -> dict[str, Any] | None:  # the recorder writes a little after the gateway saw it
+            detail: dict[str, Any] = (await client.get(f"/sessions/{sid}")).json()
+            return detail if detail["session"]["status"] == "finished" else None
+
+        detail = await eventually(recorded, what=f"{sid} recorded as finished", timeout_s=30, interval_s=0.3)
         assert [t["text"] for t in detail["tokens"]] == [t["text"] for t in tokens]
         listed = (await client.get("/sessions", params={"status": "finished"})).json()
         assert sid in [s["session_id"] for s in listed["items"]]

@@ -31,7 +31,7 @@ async def test_stale_heartbeat_counts_as_missing(redis: Redis, settings: CommonS
     s = GatewaySettings(**settings.model_dump(), required_services="auditor", heartbeat_max_age_s=0.05)
     beat = Heartbeat(redis, s, "auditor", "a-1")
     await beat.beat()
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # time has to pass: the beat grows older than heartbeat_max_age_s (0.05 s)
     report = await HealthService(redis, s).check()
     assert report.missing == ["auditor"]
 

@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
+from typing import Any
 
 from services.common.bus import Bus
 from services.common.contracts import SessionEvent
 from services.common.leases import Leases
 from services.gateway.settings import GatewaySettings
 from tests.gateway.conftest import running_app
+from tests.waiting import eventually
 
 
 async def test_gateway_marks_a_dead_generators_session_failed(gw_settings: GatewaySettings, bus: Bus) -> None:
     settings = gw_settings.model_copy(update={"lease_timeout_s": 0.3})
     await Leases(bus).hold("generator-7", 0.1, "orphaned")  # its generator died: never renewed
     async with running_app(settings):
-        for _ in range(50):
-            entries = await bus.redis.xrange(bus.key("sessions"))
-            if entries:
-                break
-            await asyncio.sleep(0.05)
+        entries = await eventually(
+            lambda: bus.redis.xrange(bus.key("sessions")), what="the sweeper's session entry", interval_s=0.05
+        )
     assert len(entries) == 1
     data = entries[0][1][b"data"].decode()
     assert '"status":"failed"' in data
@@ -34,10 +32,12 @@ async def test_gateway_ends_an_abandoned_push_session_failed(gw_settings: Gatewa
         assert started.status_code == 201, started.text
         ok = await client.post("/push/sessions/quiet-1/tokens", json={"tokens": [{"text": "a", "logprob": -0.2}]})
         assert ok.status_code == 202, ok.text
-        deadline = time.monotonic() + 20
-        while (status := (await client.get("/sessions/quiet-1/status")).json())["status"] != "failed":
-            assert time.monotonic() < deadline, status
-            await asyncio.sleep(0.05)
+
+        async def failed() -> dict[str, Any] | None:
+            body: dict[str, Any] = (await client.get("/sessions/quiet-1/status")).json()
+            return body if body["status"] == "failed" else None
+
+        status = await eventually(failed, what="quiet-1 to end failed", timeout_s=20, interval_s=0.05)
         assert status["reason"].startswith("abandoned: no tokens or finish for 0.3 s (UQ_PUSH_IDLE_TIMEOUT_S)")
         late = await client.post("/push/sessions/quiet-1/tokens", json={"tokens": [{"text": "b"}]})
         assert late.status_code == 409, late.text

@@ -24,6 +24,7 @@ from services.gateway.live import LiveState
 from services.gateway.models import PushFinishRequest, PushStartRequest, PushToken
 from services.gateway.push import PushService, token_event
 from services.gateway.settings import GatewaySettings
+from tests.waiting import eventually
 
 
 def convert(**fields: object) -> TokenEvent:
@@ -208,10 +209,10 @@ def quiet_service(redis: Redis, settings: GatewaySettings) -> PushService:
 
 
 async def sweep_until(leases: Leases, sid: str, wait_s: float = 10.0) -> None:
-    deadline = time.monotonic() + wait_s
-    while sid not in await leases.sweep(30.0):
-        assert time.monotonic() < deadline, f"{sid}'s lease never expired"
-        await asyncio.sleep(0.05)
+    async def swept() -> bool:
+        return sid in await leases.sweep(30.0)
+
+    await eventually(swept, what=f"{sid}'s lease to expire and be swept", timeout_s=wait_s, interval_s=0.05)
 
 
 async def test_a_quiet_push_session_ends_failed_and_late_calls_get_409(

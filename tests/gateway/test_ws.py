@@ -18,6 +18,7 @@ from services.gateway.settings import GatewaySettings
 from services.recorder.store import Store
 from tests.gateway.conftest import gateway_of, serving
 from tests.gateway.events import alert, audit, lifecycle, summary
+from tests.waiting import eventually
 
 
 async def recv(ws: ClientConnection, wait_s: float = 5.0) -> dict[str, Any]:
@@ -117,7 +118,8 @@ async def test_subscribe_replays_store_and_live_then_follows(gw_settings: Gatewa
         await store.close()
         await bus.publish("audits", audit("s1", 1))  # also in the store: deduped
         await bus.publish("audits", audit("s1", 2))  # not yet stored
-        await asyncio.sleep(0.5)
+        fanout = gateway_of(_app).fanout
+        await eventually(lambda: fanout.entries >= 2, what="the fan-out to read both audits")
         async with connect(f"ws://{addr}/ws") as ws:
             await ws.send('{"type": "subscribe", "session_id": "s1", "after_seq": 0}')
             replay = await recv_until(ws, "replayed")
@@ -207,7 +209,7 @@ async def test_a_slow_socket_is_told_what_it_missed_and_others_get_everything(
                 reader = asyncio.create_task(read_fast())
                 for start in range(0, n, 20):  # a steady producer the fast socket keeps up with
                     await bus.publish_many(("audits", audit("slow", s, pad=4000)) for s in range(start, start + 20))
-                    await asyncio.sleep(0.002)
+                    await asyncio.sleep(0.002)  # pacing on purpose: a producer, not a flood
                 await reader
                 assert received == list(range(n))
             got: list[dict[str, Any]] = []

@@ -46,7 +46,7 @@ class ScriptedEngine(Engine):
         assert isinstance(self.options, ScriptedOptions)
         yield Prefilling(done=1, total=2)  # as an engine reading a long prompt in chunks does
         for i in range(request.sampling.max_tokens):
-            time.sleep(self.options.step_s)
+            time.sleep(self.options.step_s)  # a deliberately slow engine: the tests set how long a token takes
             if self.model == "crash" and i == 2:
                 raise InvalidJobError("this engine cannot go on", param="prompt")
             alternative = TopKAlternative(token_id=i, text=f"t{i} ", logprob=-0.5)

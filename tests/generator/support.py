@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +13,7 @@ from services.common.contracts import JobRequest, SamplingParams, SessionEvent, 
 from services.generator.pool import EnginePool
 from services.generator.settings import GeneratorSettings
 from services.generator.worker import Worker
+from tests.waiting import eventually
 
 
 @contextlib.asynccontextmanager
@@ -51,23 +51,20 @@ async def tokens(bus: Bus, session_id: str) -> list[TokenEvent]:
 
 async def wait_end(bus: Bus, session_id: str, timeout_s: float = 120) -> SessionEvent:
     """The terminal session entry (seq 2), once it is there."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        ends = [e for e in await sessions(bus, session_id) if e.seq == 2]
-        if ends:
-            return ends[0]
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"session {session_id} did not end within {timeout_s} s")
+
+    async def ends() -> list[SessionEvent]:
+        return [e for e in await sessions(bus, session_id) if e.seq == 2]
+
+    return (await eventually(ends, what=f"session {session_id} to end", timeout_s=timeout_s, interval_s=0.05))[0]
 
 
 async def wait_tokens(bus: Bus, session_id: str, n: int, timeout_s: float = 120) -> list[TokenEvent]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    async def enough() -> list[TokenEvent]:
         found = await tokens(bus, session_id)
         if len(found) >= n:
             return found
         ended = [e for e in await sessions(bus, session_id) if e.seq == 2]
-        if ended:
-            raise AssertionError(f"session {session_id} ended with {len(found)} of {n} tokens: {ended[0]}")
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"session {session_id} did not reach {n} tokens within {timeout_s} s")
+        assert not ended, f"session {session_id} ended with {len(found)} of {n} tokens: {ended[0]}"
+        return []
+
+    return await eventually(enough, what=f"session {session_id} to reach {n} tokens", timeout_s=timeout_s)

@@ -9,6 +9,7 @@ import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -273,6 +274,7 @@ async def test_service_process_runs_jobs_and_stops_on_sigterm(
     import sys
 
     from services.common.health import read_heartbeats
+    from tests.waiting import eventually
 
     env = os.environ | {
         "UQ_REDIS_URL": settings.redis_url,
@@ -291,11 +293,14 @@ async def test_service_process_runs_jobs_and_stops_on_sigterm(
         end = await wait_end(bus, "proc", timeout_s=90)
         await submit(bus, "hub", PARIS, max_tokens=4, model="uq-test/not-in-any-cache")
         hub = await wait_end(bus, "hub", timeout_s=30)
-        for _ in range(50):  # heartbeats are periodic: wait for one written after the model loaded
+        beats: list[dict[str, Any]] = []
+
+        async def ready() -> bool:  # heartbeats are periodic: wait for one written after the model loaded
+            nonlocal beats
             beats = [b for b in await read_heartbeats(bus.redis, settings) if b["service"] == "generator"]
-            if beats and beats[0]["status"] == "ready":
-                break
-            await asyncio.sleep(0.1)
+            return bool(beats) and beats[0]["status"] == "ready"
+
+        await eventually(ready, what=lambda: f"a ready heartbeat from the generator; last: {beats}", timeout_s=10)
         proc.send_signal(signal.SIGTERM)
         _out, err = await asyncio.wait_for(proc.communicate(), 30)
     finally:

@@ -153,7 +153,7 @@ async def test_jobs_wait_for_a_free_slot(settings: CommonSettings, bus: Bus) -> 
         await submit(bus, "q1", max_tokens=20)
         await submit(bus, "q2", max_tokens=20)
         await wait_tokens(bus, "q1", 1)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # "nothing happens meanwhile": q1 (20 x 5 ms) still holds the only slot
         assert [e.status for e in await sessions(bus, "q2")] == []  # still queued in the stream
         await wait_end(bus, "q2")
     q1 = await tokens(bus, "q1")

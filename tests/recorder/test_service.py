@@ -21,6 +21,7 @@ from services.recorder.service import STREAMS, Recorder
 from services.recorder.settings import RecorderSettings
 from services.recorder.store import Store
 from tests.recorder.conftest import POSTGRES, expected_history, session_events
+from tests.waiting import eventually
 
 
 def stream_of(event: Event) -> str:
@@ -34,14 +35,6 @@ def stream_of(event: Event) -> str:
 
 async def publish(bus: Bus, events: list[Event]) -> None:
     await bus.publish_many([(stream_of(e), e) for e in events])
-
-
-async def wait_for(check: Callable[[], Awaitable[bool]], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout_s} s")
-        await asyncio.sleep(0.05)
 
 
 async def pending(redis: Redis, bus: Bus, group: str) -> int:
@@ -80,10 +73,10 @@ async def test_a_full_session_published_on_the_bus_is_recorded_and_reads_back_eq
     events = session_events("bus-1", n_tokens=100)
     await publish(bus, events)
 
-    await wait_for(equal_to(store, expected_history(events)))
+    await eventually(equal_to(store, expected_history(events)), what="the session recorded", timeout_s=30)
 
     assert await store.get_session("bus-1") == expected_history(events)
-    await wait_for(lambda: zero(pending(redis, bus, "recorders")))
+    await eventually(lambda: zero(pending(redis, bus, "recorders")), what="nothing pending", timeout_s=30)
     assert running.totals.tokens == 100
     assert running.totals.alerts == 2
 
@@ -106,7 +99,7 @@ async def test_entries_written_by_a_recorder_that_died_before_acknowledging_are_
     stop = asyncio.Event()
     task = asyncio.create_task(recorder.run(stop))
     try:
-        await wait_for(lambda: zero(pending(redis, bus, "recorders")))
+        await eventually(lambda: zero(pending(redis, bus, "recorders")), what="nothing pending", timeout_s=30)
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
@@ -129,13 +122,15 @@ async def test_a_database_outage_holds_the_batches_and_loses_nothing(
     events = session_events("outage-1", n_tokens=30)
     try:
         await publish(bus, events)
-        await asyncio.sleep(1.5)
-        assert await pending(redis, bus, "recorders") == len(events)
-        assert recorder.details()["database_ok"] is False
+
+        async def held() -> bool:  # read, failed to write, kept pending (not acknowledged, not dead-lettered)
+            return recorder.details()["database_ok"] is False and await pending(redis, bus, "recorders") == len(events)
+
+        await eventually(held, what="every entry read and held while the database is missing", timeout_s=30)
         with psycopg.connect(POSTGRES, autocommit=True) as admin:
             admin.execute(f'CREATE DATABASE "{name}"')
-        await wait_for(equal_to(store, expected_history(events)), timeout_s=60)
-        await wait_for(lambda: zero(pending(redis, bus, "recorders")))
+        await eventually(equal_to(store, expected_history(events)), what="the session recorded", timeout_s=60)
+        await eventually(lambda: zero(pending(redis, bus, "recorders")), what="nothing pending", timeout_s=30)
         assert recorder.details()["database_ok"] is True
     finally:
         stop.set()
@@ -161,7 +156,7 @@ async def test_a_malformed_entry_is_dead_lettered_and_the_rest_recorded(
     await redis.xadd(bus.key("audits"), {b"data": b'{"type": "audit", "seq": "not a number"}'})
     await publish(bus, events)
 
-    await wait_for(equal_to(store, expected_history(events)))
+    await eventually(equal_to(store, expected_history(events)), what="the session recorded", timeout_s=30)
 
     dead = await redis.xrange(bus.key("dead"))
     assert len(dead) == 1
@@ -184,7 +179,7 @@ async def test_the_recorder_applies_the_retention_periodically(
         return await store.get_session("old") is None
 
     try:
-        await wait_for(old_gone)
+        await eventually(old_gone, what="the old session deleted by the retention", timeout_s=30)
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)

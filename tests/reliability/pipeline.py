@@ -66,7 +66,7 @@ async def run_script(
         await push(client, sid, tokens[start : start + batch])
         if between is not None:
             await between(i)
-        await asyncio.sleep(pause_s)
+        await asyncio.sleep(pause_s)  # pacing on purpose: a producer sending batches, not one burst
     await finish(client, sid)
     return sid
 

@@ -13,7 +13,6 @@ import csv
 import io
 import json
 import math
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -25,6 +24,7 @@ from redis.asyncio import Redis
 from tests.reliability.pipeline import entries, finish, outcome, push, script, start_session
 from tests.reliability.test_bad_input import assert_refused, still_serving
 from tests.stack import Stack
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -60,13 +60,16 @@ async def post_raw(client: httpx.AsyncClient, path: str, body: str) -> httpx.Res
 
 
 async def wait_status(client: httpx.AsyncClient, sid: str, status: str, wait_s: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + wait_s
-    while True:
-        got: dict[str, Any] = (await client.get(f"/sessions/{sid}/status")).json()
-        if got.get("status") == status:
-            return got
-        assert time.monotonic() < deadline, got
-        await asyncio.sleep(0.1)
+    got: dict[str, Any] = {}
+
+    async def reached() -> dict[str, Any] | None:
+        nonlocal got
+        got = (await client.get(f"/sessions/{sid}/status")).json()
+        return got if got.get("status") == status else None
+
+    return await eventually(
+        reached, what=lambda: f"{sid} to be {status}; last: {got}", timeout_s=wait_s, interval_s=0.1
+    )
 
 
 # --- session ids (issue 14, item 1) -------------------------------------------------------------

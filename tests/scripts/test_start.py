@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("generator", "auditor", "alerter", "recorder", "gateway")
 
@@ -99,12 +101,14 @@ def test_start_generate_and_ctrl_c(tmp_path: Path, redis_url: str) -> None:
         )
         assert status == 202, job
         session_id = job["session_id"]
-        detail: dict[str, object] = {}
-        for _ in range(240):
-            status, detail = http("GET", f"{base}/sessions/{session_id}")
-            if status == 200 and detail["session"]["status"] in ("finished", "failed"):  # type: ignore[index]
-                break
-            time.sleep(0.5)
+        last: list[tuple[int, dict[str, object]]] = []
+
+        def ended() -> dict[str, object] | None:
+            last[:] = [http("GET", f"{base}/sessions/{session_id}")]
+            status, detail = last[0]
+            return detail if status == 200 and detail["session"]["status"] in ("finished", "failed") else None  # type: ignore[index]
+
+        detail = wait_until(ended, what=lambda: f"the session to end; last: {last}", timeout_s=120, interval_s=0.5)
         assert detail["session"]["status"] == "finished", detail  # type: ignore[index]
         assert len(detail["tokens"]) >= 1  # type: ignore[arg-type]
     finally:
@@ -115,9 +119,11 @@ def test_start_generate_and_ctrl_c(tmp_path: Path, redis_url: str) -> None:
         finally:
             os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
     assert "stopped." in "".join(output)
-    time.sleep(0.5)
-    alive = [p for p in pids if _alive(p)]
-    assert not alive, f"processes left behind: {alive}"
+    wait_until(
+        lambda: not any(_alive(p) for p in pids),
+        what=lambda: f"the services to exit; left behind: {[p for p in pids if _alive(p)]}",
+        timeout_s=5,
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -125,4 +131,7 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except FileNotFoundError:  # gone between the two looks
+        return False

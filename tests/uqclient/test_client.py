@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import struct
-import time
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -16,6 +15,7 @@ from services.common.contracts import SessionEvent, TokenEvent
 from services.gateway.settings import GatewaySettings
 from tests.gateway.conftest import serving
 from tests.gateway.events import audit, summary
+from tests.waiting import eventually
 from uqclient import (
     AsyncAuditClient,
     AuditClient,
@@ -143,16 +143,6 @@ async def test_a_batch_the_gateway_does_not_take_stays_queued(gw_settings: Gatew
         assert [q.body["text"] for q in session.pending] == ["A"]
 
 
-async def until(check: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
-    """Wait for a condition (polling the gateway), failing the test after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout_s} s")
-
-
 def audited(client: AsyncAuditClient, session_id: str, tokens: int) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         return len((await client.get_session(session_id))["tokens"]) >= tokens
@@ -176,10 +166,10 @@ async def test_finish_and_wait_returns_only_once_the_summary_is_written(gw_setti
         sid = session.session_id
         for seq in range(2):  # what an auditor publishes
             await bus.publish("audits", audit(sid, seq))
-        await until(audited(client, sid, 2))  # every token audited, no summary yet
+        await eventually(audited(client, sid, 2), what="both tokens audited")  # every token audited, no summary yet
 
         waiting = asyncio.create_task(client.finish(wait=True, wait_s=30))
-        await until(ended(client, sid))  # the waiting finish has ended it and is polling
+        await eventually(ended(client, sid), what="the session ended")  # the waiting finish has ended it and is polling
         assert not waiting.done()
         await bus.publish("alerts", summary(sid, 0, 2))  # what the alerter publishes once caught up
         result = await asyncio.wait_for(waiting, 30)
@@ -196,7 +186,7 @@ async def test_finish_and_wait_without_a_summary_times_out_clearly(gw_settings: 
         await client.add_token(SimpleToken(text="t1", logprob=-0.5))
         await client.flush()
         await bus.publish("audits", audit(session.session_id, 0))  # one of two audited; no alerter
-        await until(audited(client, session.session_id, 1))
+        await eventually(audited(client, session.session_id, 1), what="the first token audited")
 
         with pytest.raises(AuditTimeoutError) as err:
             await client.finish(wait=True, wait_s=0.5)
