@@ -137,27 +137,30 @@ class HistoryService:
             return await self.store.get_session(session_id)
 
     async def messages(self, session_id: str, after_seq: int = -1) -> list[tuple[MessageKey, str]] | None:
-        """Replay of one session (store + live buffer); None when neither knows it.
-
-        When the store cannot answer (its database is down, or the recorder has not created its
-        schema yet), a session the live buffer knows replays from the buffer alone.
-        """
+        """Replay of one session (store + live buffer); None when neither knows it."""
+        history = await self._stored_or_live(session_id)
         view = self.live.view(session_id)
-        try:
-            history = await self.stored(session_id)
-        except UnavailableError as exc:
-            if view is None:
-                raise
-            log.warning("replay from the live buffer only", extra={"session_id": session_id, "error": exc.message})
-            history = None
         if history is None and view is None:
             return None
         stored = messages.from_history(history) if history is not None else []
         live = list(view.messages) if view is not None else []
         return merge(stored, live, after_seq)
 
+    async def _stored_or_live(self, session_id: str) -> SessionHistory | None:
+        """The stored session; when the store cannot answer (its database is down, or the recorder has
+        not created its schema yet), None for a session the live buffer knows: it is served from there."""
+        try:
+            return await self.stored(session_id)
+        except UnavailableError as exc:
+            if self.live.view(session_id) is None:
+                raise
+            log.warning(
+                "session served from the live buffer only", extra={"session_id": session_id, "error": exc.message}
+            )
+            return None
+
     async def detail(self, session_id: str) -> SessionDetail:
-        history = await self.stored(session_id)
+        history = await self._stored_or_live(session_id)
         view = self.live.view(session_id)
         replay = await self.messages(session_id)
         if replay is None:

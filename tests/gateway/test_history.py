@@ -48,6 +48,7 @@ async def test_the_gateway_reads_and_never_migrates(tmp_path: Path) -> None:
     live.apply(audit("s", 0).model_dump(mode="json"))
     replay = await HistoryService(reader, live).messages("s")  # a live session replays from the buffer
     assert replay is not None and [k for k, _ in replay] == [("token", 0)]
+    assert [t.seq for t in (await HistoryService(reader, live).detail("s")).tokens] == [0]  # and its detail
     recorder = RecorderStore.from_url(url)
     await recorder.migrate()
     assert (await history.list_sessions(limit=1, offset=0, status=None, risk=None)).total == 0
