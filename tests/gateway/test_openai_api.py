@@ -175,6 +175,15 @@ def test_a_chat_completion_and_its_logprobs() -> None:
     assert [t["token"] for t in first["top_logprobs"]] == ["Hé", "H"]
     assert body["usage"] == {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}
     assert ChatFormat("sid", "m", 5, None).whole(TOKENS, DONE, "stop").choices[0].logprobs is None
+    stream = ChatFormat("sid", "m", 5, None)
+    assert [
+        json.loads(c.model_dump_json())["choices"][0]["delta"] for c in (stream.first(), stream.token(TOKENS[1]))
+    ] == [
+        {"role": "assistant", "content": ""},
+        {"content": "!"},
+    ]
+    last = json.loads(stream.last("length").model_dump_json())["choices"][0]
+    assert (last["delta"], last["finish_reason"], last["logprobs"]) == ({}, "length", None)
 
 
 def test_a_streamed_completion_offsets_its_tokens_and_keeps_the_likelier_of_two_alike() -> None:
