@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,10 @@ from services.common.health import Heartbeat
 from services.common.leases import Leases, sweep_forever
 from services.common.runner import connect
 from services.common.validation import JsonTooDeepError, check_depth
-from services.gateway import routes_jobs, routes_ops, routes_push, routes_sessions
+from services.gateway import routes_jobs, routes_openai, routes_ops, routes_push, routes_sessions
 from services.gateway.errors import ApiError, InvalidJsonError, error_body, invalid
 from services.gateway.history import open_history
+from services.gateway.openai_api import openai_error
 from services.gateway.security import RateLimiter
 from services.gateway.services import Gateway
 from services.gateway.settings import GatewaySettings
@@ -49,6 +50,8 @@ API_PREFIXES = (
     "/v1",
     "/api",
 )
+#: The OpenAI-compatible surface: its errors are rendered in OpenAI's shape (openai_api.openai_error).
+OPENAI_PREFIX = "/v1"
 WS_PATH = "/ws"
 _DASHBOARD_ROUTE = "/{path:path}"
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -105,7 +108,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.settings = settings
     _errors(app)
     app.include_router(routes_jobs.build_router(settings))
-    for module in (routes_sessions, routes_push, routes_ops):
+    for module in (routes_sessions, routes_push, routes_ops, routes_openai):
         app.include_router(module.router)
 
     @app.websocket(WS_PATH)
@@ -140,15 +143,26 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     return app
 
 
+def error_response(
+    path: str, body: dict[str, Any], status: int, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """The one rendering of an error: {"error": {"message", "type", "param"}}; under /v1, OpenAI's shape
+    and status codes (openai_api.openai_error), so OpenAI's clients raise their own exception classes."""
+    if path == OPENAI_PREFIX or path.startswith(OPENAI_PREFIX + "/"):
+        status, body, extra = openai_error(status, body)
+        headers = {**(headers or {}), **extra}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
 def _errors(app: FastAPI) -> None:
-    """One JSON shape for every error: {"error": {"message", "type", "param"}}."""
+    """One JSON shape for every error (error_response)."""
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         headers = {}
         if exc.retry_after_s is not None:
             headers["Retry-After"] = RateLimiter.retry_after_header(exc.retry_after_s)
-        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+        return error_response(request.url.path, exc.body(), exc.status, headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -157,7 +171,7 @@ def _errors(app: FastAPI) -> None:
             bad: ApiError = InvalidJsonError(f"the body is not valid JSON: {err.get('msg')}")
         else:
             bad = invalid(exc.errors(), root=exc.body, request=True)
-        return JSONResponse(bad.body(), status_code=bad.status)
+        return error_response(request.url.path, bad.body(), bad.status)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -173,18 +187,20 @@ def _errors(app: FastAPI) -> None:
             else:
                 status, headers, message = 404, None, _no_route(app, path)
         kind = _HTTP_TYPES.get(status, "http_error")
-        return JSONResponse(error_body(message, kind), status_code=status, headers=headers)
+        return error_response(path, error_body(message, kind), status, headers)
 
     @app.exception_handler(RedisError)
     async def redis_down(request: Request, exc: RedisError) -> JSONResponse:
         log.error("redis error", extra={"path": request.url.path, "error": str(exc)})
         message = f"Redis is not reachable or failed ({exc}); the gateway retries on the next request"
-        return JSONResponse(error_body(message, "unavailable"), status_code=503)
+        return error_response(request.url.path, error_body(message, "unavailable"), 503)
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:
         log.exception("request failed", extra={"path": request.url.path})
-        return JSONResponse(error_body("internal error; see the gateway's log", "internal_error"), status_code=500)
+        return error_response(
+            request.url.path, error_body("internal error; see the gateway's log", "internal_error"), 500
+        )
 
 
 def is_api_path(path: str) -> bool:
@@ -305,8 +321,8 @@ class BodyGuard:
             try:
                 check_depth(body)
             except JsonTooDeepError as exc:
-                response = JSONResponse(error_body(f"the body is not usable JSON: {exc}", "invalid_json"), 400)
-                await response(scope, receive, send)
+                problem = error_body(f"the body is not usable JSON: {exc}", "invalid_json")
+                await error_response(scope["path"], problem, 400)(scope, receive, send)
                 return
         sent = False
 
@@ -320,13 +336,8 @@ class BodyGuard:
         await self.app(scope, replay, send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = JSONResponse(
-            error_body(
-                f"request body larger than {self.max_bytes} bytes (setting UQ_MAX_BODY_BYTES)", "payload_too_large"
-            ),
-            status_code=413,
-        )
-        await response(scope, receive, send)
+        message = f"request body larger than {self.max_bytes} bytes (setting UQ_MAX_BODY_BYTES)"
+        await error_response(scope["path"], error_body(message, "payload_too_large"), 413)(scope, receive, send)
 
 
 def _may_be_json(scope: Scope) -> bool:

@@ -6,12 +6,16 @@ UQError (services.common.errors)
     ├── BadRequestError      400 bad_request: the request is well-formed JSON but makes no sense
     ├── UnauthorizedError    401 unauthorized: no API key, or a wrong one
     ├── NotFoundError        404 not_found: unknown session (carries the id as ``param``)
+    │   └── ModelNotFoundError  404 model_not_found: ``/v1`` names a model this deployment does not serve
     ├── ConflictError        409 conflict: the session is in a state that forbids it (e.g. finished)
     ├── InvalidRequestError  422 invalid_request: a field fails validation (see :func:`invalid`)
+    ├── SessionCancelledError 409 cancelled: a ``/v1`` completion whose session was cancelled (by someone else)
     ├── RateLimitedError     429 rate_limited: carries ``retry_after_s``
+    ├── GenerationFailedError 500 generation_failed: a ``/v1`` completion whose session failed (the reason)
     └── UnavailableError     503 unavailable: a part the request needs is missing (Redis, the store) or
                              the auditors are too far behind to take more (carries ``retry_after_s``)
 
+Under ``/v1`` the same errors are rendered in OpenAI's shape (services.gateway.openai_api.openai_error).
 The WebSocket sends the same body in its ``error`` message: ``{"type": "error", "error": {…}}``.
 Validation errors of REST bodies, push tokens and WebSocket messages alike become an ApiError through
 :func:`invalid`.
@@ -63,6 +67,19 @@ class NotFoundError(ApiError):
 class ConflictError(ApiError):
     status = 409
     type = "conflict"
+
+
+class ModelNotFoundError(NotFoundError):
+    type = "model_not_found"
+
+
+class SessionCancelledError(ConflictError):
+    type = "cancelled"
+
+
+class GenerationFailedError(ApiError):
+    status = 500
+    type = "generation_failed"
 
 
 class InvalidRequestError(ApiError):

@@ -65,6 +65,7 @@ def session(record: SessionRecord) -> tuple[MessageKey, Message]:
         "provider": record.provider,
         "prompt": record.prompt,
         "tokens": record.tokens,
+        "prompt_tokens": None,  # the audit trail does not keep it (only the live terminal entry has it)
         "verification": verification.model_dump(mode="json") if verification is not None else None,
     }
 

@@ -38,7 +38,7 @@ async def metrics(gw: GatewayDep) -> Response:
 async def config(gw: GatewayDep) -> ConfigResponse:
     """What the dashboard needs to know before it starts."""
     s = gw.settings
-    models = s.split(s.models) or [s.default_model]
+    models = s.offered_models()
     policy, source = await _threshold_policy(gw)
     calibration = {m: calibration_of(m, s.profiles_dir, policy, source) for m in models}
     default = calibration.get(s.default_model) or calibration_of(s.default_model, s.profiles_dir, policy, source)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from services.common.bus import Bus
+from services.gateway.completions import CompletionService
 from services.gateway.fanout import Fanout
 from services.gateway.health import HealthService
 from services.gateway.history import HistoryReader, HistoryService
@@ -26,6 +27,7 @@ class Gateway:
     live: LiveState
     history: HistoryService
     jobs: JobService
+    completions: CompletionService
     push: PushService
     health: HealthService
     metrics: GatewayMetrics
@@ -43,13 +45,15 @@ class Gateway:
             budget_bytes=int(settings.replay_budget_mb * 2**20),
         )
         history = HistoryService(store, live)
+        jobs = JobService(bus, settings, history)
         return cls(
             settings=settings,
             redis=redis,
             bus=bus,
             live=live,
             history=history,
-            jobs=JobService(bus, settings, history),
+            jobs=jobs,
+            completions=CompletionService(jobs, live, settings),
             push=PushService(bus, settings, history),
             health=HealthService(redis, settings),
             metrics=GatewayMetrics(),

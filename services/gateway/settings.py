@@ -86,6 +86,10 @@ class GatewaySettings(CommonSettings):
         """Items of a comma-separated setting, stripped, empties dropped."""
         return [item.strip() for item in value.split(",") if item.strip()]
 
+    def offered_models(self) -> list[str]:
+        """The models this deployment offers (``UQ_MODELS``, else the default): ``GET /config``, ``GET /v1/models``."""
+        return self.split(self.models) or [self.default_model]
+
     @property
     def api_key_list(self) -> list[str]:
         return self.split(self.api_keys)

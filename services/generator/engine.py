@@ -93,9 +93,10 @@ class Prefilling:
 
 @dataclass(frozen=True, slots=True)
 class Finished:
-    """The stream's last item: why generation ended."""
+    """The stream's last item: why generation ended, and (optional) how many prompt tokens were read."""
 
     reason: FinishReason
+    prompt_tokens: int | None = None  # lands on the session's terminal entry (OpenAI's usage.prompt_tokens)
 
 
 Step = TokenStep | Prefilling | Finished

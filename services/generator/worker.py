@@ -220,7 +220,15 @@ class Worker:
             self.details["cancelled"] += 1
         if status != "finished":
             verification = None
-        end = self._session(job, status, reason=reason, tokens=progress.tokens, model=model, verification=verification)
+        end = self._session(
+            job,
+            status,
+            reason=reason,
+            tokens=progress.tokens,
+            prompt_tokens=progress.prompt_tokens,
+            model=model,
+            verification=verification,
+        )
         await self._publish_terminal(end)
         with contextlib.suppress(RedisError, OSError):
             await self.leases.release(job.session_id)
@@ -240,6 +248,7 @@ class Worker:
                 if step is _END:
                     return "finished", "eos"
                 if isinstance(step, Finished):
+                    progress.prompt_tokens = step.prompt_tokens
                     return "finished", step.reason
                 if self._abort.is_set():
                     return "failed", "the generator was stopped before this job finished; submit it again"
@@ -306,6 +315,7 @@ class Worker:
 @dataclass
 class _Progress:
     tokens: int = 0
+    prompt_tokens: int | None = None
     texts: list[str] = field(default_factory=list)
 
 

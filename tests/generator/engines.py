@@ -51,4 +51,4 @@ class ScriptedEngine(Engine):
                 raise InvalidJobError("this engine cannot go on", param="prompt")
             alternative = TopKAlternative(token_id=i, text=f"t{i} ", logprob=-0.5)
             yield TokenStep(token_id=i, text=f"t{i} ", logprob=-0.5, top_k=[alternative], vocab_size=100)
-        yield Finished("max_tokens")
+        yield Finished("max_tokens", prompt_tokens=len((request.prompt or "").split()))

@@ -379,7 +379,7 @@ def test_long_prompts_are_read_in_chunks_with_the_same_result(
     steps_chunked = [s for s in chunked if isinstance(s, TokenStep)]
     assert [s.token_id for s in steps_chunked] == [s.token_id for s in steps_whole]
     assert [s.logprob for s in steps_chunked] == pytest.approx([s.logprob for s in steps_whole], abs=1e-4)
-    assert chunked[-1] == whole[-1] == Finished("max_tokens")
+    assert chunked[-1] == whole[-1] == Finished("max_tokens", n_prompt)
 
 
 def test_batched_samples_equal_the_same_samples_drawn_one_by_one(engine: TransformersEngine) -> None:

@@ -40,6 +40,7 @@ async def test_lifecycle_started_tokens_finished(gen_settings: GeneratorSettings
     assert [(e.seq, e.status) for e in events] == [(1, "started"), (2, "finished")]
     assert events[0].prompt == "Hello"
     assert (end.reason, end.tokens, end.model, end.provider) == ("max_tokens", 5, "scripted-count", "scripted")
+    assert end.prompt_tokens == 1  # what the engine's Finished reported ("Hello": one word to the scripted engine)
     toks = await tokens(bus, "s1")
     assert [t.seq for t in toks] == [0, 1, 2, 3, 4]
     assert "".join(t.text for t in toks) == "t0 t1 t2 t3 t4 "
@@ -99,6 +100,7 @@ async def test_failures_fail_the_job_and_the_worker_goes_on(
     assert crash.status == "failed"
     assert crash.reason == "this engine cannot go on"
     assert crash.tokens == 2
+    assert crash.prompt_tokens is None  # no Finished came: the engine never said
     assert (ok.status, ok.tokens) == ("finished", 3)
 
 

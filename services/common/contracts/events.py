@@ -403,6 +403,9 @@ class SessionEvent(Envelope):
     provider: str | None = Field(None, max_length=128, description="transformers, push, …")
     prompt: str | None = Field(None, max_length=200_000, description="Prompt (queued/started entries).")
     tokens: int | None = Field(None, ge=0, description="Tokens generated (terminal entries).")
+    prompt_tokens: int | None = Field(
+        None, ge=0, description="Prompt tokens the model read (terminal entries, when the engine reports it)."
+    )
     verification: Verification | None = Field(
         None, description="Finished entries of jobs that asked for verification: the samples' agreement."
     )

@@ -155,7 +155,7 @@ def generate(
             held = stops.flush() + decoder.flush()
             if held:  # text still held back must reach the output: it rides on the end-of-sequence token
                 yield _describe(lm, logits, token, held, k, request.full_logits, texts, probe, hidden)
-            yield Finished("eos")
+            yield Finished("eos", len(ids))
             return
         text, hit = stops.feed(decoder.add(token))
         produced += 1
@@ -163,10 +163,10 @@ def generate(
             text += stops.feed(decoder.flush())[0] + stops.flush()
         yield _describe(lm, logits, token, text, k, request.full_logits, texts, probe, hidden)
         if hit:
-            yield Finished("stop")
+            yield Finished("stop", len(ids))
             return
         if produced >= budget:
-            yield Finished("max_tokens")
+            yield Finished("max_tokens", len(ids))
             return
         logits, cache, hidden = _forward(lm, [token], cache, produced, probe)
 
