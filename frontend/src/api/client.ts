@@ -30,6 +30,16 @@ export interface SessionQuery {
   risk?: string;
 }
 
+/** What the dashboard assumes until GET /config answers (the gateway's defaults). */
+export const DEFAULT_SERVER_CONFIG: ServerConfig = {
+  models: [],
+  default_model: "",
+  thresholds: { hbar_s: 2.5, prob: 0.3 },
+  limits: { max_tokens: 2048, prompt_chars: 20_000, push_batch: 1000 },
+  auth_required: false,
+  calibration: {},
+};
+
 type GenerateBody = paths["/generate"]["post"]["requestBody"]["content"]["application/json"];
 type Fetched = { data?: unknown; error?: unknown; response: Response };
 
@@ -78,8 +88,9 @@ export class ApiClient {
   async generate(params: GenerateParams): Promise<GenerateAccepted> {
     // The schema's types mark defaulted fields as present (they are, in answers); in a request
     // the gateway fills them in, so the body may leave them out.
-    const body = params as GenerateBody;
-    return checked(validateGenerateResponse, await this.body(this.http.POST("/generate", { body })), "POST /generate");
+    const body: Partial<GenerateBody> = params;
+    const answer = await this.body(this.http.POST("/generate", { body: body as GenerateBody }));
+    return checked(validateGenerateResponse, answer, "POST /generate");
   }
 
   async session(id: string): Promise<SessionHistory> {

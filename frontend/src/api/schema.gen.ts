@@ -453,11 +453,20 @@ export interface components {
         };
         /** ErrorDetail */
         ErrorDetail: {
-            /** Message */
+            /**
+             * Message
+             * @description What went wrong and what to do, in one sentence.
+             */
             message: string;
-            /** Type */
+            /**
+             * Type
+             * @description invalid_request, invalid_json, bad_request, not_found, unauthorized, … (docs/api.md).
+             */
             type: string;
-            /** Param */
+            /**
+             * Param
+             * @description The offending field, as a dotted path into what was sent; or null.
+             */
             param: string | null;
         };
         /** ErrorResponse */
@@ -472,13 +481,15 @@ export interface components {
             /**
              * Prompt
              * @description Plain prompt; or use messages.
+             * @default null
              */
-            prompt?: string | null;
+            prompt: string | null;
             /**
              * Messages
              * @description Chat messages instead of prompt.
+             * @default null
              */
-            messages?: components["schemas"]["ChatMessage"][] | null;
+            messages: components["schemas"]["ChatMessage"][] | null;
             /**
              * Max Tokens
              * @description Most tokens to generate.
@@ -506,8 +517,9 @@ export interface components {
             /**
              * Seed
              * @description Same seed, same text.
+             * @default null
              */
-            seed?: number | null;
+            seed: number | null;
             /**
              * Stop
              * @description Stop strings.
@@ -516,8 +528,9 @@ export interface components {
             /**
              * Model
              * @description Model; null = the generator's default (see GET /config).
+             * @default null
              */
-            model?: string | null;
+            model: string | null;
             /**
              * Verify
              * @description Extra answers sampled after this one to check it; their agreement becomes the session's consistency (docs/metrics.md). 0 = none.
@@ -574,53 +587,63 @@ export interface components {
             /**
              * Prob
              * @description p(x) of the emitted token.
+             * @default null
              */
-            prob?: number | null;
+            prob: number | null;
             /**
              * Surprisal
              * @description -log2 p(x). Higher = more uncertain.
+             * @default null
              */
-            surprisal?: number | null;
+            surprisal: number | null;
             /**
              * Entropy
              * @description H = -Σ p log2 p. Higher = more uncertain.
+             * @default null
              */
-            entropy?: number | null;
+            entropy: number | null;
             /**
              * Margin
              * @description p(1st) - p(2nd). Higher = more certain.
+             * @default null
              */
-            margin?: number | null;
+            margin: number | null;
             /**
              * Rank
              * @description 1 + tokens more likely than x. Higher = more surprising.
+             * @default null
              */
-            rank?: number | null;
+            rank: number | null;
             /**
              * Hbar S
              * @description ℏₛ = √(H · surprisal) (experimental).
+             * @default null
              */
-            hbar_s?: number | null;
+            hbar_s: number | null;
             /**
              * Fisher Trace
              * @description 1 - Σ p². Higher = more uncertain.
+             * @default null
              */
-            fisher_trace?: number | null;
+            fisher_trace: number | null;
             /**
              * Varentropy
              * @description Σ p (-log2 p - H)². Bits².
+             * @default null
              */
-            varentropy?: number | null;
+            varentropy: number | null;
             /**
              * Coverage
              * @description Σ p over the known top-k (top-k input).
+             * @default null
              */
-            coverage?: number | null;
+            coverage: number | null;
             /**
              * Probe
              * @description White-box: the token's hidden-state probe projection (as on the token; docs/metrics.md). Higher = more likely wrong.
+             * @default null
              */
-            probe?: number | null;
+            probe: number | null;
             /**
              * Exact
              * @description True when computed from the full distribution.
@@ -639,8 +662,11 @@ export interface components {
              * @description Natural-log probability; finite, <= 0 (checked by the push API).
              */
             logprob: number;
-            /** Bytes */
-            bytes?: number[] | null;
+            /**
+             * Bytes
+             * @default null
+             */
+            bytes: number[] | null;
         };
         /** PushFinishRequest */
         PushFinishRequest: {
@@ -654,8 +680,9 @@ export interface components {
             /**
              * Reason
              * @description Why, e.g. stop or length.
+             * @default null
              */
-            reason?: string | null;
+            reason: string | null;
         };
         /** PushFinishResponse */
         PushFinishResponse: {
@@ -688,13 +715,15 @@ export interface components {
             /**
              * Prompt
              * @description The prompt, for the record.
+             * @default null
              */
-            prompt?: string | null;
+            prompt: string | null;
             /**
              * Session Id
              * @description Your own id; null = the gateway makes one.
+             * @default null
              */
-            session_id?: string | null;
+            session_id: string | null;
         };
         /** PushStartResponse */
         PushStartResponse: {
@@ -719,45 +748,53 @@ export interface components {
             /**
              * Text
              * @description The token's text (or `token`).
+             * @default null
              */
-            text?: string | null;
+            text: string | null;
             /**
              * Token
              * @description OpenAI's name for `text`.
+             * @default null
              */
-            token?: string | null;
+            token: string | null;
             /**
              * Bytes
              * @description OpenAI's UTF-8 bytes; ignored.
+             * @default null
              */
-            bytes?: number[] | null;
+            bytes: number[] | null;
             /**
              * Token Id
              * @description Vocabulary id; required with `logits`.
+             * @default null
              */
-            token_id?: number | null;
+            token_id: number | null;
             /**
              * Logprob
              * @description Natural-log probability of the token; up to +0.001 is rounding, taken as 0; -9999 or less is OpenAI's and vLLM's 'below the floor'.
+             * @default null
              */
-            logprob?: number | null;
+            logprob: number | null;
             /**
              * Probability
              * @description Probability of the token.
+             * @default null
              */
-            probability?: number | null;
+            probability: number | null;
             /**
              * Top Logprobs
              * @description OpenAI-format alternatives (most likely first, or any order); `[]` = none known (the token is then `prob_only`, or `none` without a logprob).
+             * @default null
              */
-            top_logprobs?: components["schemas"]["OpenAITopLogprob"][] | {
+            top_logprobs: components["schemas"]["OpenAITopLogprob"][] | {
                 [key: string]: number;
             } | null;
             /**
              * Logits
              * @description Full next-token logits: a list, or base64 of little-endian float16.
+             * @default null
              */
-            logits?: number[] | string | null;
+            logits: number[] | string | null;
         };
         /** PushTokensRequest */
         PushTokensRequest: {
@@ -837,18 +874,21 @@ export interface components {
             /**
              * Evidence
              * @description What set the new level: `answer` (calibrated P(wrong) of the answer), `session` (unusual against the model's reference sessions), `loop` (the text repeats itself), `rules` (uncalibrated: the rules' firings); null from an alerter older than this field.
+             * @default null
              */
-            evidence?: ("answer" | "session" | "loop" | "rules") | null;
+            evidence: ("answer" | "session" | "loop" | "rules") | null;
             /**
              * P Wrong
              * @description Calibrated P(answer wrong), once the answer has been judged.
+             * @default null
              */
-            p_wrong?: number | null;
+            p_wrong: number | null;
             /**
              * Profile
              * @description Calibration profile of the session's model; null = uncalibrated.
+             * @default null
              */
-            profile?: string | null;
+            profile: string | null;
         };
         /**
          * ScoresEvent
@@ -901,20 +941,28 @@ export interface components {
              * @description Whether the answer span has ended (its scores are final).
              */
             answer_complete: boolean;
-            /** @description Scores of the answer (so far). */
-            answer_scores?: components["schemas"]["SequenceScores"] | null;
-            /** @description Scores of the whole generation so far. */
-            scores?: components["schemas"]["SequenceScores"] | null;
+            /**
+             * @description Scores of the answer (so far).
+             * @default null
+             */
+            answer_scores: components["schemas"]["SequenceScores"] | null;
+            /**
+             * @description Scores of the whole generation so far.
+             * @default null
+             */
+            scores: components["schemas"]["SequenceScores"] | null;
             /**
              * P Wrong
              * @description Calibrated P(answer wrong) once the answer has been judged, else null.
+             * @default null
              */
-            p_wrong?: number | null;
+            p_wrong: number | null;
             /**
              * Profile
              * @description Calibration profile of the session's model; null = uncalibrated.
+             * @default null
              */
-            profile?: string | null;
+            profile: string | null;
         };
         /**
          * SequenceScores
@@ -931,68 +979,81 @@ export interface components {
             /**
              * Gnll
              * @description G-NLL: Σ surprisal = -log2 p(sequence), bits.
+             * @default null
              */
-            gnll?: number | null;
+            gnll: number | null;
             /**
              * Msp
              * @description 1 - p(sequence): one minus its probability.
+             * @default null
              */
-            msp?: number | null;
+            msp: number | null;
             /**
              * Mean Nll
              * @description Mean surprisal, bits (log2 perplexity).
+             * @default null
              */
-            mean_nll?: number | null;
+            mean_nll: number | null;
             /**
              * Max Nll
              * @description Largest surprisal, bits.
+             * @default null
              */
-            max_nll?: number | null;
+            max_nll: number | null;
             /**
              * First Nll
              * @description Surprisal of the span's first token, bits.
+             * @default null
              */
-            first_nll?: number | null;
+            first_nll: number | null;
             /**
              * Mean Entropy
              * @description Mean entropy, bits.
+             * @default null
              */
-            mean_entropy?: number | null;
+            mean_entropy: number | null;
             /**
              * Max Entropy
              * @description Largest entropy, bits.
+             * @default null
              */
-            max_entropy?: number | null;
+            max_entropy: number | null;
             /**
              * First Entropy
              * @description Entropy of the span's first token, bits.
+             * @default null
              */
-            first_entropy?: number | null;
+            first_entropy: number | null;
             /**
              * Mean Hbar S
              * @description Mean ℏₛ (experimental).
+             * @default null
              */
-            mean_hbar_s?: number | null;
+            mean_hbar_s: number | null;
             /**
              * Max Hbar S
              * @description Largest ℏₛ (experimental).
+             * @default null
              */
-            max_hbar_s?: number | null;
+            max_hbar_s: number | null;
             /**
              * Min Margin Gap
              * @description 1 - the smallest margin: how close the closest call was.
+             * @default null
              */
-            min_margin_gap?: number | null;
+            min_margin_gap: number | null;
             /**
              * First Margin Gap
              * @description 1 - the first token's margin.
+             * @default null
              */
-            first_margin_gap?: number | null;
+            first_margin_gap: number | null;
             /**
              * Probe
              * @description White-box: mean hidden-state probe projection over the span (docs/metrics.md, "Probe").
+             * @default null
              */
-            probe?: number | null;
+            probe: number | null;
         };
         /** ServiceBeat */
         ServiceBeat: {
@@ -1026,8 +1087,11 @@ export interface components {
             risks: components["schemas"]["RiskEvent"][];
             /** @description The alerter's summary once the session ended, else null. */
             summary: components["schemas"]["SummaryEvent"] | null;
-            /** @description While the session runs: its latest sequence scores (the summary has the final ones). */
-            live_scores?: components["schemas"]["ScoresEvent"] | null;
+            /**
+             * @description While the session runs: its latest sequence scores (the summary has the final ones).
+             * @default null
+             */
+            live_scores: components["schemas"]["ScoresEvent"] | null;
         };
         /** SessionList */
         SessionList: {
@@ -1055,23 +1119,27 @@ export interface components {
             /**
              * Model
              * @description Model name.
+             * @default null
              */
-            model?: string | null;
+            model: string | null;
             /**
              * Provider
              * @description transformers, push, …
+             * @default null
              */
-            provider?: string | null;
+            provider: string | null;
             /**
              * Prompt
              * @description Prompt.
+             * @default null
              */
-            prompt?: string | null;
+            prompt: string | null;
             /**
              * Reason
              * @description Why it ended.
+             * @default null
              */
-            reason?: string | null;
+            reason: string | null;
             /**
              * Created Ns
              * @description First entry seen, ns since the epoch.
@@ -1101,8 +1169,11 @@ export interface components {
              * @enum {string}
              */
             risk: "safe" | "warning" | "critical" | "emergency";
-            /** @description The alerter's summary, once the session ended. */
-            summary?: components["schemas"]["SummaryEvent"] | null;
+            /**
+             * @description The alerter's summary, once the session ended.
+             * @default null
+             */
+            summary: components["schemas"]["SummaryEvent"] | null;
         };
         /** SessionUrls */
         SessionUrls: {
@@ -1139,8 +1210,11 @@ export interface components {
              * @enum {string}
              */
             status: "queued" | "started" | "finished" | "failed" | "cancelled";
-            /** Reason */
-            reason?: string | null;
+            /**
+             * Reason
+             * @default null
+             */
+            reason: string | null;
             /**
              * Tokens
              * @description Tokens audited so far.
@@ -1214,8 +1288,9 @@ export interface components {
             /**
              * Alerts Sent By Rule
              * @description Alert entries sent on uq:alerts for the session, by rule (after the cooldown); null from an alerter older than this field.
+             * @default null
              */
-            alerts_sent_by_rule?: {
+            alerts_sent_by_rule: {
                 [key: string]: number;
             } | null;
             /**
@@ -1228,33 +1303,39 @@ export interface components {
             /**
              * Max Hbar S
              * @description Largest ℏₛ.
+             * @default null
              */
-            max_hbar_s?: number | null;
+            max_hbar_s: number | null;
             /**
              * Mean Hbar S
              * @description Mean ℏₛ.
+             * @default null
              */
-            mean_hbar_s?: number | null;
+            mean_hbar_s: number | null;
             /**
              * Mean Entropy
              * @description Mean entropy, bits.
+             * @default null
              */
-            mean_entropy?: number | null;
+            mean_entropy: number | null;
             /**
              * Perplexity
              * @description 2^(mean surprisal).
+             * @default null
              */
-            perplexity?: number | null;
+            perplexity: number | null;
             /**
              * Nll Bits
              * @description Sum of surprisal, bits.
+             * @default null
              */
-            nll_bits?: number | null;
+            nll_bits: number | null;
             /**
              * Low Confidence Share
              * @description Share of tokens below the low-confidence threshold.
+             * @default null
              */
-            low_confidence_share?: number | null;
+            low_confidence_share: number | null;
             /**
              * Final Risk
              * @description Risk level at the end.
@@ -1277,19 +1358,30 @@ export interface components {
             /**
              * P Wrong
              * @description Calibrated probability that the answer is wrong; null without a labelled calibration profile.
+             * @default null
              */
-            p_wrong?: number | null;
+            p_wrong: number | null;
             /**
              * Profile
              * @description Calibration profile the session was judged with; null = uncalibrated.
+             * @default null
              */
-            profile?: string | null;
-            /** @description Sequence scores of the answer: the tokens up to the end of the first line or sentence. */
-            answer_scores?: components["schemas"]["SequenceScores"] | null;
-            /** @description Sequence scores of the whole generation. */
-            scores?: components["schemas"]["SequenceScores"] | null;
-            /** @description The job's verification samples and their agreement (null unless it asked for them). */
-            verification?: components["schemas"]["Verification"] | null;
+            profile: string | null;
+            /**
+             * @description Sequence scores of the answer: the tokens up to the end of the first line or sentence.
+             * @default null
+             */
+            answer_scores: components["schemas"]["SequenceScores"] | null;
+            /**
+             * @description Sequence scores of the whole generation.
+             * @default null
+             */
+            scores: components["schemas"]["SequenceScores"] | null;
+            /**
+             * @description The job's verification samples and their agreement (null unless it asked for them).
+             * @default null
+             */
+            verification: components["schemas"]["Verification"] | null;
         };
         /** Thresholds */
         Thresholds: {
@@ -1335,8 +1427,9 @@ export interface components {
             /**
              * Token Id
              * @description Vocabulary id of the token.
+             * @default null
              */
-            token_id?: number | null;
+            token_id: number | null;
             /**
              * Text
              * @description The token's text.
@@ -1374,8 +1467,9 @@ export interface components {
             /**
              * Token Id
              * @description Vocabulary id; null when the producer has none.
+             * @default null
              */
-            token_id?: number | null;
+            token_id: number | null;
             /**
              * Text
              * @description Decoded text of the token.
@@ -1422,8 +1516,9 @@ export interface components {
             /**
              * Embedding
              * @description Mean cosine similarity of MiniLM sentence embeddings (null unless UQ_VERIFY_EMBEDDINGS).
+             * @default null
              */
-            embedding?: number | null;
+            embedding: number | null;
             /**
              * Consistency
              * @description The agreement the system reports as the session's consistency (see docs).

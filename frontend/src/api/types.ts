@@ -1,32 +1,40 @@
 /**
- * The dashboard's names for the gateway's protocol. Every REST type, and every WebSocket message
- * that is also REST, is the generated one (schema.gen.ts, from docs/schemas by `npm run gen:api`);
- * nothing here restates a field. Still written here until the gateway's WebSocket schema
- * (docs/schemas/ws-server.json, ws-client.json) is committed: the lifecycle messages below and the
- * client messages; scripts/gen-api.mjs then generates them too (WS_SERVER).
+ * The dashboard's names for the gateway's protocol; nothing here restates a field. Every type is
+ * generated from the committed schemas (docs/schemas, `npm run gen:api`): the WebSocket's messages,
+ * both directions, from ws-server.json and ws-client.json (ws.gen.ts), the REST answers from
+ * openapi.json (schema.gen.ts). A token, alert, risk change, scores or summary reads the same
+ * whichever way it came; the compiler checks that the REST ones fit the WebSocket's.
  */
 import type { components } from "./schema.gen";
+import type * as Ws from "./ws.gen";
 
-type Gen = components["schemas"];
+type Rest = components["schemas"];
 
-export type Metrics = Gen["Metrics"];
-export type TopKAlternative = Gen["TopKAlternative"];
-export type TokenMessage = Gen["TokenMessage"];
-export type AlertFinding = Gen["AlertFinding"];
-export type AlertMessage = Gen["AlertEvent"];
-export type RiskMessage = Gen["RiskEvent"];
-export type ScoresMessage = Gen["ScoresEvent"];
-export type SequenceScores = Gen["SequenceScores"];
-export type Summary = Gen["SummaryEvent"];
-export type Verification = Gen["Verification"];
-export type SessionRecord = Gen["SessionRecord"];
-export type SessionHistory = Gen["SessionDetail"];
-export type SessionList = Gen["SessionList"];
-export type GenerateAccepted = Gen["GenerateResponse"];
-export type ServerConfig = Gen["ConfigResponse"];
-export type ModelCalibration = Gen["Calibration"];
-export type ChatMessage = Gen["ChatMessage"];
-export type ApiErrorBody = Gen["ErrorResponse"];
+export type { ClientMessage, ServerMessage } from "./ws.gen";
+export type SessionMessage = Ws.SessionMessage;
+export type TokenMessage = Ws.TokenMessage;
+export type AlertMessage = Ws.AlertMessage;
+export type RiskMessage = Ws.RiskMessage;
+export type ScoresMessage = Ws.ScoresMessage;
+export type DoneMessage = Ws.DoneMessage;
+export type ReplayedMessage = Ws.ReplayedMessage;
+export type MissedMessage = Ws.MissedMessage;
+export type ErrorMessage = Ws.ErrorMessage;
+export type PongMessage = Ws.PongMessage;
+export type Metrics = Ws.Metrics;
+export type TopKAlternative = Ws.TopKAlternative;
+export type AlertFinding = Ws.AlertFinding;
+export type SequenceScores = Ws.SequenceScores;
+export type Summary = Ws.SummaryEvent;
+export type Verification = Ws.Verification;
+export type ChatMessage = Ws.ChatMessage;
+
+export type SessionRecord = Rest["SessionRecord"];
+export type SessionHistory = Rest["SessionDetail"];
+export type SessionList = Rest["SessionList"];
+export type GenerateAccepted = Rest["GenerateResponse"];
+export type ServerConfig = Rest["ConfigResponse"];
+export type ModelCalibration = Rest["Calibration"];
 
 export type RiskLevel = SessionRecord["risk"];
 export type Severity = AlertMessage["severity"];
@@ -47,72 +55,21 @@ export const SESSION_STATUSES = all<SessionStatus>()("queued", "started", "finis
 export const TERMINAL_STATUSES: readonly SessionStatus[] = ["finished", "failed", "cancelled"];
 export const RISK_EVIDENCE = all<RiskEvidence>()("answer", "session", "loop", "rules");
 
-export interface SessionMessage {
-  type: "session";
-  session_id: string;
-  status: SessionStatus;
-  model?: string | null;
-  prompt?: string | null;
-  reason?: string | null;
-}
-
-export interface ReplayedMessage {
-  type: "replayed";
-  session_id: string;
-  last_seq: number;
-}
-
-export interface DoneMessage {
-  type: "done";
-  session_id: string;
-  status: SessionStatus;
-  reason: string | null;
-  tokens: number;
-  summary: Summary | null;
-}
-
-export interface MissedMessage {
-  type: "missed";
-  session_id: string;
-  /** Token seqs dropped (null when only alerts or lifecycle messages were). */
-  from_seq: number | null;
-  to_seq: number | null;
-}
-
-export interface ErrorMessage {
-  type: "error";
-  session_id?: string | null;
-  message: string;
-  code: string;
-}
-
-export interface PongMessage {
-  type: "pong";
-}
-
-export type ServerMessage =
-  | SessionMessage
-  | TokenMessage
-  | AlertMessage
-  | RiskMessage
-  | ScoresMessage
-  | ReplayedMessage
-  | DoneMessage
-  | MissedMessage
-  | ErrorMessage
-  | PongMessage;
-
-/** Body of POST /generate: exactly one of `prompt` (continued as raw text) and `messages` (chat template). */
+/** Body of POST /generate and of a `generate` message: exactly one of `prompt` (continued as raw text) and `messages` (chat template). */
 export type GenerateParams = GenerateInput & SamplingParams;
 export type GenerateInput = { prompt: string; messages?: never } | { messages: ChatMessage[]; prompt?: never };
+export type SamplingParams = Required<Pick<Ws.GenerateMessage, "max_tokens" | "temperature" | "top_p">> &
+  Pick<Ws.GenerateMessage, "model" | "seed">;
 
-export type SamplingParams = Pick<Gen["GenerateRequest"], "max_tokens" | "temperature" | "top_p"> &
-  Partial<Pick<Gen["GenerateRequest"], "model" | "seed">>;
-
-export type ClientMessage =
-  | ({ type: "generate" } & GenerateParams)
-  | { type: "subscribe"; session_id: string; after_seq: number }
-  | { type: "unsubscribe"; session_id: string }
-  | { type: "cancel"; session_id?: string }
-  | { type: "ping" };
-
+/** Compiles only when A is assignable to B. */
+type Assignable<A extends B, B> = A;
+/** What REST answers carry is what the WebSocket's messages carry (the views take either). */
+export type RestFitsWs = [
+  Assignable<SessionHistory["tokens"][number], TokenMessage>,
+  Assignable<SessionHistory["alerts"][number], AlertMessage>,
+  Assignable<SessionHistory["risks"][number], RiskMessage>,
+  Assignable<NonNullable<SessionHistory["live_scores"]>, ScoresMessage>,
+  Assignable<NonNullable<SessionHistory["summary"]>, Summary>,
+  Assignable<NonNullable<SessionRecord["summary"]>, Summary>,
+  Assignable<GenerateParams & { type: "generate" }, Ws.ClientMessage>,
+];
