@@ -44,13 +44,11 @@ function mapObjects(schema, edit) {
   return JSON.parse(JSON.stringify(schema), (_k, v) => (v && typeof v === "object" && !Array.isArray(v) ? edit(v) : v));
 }
 
+/** `o` without the given keys. */
+const omit = (o, ...keys) => Object.fromEntries(Object.entries(o).filter(([k]) => !keys.includes(k)));
+
 /** A copy of a schema that accepts fields it does not know. */
-const open = (schema) =>
-  mapObjects(schema, (o) => {
-    if (o.additionalProperties !== false) return o;
-    const { additionalProperties: _, ...rest } = o;
-    return rest;
-  });
+const open = (schema) => mapObjects(schema, (o) => (o.additionalProperties === false ? omit(o, "additionalProperties") : o));
 
 /**
  * A copy of a schema in which an optional property that may be null and has no default gets the
@@ -115,8 +113,7 @@ function validators(openapi, wsServer) {
     code: { source: true, esm: true, optimize: true, lines: false },
   });
   ajv.addSchema(open(openapi), "openapi.json");
-  const { discriminator: _, oneOf: __, ...defs } = open(wsServer);
-  ajv.addSchema(defs, "ws-server.json");
+  ajv.addSchema(omit(open(wsServer), "discriminator", "oneOf"), "ws-server.json");
   const refs = Object.fromEntries(Object.entries(REST).map(([fn, c]) => [fn, `openapi.json#/components/schemas/${c}`]));
   const types = messageTypes(wsServer);
   const fn = (type) => `validate_${type}`;
@@ -144,11 +141,8 @@ function validators(openapi, wsServer) {
  * the interfaces), so a field's pydantic title ("Session Id") does not become a type alias of its own.
  */
 function forTypes(schema, name) {
-  const untitled = mapObjects(schema, (o) => {
-    if (!("title" in o)) return o;
-    const { title: _, ...rest } = o;
-    return rest;
-  });
+  // A string `title` is a schema's; a field named "title" (in `properties`) would be an object.
+  const untitled = mapObjects(schema, (o) => (typeof o.title === "string" ? omit(o, "title") : o));
   for (const [def, s] of Object.entries(untitled.$defs ?? {})) s.title = def;
   return { ...untitled, title: name };
 }

@@ -38,6 +38,12 @@ describe("SessionSummary", () => {
     ]);
   });
 
+  it("reads a summary from an older alerter: firings under their deprecated name, alerts sent unknown", () => {
+    const { firings_by_rule: _f, ...older } = summary;
+    render(<SessionSummary summary={{ ...older, alerts_by_rule: { LOW_CONFIDENCE: 3 }, alerts_sent_by_rule: null }} />);
+    expect(screen.getAllByTestId("rule-counts").map((e) => e.textContent)).toEqual(["LOW_CONFIDENCE fired on 3 tokens"]);
+  });
+
   it("shows the peak beside the final level, P(wrong) and the calibration profile", () => {
     render(<SessionSummary summary={{ ...summary, final_risk: "safe", peak_risk: "warning", p_wrong: 0.125, profile: "SmolLM2-135M-Instruct/2026-12-02" }} />);
     expect(screen.getByTestId("summary-risk").textContent).toBe("Risk: final ✓ Safe · peak ! Warning");
