@@ -16,7 +16,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import Ajv2020 from "ajv/dist/2020.js";
+import Ajv from "ajv";
 import ucs2lengthModule from "ajv/dist/runtime/ucs2length.js";
 import standaloneCode from "ajv/dist/standalone/index.js";
 import { compile } from "json-schema-to-typescript";
@@ -104,20 +104,78 @@ function esmHelpers(js) {
   return [...imports].map(([n, m]) => `import ${n} from "${m}.js";`).join("") + inlined + js;
 }
 
+/**
+ * For the validators only: `anyOf: [{type: T, …}, {type: "null"}]` (pydantic's `T | None`) as
+ * `{type: [T, "null"], …}`. The same check, but Ajv compiles it to one type test instead of two
+ * branches that each build an error object, so a null metric costs no allocation on the hot path
+ * and the generated code is smaller.
+ */
+const nullableTypes = (schema) =>
+  mapObjects(schema, (o) => {
+    const branches = o.anyOf;
+    if (!Array.isArray(branches) || branches.length !== 2) return o;
+    const nul = branches.findIndex((b) => b && b.type === "null" && Object.keys(b).length === 1);
+    const other = branches[1 - nul];
+    if (nul < 0 || !other || typeof other.type !== "string" || "$ref" in other || "anyOf" in other) return o;
+    const merged = { ...omit(o, "anyOf"), ...omit(other, "const"), type: [other.type, "null"] };
+    if (Array.isArray(other.enum)) merged.enum = [...other.enum, null];
+    if ("const" in other) merged.enum = [other.const, null];
+    return merged;
+  });
+
+/** A schema's shape, for comparing two: without its annotations, with its refs local ("#/X" for both documents). */
+const shape = (schema) =>
+  JSON.stringify(
+    mapObjects(schema, (o) => {
+      const r = omit(o, "title", "description");
+      if (typeof r.$ref === "string") r.$ref = r.$ref.replace(/^#\/(\$defs|components\/schemas)\//, "#/");
+      return Object.fromEntries(Object.entries(r).sort(([a], [b]) => (a < b ? -1 : 1)));
+    }),
+  );
+
+/**
+ * openapi.json with each ref to a component that is the same model as one of ws-server.json's $defs
+ * (a token, an alert, the summary…: the same pydantic model, schema for schema) pointing at that
+ * def instead: each is compiled once, for the WebSocket and the REST answers alike, not twice.
+ */
+function sharedComponents(openapi, wsServer) {
+  const byShape = new Map(Object.entries(wsServer.$defs).map(([name, def]) => [shape(def), name]));
+  const twins = new Map();
+  for (const [name, c] of Object.entries(openapi.components.schemas)) {
+    const twin = byShape.get(shape(c));
+    if (twin) twins.set(`#/components/schemas/${name}`, wsId(twin));
+  }
+  return mapObjects(openapi, (o) => (typeof o.$ref === "string" && twins.has(o.$ref) ? { ...o, $ref: twins.get(o.$ref) } : o));
+}
+
+/**
+ * ws-server.json's $defs, each as a schema of its own (`$id` ws-<Name>, refs between them
+ * rewritten): Ajv then compiles each once, whether a validator is exported for it or another
+ * schema refers to it (a fragment of one document is compiled again for each way it is reached).
+ */
+const wsId = (name) => `ws-${name}`;
+const wsSchemas = (wsServer) => {
+  const relinked = mapObjects(wsServer.$defs, (o) =>
+    typeof o.$ref === "string" && o.$ref.startsWith("#/$defs/") ? { ...o, $ref: wsId(o.$ref.slice("#/$defs/".length)) } : o,
+  );
+  return Object.entries(relinked).map(([name, def]) => ({ ...def, $id: wsId(name) }));
+};
+
 function validators(openapi, wsServer) {
-  const ajv = new Ajv2020({
+  const ajv = new Ajv({
     strict: false,
     useDefaults: true,
     inlineRefs: false,
     messages: true,
     code: { source: true, esm: true, optimize: true, lines: false },
   });
-  ajv.addSchema(open(openapi), "openapi.json");
-  ajv.addSchema(omit(open(wsServer), "discriminator", "oneOf"), "ws-server.json");
-  const refs = Object.fromEntries(Object.entries(REST).map(([fn, c]) => [fn, `openapi.json#/components/schemas/${c}`]));
+  for (const def of wsSchemas(nullableTypes(open(wsServer)))) ajv.addSchema(def);
+  ajv.addSchema(nullableTypes(open(sharedComponents(openapi, wsServer))), "openapi.json");
   const types = messageTypes(wsServer);
   const fn = (type) => `validate_${type}`;
-  for (const [type, def] of Object.entries(types)) refs[fn(type)] = `ws-server.json#/$defs/${def}`;
+  // The messages first: compiled as roots, they are what the REST answers' refs then reuse.
+  const refs = Object.fromEntries(Object.entries(types).map(([type, def]) => [fn(type), wsId(def)]));
+  for (const [f, c] of Object.entries(REST)) refs[f] = `openapi.json#/components/schemas/${c}`;
   const table = `export const serverMessageValidators = {${Object.keys(types)
     .map((t) => `${JSON.stringify(t)}: ${fn(t)}`)
     .join(", ")}};`;

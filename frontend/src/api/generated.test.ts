@@ -16,4 +16,9 @@ describe("generated API code", () => {
       expect(readFileSync(path, "utf8"), `${path} is stale: run \`npm run gen:api\``).toBe(text);
     }
   }, 60_000);
+
+  it("validates without Ajv or eval in the browser: the validators import nothing", () => {
+    const js = readFileSync(new URL("./validators.gen.js", import.meta.url), "utf8");
+    expect(js).not.toMatch(/\bimport\b|\brequire\(|new Function|\beval\(/);
+  });
 });
