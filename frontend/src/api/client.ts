@@ -34,7 +34,7 @@ export interface SessionQuery {
 export const DEFAULT_SERVER_CONFIG: ServerConfig = {
   models: [],
   default_model: "",
-  thresholds: { hbar_s: 2.5, prob: 0.3 },
+  thresholds: { hbar_s: 2.5, prob: 0.3, source: "defaults" },
   limits: { max_tokens: 2048, prompt_chars: 20_000, push_batch: 1000 },
   auth_required: false,
   calibration: {},

@@ -404,6 +404,8 @@ export interface components {
             risk_rates: {
                 [key: string]: number;
             };
+            /** @description The token rules' thresholds for this model (relative with a profile). */
+            thresholds: components["schemas"]["Thresholds"];
         };
         /** CancelResponse */
         CancelResponse: {
@@ -439,6 +441,7 @@ export interface components {
             models: string[];
             /** Default Model */
             default_model: string;
+            /** @description The token rules' thresholds for the default model. */
             thresholds: components["schemas"]["Thresholds"];
             limits: components["schemas"]["Limits"];
             /** Auth Required */
@@ -479,24 +482,6 @@ export interface components {
          */
         GenerateRequest: {
             /**
-             * Prompt
-             * @description Plain prompt; or use messages.
-             * @default null
-             */
-            prompt: string | null;
-            /**
-             * Messages
-             * @description Chat messages instead of prompt.
-             * @default null
-             */
-            messages: components["schemas"]["ChatMessage"][] | null;
-            /**
-             * Max Tokens
-             * @description Most tokens to generate.
-             * @default 256
-             */
-            max_tokens: number;
-            /**
              * Temperature
              * @description 0 means greedy decoding.
              * @default 0.7
@@ -521,10 +506,28 @@ export interface components {
              */
             seed: number | null;
             /**
+             * Max Tokens
+             * @description Most tokens to generate.
+             * @default 256
+             */
+            max_tokens: number;
+            /**
              * Stop
-             * @description Stop strings.
+             * @description Generation stops when the text ends with one.
              */
             stop?: string[];
+            /**
+             * Prompt
+             * @description Plain prompt; or use messages.
+             * @default null
+             */
+            prompt: string | null;
+            /**
+             * Messages
+             * @description Chat messages instead of prompt.
+             * @default null
+             */
+            messages: components["schemas"]["ChatMessage"][] | null;
             /**
              * Model
              * @description Model; null = the generator's default (see GET /config).
@@ -1383,12 +1386,27 @@ export interface components {
              */
             verification: components["schemas"]["Verification"] | null;
         };
-        /** Thresholds */
+        /**
+         * Thresholds
+         * @description The thresholds HIGH_UNCERTAINTY and LOW_CONFIDENCE use for a model (the chart draws them).
+         */
         Thresholds: {
-            /** Hbar S */
+            /**
+             * Hbar S
+             * @description ℏₛ above which HIGH_UNCERTAINTY fires.
+             */
             hbar_s: number;
-            /** Prob */
+            /**
+             * Prob
+             * @description Token probability below which LOW_CONFIDENCE fires.
+             */
             prob: number;
+            /**
+             * Source
+             * @description alerter: from a running alerter's settings (its heartbeat); defaults: no alerter heartbeat seen, the alerter's documented defaults.
+             * @enum {string}
+             */
+            source: "alerter" | "defaults";
         };
         /**
          * TokenMessage

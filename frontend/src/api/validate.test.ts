@@ -349,13 +349,19 @@ describe("calibrated risk, one alert per token, /config calibration (contract of
 
   it("reads /config calibration per model", () => {
     const calibration = {
-      a: { calibrated: true, profile: PROFILE, p_wrong: true, risk_rates: { safe: 0.9, warning: 0.08, critical: 0.02, emergency: 0 } },
-      b: { calibrated: false, profile: null, p_wrong: false, risk_rates: {} },
+      a: {
+        calibrated: true,
+        profile: PROFILE,
+        p_wrong: true,
+        risk_rates: { safe: 0.9, warning: 0.08, critical: 0.02, emergency: 0 },
+        thresholds: { hbar_s: 1.5, prob: 0.2, source: "alerter" },
+      },
+      b: { calibrated: false, profile: null, p_wrong: false, risk_rates: {}, thresholds: { hbar_s: 2.5, prob: 0.3, source: "defaults" } },
     };
     const config = {
       models: ["a", "b"],
       default_model: "a",
-      thresholds: { hbar_s: 2.5, prob: 0.3 },
+      thresholds: { hbar_s: 2.5, prob: 0.3, source: "alerter" },
       limits: { max_tokens: 4096, prompt_chars: 32000, push_batch: 1000 },
       auth_required: false,
       calibration,

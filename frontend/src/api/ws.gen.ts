@@ -693,18 +693,6 @@ export type ClientMessage = (GenerateMessage | SubscribeMessage | UnsubscribeMes
  */
 export interface GenerateMessage {
 /**
- * Plain prompt; or use messages.
- */
-prompt?: (string | null)
-/**
- * Chat messages instead of prompt.
- */
-messages?: (ChatMessage[] | null)
-/**
- * Most tokens to generate.
- */
-max_tokens?: number
-/**
  * 0 means greedy decoding.
  */
 temperature?: number
@@ -721,11 +709,23 @@ top_k?: number
  */
 seed?: (number | null)
 /**
- * Stop strings.
+ * Most tokens to generate.
+ */
+max_tokens?: number
+/**
+ * Generation stops when the text ends with one.
  * 
  * @maxItems 16
  */
 stop?: string[]
+/**
+ * Plain prompt; or use messages.
+ */
+prompt?: (string | null)
+/**
+ * Chat messages instead of prompt.
+ */
+messages?: (ChatMessage[] | null)
 /**
  * Model; null = the generator's default (see GET /config).
  */

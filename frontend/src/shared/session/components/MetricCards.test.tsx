@@ -66,7 +66,15 @@ describe("the risk card", () => {
   });
 
   it("takes the calibration from /config for the session's model before the alerter says", () => {
-    const calibration = { "SmolLM2-135M-Instruct": { calibrated: true, profile: PROFILE, p_wrong: true, risk_rates: {} } };
+    const calibration = {
+      "SmolLM2-135M-Instruct": {
+        calibrated: true,
+        profile: PROFILE,
+        p_wrong: true,
+        risk_rates: {},
+        thresholds: { hbar_s: 2.5, prob: 0.3, source: "defaults" as const },
+      },
+    };
     render(<MetricCards store={storeWith()} threshold={2.5} calibration={calibration} />);
     expect(screen.getByTestId("calibration").textContent).toBe(`calibrated · ${PROFILE}`);
     cleanup();
