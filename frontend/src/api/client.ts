@@ -5,9 +5,10 @@
  * JSON shape. Caching and polling are TanStack Query's (queries.ts); this module only fetches.
  */
 import createClient, { type Client } from "openapi-fetch";
-import { parseGenerateAccepted, parseHistory, parseServerConfig, parseSessionList } from "./parse";
 import type { paths } from "./schema.gen";
 import type { GenerateAccepted, GenerateParams, ServerConfig, SessionHistory, SessionList } from "./types";
+import { checked } from "./validate";
+import { validateConfig, validateGenerateResponse, validateSessionDetail, validateSessionList } from "./validators.gen";
 
 export class ApiError extends Error {
   constructor(
@@ -28,6 +29,16 @@ export interface SessionQuery {
   status?: string;
   risk?: string;
 }
+
+/** What the dashboard assumes until GET /config answers (the gateway's defaults). */
+export const DEFAULT_SERVER_CONFIG: ServerConfig = {
+  models: [],
+  default_model: "",
+  thresholds: { hbar_s: 2.5, prob: 0.3, source: "defaults" },
+  limits: { max_tokens: 2048, prompt_chars: 20_000, push_batch: 1000 },
+  auth_required: false,
+  calibration: {},
+};
 
 type GenerateBody = paths["/generate"]["post"]["requestBody"]["content"]["application/json"];
 type Fetched = { data?: unknown; error?: unknown; response: Response };
@@ -71,25 +82,26 @@ export class ApiClient {
   }
 
   async config(): Promise<ServerConfig> {
-    return parseServerConfig(await this.body(this.http.GET("/config")));
+    return checked(validateConfig, await this.body(this.http.GET("/config")), "GET /config");
   }
 
   async generate(params: GenerateParams): Promise<GenerateAccepted> {
     // The schema's types mark defaulted fields as present (they are, in answers); in a request
     // the gateway fills them in, so the body may leave them out.
-    const body = params as GenerateBody;
-    return parseGenerateAccepted(await this.body(this.http.POST("/generate", { body })));
+    const body: Partial<GenerateBody> = params;
+    const answer = await this.body(this.http.POST("/generate", { body: body as GenerateBody }));
+    return checked(validateGenerateResponse, answer, "POST /generate");
   }
 
   async session(id: string): Promise<SessionHistory> {
     const answer = await this.body(this.http.GET("/sessions/{session_id}", { params: { path: { session_id: id } } }));
-    return parseHistory(answer);
+    return checked(validateSessionDetail, answer, "GET /sessions/{id}");
   }
 
   async sessions(q: SessionQuery = {}): Promise<SessionList> {
     const query: Record<string, string | number> = {};
     for (const [k, v] of Object.entries(q)) if (v !== undefined && v !== "") query[k] = v;
-    return parseSessionList(await this.body(this.http.GET("/sessions", { params: { query } })));
+    return checked(validateSessionList, await this.body(this.http.GET("/sessions", { params: { query } })), "GET /sessions");
   }
 
   async cancel(id: string): Promise<void> {

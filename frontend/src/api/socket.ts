@@ -10,7 +10,7 @@
  * - A message of a type this dashboard does not know is ignored (counted apart, not an error):
  *   the gateway adds types without a new protocol version (docs/api.md).
  */
-import { parseServerMessage } from "./parse";
+import { parseServerMessage } from "./validate";
 import type { ClientMessage, ServerMessage } from "./types";
 
 export type ConnectionState = "idle" | "connecting" | "open" | "reconnecting" | "closed";

@@ -2,8 +2,7 @@
 import { QueryClientProvider, useQuery, type QueryClient } from "@tanstack/react-query";
 import { createContext, useContext, useEffect, useState } from "react";
 import type { ReactNode } from "react";
-import type { ApiClient } from "../api/client";
-import { DEFAULT_SERVER_CONFIG } from "../api/parse";
+import { DEFAULT_SERVER_CONFIG, type ApiClient } from "../api/client";
 import { queryKeys } from "../api/queryKeys";
 import type { ConnectionInfo, SocketClient } from "../api/socket";
 import type { ServerConfig } from "../api/types";

@@ -1,5 +1,6 @@
 /** How each metric is shown: label, unit, direction and the five colour bands of the heatmap. */
-import type { RiskLevel, Severity, TopKAlternative } from "../api/types";
+import type { RiskLevel, Severity, Summary, TopKAlternative } from "../api/types";
+import { RISK_LEVELS } from "../api/types";
 
 export type HeatMetric = "hbar_s" | "entropy" | "surprisal" | "rank";
 
@@ -90,6 +91,19 @@ export const RISK_LABEL: Record<RiskLevel, string> = {
   emergency: "Emergency",
 };
 export const RISK_ICON: Record<RiskLevel, string> = { safe: "✓", warning: "!", critical: "‼", emergency: "✖" };
+
+/** The higher of two risk levels. */
+export function higherRisk(a: RiskLevel, b: RiskLevel): RiskLevel {
+  return RISK_LEVELS.indexOf(a) >= RISK_LEVELS.indexOf(b) ? a : b;
+}
+
+/**
+ * The highest level a summary says its session reached: its peak, never below its final level (a
+ * summary from an alerter older than `peak_risk` reads as the schema's default, safe).
+ */
+export function peakRisk(summary: Pick<Summary, "peak_risk" | "final_risk">): RiskLevel {
+  return higherRisk(summary.peak_risk, summary.final_risk);
+}
 
 export const SEVERITY_LABEL: Record<Severity, string> = { info: "Info", warning: "Warning", critical: "Critical" };
 export const SEVERITY_ICON: Record<Severity, string> = { info: "ℹ", warning: "⚠", critical: "✖" };

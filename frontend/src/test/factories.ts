@@ -1,5 +1,18 @@
 /** Builders of protocol messages for unit tests (the shapes of docs/api.md). */
-import type { AlertMessage, Metrics, RiskMessage, ScoresMessage, SequenceScores, SessionHistory, TokenMessage } from "../api/types";
+import type {
+  AlertMessage,
+  DoneMessage,
+  Metrics,
+  MissedMessage,
+  RiskMessage,
+  ScoresMessage,
+  SequenceScores,
+  SessionHistory,
+  SessionMessage,
+  SessionStatus,
+  Summary,
+  TokenMessage,
+} from "../api/types";
 
 export const SID = "s-1";
 
@@ -14,6 +27,7 @@ export function metrics(hbar: number, extra: Partial<Metrics> = {}): Metrics {
     fisher_trace: 0.5,
     varentropy: 0.2,
     coverage: null,
+    probe: null,
     exact: true,
     ...extra,
   };
@@ -21,6 +35,7 @@ export function metrics(hbar: number, extra: Partial<Metrics> = {}): Metrics {
 
 export function token(seq: number, text = `t${seq}`, hbar = seq / 10, sid = SID): TokenMessage {
   return {
+    schema_version: 1,
     type: "token",
     session_id: sid,
     seq,
@@ -32,6 +47,7 @@ export function token(seq: number, text = `t${seq}`, hbar = seq / 10, sid = SID)
       { token_id: 100 + seq, text, logprob: Math.log(0.5) },
       { token_id: 1, text: " other", logprob: Math.log(0.3) },
     ],
+    model: "m",
     ts_ns: 1e18 + seq * 1e8,
     token_ts_ns: 1e18 + seq * 1e8,
   };
@@ -39,6 +55,7 @@ export function token(seq: number, text = `t${seq}`, hbar = seq / 10, sid = SID)
 
 export function alert(seq: number, tokenSeq: number, severity: AlertMessage["severity"] = "warning"): AlertMessage {
   return {
+    schema_version: 1,
     type: "alert",
     session_id: SID,
     seq,
@@ -52,7 +69,19 @@ export function alert(seq: number, tokenSeq: number, severity: AlertMessage["sev
 }
 
 export function risk(seq: number, level: RiskMessage["level"], previous: RiskMessage["level"] = "safe"): RiskMessage {
-  return { type: "risk", session_id: SID, seq, level, previous, reason: "test", token_seq: seq };
+  return {
+    schema_version: 1,
+    type: "risk",
+    session_id: SID,
+    seq,
+    level,
+    previous,
+    reason: "test",
+    token_seq: seq,
+    evidence: null,
+    p_wrong: null,
+    profile: null,
+  };
 }
 
 export function history(tokens: TokenMessage[], status: SessionHistory["session"]["status"] = "started"): SessionHistory {
@@ -94,6 +123,7 @@ export function sequenceScores(tokens: number, gnll: number | null, extra: Parti
     max_hbar_s: 2,
     min_margin_gap: 0.9,
     first_margin_gap: 0.5,
+    probe: null,
     ...extra,
   };
 }
@@ -101,6 +131,7 @@ export function sequenceScores(tokens: number, gnll: number | null, extra: Parti
 /** A live `scores` message: the answer's G-NLL and P(wrong) once the answer is complete. */
 export function scores(seq: number, tokenSeq: number, extra: Partial<ScoresMessage> = {}): ScoresMessage {
   return {
+    schema_version: 1,
     type: "scores",
     session_id: SID,
     seq,
@@ -114,4 +145,62 @@ export function scores(seq: number, tokenSeq: number, extra: Partial<ScoresMessa
     profile: "SmolLM2-135M-Instruct/2026-12-02",
     ...extra,
   };
+}
+
+const STATUS_SEQ: Record<SessionStatus, number> = { queued: 0, started: 1, finished: 2, failed: 2, cancelled: 2 };
+
+/** A `session` lifecycle message. */
+export function session(status: SessionStatus, extra: Partial<SessionMessage> = {}): SessionMessage {
+  return {
+    schema_version: 1,
+    type: "session",
+    session_id: SID,
+    seq: STATUS_SEQ[status],
+    status,
+    reason: null,
+    model: null,
+    provider: null,
+    prompt: null,
+    tokens: null,
+    verification: null,
+    ...extra,
+  };
+}
+
+/** The alerter's summary of a finished session: no firings, every metric unknown. */
+export function summaryEvent(extra: Partial<Summary> = {}): Summary {
+  return {
+    schema_version: 1,
+    type: "summary",
+    session_id: SID,
+    seq: 0,
+    tokens: 0,
+    firings_by_rule: {},
+    alerts_sent_by_rule: null,
+    max_hbar_s: null,
+    mean_hbar_s: null,
+    mean_entropy: null,
+    perplexity: null,
+    nll_bits: null,
+    low_confidence_share: null,
+    final_risk: "safe",
+    peak_risk: "safe",
+    status: "finished",
+    p_wrong: null,
+    profile: null,
+    answer_scores: null,
+    scores: null,
+    verification: null,
+    ...extra,
+  };
+}
+
+/** The `done` message of a session. */
+export function done(tokens: number, extra: Partial<DoneMessage> = {}): DoneMessage {
+  return { type: "done", session_id: SID, status: "finished", reason: "eos", tokens, summary: null, ...extra };
+}
+
+/** A `missed` message: tokens from..to (null: only alerts or risk changes) were dropped. */
+export function missed(from_seq: number | null, to_seq: number | null, dropped = 1): MissedMessage {
+  return { type: "missed", session_id: SID, from_seq, to_seq, dropped };
 }

@@ -1,7 +1,7 @@
 // @vitest-environment jsdom
 import { cleanup, fireEvent, render, screen } from "@testing-library/react";
 import { afterEach, describe, expect, it } from "vitest";
-import { DEFAULT_SERVER_CONFIG } from "../../../api/parse";
+import { DEFAULT_SERVER_CONFIG } from "../../../api/client";
 import type { GenerateParams } from "../../../api/types";
 import { EXAMPLE_PROMPTS, PromptForm, generateInput } from "./PromptForm";
 

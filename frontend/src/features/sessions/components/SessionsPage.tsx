@@ -5,7 +5,7 @@ import { useServices } from "../../../app/services";
 import { ReplayPlayer } from "../store/replay";
 import { RISK_LEVELS, type RiskLevel, type SessionStatus } from "../../../api/types";
 import { ago, fmt, pct, truncate } from "../../../lib/format";
-import { RISK_ICON, RISK_LABEL } from "../../../lib/metrics";
+import { peakRisk, RISK_ICON, RISK_LABEL } from "../../../lib/metrics";
 import { useSessionFeed } from "../../../shared/session/api/useSessionFeed";
 import type { RenderSession } from "../../../shared/session/components/SessionView";
 import { useStoreVersion } from "../../../shared/session/store/useStore";
@@ -148,10 +148,10 @@ function SessionList() {
                 </td>
                 <td>
                   <RiskBadge level={s.risk} />
-                  {s.summary?.peak_risk && s.summary.peak_risk !== s.risk && (
+                  {s.summary && peakRisk(s.summary) !== s.risk && (
                     <span className="meta" data-testid="peak-risk">
                       {" "}
-                      peak {RISK_LABEL[s.summary.peak_risk]}
+                      peak {RISK_LABEL[peakRisk(s.summary)]}
                     </span>
                   )}
                   {s.summary?.p_wrong != null && (

@@ -1,11 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { alert, risk, SID, token } from "../../../test/factories";
+import { alert, risk, session, SID, token } from "../../../test/factories";
 import { SessionStore } from "../../../shared/session/store/sessionStore";
 import { ReplayPlayer } from "./replay";
 
 function recorded(): SessionStore {
   const s = new SessionStore(SID);
-  s.apply({ type: "session", session_id: SID, status: "started", prompt: "p", model: "m" });
+  s.apply(session("started", { prompt: "p", model: "m" }));
   for (let i = 0; i < 10; i++) s.apply({ ...token(i), token_ts_ns: 1e18 + i * 100e6 }); // 100 ms apart
   s.apply(alert(0, 3));
   s.apply(risk(1, "warning"));

@@ -26,7 +26,19 @@ export class ReplayPlayer {
     chartPoints: number,
   ) {
     this.store = new SessionStore(source.sessionId, chartPoints);
-    this.store.apply({ type: "session", session_id: source.sessionId, status: "started", model: source.model, prompt: source.prompt });
+    this.store.apply({
+      schema_version: 1,
+      type: "session",
+      session_id: source.sessionId,
+      seq: 1,
+      status: "started",
+      reason: null,
+      model: source.model,
+      provider: null,
+      prompt: source.prompt,
+      tokens: null,
+      verification: null,
+    });
     let t = 0;
     for (let s = 0; s <= source.contiguous; s++) {
       if (s > 0) {

@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { WebSocket as NodeWebSocket } from "ws";
 import { SocketClient } from "../../../api/socket";
 import type { SessionHistory } from "../../../api/types";
-import { alert, history, SID, token } from "../../../test/factories";
+import { alert, history, missed, SID, token } from "../../../test/factories";
 import { GatewayDouble, waitFor } from "../../../test/gatewayDouble";
 import { SessionFeed } from "./sessionFeed";
 
@@ -106,7 +106,7 @@ describe("SessionFeed: live stream, reconnect and gap filling end to end over a 
     await waitFor(() => feed.store.tokenCount === 10, 10_000, "10 tokens");
     expect(feed.store.contiguous).toBe(4);
     expect(feed.store.missingRanges()).toEqual([[5, 9]]);
-    gw.publish({ type: "missed", session_id: SID, from_seq: 5, to_seq: 9 });
+    gw.publish(missed(5, 9, 5));
     await waitFor(() => feed.store.tokenCount === 15, 10_000, "gap filled");
     expect(snapshots).toBeGreaterThanOrEqual(1);
     expect(seqs()).toEqual(range(15));

@@ -2,7 +2,7 @@
 import { cleanup, render, screen } from "@testing-library/react";
 import { afterEach, describe, expect, it } from "vitest";
 import type { RiskMessage, Summary } from "../../../api/types";
-import { risk, scores, sequenceScores, SID, token } from "../../../test/factories";
+import { risk, scores, sequenceScores, session, SID, summaryEvent, token } from "../../../test/factories";
 import { SessionStore } from "../store/sessionStore";
 import { GNLL_TITLE, MetricCards } from "./MetricCards";
 
@@ -24,7 +24,7 @@ const calibratedRisk = (seq: number, extra: Partial<RiskMessage> = {}): RiskMess
 
 function storeWith(...msgs: Parameters<SessionStore["apply"]>[0][]): SessionStore {
   const s = new SessionStore(SID);
-  s.apply({ type: "session", session_id: SID, status: "started", model: "SmolLM2-135M-Instruct" });
+  s.apply(session("started", { model: "SmolLM2-135M-Instruct" }));
   for (const m of msgs) s.apply(m);
   return s;
 }
@@ -66,7 +66,15 @@ describe("the risk card", () => {
   });
 
   it("takes the calibration from /config for the session's model before the alerter says", () => {
-    const calibration = { "SmolLM2-135M-Instruct": { calibrated: true, profile: PROFILE, p_wrong: true, risk_rates: {} } };
+    const calibration = {
+      "SmolLM2-135M-Instruct": {
+        calibrated: true,
+        profile: PROFILE,
+        p_wrong: true,
+        risk_rates: {},
+        thresholds: { hbar_s: 2.5, prob: 0.3, source: "defaults" as const },
+      },
+    };
     render(<MetricCards store={storeWith()} threshold={2.5} calibration={calibration} />);
     expect(screen.getByTestId("calibration").textContent).toBe(`calibrated · ${PROFILE}`);
     cleanup();
@@ -75,7 +83,7 @@ describe("the risk card", () => {
   });
 
   it("shows Safe once tokens arrived without a risk change, and the summary's P(wrong) at the end", () => {
-    const summary: Summary = {
+    const summary: Summary = summaryEvent({
       tokens: 1,
       firings_by_rule: {},
       alerts_sent_by_rule: {},
@@ -90,7 +98,7 @@ describe("the risk card", () => {
       p_wrong: 0.0625,
       profile: PROFILE,
       status: "finished",
-    };
+    });
     const s = storeWith(token(0));
     render(<MetricCards store={s} threshold={2.5} />);
     expect(screen.getByTestId("risk-level").textContent).toContain("Safe");
@@ -132,7 +140,7 @@ describe("the risk card", () => {
       status: "finished",
       reason: "eos",
       tokens: 1,
-      summary: {
+      summary: summaryEvent({
         tokens: 1,
         firings_by_rule: {},
         alerts_sent_by_rule: {},
@@ -149,7 +157,7 @@ describe("the risk card", () => {
         answer_scores: sequenceScores(2, 7.96),
         scores: null,
         status: "finished",
-      },
+      }),
     });
     render(<MetricCards store={s} threshold={2.5} />);
     expect(screen.getByTestId("p-wrong").textContent).toBe("P(wrong) 6.3%");

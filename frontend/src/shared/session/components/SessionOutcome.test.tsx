@@ -1,7 +1,7 @@
 // @vitest-environment jsdom
 import { cleanup, render, screen } from "@testing-library/react";
 import { afterEach, describe, expect, it } from "vitest";
-import { SID, history, token } from "../../../test/factories";
+import { SID, history, session, token } from "../../../test/factories";
 import { SessionStore } from "../store/sessionStore";
 import { EMPTY_EOS_DETAIL, SessionOutcome, sessionOutcome } from "./SessionOutcome";
 
@@ -54,7 +54,7 @@ describe("SessionOutcome", () => {
 
   it("follows a store fed the way the live view feeds it", () => {
     const store = new SessionStore(SID);
-    store.apply({ type: "session", session_id: SID, status: "started" });
+    store.apply(session("started"));
     store.apply({ type: "done", session_id: SID, status: "finished", reason: "eos", tokens: 0, summary: null });
     render(<SessionOutcome status={store.status} reason={store.reason} expectedTokens={store.expectedTokens} tokenCount={store.tokenCount} />);
     expect(screen.getByTestId("session-outcome").textContent).toContain("end of sequence before any token");

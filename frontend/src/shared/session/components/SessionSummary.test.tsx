@@ -2,11 +2,12 @@
 import { cleanup, render, screen } from "@testing-library/react";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Summary } from "../../../api/types";
+import { summaryEvent } from "../../../test/factories";
 import { ruleCounts, SessionSummary } from "./SessionSummary";
 
 afterEach(cleanup);
 
-const summary: Summary = {
+const summary: Summary = summaryEvent({
   tokens: 256,
   firings_by_rule: { HIGH_UNCERTAINTY: 1, LOW_CONFIDENCE: 256 },
   alerts_sent_by_rule: { HIGH_UNCERTAINTY: 1, LOW_CONFIDENCE: 6 },
@@ -18,7 +19,7 @@ const summary: Summary = {
   low_confidence_share: 1,
   final_risk: "critical",
   status: "finished",
-};
+});
 
 describe("SessionSummary", () => {
   it("says per rule how many tokens it fired on and how many alerts were sent", () => {
@@ -35,6 +36,12 @@ describe("SessionSummary", () => {
       "HIGH_UNCERTAINTY fired on 1 token",
       "LOW_CONFIDENCE fired on 256 tokens",
     ]);
+  });
+
+  it("reads a summary from an older alerter: firings under their deprecated name, alerts sent unknown", () => {
+    const { firings_by_rule: _f, ...older } = summary;
+    render(<SessionSummary summary={{ ...older, alerts_by_rule: { LOW_CONFIDENCE: 3 }, alerts_sent_by_rule: null }} />);
+    expect(screen.getAllByTestId("rule-counts").map((e) => e.textContent)).toEqual(["LOW_CONFIDENCE fired on 3 tokens"]);
   });
 
   it("shows the peak beside the final level, P(wrong) and the calibration profile", () => {

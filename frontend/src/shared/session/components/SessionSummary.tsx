@@ -4,7 +4,7 @@
  */
 import type { ModelCalibration, Summary } from "../../../api/types";
 import { fmt, pct } from "../../../lib/format";
-import { RISK_ICON, RISK_LABEL } from "../../../lib/metrics";
+import { peakRisk, RISK_ICON, RISK_LABEL } from "../../../lib/metrics";
 import { calibrationOf, CalibrationLabel } from "./Calibration";
 
 const plural = (n: number, one: string, many: string): string => `${n} ${n === 1 ? one : many}`;
@@ -24,8 +24,10 @@ interface Props {
 
 export function SessionSummary({ summary, model, calibration }: Props) {
   const sent = summary.alerts_sent_by_rule;
+  // An alerter older than `firings_by_rule` sends the same counts as `alerts_by_rule` (docs/alerts.md).
+  const firings = summary.firings_by_rule ?? summary.alerts_by_rule ?? {};
   const final = summary.final_risk;
-  const peak = summary.peak_risk ?? final;
+  const peak = peakRisk(summary);
   const pWrong = summary.p_wrong ?? null;
   return (
     <section className="summary" aria-label="Session summary" data-testid="summary">
@@ -53,7 +55,7 @@ export function SessionSummary({ summary, model, calibration }: Props) {
       <span>mean entropy {fmt(summary.mean_entropy)} bits</span>
       <span>perplexity {fmt(summary.perplexity)}</span>
       <span>low-confidence tokens {pct(summary.low_confidence_share)}</span>
-      {Object.entries(summary.firings_by_rule).map(([rule, n]) => (
+      {Object.entries(firings).map(([rule, n]) => (
         <span key={rule} data-testid="rule-counts">
           {rule} {ruleCounts(n, sent === null ? null : (sent[rule] ?? 0))}
         </span>

@@ -10,7 +10,7 @@ interface Props {
 
 export function TokenDetails({ token, alert }: Props) {
   const m = token.metrics;
-  const { items, tail } = alternatives(token.top_k, token.token_id, token.text);
+  const { items, tail } = alternatives(token.top_k ?? [], token.token_id, token.text);
   return (
     <div className="token-details" data-testid="token-details">
       <div className="td-head">

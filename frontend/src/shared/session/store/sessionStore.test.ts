@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { alert, history, risk, scores, sequenceScores, SID, token } from "../../../test/factories";
+import { alert, history, risk, scores, sequenceScores, session, SID, summaryEvent, token } from "../../../test/factories";
 import { SessionStore } from "./sessionStore";
 
 const texts = (s: SessionStore) => s.tokens.map((t) => t?.text ?? "_").join("");
@@ -45,7 +45,7 @@ describe("SessionStore ordering", () => {
   it("never moves the lifecycle backwards", () => {
     const s = new SessionStore(SID);
     s.apply({ type: "done", session_id: SID, status: "finished", reason: "eos", tokens: 0, summary: null });
-    s.apply({ type: "session", session_id: SID, status: "started" });
+    s.apply(session("started"));
     expect(s.status).toBe("finished");
     expect(s.complete).toBe(true);
   });
@@ -193,7 +193,7 @@ describe("SessionStore risk", () => {
       status: "finished",
       reason: "eos",
       tokens: 1,
-      summary: {
+      summary: summaryEvent({
         tokens: 1,
         firings_by_rule: {},
         alerts_sent_by_rule: null,
@@ -208,7 +208,7 @@ describe("SessionStore risk", () => {
         p_wrong: 0.35,
         profile: "p",
         status: "finished",
-      },
+      }),
     });
     expect(s.pWrong).toBe(0.35);
     expect(s.peakRisk).toBe("emergency");
@@ -261,7 +261,7 @@ describe("SessionStore live scores", () => {
       status: "finished",
       reason: "eos",
       tokens: 1,
-      summary: {
+      summary: summaryEvent({
         tokens: 1,
         firings_by_rule: {},
         alerts_sent_by_rule: null,
@@ -278,7 +278,7 @@ describe("SessionStore live scores", () => {
         answer_scores: sequenceScores(3, 9.5),
         scores: null,
         status: "finished",
-      },
+      }),
     });
     expect(s.pWrong).toBe(0.5);
     expect(s.answerScores?.gnll).toBe(9.5);
@@ -288,7 +288,7 @@ describe("SessionStore live scores", () => {
   it("does not take live_scores over a summary from the same snapshot", () => {
     const s = new SessionStore(SID);
     const h = history([token(0)], "finished");
-    s.applyHistory({ ...h, summary: { ...summaryOf(0.2), answer_scores: sequenceScores(1, 2) }, live_scores: scores(5, 0, { p_wrong: 0.8 }) });
+    s.applyHistory({ ...h, summary: summaryEvent({ ...summaryOf(0.2), answer_scores: sequenceScores(1, 2) }), live_scores: scores(5, 0, { p_wrong: 0.8 }) });
     expect(s.scores).toBeNull();
     expect(s.pWrong).toBe(0.2);
     expect(s.answerScores?.gnll).toBe(2);
@@ -296,7 +296,7 @@ describe("SessionStore live scores", () => {
 });
 
 function summaryOf(pWrong: number) {
-  return {
+  return summaryEvent({
     tokens: 1,
     firings_by_rule: {},
     alerts_sent_by_rule: null,
@@ -311,5 +311,5 @@ function summaryOf(pWrong: number) {
     p_wrong: pWrong,
     profile: "p",
     status: "finished" as const,
-  };
+  });
 }

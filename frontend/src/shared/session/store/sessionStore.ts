@@ -24,6 +24,7 @@ import type {
   TokenMessage,
 } from "../../../api/types";
 import { TERMINAL_STATUSES } from "../../../api/types";
+import { peakRisk } from "../../../lib/metrics";
 import { RingBuffer } from "../../../lib/ringBuffer";
 
 export const CHART_COLUMNS = ["seq", "hbar_s", "entropy", "surprisal"] as const;
@@ -112,7 +113,7 @@ export class SessionStore {
   }
   /** Highest level reached so far: the summary's peak, else the highest risk change. */
   get peakRisk(): RiskLevel | null {
-    let peak: RiskLevel | null = this.summary?.peak_risk ?? this.summary?.final_risk ?? null;
+    let peak: RiskLevel | null = this.summary ? peakRisk(this.summary) : null;
     for (const r of this.risks) if (peak === null || RISK_RANK[r.level] > RISK_RANK[peak]) peak = r.level;
     return peak ?? this.riskLevel;
   }
@@ -270,8 +271,8 @@ export class SessionStore {
         return c;
       }
       case "error":
-        if (this.error === msg.message) return false;
-        this.error = msg.message;
+        if (this.error === msg.error.message) return false;
+        this.error = msg.error.message;
         return true;
       default:
         return false;
