@@ -264,6 +264,66 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/models": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Models
+         * @description The models this deployment serves (`GET /config`'s `models`).
+         */
+        get: operations["list_models_v1_models_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/chat/completions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Chat Completions
+         * @description A chat completion, generated and audited like any job; streamed with `stream: true`.
+         */
+        post: operations["chat_completions_v1_chat_completions_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/completions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Completions
+         * @description A text completion (OpenAI's legacy endpoint), generated and audited like any job.
+         */
+        post: operations["completions_v1_completions_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -377,6 +437,17 @@ export interface components {
                 [key: string]: number | null;
             };
         };
+        /** AssistantMessage */
+        AssistantMessage: {
+            /**
+             * Role
+             * @default assistant
+             * @constant
+             */
+            role: "assistant";
+            /** Content */
+            content: string;
+        };
         /**
          * Calibration
          * @description Whether a model's signals are calibrated (docs/evaluation.md): its profile, if any.
@@ -418,6 +489,219 @@ export interface components {
              */
             status: "cancelling" | "cancelled" | "finished" | "failed";
         };
+        /** ChatChoice */
+        ChatChoice: {
+            /**
+             * Index
+             * @default 0
+             */
+            index: number;
+            message: components["schemas"]["AssistantMessage"];
+            /** @default null */
+            logprobs: components["schemas"]["ChoiceLogprobs"] | null;
+            /**
+             * Finish Reason
+             * @enum {string}
+             */
+            finish_reason: "stop" | "length";
+        };
+        /** ChatCompletion */
+        ChatCompletion: {
+            /**
+             * Id
+             * @description `chatcmpl-<session id>` / `cmpl-<session id>`.
+             */
+            id: string;
+            /**
+             * Created
+             * @description Unix seconds.
+             */
+            created: number;
+            /** Model */
+            model: string;
+            /**
+             * Uq Session Id
+             * @description Extension: the audit session (`GET /sessions/{id}`, WebSocket subscribe).
+             */
+            uq_session_id: string;
+            /**
+             * Object
+             * @default chat.completion
+             * @constant
+             */
+            object: "chat.completion";
+            /** Choices */
+            choices: components["schemas"]["ChatChoice"][];
+            usage: components["schemas"]["Usage"];
+        };
+        /**
+         * ChatCompletionRequest
+         * @description Body of ``POST /v1/chat/completions``.
+         */
+        ChatCompletionRequest: {
+            /**
+             * Model
+             * @description One of `GET /v1/models`.
+             */
+            model: string;
+            /**
+             * Max Tokens
+             * @description Most tokens; omitted = the gateway's default (256).
+             * @default null
+             */
+            max_tokens: number | null;
+            /**
+             * Temperature
+             * @description 0 = greedy; omitted = 1.
+             * @default null
+             */
+            temperature: number | null;
+            /**
+             * Top P
+             * @description Nucleus mass; omitted = 1.
+             * @default null
+             */
+            top_p: number | null;
+            /**
+             * Top K
+             * @description Extension (as vLLM's): sample among the k most likely.
+             * @default null
+             */
+            top_k: number | null;
+            /**
+             * Seed
+             * @description Same seed, same text.
+             * @default null
+             */
+            seed: number | null;
+            /**
+             * Stop
+             * @description Up to 16 stop strings; the text ends before the first one (which is not returned).
+             * @default null
+             */
+            stop: string | string[] | null;
+            /**
+             * Stream
+             * @description Server-sent events, ending with `data: [DONE]`.
+             * @default null
+             */
+            stream: boolean | null;
+            /** @default null */
+            stream_options: components["schemas"]["StreamOptions"] | null;
+            /**
+             * N
+             * @default null
+             */
+            n: number | null;
+            /**
+             * Presence Penalty
+             * @default null
+             */
+            presence_penalty: number | null;
+            /**
+             * Frequency Penalty
+             * @default null
+             */
+            frequency_penalty: number | null;
+            /**
+             * Logit Bias
+             * @default null
+             */
+            logit_bias: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * User
+             * @description Accepted and ignored.
+             * @default null
+             */
+            user: string | null;
+            /**
+             * Messages
+             * @description The conversation so far.
+             */
+            messages: components["schemas"]["OpenAIChatMessage"][];
+            /**
+             * Max Completion Tokens
+             * @description OpenAI's newer name for max_tokens.
+             * @default null
+             */
+            max_completion_tokens: number | null;
+            /**
+             * Logprobs
+             * @description Return each token's logprob.
+             * @default null
+             */
+            logprobs: boolean | null;
+            /**
+             * Top Logprobs
+             * @description Alternatives per token (needs logprobs: true).
+             * @default null
+             */
+            top_logprobs: number | null;
+            /**
+             * Tools
+             * @default null
+             */
+            tools: unknown[] | null;
+            /**
+             * Tool Choice
+             * @default null
+             */
+            tool_choice: string | {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * Parallel Tool Calls
+             * @description Accepted and ignored (no tools).
+             * @default null
+             */
+            parallel_tool_calls: boolean | null;
+            /**
+             * Functions
+             * @default null
+             */
+            functions: unknown[] | null;
+            /**
+             * Function Call
+             * @default null
+             */
+            function_call: string | {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * Response Format
+             * @default null
+             */
+            response_format: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * Modalities
+             * @default null
+             */
+            modalities: string[] | null;
+            /**
+             * Metadata
+             * @description Accepted and ignored.
+             * @default null
+             */
+            metadata: {
+                [key: string]: string;
+            } | null;
+            /**
+             * Store
+             * @description Accepted and ignored: every session is recorded anyway.
+             * @default null
+             */
+            store: boolean | null;
+            /**
+             * Service Tier
+             * @description Accepted and ignored.
+             * @default null
+             */
+            service_tier: string | null;
+        };
         /**
          * ChatMessage
          * @description One message of a chat conversation.
@@ -434,6 +718,186 @@ export interface components {
              * @description What is said.
              */
             content: string;
+        };
+        /** ChoiceLogprobs */
+        ChoiceLogprobs: {
+            /** Content */
+            content: components["schemas"]["TokenLogprob"][] | null;
+        };
+        /**
+         * Completion
+         * @description A text completion, and each chunk of a streamed one (``finish_reason`` and ``usage`` on the last).
+         */
+        Completion: {
+            /**
+             * Id
+             * @description `chatcmpl-<session id>` / `cmpl-<session id>`.
+             */
+            id: string;
+            /**
+             * Created
+             * @description Unix seconds.
+             */
+            created: number;
+            /** Model */
+            model: string;
+            /**
+             * Uq Session Id
+             * @description Extension: the audit session (`GET /sessions/{id}`, WebSocket subscribe).
+             */
+            uq_session_id: string;
+            /**
+             * Object
+             * @default text_completion
+             * @constant
+             */
+            object: "text_completion";
+            /** Choices */
+            choices: components["schemas"]["CompletionChoice"][];
+            /** @default null */
+            usage: components["schemas"]["Usage"] | null;
+        };
+        /** CompletionChoice */
+        CompletionChoice: {
+            /**
+             * Index
+             * @default 0
+             */
+            index: number;
+            /** Text */
+            text: string;
+            /** @default null */
+            logprobs: components["schemas"]["CompletionLogprobs"] | null;
+            /**
+             * Finish Reason
+             * @default null
+             */
+            finish_reason: ("stop" | "length") | null;
+        };
+        /** CompletionLogprobs */
+        CompletionLogprobs: {
+            /** Tokens */
+            tokens: string[];
+            /** Token Logprobs */
+            token_logprobs: number[];
+            /** Top Logprobs */
+            top_logprobs: {
+                [key: string]: number;
+            }[] | null;
+            /**
+             * Text Offset
+             * @description Where each token starts in the completion's text (from 0).
+             */
+            text_offset: number[];
+        };
+        /**
+         * CompletionRequest
+         * @description Body of ``POST /v1/completions`` (the legacy text completions).
+         */
+        CompletionRequest: {
+            /**
+             * Model
+             * @description One of `GET /v1/models`.
+             */
+            model: string;
+            /**
+             * Max Tokens
+             * @description Most tokens; omitted = the gateway's default (256).
+             * @default null
+             */
+            max_tokens: number | null;
+            /**
+             * Temperature
+             * @description 0 = greedy; omitted = 1.
+             * @default null
+             */
+            temperature: number | null;
+            /**
+             * Top P
+             * @description Nucleus mass; omitted = 1.
+             * @default null
+             */
+            top_p: number | null;
+            /**
+             * Top K
+             * @description Extension (as vLLM's): sample among the k most likely.
+             * @default null
+             */
+            top_k: number | null;
+            /**
+             * Seed
+             * @description Same seed, same text.
+             * @default null
+             */
+            seed: number | null;
+            /**
+             * Stop
+             * @description Up to 16 stop strings; the text ends before the first one (which is not returned).
+             * @default null
+             */
+            stop: string | string[] | null;
+            /**
+             * Stream
+             * @description Server-sent events, ending with `data: [DONE]`.
+             * @default null
+             */
+            stream: boolean | null;
+            /** @default null */
+            stream_options: components["schemas"]["StreamOptions"] | null;
+            /**
+             * N
+             * @default null
+             */
+            n: number | null;
+            /**
+             * Presence Penalty
+             * @default null
+             */
+            presence_penalty: number | null;
+            /**
+             * Frequency Penalty
+             * @default null
+             */
+            frequency_penalty: number | null;
+            /**
+             * Logit Bias
+             * @default null
+             */
+            logit_bias: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * User
+             * @description Accepted and ignored.
+             * @default null
+             */
+            user: string | null;
+            /**
+             * Prompt
+             * @description The prompt: a string, or a list of exactly one (token ids and batches are refused).
+             */
+            prompt: string | string[];
+            /**
+             * Logprobs
+             * @description Alternatives per token; 0 = none.
+             * @default null
+             */
+            logprobs: number | null;
+            /**
+             * Echo
+             * @default null
+             */
+            echo: boolean | null;
+            /**
+             * Best Of
+             * @default null
+             */
+            best_of: number | null;
+            /**
+             * Suffix
+             * @default null
+             */
+            suffix: string | null;
         };
         /** ConfigResponse */
         ConfigResponse: {
@@ -652,6 +1116,82 @@ export interface components {
              * @description True when computed from the full distribution.
              */
             exact: boolean;
+        };
+        /** ModelCard */
+        ModelCard: {
+            /** Id */
+            id: string;
+            /**
+             * Object
+             * @default model
+             * @constant
+             */
+            object: "model";
+            /**
+             * Created
+             * @default 0
+             */
+            created: number;
+            /**
+             * Owned By
+             * @default uq
+             */
+            owned_by: string;
+        };
+        /** ModelList */
+        ModelList: {
+            /**
+             * Object
+             * @default list
+             * @constant
+             */
+            object: "list";
+            /** Data */
+            data: components["schemas"]["ModelCard"][];
+        };
+        /**
+         * OpenAIChatMessage
+         * @description One chat message. ``developer`` is taken as ``system``; ``name`` is accepted and ignored.
+         */
+        OpenAIChatMessage: {
+            /**
+             * Role
+             * @description Who speaks (tool and function messages are refused: this gateway calls no tools).
+             * @enum {string}
+             */
+            role: "system" | "developer" | "user" | "assistant";
+            /**
+             * Content
+             * @description Text, or a list of text parts (joined).
+             */
+            content: string | components["schemas"]["TextPart"][];
+            /**
+             * Name
+             * @description Accepted and ignored.
+             * @default null
+             */
+            name: string | null;
+        };
+        /** OpenAIErrorDetail */
+        OpenAIErrorDetail: {
+            /** Message */
+            message: string;
+            /**
+             * Type
+             * @description invalid_request_error, authentication_error, rate_limit_error or server_error.
+             */
+            type: string;
+            /** Param */
+            param: string | null;
+            /**
+             * Code
+             * @description This gateway's error type (docs/api.md), e.g. model_not_found.
+             */
+            code: string | null;
+        };
+        /** OpenAIErrorResponse */
+        OpenAIErrorResponse: {
+            error: components["schemas"]["OpenAIErrorDetail"];
         };
         /**
          * OpenAITopLogprob
@@ -1237,6 +1777,15 @@ export interface components {
              */
             source: "live" | "history";
         };
+        /** StreamOptions */
+        StreamOptions: {
+            /**
+             * Include Usage
+             * @description Send a last chunk with `usage` (and no choices).
+             * @default null
+             */
+            include_usage: boolean | null;
+        };
         /**
          * SummaryEvent
          * @description The session ended; what happened in it (producer: alerter).
@@ -1387,6 +1936,19 @@ export interface components {
             verification: components["schemas"]["Verification"] | null;
         };
         /**
+         * TextPart
+         * @description A text part of a message's content (images, audio and files are refused).
+         */
+        TextPart: {
+            /**
+             * Type
+             * @constant
+             */
+            type: "text";
+            /** Text */
+            text: string;
+        };
+        /**
          * Thresholds
          * @description The thresholds HIGH_UNCERTAINTY and LOW_CONFIDENCE use for a model (the chart draws them).
          */
@@ -1407,6 +1969,26 @@ export interface components {
              * @enum {string}
              */
             source: "alerter" | "defaults";
+        };
+        /** TokenLogprob */
+        TokenLogprob: {
+            /** Token */
+            token: string;
+            /**
+             * Logprob
+             * @description ln p under the raw distribution (before temperature/top-p), floored at -9999.
+             */
+            logprob: number;
+            /**
+             * Bytes
+             * @description UTF-8 bytes of `token`.
+             */
+            bytes: number[] | null;
+            /**
+             * Top Logprobs
+             * @description The most likely alternatives, most likely first.
+             */
+            top_logprobs: components["schemas"]["TopLogprob"][];
         };
         /**
          * TokenMessage
@@ -1498,6 +2080,36 @@ export interface components {
              * @description Natural-log probability under the raw distribution.
              */
             logprob: number;
+        };
+        /** TopLogprob */
+        TopLogprob: {
+            /** Token */
+            token: string;
+            /**
+             * Logprob
+             * @description ln p under the raw distribution (before temperature/top-p), floored at -9999.
+             */
+            logprob: number;
+            /**
+             * Bytes
+             * @description UTF-8 bytes of `token`.
+             */
+            bytes: number[] | null;
+        };
+        /** Usage */
+        Usage: {
+            /**
+             * Prompt Tokens
+             * @description Prompt tokens after the chat template; 0 when the engine does not say.
+             */
+            prompt_tokens: number;
+            /**
+             * Completion Tokens
+             * @description Tokens generated (audited).
+             */
+            completion_tokens: number;
+            /** Total Tokens */
+            total_tokens: number;
         };
         /**
          * Verification
@@ -1978,6 +2590,103 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ConfigResponse"];
+                };
+            };
+        };
+    };
+    list_models_v1_models_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelList"];
+                };
+            };
+            /** @description Default Response */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorResponse"];
+                };
+            };
+        };
+    };
+    chat_completions_v1_chat_completions_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChatCompletionRequest"];
+            };
+        };
+        responses: {
+            /** @description The completion; with `stream: true`, server-sent events (`data: <chunk>` … `data: [DONE]`). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChatCompletion"];
+                    "text/event-stream": string;
+                };
+            };
+            /** @description Default Response */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorResponse"];
+                };
+            };
+        };
+    };
+    completions_v1_completions_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CompletionRequest"];
+            };
+        };
+        responses: {
+            /** @description The completion; with `stream: true`, server-sent events (`data: <chunk>` … `data: [DONE]`). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Completion"];
+                    "text/event-stream": string;
+                };
+            };
+            /** @description Default Response */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorResponse"];
                 };
             };
         };

@@ -51,6 +51,10 @@ prompt: (string | null)
  */
 tokens: (number | null)
 /**
+ * Prompt tokens the model read (terminal entries, when the engine reports it).
+ */
+prompt_tokens: (number | null)
+/**
  * Finished entries of jobs that asked for verification: the samples' agreement.
  */
 verification: (Verification | null)

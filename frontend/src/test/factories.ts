@@ -162,6 +162,7 @@ export function session(status: SessionStatus, extra: Partial<SessionMessage> = 
     provider: null,
     prompt: null,
     tokens: null,
+    prompt_tokens: null,
     verification: null,
     ...extra,
   };

@@ -37,6 +37,7 @@ export class ReplayPlayer {
       provider: null,
       prompt: source.prompt,
       tokens: null,
+      prompt_tokens: null,
       verification: null,
     });
     let t = 0;

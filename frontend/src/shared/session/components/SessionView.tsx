@@ -39,7 +39,8 @@ const HEAT_METRICS: HeatMetric[] = ["hbar_s", "entropy", "surprisal", "rank"];
 export function SessionView({ store, theme, AlertsPanel }: Props) {
   const version = useStoreVersion(store);
   const { config } = useServerConfig();
-  const threshold = config.thresholds.hbar_s;
+  // The rule's ℏₛ threshold for this session's model (relative to its profile), else the default model's.
+  const threshold = (store.model ? config.calibration[store.model]?.thresholds.hbar_s : undefined) ?? config.thresholds.hbar_s;
   const [chartMetric, setChartMetric] = useState<ChartMetricKey>("hbar_s");
   const [heatMetric, setHeatMetric] = useState<HeatMetric>("hbar_s");
   const [selected, setSelected] = useState<number | null>(null);
