@@ -8,6 +8,7 @@ import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import type { Severity } from "../../../api/types";
 import { METRICS, type ChartMetricKey } from "../../../lib/metrics";
+import { fmt } from "../../../lib/format";
 import type { SessionStore } from "../store/sessionStore";
 
 interface Props {
@@ -77,7 +78,7 @@ export function UncertaintyChart({ store, metric, threshold, theme, onSelectToke
               ctx.font = `${11 * devicePixelRatio}px system-ui, sans-serif`;
               ctx.textAlign = "left";
               ctx.textBaseline = "bottom";
-              ctx.fillText(`threshold ${threshold}`, left + 6 * devicePixelRatio, y - 4 * devicePixelRatio);
+              ctx.fillText(`threshold ${fmt(threshold)}`, left + 6 * devicePixelRatio, y - 4 * devicePixelRatio);
             }
             // Alert markers: a triangle on the curve at the alerted token, coloured by severity.
             const xMin = u.scales.x?.min ?? 0;
