@@ -17,7 +17,8 @@ from services.common.contracts import AuditEvent
 from services.common.settings import CommonSettings
 from services.recorder.store import Store
 from tests.recorder.conftest import expected_history, session_events
-from tests.recorder.test_service import equal_to, pending, publish, wait_for, zero
+from tests.recorder.test_service import equal_to, pending, publish, zero
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -60,7 +61,7 @@ async def test_killed_mid_session_and_restarted_nothing_lost_nothing_doubled(
             records, _ = await store.list_sessions()
             return bool(records) and records[0].tokens > 0
 
-        await wait_for(some_recorded)
+        await eventually(some_recorded, what="some tokens recorded", timeout_s=30)
         first_run.send_signal(signal.SIGKILL)
     finally:
         first_run.wait(10)
@@ -72,8 +73,8 @@ async def test_killed_mid_session_and_restarted_nothing_lost_nothing_doubled(
 
     second_run = start(settings, database_url, restarted_as)
     try:
-        await wait_for(equal_to(store, expected_history(events)), timeout_s=90)
-        await wait_for(lambda: zero(pending(redis, bus, "recorders")))
+        await eventually(equal_to(store, expected_history(events)), what="the session recorded", timeout_s=90)
+        await eventually(lambda: zero(pending(redis, bus, "recorders")), what="nothing pending", timeout_s=30)
         second_run.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(second_run.wait, 20) == 0
     finally:
