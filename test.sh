@@ -6,6 +6,7 @@ cd "$(dirname "$0")"
 source scripts/setup.sh
 
 setup_python
+setup_llama_cpp
 ensure_redis
 if [ -f frontend/package.json ] && [ ! -x /usr/bin/chromium ]; then
   step "installing Debian's chromium for the browser tests"

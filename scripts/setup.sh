@@ -37,6 +37,25 @@ setup_python() {
   fi
 }
 
+# llama-cpp-python (requirements-llama.txt) compiles llama.cpp from source: minutes, so it is its own
+# step with its own marker, and ./start.sh does not need it. Build time is logged to .venv/.llama-build.log.
+setup_llama_cpp() {
+  local want; want=$(hash_of "$ROOT/requirements-llama.txt")
+  [ "$(cat "$VENV/.llama-hash" 2>/dev/null)" = "$want" ] && return 0
+  if "$PY" -m pip download -q --no-deps --only-binary :all: -d /dev/null -r "$ROOT/requirements-llama.txt" >/dev/null 2>&1 \
+    || "$PY" -m pip cache list llama_cpp_python 2>/dev/null | grep -q llama_cpp_python; then
+    step "installing llama-cpp-python"
+  else
+    step "building llama-cpp-python from source (llama.cpp; once per machine, about 5 min on 2 cores)"
+  fi
+  local t0; t0=$(date +%s)
+  CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
+    "$PY" -m pip install -q -r "$ROOT/requirements-llama.txt" >"$VENV/.llama-build.log" 2>&1 \
+    || { tail -20 "$VENV/.llama-build.log" >&2; die "building llama-cpp-python failed (log: .venv/.llama-build.log)"; }
+  echo "    llama-cpp-python ready in $(( $(date +%s) - t0 )) s"
+  echo "$want" > "$VENV/.llama-hash"
+}
+
 setup_frontend() {
   [ -f "$ROOT/frontend/package.json" ] || return 0
   command -v npm >/dev/null || die "npm not found: install Node.js 20+ (Debian: apt-get install nodejs npm)"

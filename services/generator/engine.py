@@ -40,11 +40,14 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from services.common.contracts import ChatMessage, SamplingParams, TopKAlternative
+from services.common.contracts import ChatMessage, SamplingParams, TopKAlternative, TopKSource
 from services.generator.errors import EngineNotFoundError, GeneratorError
 
 #: Engines shipped with the generator: name → module that registers it when imported.
-BUILTIN_ENGINES: dict[str, str] = {"transformers": "services.generator.hf.engine"}
+BUILTIN_ENGINES: dict[str, str] = {
+    "transformers": "services.generator.hf.engine",
+    "openai": "services.generator.upstream",
+}
 #: Entry-point group through which installed packages may offer engines.
 ENTRY_POINT_GROUP = "uq.generator.engines"
 
@@ -73,13 +76,14 @@ class GenerationRequest:
 class TokenStep:
     """One generated token and what the model knew when it chose it."""
 
-    token_id: int
+    token_id: int | None  # None when the producer knows only the text (an upstream server)
     text: str
-    logprob: float  # natural log, raw distribution (before temperature / top-p / top-k)
+    logprob: float | None  # natural log, raw distribution (before temperature / top-p / top-k); None = unknown
     top_k: list[TopKAlternative]
-    vocab_size: int
+    vocab_size: int | None
     logits: bytes | None = None  # little-endian float16, vocab_size values, when full logits were asked for
     probe: float | None = None  # hidden-state probe projection, when the model's profile has a probe
+    top_k_source: TopKSource | None = None  # upstream engines: whose top-k this is and what it means
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +120,9 @@ class Engine(ABC):
     chat: ClassVar[bool] = True  # accepts chat messages
     seeded: ClassVar[bool] = False  # the same seed gives the same text
     hub_models: ClassVar[bool] = False  # loads models by Hugging Face hub id (services/common/model_policy.py)
+    #: False for engines whose steps wait on the network (upstream servers): the worker then advances
+    #: each job's stream on a thread of its own instead of its one compute thread.
+    compute_bound: ClassVar[bool] = True
 
     def __init__(self, model: str, options: EngineOptions) -> None:
         self.model = model

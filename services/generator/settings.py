@@ -27,7 +27,10 @@ class GeneratorSettings(CommonSettings):
     )
     max_concurrent_jobs: int = Field(4, ge=1, description="Jobs one worker decodes at once (interleaved).")
     job_group: str = Field("generators", description="Consumer group on `uq:jobs`.")
-    engine: str = Field("transformers", description="Engine: `transformers`, or `package.module:Class` of your own.")
+    engine: str = Field(
+        "transformers",
+        description="Engine: `transformers`, `openai` (an upstream OpenAI-compatible server), or `package.module:Class`.",
+    )
     engine_options: dict[str, Any] = Field(
         default_factory=dict, description="Extra engine options as JSON, checked by the engine's options model."
     )
@@ -52,4 +55,21 @@ class GeneratorSettings(CommonSettings):
     )
     verify_consistency: Literal["exact", "lexical", "embedding"] = Field(
         "lexical", description="Which agreement becomes the session's consistency: exact, lexical or embedding."
+    )
+    upstream_url: str = Field(
+        "http://127.0.0.1:8000/v1", description="Engine `openai`: the server's OpenAI base URL (ends in /v1)."
+    )
+    upstream_api_key: str = Field("", description="Engine `openai`: the server's API key (Bearer), if it needs one.")
+    upstream_top_logprobs: int = Field(
+        20, ge=0, le=20, description="Engine `openai`: top_logprobs asked for (the server's maximum; OpenAI's is 20)."
+    )
+    upstream_logprobs: Literal["raw", "processed"] = Field(
+        "raw", description="Engine `openai`: whether the server's logprobs are the raw distribution or after sampling."
+    )
+    upstream_logprob_floor: float | None = Field(
+        None, le=0.0, description="Engine `openai`: the server's lowest logprob (vLLM: -9999), if it has one."
+    )
+    upstream_timeout_s: float = Field(120.0, gt=0, description="Engine `openai`: timeout of one request to the server.")
+    upstream_stream_usage: bool = Field(
+        True, description="Engine `openai`: ask for the usage chunk (stream_options); false for servers that refuse it."
     )

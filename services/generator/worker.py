@@ -66,13 +66,14 @@ def generation_request(job: JobRequest, engine: Engine, settings: GeneratorSetti
 def token_event(job: JobRequest, engine: Engine, step: TokenStep, seq: int) -> TokenEvent:
     """The ``uq:tokens`` entry for one step of ``job``."""
     full = step.logits is not None
+    distribution = "full" if full else "top_k" if step.top_k else "prob_only" if step.logprob is not None else "none"
     return TokenEvent(
         session_id=job.session_id,
         seq=seq,
         token_id=step.token_id,
         text=step.text,
         logprob=step.logprob,
-        distribution="full" if full else "top_k",
+        distribution=distribution,
         top_k=step.top_k,
         vocab_size=step.vocab_size,
         logits_dtype="float16" if full else None,
@@ -81,6 +82,7 @@ def token_event(job: JobRequest, engine: Engine, step: TokenStep, seq: int) -> T
         provider=engine.provider,
         logits=step.logits,
         probe=step.probe,
+        top_k_source=step.top_k_source,
     )
 
 
@@ -97,6 +99,10 @@ class Worker:
         )
         self.leases = Leases(bus)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generator-compute")
+        # engines that wait on the network (compute_bound = False) get a thread per running job
+        self.io_executor = ThreadPoolExecutor(
+            max_workers=settings.max_concurrent_jobs, thread_name_prefix="generator-io"
+        )
         self.active: dict[str, asyncio.Task[None]] = {}
         self._abort = asyncio.Event()
         self.details: dict[str, Any] = {"active_jobs": 0, "jobs": 0, "tokens": 0, "failed": 0, "cancelled": 0}
@@ -162,6 +168,7 @@ class Worker:
                 self._abort.set()  # each job fails itself after its current step
                 await asyncio.wait(pending)
         self.executor.shutdown(wait=True)
+        self.io_executor.shutdown(wait=True)
 
     # --- taking jobs (inside the consumer's commit) ------------------------------------------------
 
@@ -240,8 +247,9 @@ class Worker:
         if await self.bus.redis.exists(key):
             return "cancelled", "cancelled by request"
         loop = asyncio.get_running_loop()
+        executor = self._executor(engine)
         steps = engine.stream(request)
-        pending = loop.run_in_executor(self.executor, _next, steps)
+        pending = loop.run_in_executor(executor, _next, steps)
         try:
             while True:
                 step = await pending
@@ -253,10 +261,10 @@ class Worker:
                 if self._abort.is_set():
                     return "failed", "the generator was stopped before this job finished; submit it again"
                 if isinstance(step, Prefilling):
-                    pending = loop.run_in_executor(self.executor, _next, steps)
+                    pending = loop.run_in_executor(executor, _next, steps)
                     continue
                 assert isinstance(step, TokenStep)
-                pending = loop.run_in_executor(self.executor, _next, steps)  # next step while this one is published
+                pending = loop.run_in_executor(executor, _next, steps)  # next step while this one is published
                 cancelled = await self._publish_token(job, engine, step, progress.tokens, key)
                 progress.tokens += 1
                 progress.texts.append(step.text)
@@ -266,7 +274,11 @@ class Worker:
         finally:
             with contextlib.suppress(Exception):
                 await pending  # a step in flight finishes before the stream is closed
-            await loop.run_in_executor(self.executor, _close, steps)
+            await loop.run_in_executor(executor, _close, steps)
+
+    def _executor(self, engine: Engine) -> ThreadPoolExecutor:
+        """Where ``engine``'s steps run: the one compute thread, or a thread per job for network-bound engines."""
+        return self.executor if engine.compute_bound else self.io_executor
 
     async def _verify(self, job: JobRequest, engine: Engine, progress: _Progress) -> Verification | None:
         """The job's verification (services/generator/verify.py), drawn on the compute thread in one
@@ -279,7 +291,7 @@ class Worker:
         def run() -> Verification:
             return verify.verify(engine, request, job.verify, answer, prompt, self.settings)
 
-        return await asyncio.get_running_loop().run_in_executor(self.executor, run)
+        return await asyncio.get_running_loop().run_in_executor(self._executor(engine), run)
 
     async def _publish_token(self, job: JobRequest, engine: Engine, step: TokenStep, seq: int, key: str) -> bool:
         """XADD the token and read the cancel key in one round trip; True when cancelled."""

@@ -27,6 +27,7 @@ from services.common.contracts.events import (
     SummaryEvent,
     TokenEvent,
     TopKAlternative,
+    TopKSource,
     Verification,
     now_ns,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "SummaryEvent",
     "TokenEvent",
     "TopKAlternative",
+    "TopKSource",
     "Verification",
     "now_ns",
 ]

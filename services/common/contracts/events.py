@@ -111,6 +111,18 @@ class TopKAlternative(_Model):
     logprob: float = Field(le=0.0, description="Natural-log probability under the raw distribution.")
 
 
+class TopKSource(_Model):
+    """Where a top-k list came from, when it is another server's (upstream engines, docs/generator.md)."""
+
+    k: int = Field(ge=0, le=1_000, description="Alternatives the server was asked for (its maximum top_logprobs).")
+    logprobs: Literal["raw", "processed"] = Field(
+        description="raw: the model's distribution before sampling; processed: after temperature, top-p, penalties."
+    )
+    floor: float | None = Field(
+        None, le=0.0, description="The server's lowest logprob (vLLM: -9999); values at it mean 'at most this'."
+    )
+
+
 class TokenEvent(Envelope):
     """One generated token (producers: generator, gateway push API; consumer group: auditors).
 
@@ -138,6 +150,9 @@ class TokenEvent(Envelope):
         None, description='"float16" when the entry carries the binary logits field, else null.'
     )
     sampling: SamplingParams | None = Field(None, description="Sampling parameters the token was drawn with.")
+    top_k_source: TopKSource | None = Field(
+        None, description="Upstream engines: which server's top-k this is, and what its logprobs mean."
+    )
     probe: float | None = Field(
         None,
         description="White-box engines whose model's calibration profile has a probe: the projection of the "
