@@ -5,7 +5,8 @@ llama-cpp-python (built from source at set-up, scripts/setup.sh), serving the em
         OpenAI(base_url=server.base_url, api_key="x").chat.completions.create(...)
 
 ``--logits_all true`` because llama-cpp-python computes ``logprobs`` only from logits kept for every
-position (the cost the issue measured: ~109 → ~23 tok/s). Its logprobs are log-softmax of the raw
+position (the cost the issue measured: ~109 → ~23 tok/s), and ``--interrupt_requests false`` because
+by default a new request cuts the stream of the one running (requests are served one at a time). Its logprobs are log-softmax of the raw
 logits, before repeat penalty, temperature and top-p ("raw"), with no floor.
 """
 
@@ -45,7 +46,8 @@ class LlamaServer:
         self._log = log = self.log_path.open("wb")
         args = [python(), "-m", "llama_cpp.server", "--model", str(self.model), "--model_alias", MODEL_ALIAS]
         args += ["--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.n_ctx), "--logits_all", "true"]
-        args += ["--n_threads", "2", "--verbose", "false"]
+        # a new request would otherwise cut the stream of the one running (llama-cpp-python's default)
+        args += ["--n_threads", "2", "--verbose", "false", "--interrupt_requests", "false"]
         self.proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:

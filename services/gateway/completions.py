@@ -179,15 +179,16 @@ class CompletionService:
         self.settings = settings
         self._cancels: set[asyncio.Task[None]] = set()
 
-    def models(self) -> list[str]:
+    async def models(self) -> list[str]:
         """The models this deployment offers (as ``GET /config`` lists them)."""
-        return self.settings.offered_models()
+        models, _default = await self.jobs.models.offered()
+        return models
 
     async def start(self, fields: dict[str, Any]) -> Run:
         """Validate ``fields`` as a ``POST /generate`` body (this gateway's bounds), check the model,
         subscribe, then submit. Raises ApiError: BadRequestError naming the field, ModelNotFoundError."""
         model = fields.get("model")
-        offered = self.models()
+        offered = await self.models()
         if model not in offered:
             raise ModelNotFoundError(
                 f"the model {model!r} does not exist here; this gateway serves {', '.join(offered)} (GET /v1/models)",

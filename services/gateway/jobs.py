@@ -15,6 +15,7 @@ import time
 import uuid
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from services.common.bus import Bus
 from services.common.contracts import JobRequest, SamplingParams, SessionEvent
@@ -69,6 +70,27 @@ class ServedModels:
                 log.warning("unreadable model policy", extra={"instance": beat.get("instance"), "error": str(exc)})
         self._policies, self._read_at = policies, time.monotonic()
         return policies
+
+    async def offered(self) -> tuple[list[str], str]:
+        """(models, default) this deployment offers: ``UQ_MODELS`` / ``UQ_DEFAULT_MODEL`` where set, else
+        the names the live generators serve their default under (the upstream server's model, say),
+        else the settings' values (no generator yet, or Redis unreachable)."""
+        s = self.settings
+        try:
+            policies = await self.policies()
+        except RedisError:
+            policies = []
+        served: list[str] = []
+        for _instance, policy in policies:
+            for name in sorted(policy.aliases) or [policy.default]:
+                if name not in served:
+                    served.append(name)
+        models = s.split(s.models) if "models" in s.model_fields_set and s.models else served
+        if "default_model" in s.model_fields_set or not (models or served):
+            default = s.default_model
+        else:
+            default = (served or models)[0]
+        return (models or [default]), default
 
     async def check(self, model: str | None) -> None:
         """BadRequestError (``param: "model"``) when a live generator would refuse a job naming ``model``.

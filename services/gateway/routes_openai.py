@@ -52,7 +52,7 @@ _STREAMED: dict[int | str, dict[str, Any]] = {
 @router.get("/models", response_model=ModelList)
 async def list_models(gw: GatewayDep) -> ModelList:
     """The models this deployment serves (`GET /config`'s `models`)."""
-    return ModelList(data=[ModelCard(id=m) for m in gw.completions.models()])
+    return ModelList(data=[ModelCard(id=m) for m in await gw.completions.models()])
 
 
 @router.post("/chat/completions", response_model=ChatCompletion, responses=_STREAMED)

@@ -38,13 +38,13 @@ async def metrics(gw: GatewayDep) -> Response:
 async def config(gw: GatewayDep) -> ConfigResponse:
     """What the dashboard needs to know before it starts."""
     s = gw.settings
-    models = s.offered_models()
+    models, default_model = await gw.jobs.models.offered()
     policy, source = await _threshold_policy(gw)
     calibration = {m: calibration_of(m, s.profiles_dir, policy, source) for m in models}
-    default = calibration.get(s.default_model) or calibration_of(s.default_model, s.profiles_dir, policy, source)
+    default = calibration.get(default_model) or calibration_of(default_model, s.profiles_dir, policy, source)
     return ConfigResponse(
         models=models,
-        default_model=s.default_model,
+        default_model=default_model,
         thresholds=default.thresholds,
         limits=Limits(max_tokens=s.max_tokens_limit, prompt_chars=s.max_prompt_chars, push_batch=s.push_max_batch),
         auth_required=s.auth_required,

@@ -35,8 +35,13 @@ class GatewaySettings(CommonSettings):
     rate_limit_burst: int = Field(200, gt=0, description="Requests a key may make at once before the rate applies.")
 
     # Jobs, push API and dashboard.
-    models: str = Field("", description="Comma-separated models offered by the dashboard; empty = the default.")
-    default_model: str = Field("SmolLM2-135M-Instruct", description="Model shown as default by the dashboard.")
+    models: str = Field(
+        "", description="Comma-separated models offered (dashboard, /v1/models); empty = what the generators serve."
+    )
+    default_model: str = Field(
+        "SmolLM2-135M-Instruct",
+        description="Model shown as default; when unset, the live generators' default (this value before one runs).",
+    )
     cancel_ttl_s: int = Field(3_600, gt=0, description="How long a cancel request stays visible to the generator.")
     push_session_ttl_s: int = Field(86_400, gt=0, description="An idle push session is forgotten after this long.")
     push_idle_timeout_s: float = Field(
@@ -85,10 +90,6 @@ class GatewaySettings(CommonSettings):
     def split(value: str) -> list[str]:
         """Items of a comma-separated setting, stripped, empties dropped."""
         return [item.strip() for item in value.split(",") if item.strip()]
-
-    def offered_models(self) -> list[str]:
-        """The models this deployment offers (``UQ_MODELS``, else the default): ``GET /config``, ``GET /v1/models``."""
-        return self.split(self.models) or [self.default_model]
 
     @property
     def api_key_list(self) -> list[str]:
