@@ -31,9 +31,12 @@ class LlamaServerError(RuntimeError):
 
 
 class LlamaServer:
-    def __init__(self, *, model: Path | None = None, n_ctx: int = 2048, ready_timeout_s: float = 120.0) -> None:
+    def __init__(
+        self, *, model: Path | None = None, n_ctx: int = 2048, threads: int = 2, ready_timeout_s: float = 120.0
+    ) -> None:
         self.model = model or embedded_gguf()
         self.n_ctx = n_ctx
+        self.threads = threads
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.ready_timeout_s = ready_timeout_s
@@ -47,7 +50,7 @@ class LlamaServer:
         args = [python(), "-m", "llama_cpp.server", "--model", str(self.model), "--model_alias", MODEL_ALIAS]
         args += ["--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.n_ctx), "--logits_all", "true"]
         # a new request would otherwise cut the stream of the one running (llama-cpp-python's default)
-        args += ["--n_threads", "2", "--verbose", "false", "--interrupt_requests", "false"]
+        args += ["--n_threads", str(self.threads), "--verbose", "false", "--interrupt_requests", "false"]
         self.proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:
