@@ -5,6 +5,7 @@ text and token count as calling the server directly), and the session audited li
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 
 from tests.gateway.test_openai_e2e import session
 from tests.llama_server import MODEL_ALIAS, LlamaServer
-from tests.stack import Stack
+from tests.stack import ROOT, Stack
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -33,6 +34,11 @@ def upstream() -> Iterator[LlamaServer]:
 def stack(upstream: LlamaServer) -> Iterator[Stack]:
     env = {"UQ_ENGINE": "openai", "UQ_UPSTREAM_URL": upstream.base_url, "UQ_MAX_CONCURRENT_JOBS": "4"}
     with Stack(env=env) as s:
+        # the generator's heartbeat names the server's model once its engine has asked for it (a second or two)
+        wait_until(
+            lambda: httpx.get(f"{s.url}/config").json()["default_model"] == MODEL_ALIAS,
+            what="the upstream's model as the gateway's default",
+        )
         yield s
 
 
@@ -55,7 +61,7 @@ def direct(upstream: LlamaServer) -> Iterator[openai.OpenAI]:
 
 
 def test_the_upstreams_model_is_ours(ours: openai.OpenAI, rest: httpx.Client) -> None:
-    assert MODEL_ALIAS in [m.id for m in ours.models.list()]
+    assert [m.id for m in ours.models.list()] == [MODEL_ALIAS]
     assert rest.get("/config").json()["default_model"] == MODEL_ALIAS
 
 
@@ -139,3 +145,15 @@ def test_an_upstream_failure_is_an_openai_error_with_the_servers_reason(ours: op
         ours.chat.completions.create(
             model=MODEL_ALIAS, messages=[{"role": "user", "content": "word " * 3000}], max_tokens=4
         )
+
+
+def test_the_proxy_example_finds_the_same_answer(
+    stack: Stack, upstream: LlamaServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = importlib.util.spec_from_file_location("openai_proxy", ROOT / "examples" / "openai_proxy.py")
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    assert example.main(["--upstream", upstream.base_url, "--gateway", f"{stack.url}/v1"]) == 0
+    out = capsys.readouterr().out
+    assert "the same answer" in out and "coverage=" in out and f"model: {MODEL_ALIAS}" in out
