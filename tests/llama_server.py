@@ -20,7 +20,7 @@ from typing import IO
 
 import httpx
 
-from services.generator.hf.loading import embedded_gguf
+from services.generator.embedded import embedded_gguf
 from tests.stack import ROOT, free_port, python
 
 MODEL_ALIAS = "smollm2-135m-q4_1"

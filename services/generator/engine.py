@@ -47,6 +47,7 @@ from services.generator.errors import EngineNotFoundError, GeneratorError
 BUILTIN_ENGINES: dict[str, str] = {
     "transformers": "services.generator.hf.engine",
     "openai": "services.generator.upstream",
+    "llama.cpp": "services.generator.llamacpp",
 }
 #: Entry-point group through which installed packages may offer engines.
 ENTRY_POINT_GROUP = "uq.generator.engines"

