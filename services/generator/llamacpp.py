@@ -60,7 +60,6 @@ class LlamaCppOptions(EngineOptions):
     llama_threads: int = Field(0, ge=0, le=1024)
     llama_n_ctx: int = Field(0, ge=0, le=1_048_576)
     max_concurrent_jobs: int = Field(4, ge=1)
-    profiles_dir: str = ""
 
 
 class Sampler:

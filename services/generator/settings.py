@@ -56,6 +56,10 @@ class GeneratorSettings(CommonSettings):
     verify_consistency: Literal["exact", "lexical", "embedding"] = Field(
         "lexical", description="Which agreement becomes the session's consistency: exact, lexical or embedding."
     )
+    llama_threads: int = Field(0, ge=0, le=1024, description="Engine `llama.cpp`: CPU threads; 0 = one per core.")
+    llama_n_ctx: int = Field(
+        0, ge=0, le=1_048_576, description="Engine `llama.cpp`: context length; 0 = the model's (at most 8,192)."
+    )
     upstream_url: str = Field(
         "http://127.0.0.1:8000/v1", description="Engine `openai`: the server's OpenAI base URL (ends in /v1)."
     )
