@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHES = ["bus", "auditor", "alerter", "recorder", "gateway", "generator", "upstream", "load"]
+BENCHES = ["bus", "auditor", "alerter", "recorder", "gateway", "generator", "llamacpp", "upstream", "load"]
 TIMEOUT_S = 900
 
 

@@ -270,23 +270,22 @@ class LlamaCppEngine(Engine):
         return row
 
     def _describe(self, logits: NDArray[np.float32], token: int, text: str, k: int, full: bool) -> TokenStep:
-        z = logits.astype(np.float64)
-        m = z.max()
-        log_norm = m + np.log(np.exp(z - m).sum())
-        top = np.argpartition(-logits, k - 1)[:k] if k < logits.shape[0] else np.arange(logits.shape[0])
+        """The step's record: logprob of ``token`` and the top-k under the raw distribution, and the logits."""
+        m = float(logits.max())
+        log_norm = m + float(np.log(np.exp(logits - m).sum(dtype=np.float64)))
+        top = np.argpartition(logits, -k)[-k:] if k < logits.shape[0] else np.arange(logits.shape[0])
         top = top[np.argsort(-logits[top], kind="stable")]
-        alternatives = [
-            TopKAlternative(
-                token_id=int(i),
-                text=self.piece(int(i)).decode("utf-8", errors="replace")[:1024],
-                logprob=min(float(z[i] - log_norm), 0.0),
+        alternatives = [  # built without validation: ids from the vocabulary, logprobs ≤ 0 by construction
+            TopKAlternative.model_construct(
+                token_id=int(i), text=self.piece(int(i)).decode("utf-8", errors="replace")[:1024],
+                logprob=min(float(logits[i]) - log_norm, 0.0),
             )
             for i in top
-        ]
+        ]  # fmt: skip
         return TokenStep(
             token_id=token,
             text=text,
-            logprob=min(float(z[token] - log_norm), 0.0),
+            logprob=min(float(logits[token]) - log_norm, 0.0),
             top_k=alternatives,
             vocab_size=self.vocab_size,
             logits=logits_bytes(logits.astype(np.float16)) if full else None,
