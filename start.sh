@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Set up (idempotent) and run the whole system on this machine; Ctrl-C stops what it started.
-#   ./start.sh [--port 8080] [--host 127.0.0.1] [--model embedded] [--device auto] [--auditors 1] [--no-setup]
+#   ./start.sh [--port 8080] [--host 127.0.0.1] [--model embedded] [--engine transformers] [--device auto] [--auditors 1] [--no-setup]
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/setup.sh
 
 PORT="${UQ_PORT:-8080}"; HOST="${UQ_HOST:-127.0.0.1}"; MODEL="${UQ_MODEL:-embedded}"; DEVICE="${UQ_DEVICE:-auto}"
+ENGINE="${UQ_ENGINE:-transformers}"
 AUDITORS=1; SETUP=1; HEALTH_TIMEOUT=600
 
 usage() {
@@ -23,6 +24,9 @@ Options:
                   requires API keys (UQ_API_KEYS) unless UQ_AUTH=off.
   --model NAME    model for the generator: "embedded" (SmolLM2-135M-Instruct, no download),
                   a Hugging Face id or a local path (default embedded; env UQ_MODEL)
+  --engine NAME   transformers (default), llama.cpp (GGUF files directly, ~4x faster on a CPU; builds
+                  llama-cpp-python from source on first use, about 5 min), openai (an upstream
+                  OpenAI-compatible server: set UQ_UPSTREAM_URL), or package.module:Class (env UQ_ENGINE)
   --device DEV    auto, cpu, cuda or cuda:N (default auto; env UQ_DEVICE)
   --auditors N    auditor replicas (default 1)
   --no-setup      skip the set-up steps
@@ -37,6 +41,7 @@ while [ $# -gt 0 ]; do
     --port) PORT="$2"; shift 2 ;;
     --host) HOST="$2"; shift 2 ;;
     --model) MODEL="$2"; shift 2 ;;
+    --engine) ENGINE="$2"; shift 2 ;;
     --device) DEVICE="$2"; shift 2 ;;
     --auditors) AUDITORS="$2"; shift 2 ;;
     --no-setup) SETUP=0; shift ;;
@@ -62,13 +67,14 @@ fi
 
 if [ "$SETUP" = 1 ]; then
   setup_python
+  [ "$ENGINE" = "llama.cpp" ] && setup_llama_cpp
   setup_frontend
 fi
 [ -x "$PY" ] || die "no virtualenv at .venv: run ./start.sh without --no-setup once"
 ensure_redis
 
 mkdir -p logs
-export UQ_MODEL="$MODEL" UQ_DEVICE="$DEVICE" UQ_PORT="$PORT" UQ_HOST="$HOST" UQ_LOG_FORMAT="${UQ_LOG_FORMAT:-json}"
+export UQ_MODEL="$MODEL" UQ_ENGINE="$ENGINE" UQ_DEVICE="$DEVICE" UQ_PORT="$PORT" UQ_HOST="$HOST" UQ_LOG_FORMAT="${UQ_LOG_FORMAT:-json}"
 PIDS=(); NAMES=()
 
 stop_all() {
