@@ -119,6 +119,8 @@ export async function shot(page, name) {
 
 /** Fill the form and start; `mode` is "chat" (the model's chat template, default) or "complete". */
 export async function startGeneration(page, { prompt, maxTokens, temperature, seed = 7, mode = "chat" }) {
+  const edit = page.getByTestId("edit-prompt"); // a session on screen: the form is one line until Edit
+  if (await edit.isVisible()) await edit.click();
   await page.getByTestId("prompt").fill(prompt);
   await page.getByTestId(`mode-${mode}`).check();
   await page.getByTestId("max-tokens").fill(String(maxTokens));

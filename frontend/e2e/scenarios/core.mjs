@@ -4,7 +4,7 @@
  */
 import {
   api, assert, busyShare, count, log, mainThread, pushSession, pushTokens, recordFrames, sessionIdOf, shot,
-  startGeneration, startLongGeneration, watchConsole,
+  startLongGeneration, watchConsole,
 } from "../lib.mjs";
 
 export default {

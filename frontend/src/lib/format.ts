@@ -1,7 +1,20 @@
 /** Number and text formatting shared by the views. */
 
+const SUPERSCRIPT = "⁰¹²³⁴⁵⁶⁷⁸⁹";
+
+/**
+ * A number with ``digits`` decimals; never in scientific notation: from a million on, as
+ * "1.07 × 10³⁰¹" (a perplexity can be that large), and "∞" for infinity.
+ */
 export function fmt(v: number | null | undefined, digits = 2): string {
   if (v === null || v === undefined || Number.isNaN(v)) return "—";
+  if (!Number.isFinite(v)) return v > 0 ? "∞" : "−∞";
+  if (Math.abs(v) >= 1e6) {
+    const exp = Math.floor(Math.log10(Math.abs(v)));
+    const mantissa = v / 10 ** exp;
+    const sup = String(exp).split("").map((d) => SUPERSCRIPT[Number(d)]).join("");
+    return `${mantissa.toFixed(2)} × 10${sup}`;
+  }
   return v.toFixed(digits);
 }
 

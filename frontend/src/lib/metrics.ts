@@ -84,11 +84,22 @@ export function alternatives(topK: readonly TopKAlternative[], emittedId: number
   return { items, tail: Math.max(0, 1 - covered) };
 }
 
+/**
+ * Risk levels read as levels of *risk* ("Elevated", "High", "Severe"), so they never share a word with
+ * alert severities (info, warning, critical), which grade one rule's finding. The contract's values
+ * stay safe / warning / critical / emergency (docs/alerts.md).
+ */
 export const RISK_LABEL: Record<RiskLevel, string> = {
   safe: "Safe",
-  warning: "Warning",
-  critical: "Critical",
-  emergency: "Emergency",
+  warning: "Elevated",
+  critical: "High",
+  emergency: "Severe",
+};
+export const RISK_HELP: Record<RiskLevel, string> = {
+  safe: "Safe: no evidence that the answer is wrong or the text is derailing",
+  warning: "Elevated risk (level 'warning'): some evidence the answer may be wrong; check it",
+  critical: "High risk (level 'critical'): strong evidence the answer is wrong or the text is derailing",
+  emergency: "Severe risk (level 'emergency'): the answer is very likely wrong or the text has broken down",
 };
 export const RISK_ICON: Record<RiskLevel, string> = { safe: "✓", warning: "!", critical: "‼", emergency: "✖" };
 
@@ -106,4 +117,37 @@ export function peakRisk(summary: Pick<Summary, "peak_risk" | "final_risk">): Ri
 }
 
 export const SEVERITY_LABEL: Record<Severity, string> = { info: "Info", warning: "Warning", critical: "Critical" };
+export const SEVERITIES: readonly Severity[] = ["info", "warning", "critical"];
+
+/** The built-in rules (docs/alerts.md, "Built-in rules"): a readable name and what makes each fire. */
+export const RULE_INFO: Record<string, { name: string; help: string }> = {
+  HIGH_UNCERTAINTY: {
+    name: "High uncertainty",
+    help: "ℏₛ of this token is above the model's threshold (the chart's dashed line): the model was unsure which token to write.",
+  },
+  LOW_CONFIDENCE: {
+    name: "Low confidence",
+    help: "The emitted token's probability is below the model's threshold: the model wrote a token it found unlikely.",
+  },
+  UNCERTAINTY_SPIKE: {
+    name: "Uncertainty spike",
+    help: "ℏₛ jumped to more than 1.5× the session's running baseline: a sudden change of confidence.",
+  },
+  ANOMALY: {
+    name: "Anomaly",
+    help: "ℏₛ is an outlier against the session's last 32 tokens (robust z-score above 3.5).",
+  },
+  REPETITION: {
+    name: "Repetition",
+    help: "The text loops: the last 3 tokens already occurred 3 times within the last 48 tokens.",
+  },
+};
+
+/** A rule's readable name (custom rules: their id in words) and its explanation. */
+export function ruleInfo(rule: string): { name: string; help: string } {
+  const known = RULE_INFO[rule];
+  if (known) return known;
+  const words = rule.toLowerCase().replace(/[_-]+/g, " ").trim();
+  return { name: words.charAt(0).toUpperCase() + words.slice(1), help: `Custom rule ${rule} (see the alerter's rules file).` };
+}
 export const SEVERITY_ICON: Record<Severity, string> = { info: "ℹ", warning: "⚠", critical: "✖" };

@@ -11,11 +11,16 @@ describe("AlertsPanel", () => {
     const alerts = [alert(0, 2, "info"), alert(1, 5, "critical"), alert(2, 9, "warning")];
     const picked: number[] = [];
     render(<AlertsPanel alerts={alerts} count={alerts.length} selected={null} onSelect={(s) => picked.push(s)} />);
-    const buttons = screen.getAllByRole("button");
-    expect(buttons.map((b) => b.getAttribute("aria-label")?.split(" at token")[0])).toEqual([
-      "Warning HIGH_UNCERTAINTY",
-      "Critical HIGH_UNCERTAINTY",
-      "Info HIGH_UNCERTAINTY",
+    const buttons = screen.getAllByTestId("alert");
+    expect(buttons.map((b) => b.getAttribute("aria-label")?.split(":")[1]?.split(".")[0]?.trim())).toEqual([
+      "High uncertainty",
+      "High uncertainty",
+      "High uncertainty",
+    ]);
+    expect(buttons.map((b) => b.getAttribute("aria-label")?.split(" alert at")[0])).toEqual([
+      "Warning",
+      "Critical",
+      "Info",
     ]);
     expect(buttons[1]!.textContent).toContain("Critical");
     fireEvent.click(buttons[1]!);
@@ -25,7 +30,7 @@ describe("AlertsPanel", () => {
   it("labels its count as alerts sent", () => {
     const alerts = [alert(0, 2, "info"), alert(1, 5, "critical")];
     render(<AlertsPanel alerts={alerts} count={alerts.length} selected={null} onSelect={() => {}} />);
-    expect(screen.getByRole("heading", { level: 2 }).textContent).toBe("Alerts sent 2");
+    expect(screen.getByRole("heading", { level: 2 }).textContent).toBe("Alerts 2 sent");
   });
 });
 
@@ -45,15 +50,15 @@ describe("AlertsPanel: one alert per token", () => {
     expect(screen.getAllByTestId("alert")).toHaveLength(1);
     const chips = screen.getAllByTestId("rule-chip");
     expect(chips.map((c) => [c.textContent, c.dataset.severity])).toEqual([
-      ["REPETITION", "critical"],
-      ["LOW_CONFIDENCE", "warning"],
+      ["Repetition", "critical"],
+      ["Low confidence", "warning"],
     ]);
     expect(chips[0]!.className).toContain("sev-critical");
     expect(screen.getAllByTestId("finding").map((f) => f.textContent)).toEqual([
-      "REPETITION: the text loops",
-      "LOW_CONFIDENCE: p = 0.04 below 0.3",
+      "Repetition: the text loops",
+      "Low confidence: p = 0.04 below 0.3",
     ]);
-    expect(screen.getByRole("button").getAttribute("aria-label")).toMatch(/^Critical REPETITION, LOW_CONFIDENCE at token 4: /);
+    expect(screen.getByTestId("alert").getAttribute("aria-label")).toMatch(/^Critical alert at token 4: Repetition, Low confidence\. /);
   });
 
   it("shows rules listed without findings, and an old alert as its one rule and message", () => {
@@ -63,8 +68,42 @@ describe("AlertsPanel: one alert per token", () => {
     const cards = screen.getAllByTestId("alert");
     expect(cards).toHaveLength(2);
     const chipsOf = (el: HTMLElement) => Array.from(el.querySelectorAll('[data-testid="rule-chip"]')).map((c) => c.textContent);
-    expect(chipsOf(cards[0]!)).toEqual(["HIGH_UNCERTAINTY", "LOW_CONFIDENCE"]);
-    expect(chipsOf(cards[1]!)).toEqual(["HIGH_UNCERTAINTY"]);
+    expect(chipsOf(cards[0]!)).toEqual(["High uncertainty", "Low confidence"]);
+    expect(chipsOf(cards[1]!)).toEqual(["High uncertainty"]);
     expect(cards[1]!.querySelector('[data-testid="finding"]')!.textContent).toBe("ℏₛ above 2.5");
+  });
+});
+
+describe("AlertsPanel: finding one's way", () => {
+  const alerts = [alert(0, 2, "info"), alert(1, 5, "critical"), alert(2, 9, "warning")];
+
+  it("filters by severity and says how many are shown", () => {
+    render(<AlertsPanel alerts={alerts} count={alerts.length} selected={null} onSelect={() => {}} />);
+    expect(screen.getByTestId("alert-scope").textContent).toBe("3 alerts on 3 tokens");
+    fireEvent.change(screen.getByTestId("alert-severity-filter"), { target: { value: "warning" } });
+    expect(screen.getAllByTestId("alert").map((b) => b.dataset.tokenSeq)).toEqual(["9", "5"]);
+    expect(screen.getByTestId("alert-scope").textContent).toBe("2 of 3 alerts shown");
+    fireEvent.change(screen.getByTestId("alert-severity-filter"), { target: { value: "critical" } });
+    expect(screen.getAllByTestId("alert").map((b) => b.dataset.tokenSeq)).toEqual(["5"]);
+  });
+
+  it("walks the alerts in token order with the button and the n key (shift+n back), wrapping round", () => {
+    const picked: number[] = [];
+    const { rerender } = render(<AlertsPanel alerts={alerts} count={3} selected={null} onSelect={(s) => picked.push(s)} />);
+    fireEvent.click(screen.getByTestId("next-alert"));
+    rerender(<AlertsPanel alerts={alerts} count={3} selected={2} onSelect={(s) => picked.push(s)} />);
+    fireEvent.keyDown(window, { key: "n" });
+    rerender(<AlertsPanel alerts={alerts} count={3} selected={9} onSelect={(s) => picked.push(s)} />);
+    fireEvent.keyDown(window, { key: "n" });
+    fireEvent.keyDown(window, { key: "N", shiftKey: true });
+    expect(picked).toEqual([2, 5, 2, 5]);
+  });
+
+  it("names each rule in words and explains it", () => {
+    render(<AlertsPanel alerts={[alert(0, 2, "warning")]} count={1} selected={null} onSelect={() => {}} />);
+    const chip = screen.getByTestId("rule-chip");
+    expect(chip.textContent).toBe("High uncertainty");
+    expect(chip.getAttribute("title")).toMatch(/HIGH_UNCERTAINTY.*threshold/);
+    expect(screen.getByTestId("rule-help").textContent).toMatch(/^High uncertainty: ℏₛ of this token is above/);
   });
 });

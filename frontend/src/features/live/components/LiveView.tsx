@@ -15,6 +15,9 @@ export function LiveView({ sessionId, renderSession }: { sessionId: string | nul
   const store = useSessionFeed(sessionId);
   useStoreVersion(store);
   const [stopError, setError] = useState<string | null>(null);
+  // The form collapses to one line while a session is on screen, until Edit opens it for that session.
+  const [openFor, setOpenFor] = useState<string | null>(null);
+  const collapsed = sessionId !== null && openFor !== sessionId;
   const generate = useGenerate((id) => navigate({ page: "live", sessionId: id }));
   const running = store !== null && !store.terminal;
   const startError = generate.error
@@ -47,6 +50,9 @@ export function LiveView({ sessionId, renderSession }: { sessionId: string | nul
         onStart={start}
         onStop={stop}
         error={stopError ?? startError}
+        collapsed={collapsed}
+        sessionPrompt={store?.prompt ?? null}
+        onExpand={() => setOpenFor(sessionId)}
       />
       {store ? (
         <Fragment key={store.sessionId}>{renderSession(store)}</Fragment>

@@ -40,9 +40,14 @@ interface Props {
   onStart: (p: GenerateParams) => void;
   onStop: () => void;
   error: string | null;
+  /** Shown as one line (the session's prompt, Edit, Stop) so the streaming text is what a user sees. */
+  collapsed?: boolean;
+  /** The prompt of the session on screen, for the collapsed line. */
+  sessionPrompt?: string | null;
+  onExpand?: () => void;
 }
 
-export function PromptForm({ server, running, busy, onStart, onStop, error }: Props) {
+export function PromptForm({ server, running, busy, onStart, onStop, error, collapsed = false, sessionPrompt, onExpand }: Props) {
   const id = useId();
   const [prompt, setPrompt] = useState("");
   const [mode, setMode] = useState<PromptMode>("chat");
@@ -71,6 +76,30 @@ export function PromptForm({ server, running, busy, onStart, onStop, error }: Pr
       ...(seed.trim() !== "" ? { seed: Number(seed) } : {}),
     });
   };
+
+  if (collapsed) {
+    // The form's state stays (this component stays mounted): Edit brings it back as it was.
+    const shown = sessionPrompt ?? prompt;
+    return (
+      <div className="prompt-bar panel" data-testid="prompt-bar" aria-label="The session's prompt">
+        <span className="label">Prompt</span>
+        <span className="prompt-excerpt" title={shown}>
+          {shown || "—"}
+        </span>
+        <button type="button" onClick={onExpand} data-testid="edit-prompt" aria-expanded="false">
+          ✎ Edit / new
+        </button>
+        <button type="button" className="danger" disabled={!running} onClick={onStop} data-testid="stop">
+          ■ Stop
+        </button>
+        {error && (
+          <p className="error" role="alert" data-testid="start-error">
+            {error}
+          </p>
+        )}
+      </div>
+    );
+  }
 
   return (
     <form className="prompt-form panel" onSubmit={submit} aria-label="Start a generation">

@@ -42,7 +42,7 @@ describe("the risk card", () => {
 
   it("shows the level, the latest reason in full, P(wrong) with one decimal, and the profile", () => {
     render(<MetricCards store={storeWith(token(0), token(1), calibratedRisk(0))} threshold={2.5} />);
-    expect(screen.getByTestId("risk-level").textContent).toContain("Critical");
+    expect(screen.getByTestId("risk-level").textContent).toContain("High");
     expect(screen.getByTestId("risk-reason").textContent).toBe(REASON);
     expect(screen.getByTestId("p-wrong").textContent).toBe("P(wrong) 88.0%");
     expect(screen.getByTestId("calibration").textContent).toBe(`calibrated · ${PROFILE}`);
@@ -51,8 +51,8 @@ describe("the risk card", () => {
   it("shows the latest risk change's reason, and the peak when the level came down", () => {
     const back: RiskMessage = { ...risk(1, "warning", "critical"), reason: LOOP, evidence: "loop", p_wrong: null, profile: PROFILE };
     render(<MetricCards store={storeWith(token(0), calibratedRisk(0), back)} threshold={2.5} />);
-    expect(screen.getByTestId("risk-level").textContent).toContain("Warning");
-    expect(screen.getByTestId("risk-level").textContent).toContain("peak Critical");
+    expect(screen.getByTestId("risk-level").textContent).toContain("Elevated");
+    expect(screen.getByTestId("risk-level").textContent).toContain("peak High");
     expect(screen.getByTestId("risk-reason").textContent).toBe(LOOP);
     // The answer's P(wrong) from the earlier change still holds.
     expect(screen.getByTestId("p-wrong").textContent).toBe("P(wrong) 88.0%");

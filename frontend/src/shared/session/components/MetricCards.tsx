@@ -1,7 +1,7 @@
 import type { ModelCalibration } from "../../../api/types";
 import type { SessionStore } from "../store/sessionStore";
 import { fmt, pct } from "../../../lib/format";
-import { RISK_ICON, RISK_LABEL } from "../../../lib/metrics";
+import { RISK_HELP, RISK_ICON, RISK_LABEL } from "../../../lib/metrics";
 import { calibrationOf, CalibrationLabel } from "./Calibration";
 
 interface Props {
@@ -18,15 +18,19 @@ export function MetricCards({ store, threshold, calibration }: Props) {
   const over = current !== null && current > threshold;
   return (
     <section className="cards" aria-label="Session metrics">
-      <div className="card" data-testid="card-current">
-        <div className="card-label">Current ℏₛ</div>
+      <div className="card" data-testid="card-current" title={HBAR_HELP}>
+        <div className="card-label">
+          Current ℏₛ <span className="unit">bits · higher = more uncertain</span>
+        </div>
         <div className={`card-value${over ? " over" : ""}`}>
           {fmt(current)}
-          {over && <span className="card-note"> ▲ above {threshold}</span>}
+          {over && <span className="card-note"> ▲ above the alert threshold {fmt(threshold)}</span>}
         </div>
       </div>
-      <div className="card" data-testid="card-average">
-        <div className="card-label">Session average ℏₛ</div>
+      <div className="card" data-testid="card-average" title={HBAR_HELP}>
+        <div className="card-label">
+          Session average ℏₛ <span className="unit">bits</span>
+        </div>
         <div className="card-value">{fmt(store.meanHbar)}</div>
       </div>
       <RiskCard store={store} calibration={calibration} />
@@ -39,13 +43,16 @@ export function MetricCards({ store, threshold, calibration }: Props) {
           )}
         </div>
       </div>
-      <div className="card" data-testid="card-rate">
+      <div className="card" data-testid="card-rate" title="Tokens audited per second over the last few seconds">
         <div className="card-label">Tokens / s</div>
         <div className="card-value">{fmt(rate, 1)}</div>
       </div>
     </section>
   );
 }
+
+export const HBAR_HELP =
+  "ℏₛ (semantic uncertainty) = √(entropy × surprisal) of a token, in bits: high when the model was unsure among many tokens AND wrote an unlikely one. Higher = more uncertain; 0 = certain.";
 
 export const GNLL_TITLE =
   "G-NLL of the answer: the sum of surprisal of the answer span (its first line or sentence), −log₂ p(answer) in bits: higher = less likely";
@@ -79,7 +86,12 @@ export function RiskCard({ store, calibration }: Omit<Props, "threshold">) {
               {RISK_ICON[level]}
             </span>{" "}
             {RISK_LABEL[level]}
-            {peak !== null && peak !== level && <span className="card-note"> · peak {RISK_LABEL[peak]}</span>}
+            {peak !== null && (
+              <span className="card-note" data-testid="risk-peak">
+                {" "}
+                · peak {RISK_LABEL[peak]}
+              </span>
+            )}
           </>
         )}
       </div>
@@ -98,9 +110,14 @@ export function RiskCard({ store, calibration }: Omit<Props, "threshold">) {
           )}
         </div>
       )}
-      {latest?.reason && (
-        <p className="risk-reason" data-testid="risk-reason">
-          {latest.reason}
+      {level !== null && (
+        <p className="risk-reason" data-testid="risk-reason" title={RISK_HELP[level]}>
+          {latest?.reason ??
+            (level === "safe"
+              ? info?.calibrated
+                ? "Nothing so far suggests a wrong answer: the answer's calibrated P(wrong) and the session's scores are within the model's usual range."
+                : "No rule has raised the risk (uncalibrated model: the level follows the alerts' severities)."
+              : RISK_HELP[level])}
         </p>
       )}
     </div>

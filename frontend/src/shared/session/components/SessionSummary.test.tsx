@@ -25,28 +25,28 @@ describe("SessionSummary", () => {
   it("says per rule how many tokens it fired on and how many alerts were sent", () => {
     render(<SessionSummary summary={summary} />);
     expect(screen.getAllByTestId("rule-counts").map((e) => e.textContent)).toEqual([
-      "HIGH_UNCERTAINTY fired on 1 token, 1 alert sent",
-      "LOW_CONFIDENCE fired on 256 tokens, 6 alerts sent",
+      "High uncertainty fired on 1 token, 1 alert sent",
+      "Low confidence fired on 256 tokens, 6 alerts sent",
     ]);
   });
 
   it("leaves the alerts out when the alerter did not count them", () => {
     render(<SessionSummary summary={{ ...summary, alerts_sent_by_rule: null }} />);
     expect(screen.getAllByTestId("rule-counts").map((e) => e.textContent)).toEqual([
-      "HIGH_UNCERTAINTY fired on 1 token",
-      "LOW_CONFIDENCE fired on 256 tokens",
+      "High uncertainty fired on 1 token",
+      "Low confidence fired on 256 tokens",
     ]);
   });
 
   it("reads a summary from an older alerter: firings under their deprecated name, alerts sent unknown", () => {
     const { firings_by_rule: _f, ...older } = summary;
     render(<SessionSummary summary={{ ...older, alerts_by_rule: { LOW_CONFIDENCE: 3 }, alerts_sent_by_rule: null }} />);
-    expect(screen.getAllByTestId("rule-counts").map((e) => e.textContent)).toEqual(["LOW_CONFIDENCE fired on 3 tokens"]);
+    expect(screen.getAllByTestId("rule-counts").map((e) => e.textContent)).toEqual(["Low confidence fired on 3 tokens"]);
   });
 
   it("shows the peak beside the final level, P(wrong) and the calibration profile", () => {
     render(<SessionSummary summary={{ ...summary, final_risk: "safe", peak_risk: "warning", p_wrong: 0.125, profile: "SmolLM2-135M-Instruct/2026-12-02" }} />);
-    expect(screen.getByTestId("summary-risk").textContent).toBe("Risk: final ✓ Safe · peak ! Warning");
+    expect(screen.getByTestId("summary-risk").textContent).toBe("Risk: final ✓ Safe · peak ! Elevated");
     expect(screen.getByTestId("summary-p-wrong").textContent).toBe("P(wrong) 12.5%");
     expect(screen.getByTestId("calibration").textContent).toBe("calibrated · SmolLM2-135M-Instruct/2026-12-02");
   });
@@ -61,7 +61,7 @@ describe("SessionSummary", () => {
 
   it("reads an older summary (no peak, no profile) as peak = final, uncalibrated, no P(wrong)", () => {
     render(<SessionSummary summary={summary} />);
-    expect(screen.getByTestId("summary-risk").textContent).toBe("Risk: final ‼ Critical · peak ‼ Critical");
+    expect(screen.getByTestId("summary-risk").textContent).toBe("Risk: final ‼ High · peak ‼ High");
     expect(screen.queryByTestId("summary-p-wrong")).toBeNull();
     expect(screen.getByTestId("calibration").textContent).toBe("uncalibrated");
   });

@@ -4,7 +4,7 @@
  */
 import type { ModelCalibration, Summary } from "../../../api/types";
 import { fmt, pct } from "../../../lib/format";
-import { peakRisk, RISK_ICON, RISK_LABEL } from "../../../lib/metrics";
+import { peakRisk, RISK_ICON, RISK_LABEL, ruleInfo } from "../../../lib/metrics";
 import { calibrationOf, CalibrationLabel } from "./Calibration";
 
 const plural = (n: number, one: string, many: string): string => `${n} ${n === 1 ? one : many}`;
@@ -51,13 +51,17 @@ export function SessionSummary({ summary, model, calibration }: Props) {
         </span>
       )}
       <CalibrationLabel info={calibrationOf({ summary, model, calibration })} />
-      <span>max ℏₛ {fmt(summary.max_hbar_s)}</span>
-      <span>mean entropy {fmt(summary.mean_entropy)} bits</span>
-      <span>perplexity {fmt(summary.perplexity)}</span>
-      <span>low-confidence tokens {pct(summary.low_confidence_share)}</span>
+      <span title="The highest ℏₛ of any token (bits; higher = more uncertain)">max ℏₛ {fmt(summary.max_hbar_s)} bits</span>
+      <span title="Mean entropy of the next-token distributions (bits; higher = more uncertain)">
+        mean entropy {fmt(summary.mean_entropy)} bits
+      </span>
+      <span title="2^(mean surprisal): the model's average branching factor over the text (higher = less expected)">
+        perplexity {fmt(summary.perplexity)}
+      </span>
+      <span title="Share of tokens below the low-confidence probability threshold">low-confidence tokens {pct(summary.low_confidence_share)}</span>
       {Object.entries(firings).map(([rule, n]) => (
-        <span key={rule} data-testid="rule-counts">
-          {rule} {ruleCounts(n, sent === null ? null : (sent[rule] ?? 0))}
+        <span key={rule} data-testid="rule-counts" title={`${rule}: ${ruleInfo(rule).help}`}>
+          {ruleInfo(rule).name} {ruleCounts(n, sent === null ? null : (sent[rule] ?? 0))}
         </span>
       ))}
     </section>

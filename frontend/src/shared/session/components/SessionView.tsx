@@ -10,6 +10,7 @@ import { CHART_METRICS, METRICS, type ChartMetricKey, type HeatMetric } from "..
 import type { SessionStore } from "../store/sessionStore";
 import { useStoreVersion } from "../store/useStore";
 import { MetricCards } from "./MetricCards";
+import { RiskStrip } from "./RiskStrip";
 import { SessionOutcome } from "./SessionOutcome";
 import { SessionSummary } from "./SessionSummary";
 import { TokenHeatmap } from "./TokenHeatmap";
@@ -78,6 +79,22 @@ export function SessionView({ store, theme, AlertsPanel }: Props) {
       {summary && <SessionSummary summary={summary} model={store.model} calibration={config.calibration} />}
       <div className="grid">
         <div className="main-col">
+          <section className="panel" aria-labelledby="text-title">
+            <div className="panel-head">
+              <h2 id="text-title">Text, token by token</h2>
+              <label>
+                Colour by{" "}
+                <select value={heatMetric} onChange={(e) => setHeatMetric(e.target.value as HeatMetric)} data-testid="heat-metric">
+                  {HEAT_METRICS.map((m) => (
+                    <option key={m} value={m}>
+                      {METRICS[m].label}
+                    </option>
+                  ))}
+                </select>
+              </label>
+            </div>
+            <TokenHeatmap store={store} version={version} metric={heatMetric} selected={selected} onSelect={select} follow={live} />
+          </section>
           <section className="panel" aria-labelledby="chart-title">
             <div className="panel-head">
               <h2 id="chart-title">Uncertainty over tokens</h2>
@@ -93,22 +110,7 @@ export function SessionView({ store, theme, AlertsPanel }: Props) {
               </label>
             </div>
             <UncertaintyChart store={store} metric={chartMetric} threshold={threshold} theme={theme} onSelectToken={select} />
-          </section>
-          <section className="panel" aria-labelledby="text-title">
-            <div className="panel-head">
-              <h2 id="text-title">Tokens</h2>
-              <label>
-                Colour by{" "}
-                <select value={heatMetric} onChange={(e) => setHeatMetric(e.target.value as HeatMetric)} data-testid="heat-metric">
-                  {HEAT_METRICS.map((m) => (
-                    <option key={m} value={m}>
-                      {METRICS[m].label}
-                    </option>
-                  ))}
-                </select>
-              </label>
-            </div>
-            <TokenHeatmap store={store} version={version} metric={heatMetric} selected={selected} onSelect={select} follow={live} />
+            <RiskStrip risks={store.risks} count={store.risks.length} tokenCount={store.tokenCount} />
           </section>
         </div>
         <AlertsPanel alerts={store.alerts} count={store.alerts.length} selected={selected} onSelect={select} />

@@ -8,7 +8,7 @@ import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import type { Severity } from "../../../api/types";
 import { METRICS, type ChartMetricKey } from "../../../lib/metrics";
-import { fmt } from "../../../lib/format";
+import { fmt, visibleToken } from "../../../lib/format";
 import type { SessionStore } from "../store/sessionStore";
 
 interface Props {
@@ -47,6 +47,7 @@ export function UncertaintyChart({ store, metric, threshold, theme, onSelectToke
       axis: cssVar("--fg-muted"),
       grid: cssVar("--border"),
       threshold: cssVar("--sev-critical"),
+      background: cssVar("--panel"),
     };
     const severityColor: Record<Severity, string> = {
       info: cssVar(SEVERITY_VAR.info),
@@ -74,11 +75,6 @@ export function UncertaintyChart({ store, metric, threshold, theme, onSelectToke
               ctx.lineTo(left + width, y);
               ctx.stroke();
               ctx.setLineDash([]);
-              ctx.fillStyle = colors.threshold;
-              ctx.font = `${11 * devicePixelRatio}px system-ui, sans-serif`;
-              ctx.textAlign = "left";
-              ctx.textBaseline = "bottom";
-              ctx.fillText(`threshold ${fmt(threshold)}`, left + 6 * devicePixelRatio, y - 4 * devicePixelRatio);
             }
             // Alert markers: a triangle on the curve at the alerted token, coloured by severity.
             const xMin = u.scales.x?.min ?? 0;
@@ -102,6 +98,23 @@ export function UncertaintyChart({ store, metric, threshold, theme, onSelectToke
               ctx.closePath();
               ctx.fill();
               ctx.stroke();
+            }
+            if (showThreshold) {
+              // The label last, at the right end on a background, so no marker covers it.
+              const y = u.valToPos(threshold, "y", true);
+              const label = `alert threshold ${fmt(threshold)} bits`;
+              ctx.font = `${11 * devicePixelRatio}px system-ui, sans-serif`;
+              const w = ctx.measureText(label).width + 8 * devicePixelRatio;
+              const h = 15 * devicePixelRatio;
+              const x = left + width - w - 4 * devicePixelRatio;
+              ctx.fillStyle = colors.background;
+              ctx.globalAlpha = 0.85;
+              ctx.fillRect(x, y - h - 2 * devicePixelRatio, w, h);
+              ctx.globalAlpha = 1;
+              ctx.fillStyle = colors.threshold;
+              ctx.textAlign = "left";
+              ctx.textBaseline = "bottom";
+              ctx.fillText(label, x + 4 * devicePixelRatio, y - 4 * devicePixelRatio);
             }
             ctx.restore();
           },
@@ -137,19 +150,32 @@ export function UncertaintyChart({ store, metric, threshold, theme, onSelectToke
         },
       ],
       series: [
-        { label: "token" },
+        {
+          label: "token",
+          // the hovered token: its position and its text
+          value: (_u, v) =>
+            v === null || v === undefined ? "—" : `#${v} ${visibleToken(store.tokens[v]?.text ?? "")}`,
+        },
         {
           label: info.label,
           stroke: colors.line,
           fill: colors.fill,
           width: 1.5,
           points: { show: false },
-          value: (_u, v) => (v === null || v === undefined ? "—" : v.toFixed(2)),
+          value: (_u, v) => (v === null || v === undefined ? "—" : `${fmt(v)} ${info.unit}`),
         },
       ],
     };
 
     const plot = new uPlot(opts, [[], []], el);
+    // Where the plotting area is, for what is drawn aligned with it below the chart (the risk strip).
+    const publishArea = () => {
+      const area = el.parentElement;
+      if (!area) return;
+      area.style.setProperty("--plot-left", `${plot.bbox.left / devicePixelRatio}px`);
+      area.style.setProperty("--plot-width", `${plot.bbox.width / devicePixelRatio}px`);
+    };
+    publishArea();
     plot.over.addEventListener("click", () => {
       const idx = plot.cursor.idx;
       if (idx === null || idx === undefined) return;
@@ -166,6 +192,7 @@ export function UncertaintyChart({ store, metric, threshold, theme, onSelectToke
       const xs = store.chart.column("seq");
       const ys = store.chart.column(metric).map((v) => (Number.isNaN(v) ? null : v));
       plot.setData([xs, ys]);
+      publishArea();
       el.dataset.points = String(xs.length);
       el.dataset.frames = String(Number(el.dataset.frames ?? 0) + 1);
     };
@@ -174,7 +201,10 @@ export function UncertaintyChart({ store, metric, threshold, theme, onSelectToke
     };
     schedule();
     const off = store.subscribe(schedule);
-    const ro = new ResizeObserver(() => plot.setSize({ width: Math.max(200, el.clientWidth), height: 260 }));
+    const ro = new ResizeObserver(() => {
+      plot.setSize({ width: Math.max(200, el.clientWidth), height: 260 });
+      publishArea();
+    });
     ro.observe(el);
     return () => {
       off();
@@ -184,5 +214,16 @@ export function UncertaintyChart({ store, metric, threshold, theme, onSelectToke
     };
   }, [store, metric, threshold, theme]);
 
-  return <div ref={host} className="chart" data-testid="chart" role="img" aria-label={`${METRICS[metric].label} over token position`} />;
+  return (
+    <>
+      <div ref={host} className="chart" data-testid="chart" role="img" aria-label={`${METRICS[metric].label} over token position`} />
+      <p className="chart-legend" data-testid="chart-legend">
+        <span className="legend-marker sev-info" aria-hidden="true">▼</span>
+        <span className="legend-marker sev-warning" aria-hidden="true">▼</span>
+        <span className="legend-marker sev-critical" aria-hidden="true">▼</span> an alert at that token (colour: severity info,
+        warning, critical)
+        {metric === "hbar_s" && <> · dashed line: the ℏₛ alert threshold for this model</>} · {METRICS[metric].help}
+      </p>
+    </>
+  );
 }
