@@ -4,6 +4,7 @@
  * server says it dropped messages (`missed`), when a replay leaves holes, or when a session ends
  * with tokens still missing.
  */
+import { ApiError } from "../../../api/client";
 import type { ApiClient } from "../../../api/client";
 import type { SocketClient } from "../../../api/socket";
 import type { ServerMessage } from "../../../api/types";
@@ -51,9 +52,10 @@ export class SessionFeed {
     if (snapshot) {
       try {
         this.store.applyHistory(await this.deps.api.session(this.store.sessionId));
-      } catch {
-        // Not recorded yet (a session only just queued) or the recorder is away: the
-        // subscription's replay covers it.
+      } catch (e) {
+        // 404: no such session (the gateway knows live ones before the recorder does); anything
+        // else (the recorder away): the subscription's replay covers it.
+        if (e instanceof ApiError && e.status === 404 && run === this.run) this.store.markNotFound();
       }
     }
     if (this.closed || run !== this.run || this.store.complete) return;

@@ -49,6 +49,18 @@ export function SessionView({ store, theme, AlertsPanel }: Props) {
   const live = !store.terminal;
   const summary = store.summary;
 
+  if (store.notFound) {
+    return (
+      <div className="session-view not-found panel" data-testid="session-not-found" data-session={store.sessionId}>
+        <h2>No session {store.sessionId}</h2>
+        <p>
+          The gateway knows no session with this id: it was deleted, expired from the history, or the link is
+          mistyped. <a href="#/sessions">All sessions</a>
+        </p>
+      </div>
+    );
+  }
+
   return (
     <div className="session-view" data-status={store.status ?? "unknown"} data-session={store.sessionId}>
       <div className="session-meta">
@@ -122,7 +134,7 @@ export function SessionView({ store, theme, AlertsPanel }: Props) {
 function statusText(s: string | null): string {
   switch (s) {
     case null:
-      return "⋯ Loading";
+      return "⋯ Connecting";
     case "queued":
       return "◷ Queued";
     case "started":

@@ -20,7 +20,7 @@ describe("TokenDetails", () => {
     expect(rows[3]!.textContent).toContain("rest of the vocabulary");
     expect(rows[3]!.textContent).toContain("20.0%");
     expect(screen.getByText(/Critical alert/)).toBeTruthy();
-    expect(screen.getByText("2.70")).toBeTruthy();
+    expect(screen.getByText("2.70 bits")).toBeTruthy();
   });
 
   it("says so when no alternatives were recorded", () => {

@@ -11,6 +11,9 @@ interface Props {
 export function TokenDetails({ token, alert }: Props) {
   const m = token.metrics;
   const { items, tail } = alternatives(token.top_k ?? [], token.token_id, token.text);
+  // One p for the emitted token in the whole popup: its row's when it is listed (the generator's
+  // float32 logprob), else the audit's (from the float16 logits, a few tenths of a percent apart).
+  const shownProb = items.find((a) => a.emitted)?.prob ?? m.prob;
   return (
     <div className="token-details" data-testid="token-details">
       <div className="td-head">
@@ -23,17 +26,17 @@ export function TokenDetails({ token, alert }: Props) {
         )}
       </div>
       <dl className="td-metrics">
-        <dt>ℏₛ</dt>
-        <dd>{fmt(m.hbar_s)}</dd>
-        <dt>p</dt>
-        <dd>{pct(m.prob)}</dd>
+        <dt title="ℏₛ = √(entropy × surprisal), bits; higher = more uncertain">ℏₛ</dt>
+        <dd>{fmt(m.hbar_s)} bits</dd>
+        <dt title="Probability of the emitted token">p</dt>
+        <dd>{pct(shownProb)}</dd>
         <dt>entropy</dt>
         <dd>{fmt(m.entropy)} bits</dd>
         <dt>surprisal</dt>
         <dd>{fmt(m.surprisal)} bits</dd>
-        <dt>rank</dt>
+        <dt title="1 + tokens the model found more likely (1 = its first choice)">rank</dt>
         <dd>{m.rank ?? "—"}</dd>
-        <dt>margin</dt>
+        <dt title="p(most likely) − p(second): higher = more decided">margin</dt>
         <dd>{fmt(m.margin, 3)}</dd>
       </dl>
       {!m.exact && m.coverage !== null && <p className="td-note">Estimated from the top-k only (coverage {pct(m.coverage)}).</p>}

@@ -15,6 +15,8 @@ import type { SessionStore } from "../store/sessionStore";
 import { rowOf, rowStarts } from "./chunks";
 import { TokenDetails } from "./TokenDetails";
 
+const POPUP_HEIGHT = 460; // px: the token popup's height with ten alternatives
+
 interface Props {
   store: SessionStore;
   version: number;
@@ -150,7 +152,10 @@ export function TokenHeatmap({ store, version, metric, selected, onSelect, follo
     const r = el.getBoundingClientRect();
     const w = wrapper.current?.getBoundingClientRect();
     if (!w) return null;
-    const below = r.bottom + 260 < window.innerHeight;
+    // Below the token when the popup (up to ~460 px with ten alternatives) fits there, else above it
+    // when there is more room above: near the bottom of the window it flips up rather than being cut.
+    const room = window.innerHeight - r.bottom;
+    const below = room >= POPUP_HEIGHT || room >= r.top;
     return { x: r.left - w.left, y: below ? r.bottom - w.top + 4 : r.top - w.top - 4, below };
   }, []);
 

@@ -46,6 +46,8 @@ export class SessionStore {
   /** Tokens the session has in all, once known (from `done` or a finished snapshot). */
   expectedTokens: number | null = null;
   error: string | null = null;
+  /** GET /sessions/{id} answered 404 and nothing has arrived since: no such session (yet). */
+  notFound = false;
   /** The latest live sequence scores (highest seq), while the session runs; the summary has the final ones. */
   scores: ScoresMessage | null = null;
 
@@ -193,6 +195,13 @@ export class SessionStore {
     return changed;
   }
 
+  /** The gateway knows no session by this id (its snapshot said 404); cleared by anything that arrives. */
+  markNotFound(): void {
+    if (this.notFound || this.status !== null || this.tokenCount > 0) return;
+    this.notFound = true;
+    this.changed();
+  }
+
   /** Apply a REST snapshot (GET /sessions/{id}); merges with what is already here. */
   applyHistory(h: SessionHistory): boolean {
     let changed = false;
@@ -338,6 +347,7 @@ export class SessionStore {
   }
 
   private changed(): void {
+    if (this.notFound && (this.status !== null || this.tokenCount > 0)) this.notFound = false;
     this._version++;
     for (const l of this.listeners) l();
   }
