@@ -14,6 +14,7 @@ import { RiskStrip } from "./RiskStrip";
 import { SessionOutcome } from "./SessionOutcome";
 import { SessionSummary } from "./SessionSummary";
 import { TokenHeatmap } from "./TokenHeatmap";
+import { TokenHistory } from "./TokenHistory";
 import { UncertaintyChart } from "./UncertaintyChart";
 
 /** What the view hands the alerts panel beside the tokens. */
@@ -123,6 +124,13 @@ export function SessionView({ store, theme, AlertsPanel }: Props) {
             </div>
             <UncertaintyChart store={store} metric={chartMetric} threshold={threshold} theme={theme} onSelectToken={select} />
             <RiskStrip risks={store.risks} count={store.risks.length} tokenCount={store.tokenCount} />
+          </section>
+          {/* Token history (issue 17): the same tokens as a sortable, copyable table, linked by the one selection. */}
+          <section className="panel" aria-labelledby="history-title">
+            <div className="panel-head">
+              <h2 id="history-title">Token history</h2>
+            </div>
+            <TokenHistory tokens={store.tokens} alerts={store.alerts} version={version} selected={selected} onSelect={select} />
           </section>
         </div>
         <AlertsPanel alerts={store.alerts} count={store.alerts.length} selected={selected} onSelect={select} />
