@@ -39,3 +39,11 @@ describe("ReplayPlayer", () => {
     expect(new ReplayPlayer(s, 100).duration).toBe(80);
   });
 });
+
+describe("a replay's store", () => {
+  it("is marked as a replay (the status reads Replaying, not Generating)", () => {
+    const source = new SessionStore("s1", 100);
+    expect(new ReplayPlayer(source, 100).store.replay).toBe(true);
+    expect(source.replay).toBe(false);
+  });
+});

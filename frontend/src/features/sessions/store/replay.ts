@@ -26,6 +26,7 @@ export class ReplayPlayer {
     chartPoints: number,
   ) {
     this.store = new SessionStore(source.sessionId, chartPoints);
+    this.store.replay = true;
     this.store.apply({
       schema_version: 1,
       type: "session",

@@ -66,7 +66,7 @@ export function SessionView({ store, theme, AlertsPanel }: Props) {
     <div className="session-view" data-status={store.status ?? "unknown"} data-session={store.sessionId}>
       <div className="session-meta">
         <span className={`status status-${store.status ?? "unknown"}`} data-testid="session-status">
-          {statusText(store.status)}
+          {store.replay && store.status === "started" ? "▶ Replaying" : statusText(store.status)}
         </span>
         {store.model && <span className="meta">model {store.model}</span>}
         {store.reason && store.status !== "failed" && <span className="meta">ended: {store.reason}</span>}

@@ -48,6 +48,8 @@ export class SessionStore {
   error: string | null = null;
   /** GET /sessions/{id} answered 404 and nothing has arrived since: no such session (yet). */
   notFound = false;
+  /** A replay of a recorded session (features/sessions/store/replay.ts): "started" means replaying. */
+  replay = false;
   /** The latest live sequence scores (highest seq), while the session runs; the summary has the final ones. */
   scores: ScoresMessage | null = null;
 
