@@ -42,12 +42,8 @@ setup_python() {
 setup_llama_cpp() {
   local want; want=$(hash_of "$ROOT/requirements-llama.txt")
   [ "$(cat "$VENV/.llama-hash" 2>/dev/null)" = "$want" ] && return 0
-  if "$PY" -m pip download -q --no-deps --only-binary :all: -d /dev/null -r "$ROOT/requirements-llama.txt" >/dev/null 2>&1 \
-    || "$PY" -m pip cache list llama_cpp_python 2>/dev/null | grep -q llama_cpp_python; then
-    step "installing llama-cpp-python"
-  else
-    step "building llama-cpp-python from source (llama.cpp; once per machine, about 5 min on 2 cores)"
-  fi
+  # PyPI has only the source: the first install on a machine compiles llama.cpp; pip caches the wheel.
+  step "installing llama-cpp-python (the first time on a machine it compiles llama.cpp: about 5 min on 2 cores)"
   local t0; t0=$(date +%s)
   CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
     "$PY" -m pip install -q -r "$ROOT/requirements-llama.txt" >"$VENV/.llama-build.log" 2>&1 \

@@ -38,7 +38,14 @@ class HistoryReader(Protocol):
     """What the gateway uses of ``services.recorder.query.History``."""
 
     async def list_sessions(
-        self, *, limit: int, offset: int, status: str | None, risk: str | None
+        self,
+        *,
+        limit: int,
+        offset: int,
+        status: str | None,
+        risk: str | None,
+        q: str | None = None,
+        model: str | None = None,
     ) -> tuple[list[SessionRecord], int]: ...
 
     async def get_session(self, session_id: str) -> SessionHistory | None: ...
@@ -125,9 +132,20 @@ class HistoryService:
             )
         return self.store
 
-    async def list_sessions(self, *, limit: int, offset: int, status: str | None, risk: str | None) -> SessionList:
+    async def list_sessions(
+        self,
+        *,
+        limit: int,
+        offset: int,
+        status: str | None,
+        risk: str | None,
+        q: str | None = None,
+        model: str | None = None,
+    ) -> SessionList:
         with _store_errors():
-            items, total = await self._need_store().list_sessions(limit=limit, offset=offset, status=status, risk=risk)
+            items, total = await self._need_store().list_sessions(
+                limit=limit, offset=offset, status=status, risk=risk, q=q, model=model
+            )
         return SessionList(items=items, total=total)
 
     async def stored(self, session_id: str) -> SessionHistory | None:

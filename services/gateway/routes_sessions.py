@@ -25,9 +25,12 @@ async def list_sessions(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     status: SessionStatus | None = None,
     risk: RiskLevel | None = None,
+    q: Annotated[str | None, Query(max_length=500, description="Case-insensitive substring of the prompt.")] = None,
+    model: Annotated[str | None, Query(max_length=512, description="Exact model name.")] = None,
 ) -> SessionList:
-    """Sessions, newest first, optionally only those with a status or a current risk level."""
-    return await gw.history.list_sessions(limit=limit, offset=offset, status=status, risk=risk)
+    """Sessions, newest first, optionally only those with a status, a current risk level, a prompt
+    containing ``q`` or one model."""
+    return await gw.history.list_sessions(limit=limit, offset=offset, status=status, risk=risk, q=q, model=model)
 
 
 @router.get("/sessions/{session_id}", response_model=SessionDetail)

@@ -66,13 +66,21 @@ class History:
     # --- reading --------------------------------------------------------------------------------
 
     async def list_sessions(
-        self, *, limit: int = 50, offset: int = 0, status: str | None = None, risk: str | None = None
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        status: str | None = None,
+        risk: str | None = None,
+        q: str | None = None,
+        model: str | None = None,
     ) -> tuple[list[SessionRecord], int]:
-        """A page of sessions, newest first, and how many match in all."""
-        return await asyncio.to_thread(self._list_sessions, limit, offset, status, risk)
+        """A page of sessions, newest first, and how many match in all; ``q`` is a case-insensitive
+        substring of the prompt, ``model`` the exact model name."""
+        return await asyncio.to_thread(self._list_sessions, limit, offset, status, risk, q, model)
 
     def _list_sessions(
-        self, limit: int, offset: int, status: str | None, risk: str | None
+        self, limit: int, offset: int, status: str | None, risk: str | None, q: str | None, model: str | None
     ) -> tuple[list[SessionRecord], int]:
         self._ready()
         where = []
@@ -80,6 +88,11 @@ class History:
             where.append(sessions.c.status == status)
         if risk is not None:
             where.append(sessions.c.risk == risk)
+        if q:
+            pattern = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append(sessions.c.prompt.ilike(f"%{pattern}%", escape="\\"))
+        if model:
+            where.append(sessions.c.model == model)
         page = (
             select(sessions)
             .where(*where)

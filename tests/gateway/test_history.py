@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from services.common.contracts import SessionEvent
 from services.gateway.errors import NotFoundError, UnavailableError
 from services.gateway.history import HistoryReader, HistoryService, merge, open_history
 from services.gateway.live import LiveState
@@ -186,3 +187,22 @@ async def test_a_running_session_shows_its_latest_live_scores() -> None:
     assert [k for k, _ in replay][-1] == ("scores", 1)  # after the last token it includes
     live.apply(summary("s", 2, 3).model_dump(mode="json"))
     assert (await history.detail("s")).live_scores is None  # the summary has the final scores
+
+
+async def test_list_searches_the_prompt_and_filters_by_model(store: HistoryReader) -> None:
+    await record(
+        store,
+        SessionEvent(session_id="a", seq=0, status="queued", prompt="Explain QUANTUM computing", model="m1"),
+        SessionEvent(session_id="b", seq=0, status="queued", prompt="The capital of France is", model="m2"),
+        SessionEvent(session_id="c", seq=0, status="queued", prompt="100% sure_or not", model="m1"),
+    )
+    history = HistoryService(store, LiveState())
+
+    async def ids(**filters: str) -> list[str]:
+        page = await history.list_sessions(limit=10, offset=0, status=None, risk=None, **filters)
+        return sorted(r.session_id for r in page.items)
+
+    assert await ids(q="quantum") == ["a"]  # case-insensitive substring
+    assert await ids(model="m1") == ["a", "c"]
+    assert await ids(q="capital", model="m1") == []
+    assert await ids(q="0% s") == ["c"] and await ids(q="%") == ["c"] and await ids(q="s_r") == []  # LIKE escaped

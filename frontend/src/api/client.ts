@@ -28,6 +28,9 @@ export interface SessionQuery {
   offset?: number;
   status?: string;
   risk?: string;
+  /** Case-insensitive substring of the prompt. */
+  q?: string;
+  model?: string;
 }
 
 /** What the dashboard assumes until GET /config answers (the gateway's defaults). */

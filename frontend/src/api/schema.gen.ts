@@ -69,7 +69,8 @@ export interface paths {
         };
         /**
          * List Sessions
-         * @description Sessions, newest first, optionally only those with a status or a current risk level.
+         * @description Sessions, newest first, optionally only those with a status, a current risk level, a prompt
+         *     containing ``q`` or one model.
          */
         get: operations["list_sessions_sessions_get"];
         put?: never;
@@ -2268,6 +2269,10 @@ export interface operations {
                 offset?: number;
                 status?: ("queued" | "started" | "finished" | "failed" | "cancelled") | null;
                 risk?: ("safe" | "warning" | "critical" | "emergency") | null;
+                /** @description Case-insensitive substring of the prompt. */
+                q?: string | null;
+                /** @description Exact model name. */
+                model?: string | null;
             };
             header?: never;
             path?: never;

@@ -1,7 +1,7 @@
 /** Past and running sessions with their risk and summary; open one to replay it in the same views. */
 import { Fragment, useEffect, useState } from "react";
 import { routeHref } from "../../../app/router";
-import { useServices } from "../../../app/services";
+import { useServerConfig, useServices } from "../../../app/services";
 import { ReplayPlayer } from "../store/replay";
 import { RISK_LEVELS, type RiskLevel, type SessionStatus } from "../../../api/types";
 import { ago, fmt, pct, truncate } from "../../../lib/format";
@@ -82,7 +82,10 @@ function SessionList() {
   const [offset, setOffset] = useState(0);
   const [status, setStatus] = useState("");
   const [risk, setRisk] = useState("");
-  const { data, error } = useSessions({ limit: PAGE, offset, status, risk });
+  const [search, setSearch] = useState("");
+  const [model, setModel] = useState("");
+  const { config } = useServerConfig();
+  const { data, error } = useSessions({ limit: PAGE, offset, status, risk, q: search.trim(), model });
   const total = data?.total ?? 0;
 
   return (
@@ -90,6 +93,28 @@ function SessionList() {
       <div className="panel-head">
         <h2 id="sessions-title">Sessions {data && <span className="count">{total}</span>}</h2>
         <div className="filters">
+          <label>
+            Search{" "}
+            <input
+              type="search"
+              value={search}
+              placeholder="prompt text"
+              maxLength={500}
+              onChange={(e) => (setSearch(e.target.value), setOffset(0))}
+              data-testid="session-search"
+            />
+          </label>
+          {config.models.length > 1 && (
+            <label>
+              Model{" "}
+              <select value={model} onChange={(e) => (setModel(e.target.value), setOffset(0))} data-testid="session-model">
+                <option value="">any</option>
+                {config.models.map((m) => (
+                  <option key={m}>{m}</option>
+                ))}
+              </select>
+            </label>
+          )}
           <label>
             Status{" "}
             <select value={status} onChange={(e) => (setStatus(e.target.value), setOffset(0))}>
@@ -117,7 +142,9 @@ function SessionList() {
           Could not load sessions: {error}
         </p>
       )}
-      {data && data.items.length === 0 && <p className="empty">No sessions yet.</p>}
+      {data && data.items.length === 0 && (
+        <p className="empty">{search.trim() || model || status || risk ? "No session matches these filters." : "No sessions yet."}</p>
+      )}
       {data && data.items.length > 0 && (
         <table className="session-table" data-testid="sessions">
           <thead>
