@@ -81,7 +81,8 @@ export default {
     assert((await cards.count()) === h.alerts.length, `one card per alert (${await cards.count()} vs ${h.alerts.length})`);
     if (h.alerts.length) {
       const newest = h.alerts[h.alerts.length - 1];
-      const chips = await cards.first().getByTestId("rule-chip").allInnerTexts();
+      // chips show readable names; their data-rule is the rule id
+      const chips = await cards.first().getByTestId("rule-chip").evaluateAll((els) => els.map((e) => e.getAttribute("data-rule")));
       const rules = newest.rules?.length ? newest.rules : [newest.rule];
       assert(JSON.stringify(chips) === JSON.stringify(rules), `rule chips ${JSON.stringify(chips)} = ${JSON.stringify(rules)}`);
     }
