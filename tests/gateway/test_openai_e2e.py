@@ -255,7 +255,17 @@ def test_errors_raise_the_clients_own_exceptions(stack: Stack, client: OpenAI, m
 
 
 def test_a_client_that_leaves_mid_stream_cancels_its_job(client: OpenAI, rest: httpx.Client, model: str) -> None:
-    stream = client.completions.create(model=model, prompt=PROMPT, max_tokens=400, temperature=0.8, stream=True)
+    # a seeded chat answer that runs long, so the job is still going when the client leaves (an unseeded
+    # one may reach its end of text a few tokens in, before the cancel lands)
+    story = [{"role": "user", "content": "Write a long story about a lighthouse keeper and a storm."}]
+    stream = client.chat.completions.create(
+        model=model,
+        messages=story,
+        max_tokens=400,
+        temperature=0.8,
+        seed=7,
+        stream=True,  # type: ignore[arg-type]
+    )
     sid = stream.response.headers["X-UQ-Session-Id"]
     for n, _chunk in enumerate(stream):
         if n == 2:
