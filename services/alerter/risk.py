@@ -29,9 +29,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from services.common.contracts import RiskLevel, Severity
+from services.common.contracts import RISK_LEVELS, RiskLevel, Severity
 
-LEVELS: tuple[RiskLevel, ...] = ("safe", "warning", "critical", "emergency")
+LEVELS: tuple[RiskLevel, ...] = RISK_LEVELS
 WEIGHTS: dict[Severity, int] = {"info": 1, "warning": 2, "critical": 4}
 LOOP_RULE = "REPETITION"
 EvidenceKind = Literal["answer", "session", "loop", "rules"]

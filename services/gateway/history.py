@@ -23,7 +23,8 @@ from services.common.contracts import (
     SessionStatus,
     SummaryEvent,
 )
-from services.common.contracts.events import STATUS_SEQ
+from services.common.contracts.events import RISK_LEVELS, STATUS_SEQ
+from services.common.contracts.history import SessionSort, SortOrder
 from services.common.errors import UQError
 from services.gateway import messages
 from services.gateway.errors import NotFoundError, UnavailableError
@@ -46,6 +47,11 @@ class HistoryReader(Protocol):
         risk: str | None,
         q: str | None = None,
         model: str | None = None,
+        peak: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        sort: SessionSort = "created",
+        order: SortOrder = "desc",
     ) -> tuple[list[SessionRecord], int]: ...
 
     async def get_session(self, session_id: str) -> SessionHistory | None: ...
@@ -141,10 +147,25 @@ class HistoryService:
         risk: str | None,
         q: str | None = None,
         model: str | None = None,
+        peak: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        sort: SessionSort = "created",
+        order: SortOrder = "desc",
     ) -> SessionList:
         with _store_errors():
             items, total = await self._need_store().list_sessions(
-                limit=limit, offset=offset, status=status, risk=risk, q=q, model=model
+                limit=limit,
+                offset=offset,
+                status=status,
+                risk=risk,
+                q=q,
+                model=model,
+                peak=peak,
+                since_ns=since_ns,
+                until_ns=until_ns,
+                sort=sort,
+                order=order,
             )
         return SessionList(items=items, total=total)
 
@@ -253,7 +274,12 @@ def _record(history: SessionHistory | None, view: SessionView | None, tokens: in
         newer = STATUS_SEQ.get(view.status, 0) >= STATUS_SEQ[record.status]
         status: SessionStatus = view.status if newer else record.status  # type: ignore[assignment]
         return record.model_copy(
-            update={"status": status, "tokens": max(tokens, record.tokens), "alerts": max(alerts, record.alerts)}
+            update={
+                "status": status,
+                "tokens": max(tokens, record.tokens),
+                "alerts": max(alerts, record.alerts),
+                "peak_risk": max(record.peak_risk, view.peak_risk, key=RISK_LEVELS.index),
+            }
         )
     assert view is not None
     return SessionRecord(
@@ -268,4 +294,5 @@ def _record(history: SessionHistory | None, view: SessionView | None, tokens: in
         tokens=tokens,
         alerts=alerts,
         risk=view.risk,
+        peak_risk=view.peak_risk,
     )

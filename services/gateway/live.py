@@ -24,7 +24,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from services.common.contracts.events import STATUS_SEQ, TERMINAL_STATUSES
+from services.common.contracts.events import RISK_LEVELS, STATUS_SEQ, TERMINAL_STATUSES
 from services.gateway import messages
 from services.gateway.messages import MessageKey
 
@@ -47,6 +47,7 @@ class SessionView:
     tokens: int = 0  # audits seen
     terminal_tokens: int | None = None  # the token count the terminal session entry announced
     risk: str = "safe"
+    peak_risk: str = "safe"
     scores: dict[str, Any] | None = None  # the latest live scores entry
     summary: dict[str, Any] | None = None
     ended_at: float | None = None
@@ -140,6 +141,7 @@ class LiveState:
             self.alerts_sent_by_rule[rule] = self.alerts_sent_by_rule.get(rule, 0) + 1
         elif kind == "risk":
             view.risk = str(entry.get("level"))
+            view.peak_risk = max(view.peak_risk, view.risk, key=_risk_rank)
         elif kind == "scores":
             view.scores = entry
         elif kind == "summary":
@@ -253,3 +255,7 @@ class LiveState:
 def _cost(text: str) -> int:
     """Estimated bytes of one buffered message: the JSON text and the objects around it."""
     return len(text) + 160
+
+
+def _risk_rank(level: str) -> int:
+    return RISK_LEVELS.index(level) if level in RISK_LEVELS else 0

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
 from services.common.contracts import RiskLevel, SessionStatus
+from services.common.contracts.history import SessionSort, SortOrder
 from services.gateway.deps import GatewayDep, Guarded, SessionIdPath
 from services.gateway.errors import BadRequestError
 from services.gateway.models import ErrorResponse, SessionDetail, SessionList
@@ -27,10 +28,33 @@ async def list_sessions(
     risk: RiskLevel | None = None,
     q: Annotated[str | None, Query(max_length=500, description="Case-insensitive substring of the prompt.")] = None,
     model: Annotated[str | None, Query(max_length=512, description="Exact model name.")] = None,
+    peak: Annotated[RiskLevel | None, Query(description="Only sessions whose peak risk reached this level.")] = None,
+    since_ns: Annotated[
+        int | None, Query(ge=0, le=2**63 - 1, description="Created at or after (ns since the epoch).")
+    ] = None,
+    until_ns: Annotated[
+        int | None, Query(ge=0, le=2**63 - 1, description="Created before (ns since the epoch).")
+    ] = None,
+    sort: Annotated[SessionSort, Query(description="Sort key; ties are newest first.")] = "created",
+    order: Annotated[SortOrder, Query(description="asc or desc.")] = "desc",
 ) -> SessionList:
-    """Sessions, newest first, optionally only those with a status, a current risk level, a prompt
-    containing ``q`` or one model."""
-    return await gw.history.list_sessions(limit=limit, offset=offset, status=status, risk=risk, q=q, model=model)
+    """Sessions, newest first by default, optionally only those with a status, a current risk level, a
+    peak risk at or above a level, a prompt containing ``q``, one model, or a creation time window."""
+    if since_ns is not None and until_ns is not None and until_ns < since_ns:
+        raise BadRequestError("until_ns is before since_ns", param="until_ns")
+    return await gw.history.list_sessions(
+        limit=limit,
+        offset=offset,
+        status=status,
+        risk=risk,
+        q=q,
+        model=model,
+        peak=peak,
+        since_ns=since_ns,
+        until_ns=until_ns,
+        sort=sort,
+        order=order,
+    )
 
 
 @router.get("/sessions/{session_id}", response_model=SessionDetail)

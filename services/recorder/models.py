@@ -46,10 +46,12 @@ class SessionRow(Base):
     alerts: Mapped[int] = mapped_column(Integer)
     risk: Mapped[str] = mapped_column(String(16))
     risk_seq: Mapped[int] = mapped_column(Integer)
+    peak_rank: Mapped[int] = mapped_column(Integer, server_default="0")  # index in RISK_LEVELS; since 0006
 
     __table_args__ = (
         Index("ix_sessions_created_ns", "created_ns"),
         Index("ix_sessions_updated_ns", "updated_ns"),
+        Index("ix_sessions_peak_rank", "peak_rank"),
     )
 
 

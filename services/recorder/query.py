@@ -16,17 +16,66 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, select
+from sqlalchemy import Connection, Engine, case, delete, func, select
 
-from services.common.contracts import AlertEvent, RiskEvent, SummaryEvent
-from services.common.contracts.history import SessionHistory, SessionRecord
+from services.common.contracts import RISK_LEVELS, AlertEvent, RiskEvent, SummaryEvent
+from services.common.contracts.history import SessionHistory, SessionRecord, SessionSort, SortOrder
 from services.recorder import migrate as migrations
 from services.recorder.errors import DatabaseUnavailableError, ExportError, SchemaNotReadyError
 from services.recorder.escape import loaded
 from services.recorder.export import CSV_COLUMNS, EXPORT_FORMATS, EXPORT_PAGE, csv_chunks, csv_line, jsonl_chunks
 from services.recorder.models import alerts, sessions, summaries, tokens
 from services.recorder.rows import alert_from_row, audit_from_row, record_from_row, risk_from_row
+
+_RISK_RANK = case({level: i for i, level in enumerate(RISK_LEVELS)}, value=sessions.c.risk, else_=0)
+_STATUS_ORDER = case(
+    {"queued": 0, "started": 1, "finished": 2, "cancelled": 3, "failed": 4}, value=sessions.c.status, else_=5
+)
+_SORT_COLUMNS: dict[str, Any] = {
+    "created": sessions.c.created_ns,
+    "updated": sessions.c.updated_ns,
+    "tokens": sessions.c.tokens,
+    "alerts": sessions.c.alerts,
+    "peak": sessions.c.peak_rank,
+    "risk": _RISK_RANK,
+    "status": _STATUS_ORDER,
+    "model": func.coalesce(sessions.c.model, ""),
+}
+
+
+@dataclass(frozen=True)
+class SessionFilters:
+    """Which sessions a list keeps; every field that is set must hold."""
+
+    status: str | None = None
+    risk: str | None = None
+    q: str | None = None
+    model: str | None = None
+    peak: str | None = None  # the lowest peak level kept
+    since_ns: int | None = None  # created at or after
+    until_ns: int | None = None  # created before
+
+    def where(self) -> list[Any]:
+        where: list[Any] = []
+        if self.status is not None:
+            where.append(sessions.c.status == self.status)
+        if self.risk is not None:
+            where.append(sessions.c.risk == self.risk)
+        if self.q:
+            pattern = self.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append(sessions.c.prompt.ilike(f"%{pattern}%", escape="\\"))
+        if self.model:
+            where.append(sessions.c.model == self.model)
+        if self.peak is not None and self.peak in RISK_LEVELS:
+            where.append(sessions.c.peak_rank >= RISK_LEVELS.index(self.peak))
+        if self.since_ns is not None:
+            where.append(sessions.c.created_ns >= self.since_ns)
+        if self.until_ns is not None:
+            where.append(sessions.c.created_ns < self.until_ns)
+        return where
 
 
 class History:
@@ -74,29 +123,31 @@ class History:
         risk: str | None = None,
         q: str | None = None,
         model: str | None = None,
+        peak: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        sort: SessionSort = "created",
+        order: SortOrder = "desc",
     ) -> tuple[list[SessionRecord], int]:
-        """A page of sessions, newest first, and how many match in all; ``q`` is a case-insensitive
-        substring of the prompt, ``model`` the exact model name."""
-        return await asyncio.to_thread(self._list_sessions, limit, offset, status, risk, q, model)
+        """A page of sessions and how many match in all, newest first unless ``sort``/``order`` say
+        otherwise. ``q`` is a case-insensitive substring of the prompt, ``model`` the exact model name,
+        ``peak`` the lowest peak risk level to include, ``since_ns``/``until_ns`` bound the creation
+        time (inclusive, exclusive)."""
+        filters = SessionFilters(status, risk, q, model, peak, since_ns, until_ns)
+        return await asyncio.to_thread(self._list_sessions, limit, offset, filters, sort, order)
 
     def _list_sessions(
-        self, limit: int, offset: int, status: str | None, risk: str | None, q: str | None, model: str | None
+        self, limit: int, offset: int, f: SessionFilters, sort: SessionSort, order: SortOrder
     ) -> tuple[list[SessionRecord], int]:
         self._ready()
-        where = []
-        if status is not None:
-            where.append(sessions.c.status == status)
-        if risk is not None:
-            where.append(sessions.c.risk == risk)
-        if q:
-            pattern = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            where.append(sessions.c.prompt.ilike(f"%{pattern}%", escape="\\"))
-        if model:
-            where.append(sessions.c.model == model)
+        where = f.where()
+        column = _SORT_COLUMNS[sort]
+        key = column.asc() if order == "asc" else column.desc()
+        # ties keep the newest first, then the id, so that paging is stable
         page = (
             select(sessions)
             .where(*where)
-            .order_by(sessions.c.created_ns.desc(), sessions.c.session_id)
+            .order_by(key, sessions.c.created_ns.desc(), sessions.c.session_id)
             .limit(max(limit, 0))
             .offset(max(offset, 0))
         )

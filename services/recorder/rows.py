@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from services.common.contracts import (
+    RISK_LEVELS,
     AlertEvent,
     AuditEvent,
     Event,
@@ -210,5 +211,6 @@ def record_from_row(r: Any, summary: SummaryEvent | None) -> SessionRecord:
         tokens=r["tokens"],
         alerts=r["alerts"],
         risk=r["risk"],
+        peak_risk=RISK_LEVELS[min(max(int(r["peak_rank"] or 0), 0), len(RISK_LEVELS) - 1)],
         summary=summary,
     )

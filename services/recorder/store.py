@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
 from services.common.contracts import (
+    RISK_LEVELS,
     AlertEvent,
     AuditEvent,
     Event,
@@ -80,6 +81,7 @@ class _SessionDelta:
     prompt: str | None = None
     risk: str | None = None
     risk_seq: int = -1
+    peak_rank: int = 0
     seen: set[str] = field(default_factory=set)
 
     def touch(self, ts_ns: int) -> None:
@@ -150,8 +152,10 @@ class Store(History):
                 delta.set_status("started", 1)  # tokens flowing imply the session started
             elif isinstance(e, AlertEvent | RiskEvent):
                 alert_rows.append(alert_row(e))
-                if isinstance(e, RiskEvent) and e.seq > delta.risk_seq:
-                    delta.risk, delta.risk_seq = e.level, e.seq
+                if isinstance(e, RiskEvent):
+                    delta.peak_rank = max(delta.peak_rank, RISK_LEVELS.index(e.level))
+                    if e.seq > delta.risk_seq:
+                        delta.risk, delta.risk_seq = e.level, e.seq
             elif isinstance(e, SummaryEvent):
                 summary_rows.append(summary_row(e))
             elif isinstance(e, SessionEvent):
@@ -283,6 +287,9 @@ _UPDATE_SESSION = (
         prompt=func.coalesce(sessions.c.prompt, bindparam("new_prompt")),
         risk=case((sessions.c.risk_seq < bindparam("risk_seq"), bindparam("new_risk")), else_=sessions.c.risk),
         risk_seq=case((sessions.c.risk_seq < bindparam("risk_seq"), bindparam("risk_seq")), else_=sessions.c.risk_seq),
+        peak_rank=case(
+            (sessions.c.peak_rank < bindparam("peak_rank"), bindparam("peak_rank")), else_=sessions.c.peak_rank
+        ),
     )
 )
 
@@ -298,6 +305,7 @@ def _new_session_row(session_id: str, d: _SessionDelta) -> dict[str, Any]:
         "alerts": 0,
         "risk": "safe",
         "risk_seq": -1,
+        "peak_rank": 0,
     }
 
 
@@ -316,4 +324,5 @@ def _update_params(session_id: str, d: _SessionDelta) -> dict[str, Any]:
         "new_prompt": d.prompt,
         "new_risk": d.risk or "safe",
         "risk_seq": d.risk_seq,
+        "peak_rank": d.peak_rank,
     }

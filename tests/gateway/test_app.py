@@ -201,6 +201,12 @@ async def test_history_endpoints_with_the_recorder_store(gw_settings: GatewaySet
         assert (page["total"], [s["session_id"] for s in page["items"]]) == (1, ["old"])
         assert (await client.get("/sessions", params={"limit": 1})).json()["total"] == 2
         assert_error(await client.get("/sessions", params={"risk": "purple"}), 422, "invalid_request", "risk")
+        by_tokens = (await client.get("/sessions", params={"sort": "tokens", "order": "asc"})).json()
+        assert [s["session_id"] for s in by_tokens["items"]] == ["other", "old"]
+        assert_error(await client.get("/sessions", params={"sort": "colour"}), 422, "invalid_request", "sort")
+        assert_error(
+            await client.get("/sessions", params={"since_ns": 5, "until_ns": 4}), 400, "bad_request", "until_ns"
+        )
         detail = (await client.get("/sessions/old")).json()
         assert [t["seq"] for t in detail["tokens"]] == [0, 1]
         assert detail["tokens"][1]["metrics"]["prob"] == 0.1

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from services.common.contracts import (
+    RISK_LEVELS,
     AlertEvent,
     AuditEvent,
     Event,
@@ -203,6 +204,7 @@ def expected_history(events: list[Event]) -> SessionHistory:
         tokens=len(audits),
         alerts=len(fired),
         risk=risks[-1].level if risks else "safe",
+        peak_risk=max((r.level for r in risks), key=RISK_LEVELS.index, default="safe"),
         summary=summary[-1] if summary else None,
     )
     return SessionHistory(session=record, tokens=audits, alerts=fired, risks=risks)

@@ -157,8 +157,40 @@ def test_upgrade_from_0002_keeps_summaries_and_takes_their_final_level_as_peak(d
 
     migrate.upgrade(engine)
 
-    assert migrate.current_revision(engine) == migrate.head_revision() == "0005"
+    assert migrate.current_revision(engine) == migrate.head_revision() == "0006"
     with engine.connect() as conn:
         row = conn.execute(text("SELECT peak_risk, p_wrong, answer_scores FROM summaries")).one()
     assert tuple(row) == ("critical", None, None)
+    engine.dispose()
+
+
+def test_upgrade_to_0006_backfills_each_sessions_peak_from_its_risk_changes(database_url: str) -> None:
+    _wipe(database_url)
+    engine = migrate.create(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(migrate.MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0005")
+    with engine.begin() as conn:
+        for sid in ("peaked", "calm"):
+            conn.execute(
+                text(
+                    "INSERT INTO sessions (session_id, status, status_seq, created_ns, updated_ns, tokens, alerts, "
+                    f"risk, risk_seq) VALUES ('{sid}', 'finished', 3, 1, 2, 5, 0, 'safe', 1)"
+                )
+            )
+        for seq, level in enumerate(("critical", "safe")):
+            conn.execute(
+                text(
+                    "INSERT INTO alerts (session_id, seq, ts_ns, kind, token_seq, level) "
+                    f"VALUES ('peaked', {seq}, 1, 'risk', {seq}, '{level}')"
+                )
+            )
+
+    migrate.upgrade(engine)
+
+    with engine.connect() as conn:
+        rows = dict(conn.execute(text("SELECT session_id, peak_rank FROM sessions")).all())
+    assert rows == {"peaked": 2, "calm": 0}
     engine.dispose()

@@ -158,7 +158,10 @@ async def test_a_malformed_entry_is_dead_lettered_and_the_rest_recorded(
 
     await eventually(equal_to(store, expected_history(events)), what="the session recorded", timeout_s=30)
 
-    dead = await redis.xrange(bus.key("dead"))
+    async def dead_letters() -> list[object]:  # written after the batch's good entries are recorded
+        return await redis.xrange(bus.key("dead"))
+
+    dead = await eventually(dead_letters, what="the dead letter", timeout_s=30)
     assert len(dead) == 1
     assert dead[0][1][b"stream"] == bus.key("audits").encode()
     assert b"invalid audits entry" in dead[0][1][b"reason"]

@@ -102,6 +102,46 @@ async def test_list_is_newest_first_paged_and_filtered(store: Store) -> None:
     assert (none, n_none) == ([], 0)
 
 
+async def test_the_peak_risk_is_kept_when_the_risk_falls_again(store: Store) -> None:
+    rises = RiskEvent(session_id="s", seq=0, level="emergency", previous="safe", reason="r", token_seq=3)
+    falls = RiskEvent(session_id="s", seq=1, level="safe", previous="emergency", reason="r", token_seq=9)
+    await store.record([falls])
+    await store.record([rises])  # out of order: the peak still holds
+
+    [record], _ = await store.list_sessions()
+
+    assert (record.risk, record.peak_risk) == ("safe", "emergency")
+    assert [r.session_id for r in (await store.list_sessions(peak="critical"))[0]] == ["s"]
+    assert (await store.list_sessions(risk="critical"))[1] == 0
+
+
+async def test_list_filters_by_peak_and_creation_time_and_sorts_by_any_column(store: Store) -> None:
+    t0 = 1_700_000_000_000_000_000
+    levels = ["safe", "warning", "emergency", "critical"]
+    for i, level in enumerate(levels):
+        sid = f"s{i}"
+        events: list[Event] = [
+            SessionEvent(session_id=sid, seq=0, ts_ns=t0 + i * 1000, status="queued", model=f"m{3 - i}"),
+            *(_audit(sid, k, t0 + i * 1000 + 1 + k) for k in range(i + 1)),
+        ]
+        if level != "safe":
+            events.append(RiskEvent(session_id=sid, seq=0, level=level, previous="safe", reason="r", token_seq=0))
+        await store.record(events)
+
+    async def ids(**kw: object) -> list[str]:
+        return [r.session_id for r in (await store.list_sessions(**kw))[0]]  # type: ignore[arg-type]
+
+    assert await ids(peak="critical") == ["s3", "s2"]
+    assert await ids(peak="warning", since_ns=t0 + 1000, until_ns=t0 + 3000) == ["s2", "s1"]
+    assert await ids(since_ns=t0 + 3000) == ["s3"] and await ids(until_ns=t0) == []
+    assert await ids(sort="peak") == ["s2", "s3", "s1", "s0"]
+    assert await ids(sort="peak", order="asc") == ["s0", "s1", "s3", "s2"]
+    assert await ids(sort="tokens", order="asc") == ["s0", "s1", "s2", "s3"]
+    assert await ids(sort="model", order="asc") == ["s3", "s2", "s1", "s0"]
+    assert await ids(sort="created", order="asc") == ["s0", "s1", "s2", "s3"]
+    assert await ids(sort="peak", limit=2, offset=1) == ["s3", "s1"]
+
+
 async def test_list_carries_the_summary(store: Store) -> None:
     events = session_events("s-1")
     await store.record(events)

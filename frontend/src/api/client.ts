@@ -31,7 +31,17 @@ export interface SessionQuery {
   /** Case-insensitive substring of the prompt. */
   q?: string;
   model?: string;
+  /** The lowest peak risk level kept. */
+  peak?: string;
+  /** Created at or after / before, ns since the epoch. */
+  since_ns?: number;
+  until_ns?: number;
+  sort?: SessionSort;
+  order?: "asc" | "desc";
 }
+
+export type SessionSort = "created" | "updated" | "tokens" | "alerts" | "peak" | "risk" | "status" | "model";
+export type ExportFormat = "jsonl" | "csv";
 
 /** What the dashboard assumes until GET /config answers (the gateway's defaults). */
 export const DEFAULT_SERVER_CONFIG: ServerConfig = {
@@ -105,6 +115,23 @@ export class ApiClient {
     const query: Record<string, string | number> = {};
     for (const [k, v] of Object.entries(q)) if (v !== undefined && v !== "") query[k] = v;
     return checked(validateSessionList, await this.body(this.http.GET("/sessions", { params: { query } })), "GET /sessions");
+  }
+
+  /** Forget a session's audit trail (DELETE /sessions/{id}). */
+  async deleteSession(id: string): Promise<void> {
+    await this.body(this.http.DELETE("/sessions/{session_id}", { params: { path: { session_id: id } }, parseAs: "text" }));
+  }
+
+  /** A session's audit trail as a file (fetched, not linked: the API key goes in a header). */
+  async exportSession(id: string, format: ExportFormat): Promise<Blob> {
+    const answer = await this.body(
+      this.http.GET("/sessions/{session_id}/export", {
+        params: { path: { session_id: id }, query: { format } },
+        parseAs: "blob",
+      }),
+    );
+    if (!(answer instanceof Blob)) throw new ApiError("The export came back empty", 0, "http_error", null);
+    return answer;
   }
 
   async cancel(id: string): Promise<void> {

@@ -69,8 +69,8 @@ export interface paths {
         };
         /**
          * List Sessions
-         * @description Sessions, newest first, optionally only those with a status, a current risk level, a prompt
-         *     containing ``q`` or one model.
+         * @description Sessions, newest first by default, optionally only those with a status, a current risk level, a
+         *     peak risk at or above a level, a prompt containing ``q``, one model, or a creation time window.
          */
         get: operations["list_sessions_sessions_get"];
         put?: never;
@@ -1714,6 +1714,13 @@ export interface components {
              */
             risk: "safe" | "warning" | "critical" | "emergency";
             /**
+             * Peak Risk
+             * @description Highest risk level the session has reached so far.
+             * @default safe
+             * @enum {string}
+             */
+            peak_risk: "safe" | "warning" | "critical" | "emergency";
+            /**
              * @description The alerter's summary, once the session ended.
              * @default null
              */
@@ -2273,6 +2280,16 @@ export interface operations {
                 q?: string | null;
                 /** @description Exact model name. */
                 model?: string | null;
+                /** @description Only sessions whose peak risk reached this level. */
+                peak?: ("safe" | "warning" | "critical" | "emergency") | null;
+                /** @description Created at or after (ns since the epoch). */
+                since_ns?: number | null;
+                /** @description Created before (ns since the epoch). */
+                until_ns?: number | null;
+                /** @description Sort key; ties are newest first. */
+                sort?: "created" | "updated" | "tokens" | "alerts" | "peak" | "risk" | "status" | "model";
+                /** @description asc or desc. */
+                order?: "asc" | "desc";
             };
             header?: never;
             path?: never;

@@ -2,7 +2,8 @@ import { useCallback } from "react";
 import { AlertsPanel } from "../features/alerts/components/AlertsPanel";
 import { LiveView } from "../features/live/components/LiveView";
 import { SessionsPage } from "../features/sessions/components/SessionsPage";
-import { SessionView } from "../shared/session/components/SessionView";
+import { ComparePage } from "../features/sessions/components/ComparePage";
+import { SessionView, type SessionViewOptions } from "../shared/session/components/SessionView";
 import type { SessionStore } from "../shared/session/store/sessionStore";
 import { ApiKeyBanner } from "./ApiKeyBanner";
 import { ConnectionStatus } from "./ConnectionStatus";
@@ -16,7 +17,9 @@ export function App() {
   const { error } = useServerConfig();
   // The one place the features meet: both pages show a session with the alerts feature's panel.
   const renderSession = useCallback(
-    (store: SessionStore) => <SessionView store={store} theme={theme} AlertsPanel={AlertsPanel} />,
+    (store: SessionStore, options?: SessionViewOptions) => (
+      <SessionView store={store} theme={theme} AlertsPanel={AlertsPanel} {...options} />
+    ),
     [theme],
   );
   return (
@@ -34,7 +37,7 @@ export function App() {
           </a>
           <a
             href={routeHref({ page: "sessions", sessionId: null })}
-            aria-current={route.page === "sessions" ? "page" : undefined}
+            aria-current={route.page === "sessions" || route.page === "compare" ? "page" : undefined}
           >
             Sessions
           </a>
@@ -57,11 +60,11 @@ export function App() {
       )}
       <ApiKeyBanner />
       <main id="main">
-        {route.page === "live" ? (
-          <LiveView sessionId={route.sessionId} renderSession={renderSession} />
-        ) : (
-          <SessionsPage sessionId={route.sessionId} renderSession={renderSession} />
+        {route.page === "live" && <LiveView sessionId={route.sessionId} renderSession={renderSession} />}
+        {route.page === "sessions" && (
+          <SessionsPage sessionId={route.sessionId} params={route.params ?? {}} renderSession={renderSession} />
         )}
+        {route.page === "compare" && <ComparePage params={route.params ?? {}} theme={theme} />}
       </main>
     </>
   );

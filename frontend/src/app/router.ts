@@ -1,19 +1,43 @@
-/** A tiny hash router: #/live, #/live/<session>, #/sessions, #/sessions/<session>. */
+/**
+ * A tiny hash router: #/live, #/live/<session>, #/sessions, #/sessions/<session>, #/compare, each
+ * with optional query parameters after "?" (the sessions list's filters, a token to select, the
+ * sessions to compare), so that every view a user sets up is a link they can share.
+ */
 import { useEffect, useState } from "react";
 
-export type Route =
-  | { page: "live"; sessionId: string | null }
-  | { page: "sessions"; sessionId: string | null };
+export type Page = "live" | "sessions" | "compare";
+export type Params = Readonly<Record<string, string>>;
+
+export interface Route {
+  page: Page;
+  sessionId: string | null;
+  /** Query parameters; absent and "" are the same. */
+  params?: Params;
+}
+
+const PAGES: readonly Page[] = ["live", "sessions", "compare"];
 
 export function parseRoute(hash: string): Route {
-  const parts = hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
-  const [page, id] = parts;
-  if (page === "sessions") return { page: "sessions", sessionId: id ?? null };
-  return { page: "live", sessionId: page === "live" ? (id ?? null) : null };
+  const raw = hash.replace(/^#\/?/, "");
+  const q = raw.indexOf("?");
+  const path = q < 0 ? raw : raw.slice(0, q);
+  const params: Record<string, string> = {};
+  if (q >= 0) for (const [k, v] of new URLSearchParams(raw.slice(q + 1))) if (v !== "") params[k] = v;
+  const [page, id] = path.split("/").filter(Boolean).map(safeDecode);
+  const known = PAGES.includes(page as Page) ? (page as Page) : "live";
+  return { page: known, sessionId: known !== "compare" && known === page ? (id ?? null) : null, params };
 }
 
 export function routeHref(r: Route): string {
-  return `#/${r.page}${r.sessionId ? `/${encodeURIComponent(r.sessionId)}` : ""}`;
+  const query = new URLSearchParams();
+  for (const [k, v] of Object.entries(r.params ?? {}).sort(([a], [b]) => a.localeCompare(b))) if (v !== "") query.set(k, v);
+  const qs = query.toString();
+  return `#/${r.page}${r.sessionId ? `/${encodeURIComponent(r.sessionId)}` : ""}${qs ? `?${qs}` : ""}`;
+}
+
+/** An absolute link to a route of this dashboard (for copying). */
+export function absoluteHref(r: Route): string {
+  return `${window.location.origin}${window.location.pathname}${routeHref(r)}`;
 }
 
 export function navigate(r: Route, { replace = false } = {}): void {
@@ -34,4 +58,12 @@ export function useRoute(): Route {
     return () => window.removeEventListener("hashchange", on);
   }, []);
   return route;
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
 }

@@ -98,6 +98,7 @@ export function history(tokens: TokenMessage[], status: SessionHistory["session"
       tokens: tokens.length,
       alerts: 0,
       risk: "safe",
+      peak_risk: "safe",
       summary: null,
     },
     tokens,

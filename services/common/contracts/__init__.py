@@ -6,6 +6,7 @@ models, and, for token entries that carry full logits, a binary ``logits`` field
 """
 
 from services.common.contracts.events import (
+    RISK_LEVELS,
     SCHEMA_VERSION,
     STREAM_MODELS,
     AlertEvent,
@@ -34,6 +35,7 @@ from services.common.contracts.events import (
 from services.common.contracts.history import SessionHistory, SessionRecord
 
 __all__ = [
+    "RISK_LEVELS",
     "SCHEMA_VERSION",
     "STREAM_MODELS",
     "AlertEvent",

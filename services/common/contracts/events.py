@@ -25,6 +25,7 @@ SessionId = Annotated[
 ]
 Seq = Annotated[int, Field(ge=0, le=100_000_000)]
 RiskLevel: TypeAlias = Literal["safe", "warning", "critical", "emergency"]
+RISK_LEVELS: tuple[RiskLevel, ...] = ("safe", "warning", "critical", "emergency")  # lowest to highest
 Severity: TypeAlias = Literal["info", "warning", "critical"]
 SessionStatus: TypeAlias = Literal["queued", "started", "finished", "failed", "cancelled"]
 

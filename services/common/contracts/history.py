@@ -5,6 +5,8 @@ These are not stream entries; they are built from them (``uq:sessions``, ``uq:au
 
 from __future__ import annotations
 
+from typing import Literal, TypeAlias
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.contracts.events import (
@@ -15,6 +17,10 @@ from services.common.contracts.events import (
     SessionStatus,
     SummaryEvent,
 )
+
+SessionSort: TypeAlias = Literal["created", "updated", "tokens", "alerts", "peak", "risk", "status", "model"]
+"""What a session list can be sorted by (``GET /sessions?sort=``)."""
+SortOrder: TypeAlias = Literal["asc", "desc"]
 
 
 class SessionRecord(BaseModel):
@@ -35,6 +41,7 @@ class SessionRecord(BaseModel):
         0, ge=0, description="Alerts sent so far: alert entries on uq:alerts (firings the cooldown held back excluded)."
     )
     risk: RiskLevel = Field("safe", description="Current risk level.")
+    peak_risk: RiskLevel = Field("safe", description="Highest risk level the session has reached so far.")
     summary: SummaryEvent | None = Field(None, description="The alerter's summary, once the session ended.")
 
 

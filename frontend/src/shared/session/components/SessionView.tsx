@@ -6,6 +6,7 @@ import { useCallback, useState } from "react";
 import type { ComponentType, ReactNode } from "react";
 import type { AlertMessage } from "../../../api/types";
 import { useServerConfig } from "../../../app/services";
+import { copyText } from "../../../lib/clipboard";
 import { CHART_METRICS, METRICS, type ChartMetricKey, type HeatMetric } from "../../../lib/metrics";
 import type { SessionStore } from "../store/sessionStore";
 import { useStoreVersion } from "../store/useStore";
@@ -27,10 +28,18 @@ export interface AlertsPanelProps {
   onSelect: (tokenSeq: number) => void;
 }
 
-/** How a page shows a session: the app builds it (SessionView with the alerts panel) and hands it to the pages. */
-export type RenderSession = (store: SessionStore) => ReactNode;
+/** What a page may add to a session's view. */
+export interface SessionViewOptions {
+  /** A token to select once it has arrived (a link to a token). */
+  initialToken?: number | null;
+  /** A shareable link to one token of this session; with it, a selected token offers "Copy link". */
+  tokenLink?: (seq: number) => string;
+}
 
-interface Props {
+/** How a page shows a session: the app builds it (SessionView with the alerts panel) and hands it to the pages. */
+export type RenderSession = (store: SessionStore, options?: SessionViewOptions) => ReactNode;
+
+interface Props extends SessionViewOptions {
   store: SessionStore;
   theme: string;
   AlertsPanel: ComponentType<AlertsPanelProps>;
@@ -38,7 +47,7 @@ interface Props {
 
 const HEAT_METRICS: HeatMetric[] = ["hbar_s", "entropy", "surprisal", "rank"];
 
-export function SessionView({ store, theme, AlertsPanel }: Props) {
+export function SessionView({ store, theme, AlertsPanel, initialToken = null, tokenLink }: Props) {
   const version = useStoreVersion(store);
   const { config } = useServerConfig();
   // The rule's ℏₛ threshold for this session's model (relative to its profile), else the default model's.
@@ -47,6 +56,17 @@ export function SessionView({ store, theme, AlertsPanel }: Props) {
   const [heatMetric, setHeatMetric] = useState<HeatMetric>("hbar_s");
   const [selected, setSelected] = useState<number | null>(null);
   const select = useCallback((seq: number | null) => setSelected(seq), []);
+  // A linked token is selected once it is there (a snapshot or the stream brings it).
+  const [pendingToken, setPendingToken] = useState(initialToken);
+  if (pendingToken !== null && store.tokens[pendingToken]) {
+    setSelected(pendingToken);
+    setPendingToken(null);
+  }
+  const [linkCopied, setLinkCopied] = useState<string | null>(null);
+  const copyTokenLink = async (seq: number) => {
+    const ok = tokenLink ? await copyText(tokenLink(seq)) : false;
+    setLinkCopied(ok ? `link to token #${seq} copied` : "the browser refused the clipboard");
+  };
   const live = !store.terminal;
   const summary = store.summary;
 
@@ -105,6 +125,16 @@ export function SessionView({ store, theme, AlertsPanel }: Props) {
                   ))}
                 </select>
               </label>
+              {tokenLink && selected !== null && (
+                <button type="button" onClick={() => void copyTokenLink(selected)} data-testid="copy-token-link" title="Copy a link that opens this session with this token selected">
+                  Copy link to token #{selected}
+                </button>
+              )}
+              {linkCopied && (
+                <span className="meta" role="status" data-testid="token-link-status">
+                  {linkCopied}
+                </span>
+              )}
             </div>
             <TokenHeatmap store={store} version={version} metric={heatMetric} selected={selected} onSelect={select} follow={live} />
           </section>

@@ -7,6 +7,7 @@
 import { useVirtualizer } from "@tanstack/react-virtual";
 import { memo, useEffect, useMemo, useRef, useState } from "react";
 import type { AlertMessage, TokenMessage } from "../../../api/types";
+import { copyText } from "../../../lib/clipboard";
 import { fmt, pct, visibleToken } from "../../../lib/format";
 import { ruleInfo } from "../../../lib/metrics";
 
@@ -118,13 +119,8 @@ export const TokenHistory = memo(function TokenHistory({ tokens, alerts, version
     setSort((s) => (s.key === key ? { key, descending: !s.descending } : { key, descending: key !== "seq" && key !== "text" }));
 
   const copy = async () => {
-    const text = toTsv(rows);
-    try {
-      await navigator.clipboard.writeText(text);
-      setCopied(`${rows.length} rows copied`);
-    } catch {
-      setCopied("the browser refused the clipboard");
-    }
+    const ok = await copyText(toTsv(rows));
+    setCopied(ok ? `${rows.length} rows copied` : "the browser refused the clipboard");
   };
 
   return (
