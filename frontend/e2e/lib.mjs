@@ -23,11 +23,14 @@ export async function api(base, p, init) {
 }
 
 
-/** A synthetic token in OpenAI's logprobs format for the push API; every 7th is a long shot. */
-export function pushToken(i) {
+/**
+ * A synthetic token in OpenAI's logprobs format for the push API; every 7th is a long shot
+ * (`variant` moves which ones, so that sessions to compare differ).
+ */
+export function pushToken(i, variant = 0) {
   const words = [" the", " model", " is", " not", " sure", " about", " this", ".", "\n", " quantum", " state"];
-  const text = words[i % words.length];
-  const unsure = i % 7 === 3;
+  const text = words[(i + variant) % words.length];
+  const unsure = (i + variant) % 7 === 3;
   const chosen = unsure ? 0.08 : 0.7;
   const alts = [
     { token: text, logprob: Math.log(chosen) },
@@ -43,8 +46,8 @@ export async function pushSession(base, prompt) {
   return s.session_id;
 }
 
-export async function pushTokens(base, sid, from, n) {
-  const tokens = Array.from({ length: n }, (_, k) => pushToken(from + k));
+export async function pushTokens(base, sid, from, n, variant = 0) {
+  const tokens = Array.from({ length: n }, (_, k) => pushToken(from + k, variant));
   await api(base, `/push/sessions/${encodeURIComponent(sid)}/tokens`, { method: "POST", body: JSON.stringify({ tokens }) });
 }
 

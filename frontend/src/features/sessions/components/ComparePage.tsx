@@ -27,7 +27,10 @@ function cssVar(name: string): string {
 }
 
 export function parseIds(params: Params): string[] {
-  const ids = (params.ids ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  const ids = (params.ids ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   return [...new Set(ids)].slice(0, MAX_COMPARE);
 }
 
@@ -39,11 +42,11 @@ export function ComparePage({ params, theme }: { params: Params; theme: string }
       queryKey: queryKeys.session(id),
       queryFn: () => api.session(id),
       retry: false,
-      refetchInterval: (q: { state: { data?: SessionHistory } }) =>
-        q.state.data && TERMINAL_STATUSES.includes(q.state.data.session.status) ? false : 3000,
+      refetchInterval: (q: { state: { data?: SessionHistory } }) => (q.state.data && TERMINAL_STATUSES.includes(q.state.data.session.status) ? false : 3000),
     })),
   });
   const [metric, setMetric] = useState<ChartMetricKey>("hbar_s");
+  const [smooth, setSmooth] = useState(1);
   const [heat, setHeat] = useState<HeatMetric>("hbar_s");
   const loaded = results.map((r) => r.data ?? null);
   const stamp = results.map((r) => r.dataUpdatedAt).join(",");
@@ -55,15 +58,15 @@ export function ComparePage({ params, theme }: { params: Params; theme: string }
       <section className="panel compare" data-testid="compare">
         <h2>Compare sessions</h2>
         <p className="empty">
-          Pick two to {MAX_COMPARE} sessions in the <a href={routeHref({ page: "sessions", sessionId: null })}>sessions list</a> (the
-          boxes at the left), then “Compare”.
+          Pick two to {MAX_COMPARE} sessions in the <a href={routeHref({ page: "sessions", sessionId: null })}>sessions list</a> (the boxes at the left), then
+          “Compare”.
         </p>
       </section>
     );
   }
 
   return (
-    <div className="compare" data-testid="compare" data-sessions={ids.length}>
+    <div className="compare" data-testid="compare" data-sessions={ids.length} data-loaded={sessions.filter(Boolean).length}>
       <div className="replay-bar">
         <a href={routeHref({ page: "sessions", sessionId: null })}>← All sessions</a>
         <span className="meta">comparing {ids.length} sessions by token position</span>
@@ -118,8 +121,18 @@ export function ComparePage({ params, theme }: { params: Params; theme: string }
               ))}
             </select>
           </label>
+          <label title="A moving average over this many tokens: trends instead of token-to-token jitter">
+            Smooth{" "}
+            <select value={smooth} onChange={(e) => setSmooth(Number(e.target.value))} data-testid="compare-smooth">
+              {[1, 8, 32, 128].map((w) => (
+                <option key={w} value={w}>
+                  {w === 1 ? "off" : `${w} tokens`}
+                </option>
+              ))}
+            </select>
+          </label>
         </div>
-        <CompareChart ids={ids} sessions={sessions} metric={metric} theme={theme} />
+        <CompareChart ids={ids} sessions={sessions} metric={metric} smooth={smooth} theme={theme} />
       </section>
       <section className="panel" aria-labelledby="cmp-heat-title">
         <div className="panel-head">
@@ -190,11 +203,35 @@ interface ChartProps {
   ids: string[];
   sessions: (SessionHistory | null)[];
   metric: ChartMetricKey;
+  /** Moving-average window, tokens (1 = raw). */
+  smooth: number;
   theme: string;
 }
 
+/** The trailing moving average of a column over `w` values (nulls skipped; null where all were null). */
+export function movingAverage(col: readonly (number | null)[], w: number): (number | null)[] {
+  if (w <= 1) return [...col];
+  const out: (number | null)[] = [];
+  let sum = 0;
+  let n = 0;
+  for (let i = 0; i < col.length; i++) {
+    const v = col[i];
+    if (v !== null && v !== undefined) {
+      sum += v;
+      n++;
+    }
+    const old = i >= w ? col[i - w] : null;
+    if (old !== null && old !== undefined) {
+      sum -= old;
+      n--;
+    }
+    out.push(n > 0 ? sum / n : null);
+  }
+  return out;
+}
+
 /** Every session's curve on one uPlot chart, x = token position (aligned data: null past a session's end). */
-function CompareChart({ ids, sessions, metric, theme }: ChartProps) {
+function CompareChart({ ids, sessions, metric, smooth, theme }: ChartProps) {
   const host = useRef<HTMLDivElement>(null);
   useEffect(() => {
     const el = host.current;
@@ -205,7 +242,9 @@ function CompareChart({ ids, sessions, metric, theme }: ChartProps) {
     const ys = sessions.map((h) => {
       const col: (number | null)[] = new Array<number | null>(longest).fill(null);
       for (const t of h?.tokens ?? []) if (t.seq < longest) col[t.seq] = t.metrics[metric] ?? null;
-      return col;
+      // past a session's end stays null (no line), whatever the smoothing
+      const end = h?.tokens.length ?? 0;
+      return movingAverage(col, smooth).map((v, i) => (i < end ? v : null));
     });
     const axis = cssVar("--fg-muted");
     const grid = cssVar("--border");
@@ -228,7 +267,7 @@ function CompareChart({ ids, sessions, metric, theme }: ChartProps) {
           points: { show: false },
           value: (_u: uPlot, v: number | null) => {
             if (v === null || v === undefined) return "—";
-            return `${fmt(v)} ${info.unit}`;
+            return `${fmt(v)} ${info.unit}${smooth > 1 ? ` (mean of ${smooth})` : ""}`;
           },
         })),
       ],
@@ -242,7 +281,7 @@ function CompareChart({ ids, sessions, metric, theme }: ChartProps) {
       ro.disconnect();
       plot.destroy();
     };
-  }, [ids, sessions, metric, theme]);
+  }, [ids, sessions, metric, smooth, theme]);
   return (
     <>
       <div ref={host} className="chart" data-testid="compare-chart" role="img" aria-label={`${METRICS[metric].label} of each session over token position`} />

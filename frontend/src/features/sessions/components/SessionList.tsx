@@ -26,91 +26,117 @@ export function SessionList({ params }: { params: Params }) {
   const [picked, setPicked] = useState<string[]>([]);
   const [notice, setNotice] = useState<string | null>(null);
   const [deleting, setDeleting] = useState<SessionRecord | null>(null);
+  // On a phone the filters fold behind one line under the search box; elsewhere they are all shown.
+  const [filtersOpen, setFiltersOpen] = useState(() => !window.matchMedia?.("(max-width: 700px)").matches);
+  const activeFilters = [filters.model, filters.status, filters.risk, filters.peak, filters.since, filters.until].filter(Boolean).length;
 
   const update = (patch: Partial<Filters>) =>
-    navigate(
-      { page: "sessions", sessionId: null, params: filterParams({ ...filters, offset: 0, ...patch }) },
-      { replace: true },
-    );
-  const sortBy = (key: SessionSort) =>
-    update({ sort: key, order: filters.sort === key ? (filters.order === "desc" ? "asc" : "desc") : defaultOrder(key) });
-  const togglePick = (id: string) =>
-    setPicked((p) => (p.includes(id) ? p.filter((x) => x !== id) : p.length < MAX_COMPARE ? [...p, id] : p));
+    navigate({ page: "sessions", sessionId: null, params: filterParams({ ...filters, offset: 0, ...patch }) }, { replace: true });
+  const sortBy = (key: SessionSort) => update({ sort: key, order: filters.sort === key ? (filters.order === "desc" ? "asc" : "desc") : defaultOrder(key) });
+  const togglePick = (id: string) => setPicked((p) => (p.includes(id) ? p.filter((x) => x !== id) : p.length < MAX_COMPARE ? [...p, id] : p));
   const models = [...new Set([...config.models, ...(filters.model ? [filters.model] : [])])];
 
   return (
     <section className="panel sessions" aria-labelledby="sessions-title">
       <div className="panel-head">
-        <h2 id="sessions-title">Sessions {data && <span className="count" data-testid="session-total">{total}</span>}</h2>
+        <h2 id="sessions-title">
+          Sessions{" "}
+          {data && (
+            <span className="count" data-testid="session-total">
+              {total}
+            </span>
+          )}
+        </h2>
       </div>
       <div className="filters" role="search" aria-label="Filter sessions">
         <SearchBox value={filters.q} onChange={(q) => update({ q })} />
-        <label>
-          Model{" "}
-          <select value={filters.model} onChange={(e) => update({ model: e.target.value })} data-testid="session-model">
-            <option value="">any</option>
-            {models.map((m) => (
-              <option key={m}>{m}</option>
-            ))}
-          </select>
-        </label>
-        <label>
-          Status{" "}
-          <select value={filters.status} onChange={(e) => update({ status: e.target.value as Filters["status"] })} data-testid="session-status-filter">
-            <option value="">any</option>
-            {STATUSES.map((s) => (
-              <option key={s}>{s}</option>
-            ))}
-          </select>
-        </label>
-        <label title="Sessions whose highest risk reached at least this level">
-          Peak risk{" "}
-          <select value={filters.peak} onChange={(e) => update({ peak: e.target.value as Filters["peak"] })} data-testid="session-peak">
-            <option value="">any</option>
-            {RISK_LEVELS.slice(1).map((r) => (
-              <option key={r} value={r}>
-                {RISK_LABEL[r]} or higher
-              </option>
-            ))}
-          </select>
-        </label>
-        <label title="The risk level the session has now (or ended with)">
-          Risk now{" "}
-          <select value={filters.risk} onChange={(e) => update({ risk: e.target.value as Filters["risk"] })} data-testid="session-risk">
-            <option value="">any</option>
-            {RISK_LEVELS.map((r) => (
-              <option key={r} value={r}>
-                {RISK_LABEL[r]}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          From{" "}
-          <input type="date" value={filters.since} max={filters.until || undefined} onChange={(e) => update({ since: e.target.value })} data-testid="session-since" />
-        </label>
-        <label>
-          to{" "}
-          <input type="date" value={filters.until} min={filters.since || undefined} onChange={(e) => update({ until: e.target.value })} data-testid="session-until" />
-        </label>
-        <label>
-          Sort{" "}
-          <select value={filters.sort} onChange={(e) => update({ sort: e.target.value as SessionSort, order: defaultOrder(e.target.value as SessionSort) })} data-testid="session-sort">
-            {SORTS.map((s) => (
-              <option key={s} value={s}>
-                {SORT_LABEL[s]}
-              </option>
-            ))}
-          </select>
-        </label>
-        <button
-          type="button"
-          onClick={() => update({ order: filters.order === "desc" ? "asc" : "desc" })}
-          aria-label={`Order: ${filters.order === "desc" ? "descending" : "ascending"}; switch`}
-          data-testid="session-order"
-        >
-          {filters.order === "desc" ? "↓ desc" : "↑ asc"}
-        </button>
+        <details className="more-filters" open={filtersOpen} onToggle={(e) => setFiltersOpen(e.currentTarget.open)}>
+          <summary data-testid="more-filters">Filters and sort{activeFilters ? ` (${activeFilters} set)` : ""}</summary>
+          <div className="more-filters-body">
+            <label>
+              Model{" "}
+              <select value={filters.model} onChange={(e) => update({ model: e.target.value })} data-testid="session-model">
+                <option value="">any</option>
+                {models.map((m) => (
+                  <option key={m}>{m}</option>
+                ))}
+              </select>
+            </label>
+            <label>
+              Status{" "}
+              <select value={filters.status} onChange={(e) => update({ status: e.target.value as Filters["status"] })} data-testid="session-status-filter">
+                <option value="">any</option>
+                {STATUSES.map((s) => (
+                  <option key={s}>{s}</option>
+                ))}
+              </select>
+            </label>
+            <label title="Sessions whose highest risk reached at least this level">
+              Peak risk{" "}
+              <select value={filters.peak} onChange={(e) => update({ peak: e.target.value as Filters["peak"] })} data-testid="session-peak">
+                <option value="">any</option>
+                {RISK_LEVELS.slice(1).map((r) => (
+                  <option key={r} value={r}>
+                    {RISK_LABEL[r]} or higher
+                  </option>
+                ))}
+              </select>
+            </label>
+            <label title="The risk level the session has now (or ended with)">
+              Risk now{" "}
+              <select value={filters.risk} onChange={(e) => update({ risk: e.target.value as Filters["risk"] })} data-testid="session-risk">
+                <option value="">any</option>
+                {RISK_LEVELS.map((r) => (
+                  <option key={r} value={r}>
+                    {RISK_LABEL[r]}
+                  </option>
+                ))}
+              </select>
+            </label>
+            <label>
+              From{" "}
+              <input
+                type="date"
+                value={filters.since}
+                max={filters.until || undefined}
+                onChange={(e) => update({ since: e.target.value })}
+                data-testid="session-since"
+              />
+            </label>
+            <label>
+              to{" "}
+              <input
+                type="date"
+                value={filters.until}
+                min={filters.since || undefined}
+                onChange={(e) => update({ until: e.target.value })}
+                data-testid="session-until"
+              />
+            </label>
+            <label>
+              Sort{" "}
+              <select
+                value={filters.sort}
+                onChange={(e) => update({ sort: e.target.value as SessionSort, order: defaultOrder(e.target.value as SessionSort) })}
+                data-testid="session-sort"
+              >
+                {SORTS.map((s) => (
+                  <option key={s} value={s}>
+                    {SORT_LABEL[s]}
+                  </option>
+                ))}
+              </select>
+            </label>
+            <button
+              type="button"
+              onClick={() => update({ order: filters.order === "desc" ? "asc" : "desc" })}
+              aria-label={`Order: ${filters.order === "desc" ? "descending" : "ascending"}; switch`}
+              data-testid="session-order"
+            >
+              {filters.order === "desc" ? "↓ desc" : "↑ asc"}
+            </button>
+          </div>
+        </details>
         {(isFiltered(filters) || filters.sort !== NO_FILTERS.sort || filters.order !== NO_FILTERS.order) && (
           <button type="button" onClick={() => navigate({ page: "sessions", sessionId: null }, { replace: true })} data-testid="session-clear">
             Clear
@@ -128,9 +154,7 @@ export function SessionList({ params }: { params: Params }) {
           Could not load sessions: {error}
         </p>
       )}
-      {data && data.items.length === 0 && (
-        <p className="empty">{isFiltered(filters) ? "No session matches these filters." : "No sessions yet."}</p>
-      )}
+      {data && data.items.length === 0 && <p className="empty">{isFiltered(filters) ? "No session matches these filters." : "No sessions yet."}</p>}
       {data && data.items.length > 0 && (
         <table className="session-table" data-testid="sessions">
           <thead>
@@ -142,9 +166,22 @@ export function SessionList({ params }: { params: Params }) {
               <th scope="col">Prompt</th>
               <SortHeader label="Model" sortKey="model" filters={filters} onSort={sortBy} />
               <SortHeader label="Status" sortKey="status" filters={filters} onSort={sortBy} />
-              <SortHeader label="Risk (peak)" sortKey="peak" filters={filters} onSort={sortBy} title="Highest risk reached; the level now beside it when lower" />
+              <SortHeader
+                label="Risk (peak)"
+                sortKey="peak"
+                filters={filters}
+                onSort={sortBy}
+                title="Highest risk reached; the level now beside it when lower"
+              />
               <SortHeader label="Tokens" sortKey="tokens" filters={filters} onSort={sortBy} num />
-              <SortHeader label="Alerts sent" sortKey="alerts" filters={filters} onSort={sortBy} num title="Alerts sent: rule firings the cooldown let through" />
+              <SortHeader
+                label="Alerts sent"
+                sortKey="alerts"
+                filters={filters}
+                onSort={sortBy}
+                num
+                title="Alerts sent: rule firings the cooldown let through"
+              />
               <th scope="col" className="num" title="Semantic uncertainty, bits: higher = more uncertain">
                 Mean / max ℏₛ
               </th>
@@ -251,7 +288,7 @@ function SortHeader({ label, sortKey, filters, onSort, num, title }: SortHeaderP
   const active = filters.sort === sortKey;
   return (
     <th scope="col" className={num ? "num" : undefined} aria-sort={active ? (filters.order === "asc" ? "ascending" : "descending") : "none"} title={title}>
-      <button type="button" className="sort" onClick={() => onSort(sortKey)} data-testid={`sort-${sortKey}`}>
+      <button type="button" className="sort" onClick={() => onSort(sortKey)} data-testid={`session-sort-${sortKey}`}>
         {label}
         <span aria-hidden="true">{active ? (filters.order === "asc" ? " ↑" : " ↓") : ""}</span>
       </button>
@@ -334,10 +371,7 @@ function RowActions({ s, onNotice, onDelete }: { s: SessionRecord; onNotice: (t:
   const close = () => menu.current?.removeAttribute("open");
   const download = (format: "jsonl" | "csv") => {
     close();
-    exporter.mutate(
-      { id: s.session_id, format },
-      { onError: (e) => onNotice(`Export failed: ${e instanceof Error ? e.message : String(e)}`) },
-    );
+    exporter.mutate({ id: s.session_id, format }, { onError: (e) => onNotice(`Export failed: ${e instanceof Error ? e.message : String(e)}`) });
   };
   const copyLink = async () => {
     close();

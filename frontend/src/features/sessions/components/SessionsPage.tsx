@@ -19,12 +19,7 @@ export function SessionsPage({ sessionId, params, renderSession }: Props) {
   // Keyed: another session starts a fresh replay (no player carried over). `?token=N` selects a token.
   const token = Number(params.token);
   return (
-    <SessionReplay
-      key={sessionId}
-      sessionId={sessionId}
-      initialToken={Number.isInteger(token) && token >= 0 ? token : null}
-      renderSession={renderSession}
-    />
+    <SessionReplay key={sessionId} sessionId={sessionId} initialToken={Number.isInteger(token) && token >= 0 ? token : null} renderSession={renderSession} />
   );
 }
 
@@ -60,9 +55,7 @@ function SessionReplay({ sessionId, initialToken, renderSession }: ReplayProps) 
               <button
                 type="button"
                 onClick={() =>
-                  setPlayer(
-                    player && !player.p.done ? { ...player, playing: true } : { p: new ReplayPlayer(store, config.chartPoints), playing: true },
-                  )
+                  setPlayer(player && !player.p.done ? { ...player, playing: true } : { p: new ReplayPlayer(store, config.chartPoints), playing: true })
                 }
                 data-testid="replay"
               >
@@ -88,11 +81,14 @@ function SessionReplay({ sessionId, initialToken, renderSession }: ReplayProps) 
           </div>
         )}
       </div>
-      {shown && <Fragment key={`${shown.sessionId}-${player ? "replay" : "full"}`}>{renderSession(shown, {
+      {shown && (
+        <Fragment key={`${shown.sessionId}-${player ? "replay" : "full"}`}>
+          {renderSession(shown, {
             initialToken,
             tokenLink: (seq) => absoluteHref({ page: "sessions", sessionId, params: { token: String(seq) } }),
-          })}</Fragment>}
+          })}
+        </Fragment>
+      )}
     </div>
   );
 }
-

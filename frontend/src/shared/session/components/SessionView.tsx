@@ -75,8 +75,7 @@ export function SessionView({ store, theme, AlertsPanel, initialToken = null, to
       <div className="session-view not-found panel" data-testid="session-not-found" data-session={store.sessionId}>
         <h2>No session {store.sessionId}</h2>
         <p>
-          The gateway knows no session with this id: it was deleted, expired from the history, or the link is
-          mistyped. <a href="#/sessions">All sessions</a>
+          The gateway knows no session with this id: it was deleted, expired from the history, or the link is mistyped. <a href="#/sessions">All sessions</a>
         </p>
       </div>
     );
@@ -102,12 +101,7 @@ export function SessionView({ store, theme, AlertsPanel, initialToken = null, to
           <span className="label">Prompt</span> {store.prompt}
         </p>
       )}
-      <SessionOutcome
-        status={store.status}
-        reason={store.reason}
-        expectedTokens={store.expectedTokens}
-        tokenCount={store.tokenCount}
-      />
+      <SessionOutcome status={store.status} reason={store.reason} expectedTokens={store.expectedTokens} tokenCount={store.tokenCount} />
       <MetricCards store={store} threshold={threshold} calibration={config.calibration} />
       {summary && <SessionSummary summary={summary} model={store.model} calibration={config.calibration} />}
       <div className="grid">
@@ -126,7 +120,12 @@ export function SessionView({ store, theme, AlertsPanel, initialToken = null, to
                 </select>
               </label>
               {tokenLink && selected !== null && (
-                <button type="button" onClick={() => void copyTokenLink(selected)} data-testid="copy-token-link" title="Copy a link that opens this session with this token selected">
+                <button
+                  type="button"
+                  onClick={() => void copyTokenLink(selected)}
+                  data-testid="copy-token-link"
+                  title="Copy a link that opens this session with this token selected"
+                >
                   Copy link to token #{selected}
                 </button>
               )}
