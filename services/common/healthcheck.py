@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m services.common.healthcheck",
         description="Exit 0 when this instance's heartbeat of SERVICE is fresh in Redis, else 1.",
     )
-    parser.add_argument("service", help="generator, auditor, alerter, recorder or gateway")
+    parser.add_argument("service", help="generator, auditor, alerter, recorder, otel or gateway")
     parser.add_argument("--any", dest="any_instance", action="store_true", help="accept any instance of SERVICE")
     parser.add_argument(
         "--max-age", type=float, default=None, metavar="S", help="oldest heartbeat accepted (default 3 intervals)"

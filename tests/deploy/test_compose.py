@@ -25,7 +25,7 @@ from tests.deploy.helpers import (
 )
 
 COMPOSE = ROOT / "docker-compose.yml"
-HEARTBEAT_SERVICES = {"generator", "auditor", "alerter", "recorder"}
+HEARTBEAT_SERVICES = {"generator", "auditor", "alerter", "recorder", "otel"}
 
 
 def compose_schema() -> dict[str, Any]:
@@ -83,12 +83,13 @@ def test_the_pipeline_services_are_all_there(compose: dict[str, Any]) -> None:
         "auditor": "auditor",
         "alerter": "alerter",
         "recorder": "recorder",
+        "otel": "otel",
         "gateway": "gateway",
     }
     assert services["redis"]["image"].startswith("redis:7")  # consumer-group lag needs Redis 7
     assert services["postgres"]["profiles"] == ["postgres"]
     for name in modules:
-        assert "profiles" not in services[name] or name == "generator-gpu", name
+        assert "profiles" not in services[name] or name in ("generator-gpu", "otel"), name
         depends = services[name]["depends_on"]
         assert depends["redis"]["condition"] == "service_healthy", name
 

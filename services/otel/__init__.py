@@ -1,0 +1,1 @@
+"""The OpenTelemetry exporter: sessions, audits, alerts and summaries as OTLP spans and events."""
