@@ -44,6 +44,11 @@ def ask(client: OpenAI, model: str, prompt: str, max_tokens: int) -> tuple[str, 
     return answer.choices[0].message.content or "", tokens, raw.headers.get("x-uq-session-id")
 
 
+def level(client: OpenAI, model: str) -> None:
+    """A one-token request with another prompt: the server's prompt cache then holds nothing of ours."""
+    client.completions.create(model=model, prompt="Reset.", max_tokens=1, temperature=0.0)
+
+
 def session(gateway_root: str, api_key: str, sid: str) -> dict[str, Any]:
     """The audit session once its summary is in (the alerter sends it after the last token)."""
     headers = {"Authorization": f"Bearer {api_key}"}
@@ -67,7 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     direct = OpenAI(base_url=args.upstream, api_key="none", max_retries=0)
     proxy = OpenAI(base_url=args.gateway, api_key=args.api_key, max_retries=0)
     model = proxy.models.list().data[0].id  # the server's model, as the gateway lists it
+    # A server that reuses the previous request's KV cache (llama.cpp's does) computes the same prompt
+    # twice in a row in a different batch split, which can flip a close greedy call: a different short
+    # request before each question gives both the same start.
+    level(direct, model)
     theirs, their_tokens, _ = ask(direct, model, args.prompt, args.max_tokens)
+    level(direct, model)
     ours, our_tokens, sid = ask(proxy, model, args.prompt, args.max_tokens)
     print(f"model: {model}")
     print(f"direct ({their_tokens} tokens): {theirs!r}")

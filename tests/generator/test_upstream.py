@@ -252,7 +252,9 @@ def test_topk_metrics_against_the_same_tokens_full_logits(engine: UpstreamEngine
         reports[k] = compare(tokens, teacher_forced_logits(loaded, prompt, ids), ids)
     for report in reports.values():
         assert report["surprisal"]["median_abs_diff"] < 0.15  # bits
-        assert report["entropy"]["topk_at_most_full"] >= 0.95
+        # a bound for one distribution; these are two (Q4_1 upstream, fp32 here), so it holds for most
+        # tokens, not all: 0.94–1.0 of 48 measured on different machines (their kernels round differently)
+        assert report["entropy"]["topk_at_most_full"] >= 0.9
         assert 0 < report["coverage"]["min"] <= report["coverage"]["mean"] < 1
         assert report["rank"]["median_abs_diff"] == 0
     assert reports[20]["entropy"]["median_abs_diff"] < reports[5]["entropy"]["median_abs_diff"]

@@ -147,6 +147,9 @@ export default {
     await page.getByTestId("token-link-status").waitFor({ timeout: 5_000 });
     const tokenLink = await page.evaluate(() => navigator.clipboard.readText());
     assert(tokenLink.endsWith(`#/sessions/${encodeURIComponent(long)}?token=42`), `token link ${tokenLink}`);
+    // the session's own page exports it too
+    const [own] = await Promise.all([page.waitForEvent("download", { timeout: 15_000 }), page.getByTestId("session-export-csv").click()]);
+    assert(own.suggestedFilename() === `${long}.csv`, `download named ${own.suggestedFilename()}`);
   },
 
   async "compare: three 2,000-token sessions overlaid and side by side, responsive"(page, base) {

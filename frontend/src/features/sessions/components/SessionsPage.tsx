@@ -7,6 +7,7 @@ import type { RenderSession } from "../../../shared/session/components/SessionVi
 import { useStoreVersion } from "../../../shared/session/store/useStore";
 import { ReplayPlayer } from "../store/replay";
 import { SessionList } from "./SessionList";
+import { SessionTools } from "./SessionTools";
 
 interface Props {
   sessionId: string | null;
@@ -45,6 +46,7 @@ function SessionReplay({ sessionId, initialToken, renderSession }: ReplayProps) 
     <div className="replay">
       <div className="replay-bar">
         <a href={routeHref({ page: "sessions", sessionId: null })}>← All sessions</a>
+        {store && !store.notFound && <SessionTools sessionId={sessionId} />}
         {canReplay && (
           <div className="replay-controls" role="group" aria-label="Replay">
             {player?.playing ? (
