@@ -14,6 +14,7 @@ from pydantic import Field
 from services.generator.engine import Engine, EngineOptions, GenerationRequest, Step, register_engine
 
 if TYPE_CHECKING:
+    from services.generator.hf.batching import BatchScheduler
     from services.generator.hf.decoding import Probe, TokenTexts
     from services.generator.hf.loading import LoadedModel
 
@@ -46,6 +47,7 @@ class TransformersEngine(Engine):
         self.loaded: LoadedModel | None = None
         self._texts: TokenTexts | None = None
         self._probe: Probe | None = None
+        self.scheduler: BatchScheduler | None = None
 
     def load(self) -> None:
         from services.generator.hf import decoding, loading
@@ -66,6 +68,14 @@ class TransformersEngine(Engine):
         self._texts = decoding.TokenTexts(self.loaded.tokenizer)
         self.display_name = self.loaded.name
         self._probe = decoding.probe_for(self.loaded, opts.profiles_dir)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        from services.generator.hf.batching import BatchScheduler
+
+        assert self.loaded is not None
+        assert self._texts is not None
+        self.scheduler = BatchScheduler(self.loaded, self._texts, self._probe)
 
     @classmethod
     def from_loaded(cls, loaded: LoadedModel, options: EngineOptions | None = None) -> TransformersEngine:
@@ -77,14 +87,14 @@ class TransformersEngine(Engine):
         engine._texts = decoding.TokenTexts(loaded.tokenizer)
         engine.display_name = loaded.name
         engine._probe = decoding.probe_for(loaded, engine.options.profiles_dir)  # type: ignore[attr-defined]
+        engine._schedule()
         return engine
 
     def stream(self, request: GenerationRequest) -> Iterator[Step]:
-        from services.generator.hf import decoding
-
-        if self.loaded is None or self._texts is None:
+        """The job's steps; jobs streamed at once decode in one batch (services/generator/hf/batching.py)."""
+        if self.scheduler is None:
             raise RuntimeError("TransformersEngine.stream called before load()")
-        return decoding.generate(self.loaded, request, self._texts, self._probe)
+        return self.scheduler.stream(request)
 
     def stream_samples(self, requests: Sequence[GenerationRequest]) -> Iterator[list[Step]]:
         from services.generator.hf import decoding
@@ -98,6 +108,7 @@ class TransformersEngine(Engine):
             device = self.loaded.device
             self.loaded = None
             self._texts = None
+            self.scheduler = None
             gc.collect()
             if device.type == "cuda":
                 import torch
