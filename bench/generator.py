@@ -12,6 +12,10 @@ Measured side by side in one run, alternating per prompt (timings on shared mach
   submission to its terminal entry.
 Both count the prompt's prefill and the tokens actually produced (each stops at most at --tokens).
 
+Then ``--concurrent N`` (default 8) jobs submitted at once through the same worker, batched by the
+transformers engine (services/generator/hf/batching.py), beside the same jobs run one at a time:
+aggregate tokens/s ÷ one job alone (goal ≥ 3 at 8), and each job's time to first token.
+
 Printed: tokens/s of each, the ratio (goal ≥ 0.95: publishing the audit data costs ≤ 5 %), peak
 memory, and the bare speed against the machine's limit: a decoding step reads every weight once, so
 tokens/s ≤ memory bandwidth ÷ model bytes (bandwidth measured here with a large numpy copy).
@@ -79,8 +83,13 @@ def random_mistral(size: str, tokenizer: Any, device: str) -> Any:
         else {"hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 4, "num_attention_heads": 8,
               "num_key_value_heads": 2}
     )  # fmt: skip
+    # sliding_window None: as Mistral-7B v0.2 and later (full attention), so that the batch's cache is plain
     config = MistralConfig(
-        vocab_size=len(tokenizer), max_position_embeddings=4096, eos_token_id=tokenizer.eos_token_id, **shape
+        vocab_size=len(tokenizer),
+        max_position_embeddings=4096,
+        eos_token_id=tokenizer.eos_token_id,
+        sliding_window=None,
+        **shape,
     )
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     torch.set_default_dtype(dtype)
@@ -150,6 +159,44 @@ async def through_redis(bus: Bus, model: str | None, prompt: str, max_tokens: in
                     return event.tokens or 0, time.perf_counter() - started
 
 
+async def concurrent_through_redis(
+    bus: Bus, model: str | None, prompts: list[str], max_tokens: int
+) -> tuple[int, float, list[float]]:
+    """Submit one job per prompt at once; (tokens, seconds until the last ended, time to first token of each)."""
+    import json
+
+    streams = {bus.key("sessions"): "$", bus.key("tokens"): "$"}
+    for key in streams:
+        if await bus.redis.exists(key):
+            streams[key] = (await bus.redis.xinfo_stream(key))["last-generated-id"]
+    ids = [f"bench-{uuid.uuid4().hex[:8]}" for _ in prompts]
+    jobs = [
+        JobRequest(
+            session_id=sid, seq=0, prompt=p, model=model, sampling=SamplingParams(temperature=0, max_tokens=max_tokens)
+        )
+        for sid, p in zip(ids, prompts, strict=True)
+    ]
+    started = time.perf_counter()
+    await bus.publish_many([("jobs", job) for job in jobs])
+    first: dict[str, float] = {}
+    produced: dict[str, int] = {}
+    while len(produced) < len(ids):
+        for stream, entries in await bus.redis.xread(streams, block=1000) or []:  # type: ignore[arg-type]
+            name = stream.decode() if isinstance(stream, bytes) else stream
+            for entry_id, fields in entries:
+                streams[name] = entry_id
+                data = json.loads(fields[b"data"])
+                sid = data.get("session_id")
+                if sid not in ids:
+                    continue
+                if name == bus.key("tokens"):
+                    first.setdefault(sid, time.perf_counter() - started)
+                elif data.get("seq") == 2:
+                    assert data["status"] == "finished", data
+                    produced[sid] = data.get("tokens") or 0
+    return sum(produced.values()), time.perf_counter() - started, [first.get(sid, float("nan")) for sid in ids]
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokens", type=int, default=32, help="tokens per prompt (default 32)")
@@ -157,6 +204,7 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="passes over the prompts (default 2)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--random-mistral", choices=["tiny", "7b"], help="a randomly initialised Mistral instead")
+    parser.add_argument("--concurrent", type=int, default=8, help="jobs at once for the batching ratio (0: skip)")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
 
@@ -167,7 +215,10 @@ async def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = GeneratorSettings(
-        redis_url=args.redis_url, stream_prefix=f"bench-gen-{uuid.uuid4().hex[:6]}:", logits_mode="full"
+        redis_url=args.redis_url,
+        stream_prefix=f"bench-gen-{uuid.uuid4().hex[:6]}:",
+        logits_mode="full",
+        max_concurrent_jobs=max(1, args.concurrent),
     )
     pool = EnginePool(settings)
     started = time.perf_counter()
@@ -209,6 +260,10 @@ async def main() -> None:
             bare.append(await asyncio.to_thread(bare_generate, engine, prompt, args.tokens))
             alone.append(await asyncio.to_thread(engine_alone, engine, prompt, args.tokens))
             ours.append(await through_redis(bus, model_name, prompt, args.tokens))
+        if args.concurrent:
+            batch_prompts = [PROMPTS[i % len(PROMPTS)] for i in range(args.concurrent)]
+            one_by_one = [await through_redis(bus, model_name, p, args.tokens) for p in batch_prompts]
+            together = await concurrent_through_redis(bus, model_name, batch_prompts, args.tokens)
     finally:
         stop.set()
         await task
@@ -242,6 +297,29 @@ async def main() -> None:
     print(
         f"  ratio engine loop alone / bare: {alone_rate / bare_rate:.3f} (median {statistics.median(alone_pairs):.3f})"
     )
+    if args.concurrent:
+        alone_rate = rate(one_by_one)
+        n_tok, seconds, ttft = together
+        together_rate = n_tok / seconds
+        scheduler = engine.scheduler
+        widest = scheduler.widest if scheduler is not None else 0
+        print(f"\n{args.concurrent} jobs of up to {args.tokens} tokens, through the worker with full logits:")
+        print(f"  one at a time:  {alone_rate:7.2f} tok/s  ({sum(n for n, _ in one_by_one)} tokens)")
+        print(
+            f"  all at once:    {together_rate:7.2f} tok/s aggregate  ({n_tok} tokens in {seconds:.2f} s; widest batch {widest})"
+        )
+        print(
+            f"  time to first token at {args.concurrent} at once: median {statistics.median(ttft) * 1000:.0f} ms, "
+            f"max {max(ttft) * 1000:.0f} ms (alone: {statistics.median(t / max(n, 1) for n, t in one_by_one) * 1000:.0f} ms per token)"
+        )
+        goal(
+            "generator",
+            f"aggregate tokens/s, {args.concurrent} concurrent jobs / one job alone",
+            together_rate / alone_rate,
+            3.0,
+            "x",
+            detail=f"{together_rate:.1f} vs {alone_rate:.1f} tok/s; TTFT median {statistics.median(ttft) * 1000:.0f} ms",
+        )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     line = f"  peak memory: {peak:.0f} MB resident"
     if lm_loaded.device.type == "cuda":

@@ -25,7 +25,11 @@ class GeneratorSettings(CommonSettings):
     model_cache_dir: str = Field(
         "data/model-cache", description="Where the dequantised embedded model is cached after first load."
     )
-    max_concurrent_jobs: int = Field(4, ge=1, description="Jobs one worker decodes at once (interleaved).")
+    max_concurrent_jobs: int = Field(
+        4,
+        ge=1,
+        description="Jobs one worker decodes at once (batched on the transformers engine, interleaved on others).",
+    )
     job_group: str = Field("generators", description="Consumer group on `uq:jobs`.")
     engine: str = Field(
         "transformers",
