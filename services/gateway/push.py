@@ -11,6 +11,7 @@ import base64
 import binascii
 import math
 import time
+import weakref
 from typing import Any
 
 import numpy as np
@@ -133,6 +134,7 @@ def _top_k(tok: PushToken, param: str) -> list[TopKAlternative]:
             "distribution (natural-log probabilities of the most likely tokens at this position)",
             param=where,
         )
+    # (model_construct, skipping validation, is slower here: pydantic-core validates in Rust, it builds in Python)
     alternatives = [TopKAlternative(text=text, logprob=min(lp, 0.0)) for text, lp in pairs]
     alternatives.sort(key=lambda a: -a.logprob)
     return alternatives
@@ -201,13 +203,60 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-# KEYS: leases zset, push hash; ARGV: lease expiry (ms), session, n → the first of n new seqs, or -1 when
-# the lease is gone (finished, or ended by the sweeper). One step, so that a finish counts every seq handed out.
+# KEYS: leases zset, push hash, claim key; ARGV: lease expiry (ms), session, n, hash TTL (s), claim TTL (s)
+# → the first of n new seqs, or -1 when the lease is gone (finished, or ended by the sweeper). One step, so
+# that a finish counts every seq handed out; it also renews the hash's and the claim's TTLs.
 _TAKE_SEQS = """
 if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then return -1 end
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-return redis.call('HINCRBY', KEYS[2], 'next_seq', ARGV[3]) - tonumber(ARGV[3])
+local first = redis.call('HINCRBY', KEYS[2], 'next_seq', ARGV[3]) - tonumber(ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('EXPIRE', KEYS[3], ARGV[5])
+return first
 """
+
+#: How long one reading of the token stream's backlog admits pushes before it is read again.
+ADMISSION_REFRESH_S = 0.05
+
+
+class Admission:
+    """The backlog check of the push API, shared by the gateway's concurrent pushes.
+
+    Reading the backlog (``XINFO GROUPS``) for every request, under one lock so that concurrent
+    pushes cannot all pass the same reading, serialised every push of the gateway behind a Redis
+    round trip. Instead one reading is a budget that pushes draw from under the lock (local
+    arithmetic), read again after ``ADMISSION_REFRESH_S`` or when a push does not fit in what is left.
+    Several gateways each draw from their own reading: between readings they may together admit up
+    to one refresh interval's pushes more than the room, which the retention's slack (the share of
+    ``UQ_MAXLEN_TOKENS`` left out of the budget, ``UQ_PUSH_BACKLOG_SHARE``) absorbs.
+    """
+
+    def __init__(self, bus: Bus, settings: GatewaySettings) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.budget = 0
+        self.read_at = -math.inf
+        self.in_flight = 0  # admitted, not yet published: a fresh reading does not count them yet
+        self.lock = asyncio.Lock()
+
+    async def admit(self, n: int) -> int:
+        """Reserve room for ``n`` entries: -1 when admitted, else the room there is (refused)."""
+        async with self.lock:
+            now = time.monotonic()
+            if n > self.budget or now - self.read_at > ADMISSION_REFRESH_S:
+                s = self.settings
+                free = await room(self.bus, "tokens", s.token_group, s.push_backlog_share)
+                self.budget, self.read_at = free - self.in_flight, now
+            if n > self.budget:
+                return max(self.budget, 0)
+            self.budget -= n
+            self.in_flight += n
+            return -1
+
+    def published(self, n: int) -> None:
+        """``n`` admitted entries are on the stream (or never will be): the next reading counts them."""
+        self.in_flight -= n
+
 
 # KEYS: leases zset, lease owners, push hash; ARGV: session, status → the session's token count, or -1 when
 # the lease was gone: of a finish, a second finish and the sweeper exactly one ends the session.
@@ -238,9 +287,9 @@ class PushService:
         self.leases = Leases(bus)
         self._take_seqs = bus.redis.register_script(_TAKE_SEQS)
         self._end = bus.redis.register_script(_END)
-        # the backlog check and the publish it allows are one step per gateway, so concurrent pushes
-        # cannot all pass the same check and overfill the stream together
-        self._admission = asyncio.Lock()
+        self._admission = Admission(bus, settings)
+        # one session's pushes publish in the order their seqs were handed out; other sessions' do not wait
+        self._publishing: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def _key(self, session_id: str) -> str:
         return self.bus.key(f"push:{session_id}")
@@ -327,28 +376,39 @@ class PushService:
         model, provider = state["model"], state["provider"]
         events = [token_event(session_id, 0, model, provider, t, param=f"tokens.{i}") for i, t in enumerate(tokens)]
         key = self._key(session_id)
-        async with self._admission:
-            free = await room(self.bus, "tokens", self.settings.token_group, self.settings.push_backlog_share)
-            if len(tokens) > free:
-                raise UnavailableError(
-                    f"the auditors are behind: {len(tokens)} more tokens would not fit in what the stream retains "
-                    f"unread (room for {max(free, 0)}; UQ_MAXLEN_TOKENS={self.bus.maxlen('tokens')}); "
-                    "push them again later",
-                    retry_after_s=1,
-                )
+        free = await self._admission.admit(len(tokens))
+        if free >= 0:
+            raise UnavailableError(
+                f"the auditors are behind: {len(tokens)} more tokens would not fit in what the stream retains "
+                f"unread (room for {free}; UQ_MAXLEN_TOKENS={self.bus.maxlen('tokens')}); push them again later",
+                retry_after_s=1,
+            )
+        lock = self._publishing.get(session_id)
+        if lock is None:
+            lock = self._publishing[session_id] = asyncio.Lock()
+        try:
+            return await self._publish(session_id, key, lock, events)
+        finally:
+            self._admission.published(len(events))
+
+    async def _publish(
+        self, session_id: str, key: str, lock: asyncio.Lock, events: list[TokenEvent]
+    ) -> PushTokensResponse:
+        async with lock:
             # the lease renewed with the seqs: the sweeper cannot end the session for another idle timeout
             expiry = int((time.time() + self.settings.push_idle_timeout_s) * 1000)
-            first = int(await self._take_seqs(keys=[self.leases.zset, key], args=[expiry, session_id, len(events)]))
+            first = int(
+                await self._take_seqs(
+                    keys=[self.leases.zset, key, self._claim_key(session_id)],
+                    args=[expiry, session_id, len(events), self.settings.push_session_ttl_s, self._claim_ttl_s],
+                )
+            )
             if first < 0:
                 raise await self._ended_now(session_id)
             end = first + len(events)
             await self.bus.publish_many(
                 ("tokens", e.model_copy(update={"seq": first + i})) for i, e in enumerate(events)
             )
-        pipe = self.bus.redis.pipeline(transaction=False)
-        pipe.expire(key, self.settings.push_session_ttl_s)
-        pipe.expire(self._claim_key(session_id), self._claim_ttl_s)
-        await pipe.execute()
         return PushTokensResponse(session_id=session_id, accepted=len(events), first_seq=first, last_seq=end - 1)
 
     async def finish(self, session_id: str, req: PushFinishRequest) -> PushFinishResponse:

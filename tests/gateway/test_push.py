@@ -17,6 +17,7 @@ from services.common.bus import Bus
 from services.common.codec import decode, logits_array
 from services.common.contracts import SessionEvent, TokenEvent
 from services.common.leases import Leases
+from services.common.settings import CommonSettings
 from services.common.validation import summarise
 from services.gateway.errors import BadRequestError, ConflictError, NotFoundError
 from services.gateway.history import HistoryService
@@ -373,3 +374,31 @@ async def test_concurrent_finishes_end_the_session_once_with_every_token_counted
     assert len(terminal) == 1
     assert terminal[0].tokens == finished[0].tokens == 2 + pushed  # type: ignore[attr-defined, union-attr]
     assert len(await read(redis, service, "tokens")) == 2 + pushed
+
+
+async def test_admission_never_admits_more_than_the_room_even_between_readings(
+    redis: Redis, settings: CommonSettings
+) -> None:
+    """Concurrent pushes draw from one reading of the backlog; what they admitted but have not published
+    yet counts against the next reading, so together they never pass the room."""
+    from services.gateway.push import Admission
+    from services.gateway.settings import GatewaySettings
+    from tests.common.events import token
+
+    gw = GatewaySettings(**(settings.model_dump() | {"maxlen_tokens": 100, "push_backlog_share": 0.8}))
+    bus = Bus(redis, gw)
+    await redis.xgroup_create(bus.key("tokens"), gw.token_group, id="0", mkstream=True)
+    admission = Admission(bus, gw)
+
+    answers = await asyncio.gather(*(admission.admit(10) for _ in range(12)))  # 120 asked, room 80
+
+    assert answers.count(-1) == 8 and all(a in (-1, 0) for a in answers)
+    admission.read_at = -math.inf  # a fresh reading: the 80 are still in flight, not yet on the stream
+    assert await admission.admit(1) == 0
+    await bus.publish_many([("tokens", token("s", i)) for i in range(80)])
+    admission.published(80)
+    admission.read_at = -math.inf
+    assert await admission.admit(1) == 0  # now on the stream, unread: still no room
+    taken = await redis.xreadgroup(gw.token_group, "c", {bus.key("tokens"): ">"}, count=80)
+    await redis.xack(bus.key("tokens"), gw.token_group, *[eid for eid, _ in taken[0][1]])
+    assert await admission.admit(40) == -1  # it did not fit in the last reading: read again, the auditors caught up
