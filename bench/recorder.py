@@ -38,6 +38,7 @@ from bench.report import goal
 from services.common.bus import Bus
 from services.common.codec import decode, encode, logits_bytes
 from services.common.contracts import AuditEvent, Event, Metrics, SessionEvent, TokenEvent, TopKAlternative, now_ns
+from services.common.contracts.history import SessionQuery
 from services.recorder.service import Recorder
 from services.recorder.settings import RecorderSettings
 from services.recorder.store import Store
@@ -213,7 +214,7 @@ async def recorder_rate(redis: Redis, database_url: str, items: list[tuple[str, 
     server = sum(t - server_before.get(pid, 0.0) for pid, t in server_after.items())
     stop.set()
     await task
-    records, _ = await store.list_sessions(limit=1000)
+    records, _ = await store.list_sessions(SessionQuery(limit=1000))
     assert sum(r.tokens for r in records) == n_tokens, "tokens lost or doubled"
     await store.close()
     await _drop_keys(redis, prefix)

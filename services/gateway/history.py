@@ -24,7 +24,7 @@ from services.common.contracts import (
     SummaryEvent,
 )
 from services.common.contracts.events import RISK_LEVELS, STATUS_SEQ
-from services.common.contracts.history import SessionSort, SortOrder
+from services.common.contracts.history import SessionQuery
 from services.common.errors import UQError
 from services.gateway import messages
 from services.gateway.errors import NotFoundError, UnavailableError
@@ -38,21 +38,7 @@ log = logging.getLogger(__name__)
 class HistoryReader(Protocol):
     """What the gateway uses of ``services.recorder.query.History``."""
 
-    async def list_sessions(
-        self,
-        *,
-        limit: int,
-        offset: int,
-        status: str | None,
-        risk: str | None,
-        q: str | None = None,
-        model: str | None = None,
-        peak: str | None = None,
-        since_ns: int | None = None,
-        until_ns: int | None = None,
-        sort: SessionSort = "created",
-        order: SortOrder = "desc",
-    ) -> tuple[list[SessionRecord], int]: ...
+    async def list_sessions(self, query: SessionQuery = SessionQuery()) -> tuple[list[SessionRecord], int]: ...
 
     async def get_session(self, session_id: str) -> SessionHistory | None: ...
 
@@ -138,35 +124,9 @@ class HistoryService:
             )
         return self.store
 
-    async def list_sessions(
-        self,
-        *,
-        limit: int,
-        offset: int,
-        status: str | None,
-        risk: str | None,
-        q: str | None = None,
-        model: str | None = None,
-        peak: str | None = None,
-        since_ns: int | None = None,
-        until_ns: int | None = None,
-        sort: SessionSort = "created",
-        order: SortOrder = "desc",
-    ) -> SessionList:
+    async def list_sessions(self, query: SessionQuery = SessionQuery()) -> SessionList:
         with _store_errors():
-            items, total = await self._need_store().list_sessions(
-                limit=limit,
-                offset=offset,
-                status=status,
-                risk=risk,
-                q=q,
-                model=model,
-                peak=peak,
-                since_ns=since_ns,
-                until_ns=until_ns,
-                sort=sort,
-                order=order,
-            )
+            items, total = await self._need_store().list_sessions(query)
         return SessionList(items=items, total=total)
 
     async def stored(self, session_id: str) -> SessionHistory | None:
@@ -273,9 +233,14 @@ def _record(history: SessionHistory | None, view: SessionView | None, tokens: in
             return record
         newer = STATUS_SEQ.get(view.status, 0) >= STATUS_SEQ[record.status]
         status: SessionStatus = view.status if newer else record.status  # type: ignore[assignment]
+        # The live view can be ahead of the recorder (it ended a moment ago): its reason goes with its status.
+        reason = record.reason
+        if view.ended and view.status == status and (record.status != status or reason is None):
+            reason = view.reason
         return record.model_copy(
             update={
                 "status": status,
+                "reason": reason,
                 "tokens": max(tokens, record.tokens),
                 "alerts": max(alerts, record.alerts),
                 "peak_risk": max(record.peak_risk, view.peak_risk, key=RISK_LEVELS.index),

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import StreamingResponse
 
 from services.common.contracts import RiskLevel, SessionStatus
-from services.common.contracts.history import SessionSort, SortOrder
+from services.common.contracts.history import SessionQuery, SessionSort, SortOrder
 from services.gateway.deps import GatewayDep, Guarded, SessionIdPath
 from services.gateway.errors import BadRequestError
 from services.gateway.models import ErrorResponse, SessionDetail, SessionList
@@ -19,9 +19,7 @@ Format = Literal["jsonl", "csv"]
 _MEDIA = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
 
 
-@router.get("/sessions", response_model=SessionList)
-async def list_sessions(
-    gw: GatewayDep,
+def session_query(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     status: SessionStatus | None = None,
@@ -37,24 +35,18 @@ async def list_sessions(
     ] = None,
     sort: Annotated[SessionSort, Query(description="Sort key; ties are newest first.")] = "created",
     order: Annotated[SortOrder, Query(description="asc or desc.")] = "desc",
-) -> SessionList:
-    """Sessions, newest first by default, optionally only those with a status, a current risk level, a
-    peak risk at or above a level, a prompt containing ``q``, one model, or a creation time window."""
+) -> SessionQuery:
+    """``GET /sessions``'s query parameters, checked."""
     if since_ns is not None and until_ns is not None and until_ns < since_ns:
         raise BadRequestError("until_ns is before since_ns", param="until_ns")
-    return await gw.history.list_sessions(
-        limit=limit,
-        offset=offset,
-        status=status,
-        risk=risk,
-        q=q,
-        model=model,
-        peak=peak,
-        since_ns=since_ns,
-        until_ns=until_ns,
-        sort=sort,
-        order=order,
-    )
+    return SessionQuery(limit, offset, status, risk, q, model, peak, since_ns, until_ns, sort, order)
+
+
+@router.get("/sessions", response_model=SessionList)
+async def list_sessions(gw: GatewayDep, query: Annotated[SessionQuery, Depends(session_query)]) -> SessionList:
+    """Sessions, newest first by default, optionally only those with a status, a current risk level, a
+    peak risk at or above a level, a prompt containing ``q``, one model, or a creation time window."""
+    return await gw.history.list_sessions(query)
 
 
 @router.get("/sessions/{session_id}", response_model=SessionDetail)

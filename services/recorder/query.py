@@ -16,13 +16,12 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, case, delete, func, select
 
 from services.common.contracts import RISK_LEVELS, AlertEvent, RiskEvent, SummaryEvent
-from services.common.contracts.history import SessionHistory, SessionRecord, SessionSort, SortOrder
+from services.common.contracts.history import SessionHistory, SessionQuery, SessionRecord
 from services.recorder import migrate as migrations
 from services.recorder.errors import DatabaseUnavailableError, ExportError, SchemaNotReadyError
 from services.recorder.escape import loaded
@@ -46,36 +45,25 @@ _SORT_COLUMNS: dict[str, Any] = {
 }
 
 
-@dataclass(frozen=True)
-class SessionFilters:
-    """Which sessions a list keeps; every field that is set must hold."""
-
-    status: str | None = None
-    risk: str | None = None
-    q: str | None = None
-    model: str | None = None
-    peak: str | None = None  # the lowest peak level kept
-    since_ns: int | None = None  # created at or after
-    until_ns: int | None = None  # created before
-
-    def where(self) -> list[Any]:
-        where: list[Any] = []
-        if self.status is not None:
-            where.append(sessions.c.status == self.status)
-        if self.risk is not None:
-            where.append(sessions.c.risk == self.risk)
-        if self.q:
-            pattern = self.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            where.append(sessions.c.prompt.ilike(f"%{pattern}%", escape="\\"))
-        if self.model:
-            where.append(sessions.c.model == self.model)
-        if self.peak is not None and self.peak in RISK_LEVELS:
-            where.append(sessions.c.peak_rank >= RISK_LEVELS.index(self.peak))
-        if self.since_ns is not None:
-            where.append(sessions.c.created_ns >= self.since_ns)
-        if self.until_ns is not None:
-            where.append(sessions.c.created_ns < self.until_ns)
-        return where
+def _where(query: SessionQuery) -> list[Any]:
+    """The SQL conditions of a session list's filters."""
+    where: list[Any] = []
+    if query.status is not None:
+        where.append(sessions.c.status == query.status)
+    if query.risk is not None:
+        where.append(sessions.c.risk == query.risk)
+    if query.q:
+        pattern = query.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        where.append(sessions.c.prompt.ilike(f"%{pattern}%", escape="\\"))
+    if query.model:
+        where.append(sessions.c.model == query.model)
+    if query.peak is not None and query.peak in RISK_LEVELS:
+        where.append(sessions.c.peak_rank >= RISK_LEVELS.index(query.peak))
+    if query.since_ns is not None:
+        where.append(sessions.c.created_ns >= query.since_ns)
+    if query.until_ns is not None:
+        where.append(sessions.c.created_ns < query.until_ns)
+    return where
 
 
 class History:
@@ -114,42 +102,22 @@ class History:
 
     # --- reading --------------------------------------------------------------------------------
 
-    async def list_sessions(
-        self,
-        *,
-        limit: int = 50,
-        offset: int = 0,
-        status: str | None = None,
-        risk: str | None = None,
-        q: str | None = None,
-        model: str | None = None,
-        peak: str | None = None,
-        since_ns: int | None = None,
-        until_ns: int | None = None,
-        sort: SessionSort = "created",
-        order: SortOrder = "desc",
-    ) -> tuple[list[SessionRecord], int]:
-        """A page of sessions and how many match in all, newest first unless ``sort``/``order`` say
-        otherwise. ``q`` is a case-insensitive substring of the prompt, ``model`` the exact model name,
-        ``peak`` the lowest peak risk level to include, ``since_ns``/``until_ns`` bound the creation
-        time (inclusive, exclusive)."""
-        filters = SessionFilters(status, risk, q, model, peak, since_ns, until_ns)
-        return await asyncio.to_thread(self._list_sessions, limit, offset, filters, sort, order)
+    async def list_sessions(self, query: SessionQuery = SessionQuery()) -> tuple[list[SessionRecord], int]:
+        """A page of sessions and how many match in all (see ``SessionQuery``)."""
+        return await asyncio.to_thread(self._list_sessions, query)
 
-    def _list_sessions(
-        self, limit: int, offset: int, f: SessionFilters, sort: SessionSort, order: SortOrder
-    ) -> tuple[list[SessionRecord], int]:
+    def _list_sessions(self, query: SessionQuery) -> tuple[list[SessionRecord], int]:
         self._ready()
-        where = f.where()
-        column = _SORT_COLUMNS[sort]
-        key = column.asc() if order == "asc" else column.desc()
+        where = _where(query)
+        column = _SORT_COLUMNS[query.sort]
+        key = column.asc() if query.order == "asc" else column.desc()
         # ties keep the newest first, then the id, so that paging is stable
         page = (
             select(sessions)
             .where(*where)
             .order_by(key, sessions.c.created_ns.desc(), sessions.c.session_id)
-            .limit(max(limit, 0))
-            .offset(max(offset, 0))
+            .limit(max(query.limit, 0))
+            .offset(max(query.offset, 0))
         )
         with self.engine.connect() as conn:
             total = conn.execute(select(func.count()).select_from(sessions).where(*where)).scalar_one()

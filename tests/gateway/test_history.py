@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.common.contracts import SessionEvent
+from services.common.contracts.history import SessionQuery
 from services.gateway.errors import NotFoundError, UnavailableError
 from services.gateway.history import HistoryReader, HistoryService, merge, open_history
 from services.gateway.live import LiveState
@@ -41,7 +42,7 @@ async def test_the_gateway_reads_and_never_migrates(tmp_path: Path) -> None:
     assert reader is not None
     history = HistoryService(reader, LiveState())
     with pytest.raises(UnavailableError, match="start the recorder"):
-        await history.list_sessions(limit=1, offset=0, status=None, risk=None)
+        await history.list_sessions(SessionQuery(limit=1))
     with pytest.raises(UnavailableError, match="no audit trail tables"):
         await history.stored("s")
     assert current_revision(create(url)) is None  # nothing was created
@@ -52,7 +53,7 @@ async def test_the_gateway_reads_and_never_migrates(tmp_path: Path) -> None:
     assert [t.seq for t in (await HistoryService(reader, live).detail("s")).tokens] == [0]  # and its detail
     recorder = RecorderStore.from_url(url)
     await recorder.migrate()
-    assert (await history.list_sessions(limit=1, offset=0, status=None, risk=None)).total == 0
+    assert (await history.list_sessions(SessionQuery(limit=1))).total == 0
     await recorder.close()
     await reader.close()
 
@@ -101,6 +102,18 @@ async def test_detail_merges_store_and_live(store: HistoryReader) -> None:
     assert (status.source, status.tokens, status.risk) == ("live", 2, "warning")
 
 
+async def test_a_session_that_ended_live_shows_its_reason_before_the_recorder_has_it(store: HistoryReader) -> None:
+    await record(store, lifecycle("s", "queued"), lifecycle("s", "started"), audit("s", 0))
+    live = LiveState()
+    for e in (audit("s", 0), lifecycle("s", "finished", reason="stop", tokens=1)):
+        live.apply(e.model_dump(mode="json"))
+    record_ = (await HistoryService(store, live).detail("s")).session
+    assert (record_.status, record_.reason) == ("finished", "stop")
+    await record(store, lifecycle("s", "finished", reason="stop", tokens=1))
+    record_ = (await HistoryService(store, live).detail("s")).session
+    assert (record_.status, record_.reason) == ("finished", "stop")
+
+
 async def test_stored_session_survives_a_new_live_state(store: HistoryReader) -> None:
     await record(
         store,
@@ -140,10 +153,10 @@ async def test_stored_text_comes_back_exactly_nul_included(store: HistoryReader)
 async def test_list_delete_and_unknown(store: HistoryReader) -> None:
     await record(store, lifecycle("a", "queued"), lifecycle("b", "finished", tokens=0))
     history = HistoryService(store, LiveState())
-    page = await history.list_sessions(limit=10, offset=0, status="finished", risk=None)
+    page = await history.list_sessions(SessionQuery(limit=10, status="finished"))
     assert (page.total, [r.session_id for r in page.items]) == (1, ["b"])
     await history.delete("a")
-    assert (await history.list_sessions(limit=10, offset=0, status=None, risk=None)).total == 1
+    assert (await history.list_sessions(SessionQuery(limit=10))).total == 1
     with pytest.raises(NotFoundError):
         await history.delete("a")
     with pytest.raises(NotFoundError):
@@ -156,7 +169,7 @@ async def test_without_a_store_history_is_unavailable_but_live_works() -> None:
     live.apply(audit("s", 0).model_dump(mode="json"))
     history = HistoryService(None, live)
     with pytest.raises(UnavailableError, match="recorder"):
-        await history.list_sessions(limit=1, offset=0, status=None, risk=None)
+        await history.list_sessions(SessionQuery(limit=1))
     assert [t.seq for t in (await history.detail("s")).tokens] == [0]
 
 
@@ -199,7 +212,7 @@ async def test_list_searches_the_prompt_and_filters_by_model(store: HistoryReade
     history = HistoryService(store, LiveState())
 
     async def ids(**filters: str) -> list[str]:
-        page = await history.list_sessions(limit=10, offset=0, status=None, risk=None, **filters)
+        page = await history.list_sessions(SessionQuery(limit=10, **filters))  # type: ignore[arg-type]
         return sorted(r.session_id for r in page.items)
 
     assert await ids(q="quantum") == ["a"]  # case-insensitive substring

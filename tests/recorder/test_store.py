@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 from services.common.contracts import AuditEvent, Event, Metrics, RiskEvent, SessionEvent, now_ns
+from services.common.contracts.history import SessionQuery
 from services.recorder.store import Store
 from tests.recorder.conftest import expected_history, session_events
 
@@ -88,10 +89,10 @@ async def test_list_is_newest_first_paged_and_filtered(store: Store) -> None:
             events.append(RiskEvent(session_id="s3", seq=0, level="critical", previous="safe", reason="r", token_seq=0))
         await store.record(events)
 
-    page, total = await store.list_sessions(limit=3, offset=1)
-    failed, n_failed = await store.list_sessions(status="failed")
-    critical, n_critical = await store.list_sessions(risk="critical")
-    none, n_none = await store.list_sessions(status="finished")
+    page, total = await store.list_sessions(SessionQuery(limit=3, offset=1))
+    failed, n_failed = await store.list_sessions(SessionQuery(status="failed"))
+    critical, n_critical = await store.list_sessions(SessionQuery(risk="critical"))
+    none, n_none = await store.list_sessions(SessionQuery(status="finished"))
 
     assert [r.session_id for r in page] == ["s5", "s4", "s3"]
     assert total == 7
@@ -111,8 +112,8 @@ async def test_the_peak_risk_is_kept_when_the_risk_falls_again(store: Store) -> 
     [record], _ = await store.list_sessions()
 
     assert (record.risk, record.peak_risk) == ("safe", "emergency")
-    assert [r.session_id for r in (await store.list_sessions(peak="critical"))[0]] == ["s"]
-    assert (await store.list_sessions(risk="critical"))[1] == 0
+    assert [r.session_id for r in (await store.list_sessions(SessionQuery(peak="critical")))[0]] == ["s"]
+    assert (await store.list_sessions(SessionQuery(risk="critical")))[1] == 0
 
 
 async def test_list_filters_by_peak_and_creation_time_and_sorts_by_any_column(store: Store) -> None:
@@ -129,7 +130,7 @@ async def test_list_filters_by_peak_and_creation_time_and_sorts_by_any_column(st
         await store.record(events)
 
     async def ids(**kw: object) -> list[str]:
-        return [r.session_id for r in (await store.list_sessions(**kw))[0]]  # type: ignore[arg-type]
+        return [r.session_id for r in (await store.list_sessions(SessionQuery(**kw)))[0]]  # type: ignore[arg-type]
 
     assert await ids(peak="critical") == ["s3", "s2"]
     assert await ids(peak="warning", since_ns=t0 + 1000, until_ns=t0 + 3000) == ["s2", "s1"]
@@ -190,7 +191,7 @@ async def test_many_sessions_in_one_batch(store: Store) -> None:
 
     await store.record(events)
 
-    records, total = await store.list_sessions(limit=100)
+    records, total = await store.list_sessions(SessionQuery(limit=100))
     assert total == 30
     assert {r.session_id: (r.tokens, r.alerts, r.risk, r.status) for r in records} == {
         f"s{i:02}": (5, 2, "critical", "finished") for i in range(30)

@@ -5,6 +5,7 @@ These are not stream entries; they are built from them (``uq:sessions``, ``uq:au
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,6 +22,26 @@ from services.common.contracts.events import (
 SessionSort: TypeAlias = Literal["created", "updated", "tokens", "alerts", "peak", "risk", "status", "model"]
 """What a session list can be sorted by (``GET /sessions?sort=``)."""
 SortOrder: TypeAlias = Literal["asc", "desc"]
+
+
+@dataclass(frozen=True)
+class SessionQuery:
+    """One page of a session list (``GET /sessions``): the filters (every one that is set must hold),
+    the sort and the page. ``q`` is a case-insensitive substring of the prompt, ``model`` the exact
+    model name, ``peak`` the lowest peak risk level kept, ``since_ns``/``until_ns`` bound the creation
+    time (inclusive, exclusive); ties sort newest first."""
+
+    limit: int = 50
+    offset: int = 0
+    status: SessionStatus | None = None
+    risk: RiskLevel | None = None
+    q: str | None = None
+    model: str | None = None
+    peak: RiskLevel | None = None
+    since_ns: int | None = None
+    until_ns: int | None = None
+    sort: SessionSort = "created"
+    order: SortOrder = "desc"
 
 
 class SessionRecord(BaseModel):
