@@ -6,13 +6,16 @@ let idle sessions leave memory. That turn (:meth:`Alerter.step`) runs in the aud
 (``Consumer.run``: retries with backoff through Redis outages; each consumer creates its vanished
 group again). Everything a batch changes is committed at once by the bus: the
 ``uq:alerts`` entries, each touched session's state (a ``StateWrite`` of
-``<prefix>alerter:state:<group>:<session_id>``) and the acknowledgements, in one Lua script. Outputs of
-a timeout (no entry to acknowledge) are committed with the state in one MULTI/EXEC. A session's state
+``<prefix>alerter:state:<group>:<session_id>``, in the session's partition) and the acknowledgements,
+in one Lua script. Outputs of a timeout (no entry to acknowledge) are committed with the state by the
+same script (``Consumer.commit_outputs``). A session's state
 is loaded lazily on its first entry after a restart; at start, sessions with a pending timeout are
 loaded so that their timeouts still fire.
 
-Run one alerter per deployment (per ``audit_group``): per-session order needs all of a session's
-audits in one process.
+One ``Alerter`` serves one partition of the streams: per-session order needs all of a session's audits
+in one process, and a session's entries are all in its partition. Replicas share the partitions
+through ownership with expiry (services/alerter/ownership.py): each partition is served by exactly
+one of them at a time, and its commits are fenced by the ownership (a former owner commits nothing).
 """
 
 from __future__ import annotations
@@ -32,8 +35,7 @@ from services.alerter.engine import AlerterOutput, RulesEngine
 from services.alerter.rules import Rule
 from services.alerter.session import SessionState
 from services.alerter.settings import AlerterSettings
-from services.common.bus import Bus, Delivery, Output, StateWrite, is_nogroup
-from services.common.codec import encode
+from services.common.bus import Bus, Delivery, Fence, Output, StateWrite, is_nogroup
 from services.common.contracts import AuditEvent, SessionEvent
 from services.common.contracts.events import TERMINAL_STATUSES
 
@@ -54,16 +56,39 @@ class Alerter:
         *,
         name: str | None = None,
         clock: Callable[[], float] = time.time,
+        partition: int = 0,
+        fence: Fence | None = None,
     ) -> None:
         self.bus = bus
+        self.partition = partition
         self.settings = settings
         self.engine = RulesEngine(rules, settings)
         self.clock = clock
         # No (session_id, seq) bitmap: the session state, committed with every acknowledgement, already
         # ignores an audit whose seq is done or buffered, and a second terminal entry (and saves two
         # round trips' worth of work per batch).
-        self.audits = bus.consumer("audits", settings.audit_group, self._on_audits, name=name, dedupe=False)
-        self.lifecycle = bus.consumer("sessions", settings.session_group, self._on_sessions, name=name, dedupe=False)
+        # One partition's two streams (services/alerter/ownership.py runs one Alerter per owned partition);
+        # with a fence, nothing is committed once another alerter owns the partition.
+        self.audits = bus.consumer(
+            "audits",
+            settings.audit_group,
+            self._on_audits,
+            name=name,
+            dedupe=False,
+            partition=partition,
+            fence=fence,
+            reclaim_at_start=fence is not None,
+        )
+        self.lifecycle = bus.consumer(
+            "sessions",
+            settings.session_group,
+            self._on_sessions,
+            name=name,
+            dedupe=False,
+            partition=partition,
+            fence=fence,
+            reclaim_at_start=fence is not None,
+        )
         self.sessions: OrderedDict[str, SessionState] = OrderedDict()  # least recently used first
         self._waiting: set[str] = set()  # sessions with a reorder or end timeout pending
         self._done: set[str] = set()  # sessions summarised since the last release
@@ -186,7 +211,7 @@ class Alerter:
     # --- state ----------------------------------------------------------------------------------
 
     def state_key(self, session_id: str) -> str:
-        return self.bus.key(f"alerter:state:{self.settings.audit_group}:{session_id}")
+        return self.bus.partition_key(f"alerter:state:{self.settings.audit_group}:{session_id}", self.partition)
 
     def _state_write(self, st: SessionState) -> StateWrite:
         return StateWrite(self.state_key(st.session_id), state.dump(st), self.settings.state_ttl_s * 1000)
@@ -246,8 +271,9 @@ class Alerter:
         if self._lagging:
             return False
         pipe = self.bus.redis.pipeline(transaction=False)
-        pipe.xpending(self.bus.key("audits"), self.settings.audit_group)
-        pipe.xpending_range(self.bus.key("tokens"), self.settings.token_group, min="-", max="+", count=_PENDING_SCAN)
+        pipe.xpending(self.bus.partition_key("audits", self.partition), self.settings.audit_group)
+        tokens_key = self.bus.partition_key("tokens", self.partition)
+        pipe.xpending_range(tokens_key, self.settings.token_group, min="-", max="+", count=_PENDING_SCAN)
         audits, tokens = await pipe.execute(raise_on_error=False)
         if isinstance(audits, Exception):
             raise audits
@@ -278,14 +304,11 @@ class Alerter:
             self._track(st)
         if not changed:
             return
-        pipe = self.bus.redis.pipeline(transaction=True)
+        outputs: list[Output | StateWrite] = []
         for st, out in changed:
-            for event in out:
-                fields: Any = encode(event)
-                pipe.xadd(self.bus.key(ALERTS), fields, maxlen=self.bus.maxlen(ALERTS), approximate=True)
-            write = self._state_write(st)
-            pipe.set(write.key, write.value, px=write.ttl_ms)
-        await pipe.execute()
+            outputs += [(ALERTS, e) for e in out]
+            outputs.append(self._state_write(st))
+        await self.audits.commit_outputs(outputs)
         self.alerts_published += sum(len(out) for _, out in changed)
 
     def _track(self, st: SessionState) -> None:

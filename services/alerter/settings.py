@@ -22,6 +22,13 @@ class AlerterSettings(CommonSettings):
     session_group: str = Field(
         "alerters", description="Consumer group on `uq:sessions` (to learn that a session ended)."
     )
+    partition_lease_s: float = Field(
+        6.0,
+        gt=0,
+        le=300,
+        description="How long an alerter's ownership of a partition lasts unless renewed (every third of it): "
+        "a killed alerter's partitions move to another within 4/3 of this (docs/alerts.md, Scaling out).",
+    )
 
     # Which rules run (see docs/alerts.md).
     builtin_rules: list[str] = Field(

@@ -30,13 +30,24 @@ from services.common.codec import logits_array
 from services.common.contracts import AuditEvent, Event, Metrics, TokenEvent, TopKAlternative
 
 
-def token_consumer(bus: Bus, settings: AuditorSettings, handler: BatchHandler, name: str | None = None) -> Consumer:
-    """How an auditor reads ``uq:tokens``: in the auditors' group, deduped on ``(session_id, seq)``.
+def token_consumer(
+    bus: Bus, settings: AuditorSettings, handler: BatchHandler, name: str | None = None, partition: int = 0
+) -> Consumer:
+    """How an auditor reads a partition of ``uq:tokens``: in the auditors' group, deduped on
+    ``(session_id, seq)``.
 
     No precheck of the dedupe marks before handling (one round trip a batch): audits depend on
     their entry alone, so a redelivered token is audited again and the commit drops the copy.
     """
-    return bus.consumer("tokens", settings.token_group, handler, name=name, precheck=False)
+    return bus.consumer("tokens", settings.token_group, handler, name=name, precheck=False, partition=partition)
+
+
+def token_consumers(
+    bus: Bus, settings: AuditorSettings, handler: BatchHandler, name: str | None = None
+) -> list[Consumer]:
+    """One :func:`token_consumer` per partition: every auditor reads every partition (audits are
+    stateless, so replicas share each partition through the consumer group)."""
+    return [token_consumer(bus, settings, handler, name, p) for p in bus.partitions]
 
 
 class Auditor:

@@ -18,7 +18,7 @@ from redis.exceptions import ResponseError
 from services.common.bus import Bus
 
 
-async def backlog(bus: Bus, stream: str, group: str) -> int:
+async def backlog(bus: Bus, stream: str, group: str, partition: int = 0) -> int:
     """Entries of ``stream`` that ``group`` has not acknowledged yet: pending plus not yet delivered.
 
     Not yet delivered is the group's ``lag`` (Redis 7+), which already leaves out entries trimmed
@@ -27,7 +27,7 @@ async def backlog(bus: Bus, stream: str, group: str) -> int:
     so the check errs towards refusing (503, retry later), never towards trimming unread entries.
     A group that does not exist yet (its consumers never started) is behind by the whole stream.
     """
-    key = bus.key(stream)
+    key = bus.partition_key(stream, partition)
     try:
         groups: list[dict[str, Any]] = await bus.redis.xinfo_groups(key)
     except ResponseError:  # no such stream: nothing published, nothing behind
@@ -44,9 +44,9 @@ async def backlog(bus: Bus, stream: str, group: str) -> int:
     return int(await bus.redis.xlen(key))
 
 
-async def room(bus: Bus, stream: str, group: str, share: float = 0.8) -> int:
-    """How many more entries ``stream`` can take before unread ones risk being trimmed.
+async def room(bus: Bus, stream: str, group: str, share: float = 0.8, partition: int = 0) -> int:
+    """How many more entries ``stream``'s ``partition`` can take before unread ones risk being trimmed.
 
     ``share`` of the retention is the budget for the backlog; the rest is slack for MAXLEN ~.
     """
-    return int(bus.maxlen(stream) * share) - await backlog(bus, stream, group)
+    return int(bus.maxlen(stream) * share) - await backlog(bus, stream, group, partition)

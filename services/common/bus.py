@@ -27,6 +27,7 @@ to :meth:`Consumer.run`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -85,57 +86,117 @@ BatchHandler: TypeAlias = Callable[[Sequence[Delivery]], Awaitable[Sequence[Outc
 Committed: TypeAlias = tuple[Delivery, Sequence[Output | StateWrite]]  # a handled entry and what was committed for it
 AfterCommit: TypeAlias = Callable[[Sequence[Committed]], None]
 
-# ARGV: src, group, ttl, n_entries, then per entry: id, dedupe_key, seq, n_outputs,
-#       then per output: stream, maxlen, n_fields, field1, value1, ...
-#       (a state write is an output with stream '' : '', ttl_ms, 1, key, value → SET key value PX ttl_ms)
+# KEYS: the source stream, then every other key the commit touches (on Redis Cluster all of them are in
+#       the source partition's slot: see CommonSettings.partition_key).
+# ARGV: group, dedupe TTL (s), fence key index (0: none), fence token, n_entries, then per entry:
+#       id, dedupe key index (0: none), seq, n_outputs, then per output:
+#       key index, maxlen, n_fields, field1, value1, ...   → XADD KEYS[index] MAXLEN ~ maxlen * fields
+#       or -(key index), ttl_ms, 0, value                  → SET KEYS[index] value PX ttl_ms (a state write)
+#       (an entry whose id is '' is only outputs: Consumer.commit_outputs)
+# With a fence, nothing happens unless GET KEYS[fence] is the token (the consumer still owns its
+# partition); the script then answers -1. Otherwise it answers how many entries were marked already.
 _COMMIT = """
-local src, group, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local n = tonumber(ARGV[4])
-local i = 5
+local group, ttl = ARGV[1], tonumber(ARGV[2])
+local fence = tonumber(ARGV[3])
+if fence > 0 and redis.call('GET', KEYS[fence]) ~= ARGV[4] then return -1 end
+local n = tonumber(ARGV[5])
+local i = 6
 local duplicates = 0
 local ids = {}
 local expiring = {}
 for e = 1, n do
-  local id, dkey, seq, nout = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+  local id, dkey, seq, nout = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
   i = i + 4
   local fresh = true
-  if dkey ~= '' then
-    fresh = redis.call('SETBIT', dkey, seq, 1) == 0
+  if dkey > 0 then
+    fresh = redis.call('SETBIT', KEYS[dkey], seq, 1) == 0
     if not fresh then duplicates = duplicates + 1 end
     if not expiring[dkey] then
-      redis.call('EXPIRE', dkey, ttl)
+      redis.call('EXPIRE', KEYS[dkey], ttl)
       expiring[dkey] = true
     end
   end
   for o = 1, nout do
-    local stream, maxlen, nf = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+    local k, limit, nf = tonumber(ARGV[i]), ARGV[i + 1], tonumber(ARGV[i + 2])
     i = i + 3
-    if fresh and stream == '' then
-      redis.call('SET', ARGV[i], ARGV[i + 1], 'PX', maxlen)
-    elseif fresh then
-      local args = {'XADD', stream, 'MAXLEN', '~', maxlen, '*'}
-      for f = 0, 2 * nf - 1 do args[#args + 1] = ARGV[i + f] end
-      redis.call(unpack(args))
+    if k < 0 then
+      if fresh then redis.call('SET', KEYS[-k], ARGV[i], 'PX', limit) end
+      i = i + 1
+    else
+      if fresh then
+        local args = {'XADD', KEYS[k], 'MAXLEN', '~', limit, '*'}
+        for f = 0, 2 * nf - 1 do args[#args + 1] = ARGV[i + f] end
+        redis.call(unpack(args))
+      end
+      i = i + 2 * nf
     end
-    i = i + 2 * nf
   end
-  ids[#ids + 1] = id
+  if id ~= '' then ids[#ids + 1] = id end
 end
-if #ids > 0 then redis.call('XACK', src, group, unpack(ids)) end
+if #ids > 0 then redis.call('XACK', KEYS[1], group, unpack(ids)) end
 return duplicates
 """
 
 
+class FencedError(Exception):
+    """A fenced consumer's commit was refused: its partition has another owner now. Nothing of the
+    batch was written or acknowledged; the entries stay pending for the new owner."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """Commit only while ``GET key`` is ``token`` (see services/alerter/ownership.py)."""
+
+    key: str
+    token: str
+
+
+class _Keys:
+    """The KEYS of one commit: each key once, addressed by its 1-based index."""
+
+    def __init__(self, source: str) -> None:
+        self.keys = [source]
+        self._index = {source: 1}
+
+    def __call__(self, key: str) -> int:
+        index = self._index.get(key)
+        if index is None:
+            self.keys.append(key)
+            index = self._index[key] = len(self.keys)
+        return index
+
+
 class Bus:
-    """Names, retention and publishing for the streams of one deployment (one prefix)."""
+    """Names, partitions, retention and publishing for the streams of one deployment (one prefix).
+
+    The per-session streams are split into ``settings.partitions`` partitions (docs/streams.md,
+    "Partitions"): a session's entries, marks and consumer state are all in the partition of its id.
+    """
 
     def __init__(self, redis: Redis, settings: CommonSettings) -> None:
         self.redis = redis
         self.settings = settings
 
+    @property
+    def partitions(self) -> range:
+        return range(self.settings.partitions)
+
     def key(self, name: str) -> str:
-        """Full Redis key of a short stream or key name: ``key("tokens") == "uq:tokens"``."""
+        """Full Redis key of a key that is not partitioned (``key("leases")``); also of a stream when
+        there is one partition on a single node (``key("tokens") == "uq:tokens"``)."""
         return self.settings.stream(name)
+
+    def partition_key(self, name: str, partition: int) -> str:
+        """Full Redis key of stream or key ``name`` in ``partition`` (``uq:{p3}:tokens``)."""
+        return self.settings.partition_key(name, partition)
+
+    def session_key(self, name: str, session_id: str) -> str:
+        """Full Redis key of stream or key ``name`` in the partition of ``session_id``."""
+        return self.settings.partition_key(name, self.settings.partition_of(session_id))
+
+    def stream_keys(self, stream: str) -> list[str]:
+        """A stream's key in every partition, in partition order."""
+        return self.settings.partition_keys(stream)
 
     def cancel_key(self, session_id: str) -> str:
         """The control key that cancels a session: the gateway sets it (any value, with a TTL), the
@@ -143,22 +204,23 @@ class Bus:
         return self.key(f"cancel:{session_id}")
 
     def maxlen(self, stream: str) -> int:
-        """Approximate retention (MAXLEN ~) of a stream; documented in docs/streams.md."""
+        """Approximate retention (MAXLEN ~) of a stream, per partition; documented in docs/streams.md."""
         value = getattr(self.settings, f"maxlen_{stream}", None)
         return int(value) if value is not None else self.settings.maxlen_audits
 
     async def publish(self, stream: str, event: Event) -> bytes:
-        """XADD one event with bounded retention; returns the entry id."""
+        """XADD one event to its session's partition, with bounded retention; returns the entry id."""
         fields: Any = encode(event)
-        entry_id = await self.redis.xadd(self.key(stream), fields, maxlen=self.maxlen(stream), approximate=True)
+        key = self.session_key(stream, event.session_id)
+        entry_id = await self.redis.xadd(key, fields, maxlen=self.maxlen(stream), approximate=True)
         return bytes(entry_id) if not isinstance(entry_id, str) else entry_id.encode()
 
     async def publish_many(self, items: Iterable[Output]) -> list[bytes]:
-        """XADD many events in one round trip (pipelined, not transactional)."""
+        """XADD many events in one round trip (pipelined, not transactional; on Cluster one per node)."""
         pipe = self.redis.pipeline(transaction=False)
         for stream, event in items:
             fields: Any = encode(event)
-            pipe.xadd(self.key(stream), fields, maxlen=self.maxlen(stream), approximate=True)
+            pipe.xadd(self.session_key(stream, event.session_id), fields, maxlen=self.maxlen(stream), approximate=True)
         result: list[bytes] = await pipe.execute()
         return result
 
@@ -168,26 +230,51 @@ class Bus:
         group: str,
         handler: BatchHandler,
         *,
+        partition: int = 0,
         name: str | None = None,
         dedupe: bool = True,
         precheck: bool = True,
         start_id: str = "0",
         batch_size: int | None = None,
         after_commit: AfterCommit | None = None,
+        fence: Fence | None = None,
+        reclaim_at_start: bool = False,
     ) -> Consumer:
-        """A :class:`Consumer` of ``stream`` on this bus; see there for the arguments."""
+        """A :class:`Consumer` of one partition of ``stream`` on this bus; see there for the arguments."""
         return Consumer(
             self,
             stream,
             group,
             handler,
+            partition=partition,
             name=name,
             dedupe=dedupe,
             precheck=precheck,
             start_id=start_id,
             batch_size=batch_size,
             after_commit=after_commit,
+            fence=fence,
         )
+
+    def consumers(self, stream: str, group: str, handler: BatchHandler, **kwargs: Any) -> list[Consumer]:
+        """One :class:`Consumer` per partition of ``stream`` (the same arguments as :meth:`consumer`)."""
+        return [self.consumer(stream, group, handler, partition=p, **kwargs) for p in self.partitions]
+
+
+def total_stats(consumers: Sequence[Consumer]) -> dict[str, float]:
+    """The consumers' :class:`ConsumerStats` summed (``last_batch_at``: the latest), for a heartbeat."""
+    out: dict[str, float] = {}
+    for c in consumers:
+        for k, v in dataclasses.asdict(c.stats).items():
+            out[k] = max(out.get(k, 0.0), v) if k == "last_batch_at" else out.get(k, 0) + v
+    return out
+
+
+async def run_all(consumers: Sequence[Consumer], stop: asyncio.Event) -> None:
+    """Run every consumer's loop (:meth:`Consumer.run`) until ``stop``; one failing stops them all."""
+    async with asyncio.TaskGroup() as group:
+        for c in consumers:
+            group.create_task(c.run(stop), name=f"consume-{c.stream}-{c.partition}")
 
 
 @dataclass
@@ -213,7 +300,10 @@ class Consumer:
     settings' ``batch_size``; the generator takes one job at a time). ``after_commit``: called with
     the handled entries and their outputs once their commit has succeeded (never for a failed commit,
     whose entries stay pending and come back; nor for duplicates or dead letters); it runs inside the
-    loop, so it must not block.
+    loop, so it must not block. ``partition``: which partition of ``stream`` it reads (its outputs,
+    marks and dead letters go to the same partition). ``fence``: commit only while the fence key holds
+    the token (else :class:`FencedError`, nothing written); ``reclaim_at_start``: the first reclaim takes
+    every pending entry, however recent (a new owner of a fenced partition: the old one cannot commit).
     """
 
     def __init__(
@@ -223,15 +313,20 @@ class Consumer:
         group: str,
         handler: BatchHandler,
         *,
+        partition: int = 0,
         name: str | None = None,
         dedupe: bool = True,
         precheck: bool = True,
         start_id: str = "0",
         batch_size: int | None = None,
         after_commit: AfterCommit | None = None,
+        fence: Fence | None = None,
+        reclaim_at_start: bool = False,
     ) -> None:
         self.bus = bus
         self.stream = stream
+        self.partition = partition
+        self.fence = fence
         self.group = group
         self.handler = handler
         self.name = name or bus.settings.instance_name()
@@ -241,16 +336,22 @@ class Consumer:
         self.batch_size = batch_size or bus.settings.batch_size
         self.after_commit = after_commit
         self.stats = ConsumerStats()
-        self._key = bus.key(stream)
+        self._key = bus.partition_key(stream, partition)
         self._script = bus.redis.register_script(_COMMIT)
         self._failures: dict[bytes, int] = {}
         self._retry: list[tuple[bytes, dict[bytes, bytes]]] = []
         self._read_own_pending = True
         self._own_after: bytes | str = "0"
         self._next_claim = 0.0
+        self._claim_idle_ms = 0 if reclaim_at_start else bus.settings.claim_idle_ms  # first reclaim only
         self._in_flight: asyncio.Future[None] | None = None  # the commit running (run pipelines them)
         self._ahead: asyncio.Future[list[tuple[bytes, dict[bytes, bytes]]]] | None = None  # the next batch, read ahead
         self._read_new = False  # the batch in hand was read with ">" (not own pending, reclaimed or retried)
+
+    @property
+    def label(self) -> str:
+        """The consumer's name, with its partition when there are several (heartbeat details)."""
+        return f"{self.name}@p{self.partition}" if self.bus.settings.partitions > 1 else self.name
 
     async def ensure_group(self) -> None:
         """Create the group (and the stream) if it does not exist yet."""
@@ -365,6 +466,8 @@ class Consumer:
 
     async def _run_commit(self, commit: Awaitable[Any], script: bool, handled: Sequence[Committed]) -> None:
         reply = await commit
+        if script and int(reply) < 0:
+            raise FencedError(f"{self.stream} partition {self.partition}: another consumer owns it now")
         if script:  # the commit script answers how many entries it found done already
             self.stats.duplicates += int(reply)
         if handled and self.after_commit is not None:
@@ -413,8 +516,9 @@ class Consumer:
     async def _reclaim(self, count: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
         redis = self.bus.redis
         result = await redis.xautoclaim(
-            self._key, self.group, self.name, min_idle_time=self.bus.settings.claim_idle_ms, start_id="0-0", count=count
+            self._key, self.group, self.name, min_idle_time=self._claim_idle_ms, start_id="0-0", count=count
         )
+        self._claim_idle_ms = self.bus.settings.claim_idle_ms
         claimed = [(eid, dict(fields)) for eid, fields in result[1] if fields is not None]
         if not claimed:
             return []
@@ -527,7 +631,30 @@ class Consumer:
         return {}
 
     def _dedupe_key(self, event: Event) -> str:
-        return self.bus.key(f"seen:{self.stream}:{self.group}:{event.session_id}")
+        return self.bus.partition_key(f"seen:{self.stream}:{self.group}:{event.session_id}", self.partition)
+
+    async def commit_outputs(self, outputs: Sequence[Output | StateWrite]) -> None:
+        """Publish ``outputs`` in this consumer's partition atomically, with its fence, acknowledging
+        nothing (the alerter's timeouts: alerts that no entry caused); after the commit in flight."""
+        await self.flush()
+        keys = _Keys(self._key)
+        fence = (keys(self.fence.key), self.fence.token) if self.fence is not None else (0, "")
+        args: list[Any] = [self.group, self.bus.settings.dedupe_ttl_s, *fence, 1, "", 0, 0, len(outputs)]
+        for out in outputs:
+            args += self._output_args(keys, out)
+        if int(await self._script(keys=keys.keys, args=args)) < 0:
+            raise FencedError(f"{self.stream} partition {self.partition}: another consumer owns it now")
+
+    def _output_args(self, keys: _Keys, out: Output | StateWrite) -> list[Any]:
+        if isinstance(out, StateWrite):
+            return [-keys(out.key), out.ttl_ms, 0, out.value]
+        stream, event = out
+        enc = encode(event)
+        # outputs stay in the partition they came from: a session's entries never change partition
+        args: list[Any] = [keys(self.bus.partition_key(stream, self.partition)), self.bus.maxlen(stream), len(enc)]
+        for k, v in enc.items():
+            args += [k, v]
+        return args
 
     async def _commit(
         self,
@@ -536,7 +663,11 @@ class Consumer:
     ) -> None:
         """Publish outputs, mark (session, seq) processed and XACK, atomically (one Lua script); then
         ``after_commit(handled)``."""
-        if not self.dedupe and all(not isinstance(o, DeadLetter) and not o for *_, o in committed):
+        if (
+            self.fence is None
+            and not self.dedupe
+            and all(not isinstance(o, DeadLetter) and not o for *_, o in committed)
+        ):
             # Nothing to publish, mark or dead-letter (e.g. the recorder): one plain XACK, n arguments
             # instead of the script's 4n.
             ids = [eid for eid, *_ in committed]
@@ -548,11 +679,14 @@ class Consumer:
                 self._failures.pop(eid, None)
             return
         s = self.bus.settings
-        args: list[Any] = [self._key, self.group, s.dedupe_ttl_s, len(committed)]
+        keys = _Keys(self._key)
+        fence = (keys(self.fence.key), self.fence.token) if self.fence is not None else (0, "")
+        args: list[Any] = [self.group, s.dedupe_ttl_s, *fence, len(committed)]
         for eid, fields, event, outcome in committed:
             if isinstance(outcome, DeadLetter):
                 dead = _dead_fields(self._key, self.group, eid, fields, outcome.reason, self.name)
-                args += [eid, "", 0, 1, self.bus.key(DEAD), self.bus.maxlen(DEAD), len(dead)]
+                args += [eid, 0, 0, 1, keys(self.bus.partition_key(DEAD, self.partition)), self.bus.maxlen(DEAD)]
+                args.append(len(dead))
                 for k, v in dead.items():
                     args += [k, v]
                 self.stats.dead_lettered += 1
@@ -564,22 +698,15 @@ class Consumer:
                 dedupe = self.dedupe and event is not None
                 args += [
                     eid,
-                    self._dedupe_key(event) if dedupe and event else "",
+                    keys(self._dedupe_key(event)) if dedupe and event else 0,
                     event.seq if event else 0,
                     len(outcome),
                 ]
                 for out in outcome:
-                    if isinstance(out, StateWrite):
-                        args += ["", out.ttl_ms, 1, out.key, out.value]
-                        continue
-                    stream, event = out
-                    enc = encode(event)
-                    args += [self.bus.key(stream), self.bus.maxlen(stream), len(enc)]
-                    for k, v in enc.items():
-                        args += [k, v]
+                    args += self._output_args(keys, out)
                 self.stats.processed += 1
             self._failures.pop(eid, None)
-        await self._send_commit(lambda: self._script(args=args), script=True, handled=handled)
+        await self._send_commit(lambda: self._script(keys=keys.keys, args=args), script=True, handled=handled)
 
 
 def is_nogroup(exc: ResponseError) -> bool:

@@ -2,7 +2,9 @@
 
 A producer (a generator running a job, or the gateway for a push session) *holds* a lease on each
 session it is producing: the session id is a member of the sorted set ``uq:leases`` scored by the
-lease's expiry (Unix ms), and ``uq:lease-owners`` maps it to the holder. The holder renews its leases
+lease's expiry (Unix ms), and ``uq:lease-owners`` maps it to the holder. With several partitions each
+has its own pair (``uq:{p3}:leases``, ``uq:{p3}:lease-owners``: in the session's partition, so that the
+push API's scripts touch one Redis Cluster slot). The holder renews its leases
 well before they expire (the generator on every heartbeat) and releases them when the session ends.
 
 A *sweeper* (every gateway runs one) takes the expired leases atomically — one Lua script removes
@@ -53,33 +55,49 @@ class Leases:
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
         self.redis: Redis = bus.redis
-        self.zset = bus.key("leases")
-        self.owners = bus.key("lease-owners")
         self._take = self.redis.register_script(_TAKE_EXPIRED)
+
+    def zset(self, session_id: str) -> str:
+        """The sorted set holding ``session_id``'s lease (in its partition)."""
+        return self.bus.session_key("leases", session_id)
+
+    def owners(self, session_id: str) -> str:
+        """The hash naming the holder of ``session_id``'s lease."""
+        return self.bus.session_key("lease-owners", session_id)
+
+    def _by_partition(self, session_ids: tuple[str, ...]) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = {}
+        for sid in session_ids:
+            out.setdefault(self.bus.settings.partition_of(sid), []).append(sid)
+        return out
 
     async def hold(self, owner: str, ttl_s: float, *session_ids: str) -> None:
         """Take or renew leases on ``session_ids`` until ``ttl_s`` from now."""
-        if not session_ids:
-            return
         expiry = int((time.time() + ttl_s) * 1000)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.zadd(self.zset, dict.fromkeys(session_ids, expiry))
-        pipe.hset(self.owners, mapping=dict.fromkeys(session_ids, owner))
-        await pipe.execute()
+        for p, ids in self._by_partition(session_ids).items():
+            pipe = self.redis.pipeline(transaction=True)  # one partition: one slot
+            pipe.zadd(self.bus.partition_key("leases", p), dict.fromkeys(ids, expiry))
+            pipe.hset(self.bus.partition_key("lease-owners", p), mapping=dict.fromkeys(ids, owner))
+            await pipe.execute()
 
     async def release(self, *session_ids: str) -> None:
-        if not session_ids:
-            return
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.zrem(self.zset, *session_ids)
-        pipe.hdel(self.owners, *session_ids)
-        await pipe.execute()
+        for p, ids in self._by_partition(session_ids).items():
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.zrem(self.bus.partition_key("leases", p), *ids)
+            pipe.hdel(self.bus.partition_key("lease-owners", p), *ids)
+            await pipe.execute()
 
     async def take_expired(self, limit: int = 100) -> list[tuple[str, str]]:
-        """Remove and return ``(session_id, owner)`` of leases that have expired."""
-        flat = await self._take(keys=[self.zset, self.owners], args=[int(time.time() * 1000), limit])
-        items = [x.decode() if isinstance(x, bytes) else str(x) for x in flat]
-        return list(zip(items[::2], items[1::2], strict=True))
+        """Remove and return ``(session_id, owner)`` of leases that have expired (at most ``limit`` per
+        partition)."""
+        now_ms = int(time.time() * 1000)
+        out: list[tuple[str, str]] = []
+        for p in self.bus.partitions:
+            keys = [self.bus.partition_key("leases", p), self.bus.partition_key("lease-owners", p)]
+            flat = await self._take(keys=keys, args=[now_ms, limit])
+            items = [x.decode() if isinstance(x, bytes) else str(x) for x in flat]
+            out += zip(items[::2], items[1::2], strict=True)
+        return out
 
     async def sweep(self, timeout_s: float) -> list[str]:
         """Mark the sessions of expired leases failed; returns their ids.

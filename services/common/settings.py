@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import zlib
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,20 @@ class CommonSettings(BaseSettings):
     )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis server holding the streams.")
     stream_prefix: str = Field("uq:", description="Prefix of every stream and key this system writes.")
+    redis_cluster: bool = Field(
+        False,
+        description="Connect with redis-py's cluster client (Redis Cluster, or a managed cluster: ElastiCache, "
+        "Memorystore, Azure Cache); `UQ_REDIS_URL` names any one node. Keys are then hash-tagged by partition "
+        "even with one partition (docs/streams.md, Partitions).",
+    )
+    partitions: int = Field(
+        1,
+        ge=1,
+        le=1_024,
+        description="Partitions of each per-session stream (`uq:jobs`, `uq:tokens`, `uq:audits`, `uq:alerts`, "
+        "`uq:sessions`, `uq:dead`); a session's entries all go to partition crc32(session id) mod N. 1 keeps the "
+        "plain key names. Every service of a deployment must use the same N.",
+    )
     connect_retries: int = Field(10, ge=0, description="Attempts to reach Redis at start before giving up.")
     connect_retry_delay_s: float = Field(0.5, gt=0, description="Delay between those attempts (doubles).")
     heartbeat_interval_s: float = Field(2.0, gt=0, description="How often a service writes its heartbeat.")
@@ -61,8 +76,30 @@ class CommonSettings(BaseSettings):
     )
 
     def stream(self, name: str) -> str:
-        """The full name of a stream or key, e.g. ``stream("tokens") == "uq:tokens"``."""
+        """The full name of a stream or key that is not partitioned, e.g. ``stream("leases")``; with one
+        partition on a single node also of a partitioned one (``stream("tokens") == "uq:tokens"``)."""
         return f"{self.stream_prefix}{name}"
+
+    @property
+    def hash_tagged(self) -> bool:
+        """Whether partitioned keys carry their partition's hash tag (``uq:{p3}:tokens``)."""
+        return self.partitions > 1 or self.redis_cluster
+
+    def partition_of(self, session_id: str) -> int:
+        """The partition of a session: CRC-32 (zlib's, of the UTF-8 id) mod ``partitions``."""
+        return zlib.crc32(session_id.encode()) % self.partitions if self.partitions > 1 else 0
+
+    def partition_key(self, name: str, partition: int) -> str:
+        """The full name of stream or key ``name`` in ``partition``: ``uq:{p3}:tokens``, so that a
+        partition's streams, marks and consumer state share one Redis Cluster slot; ``uq:tokens`` when
+        not hash-tagged."""
+        if not self.hash_tagged:
+            return self.stream(name)
+        return f"{self.stream_prefix}{{p{partition}}}:{name}"
+
+    def partition_keys(self, name: str) -> list[str]:
+        """``name`` in every partition, in partition order."""
+        return [self.partition_key(name, p) for p in range(self.partitions)]
 
     def instance_name(self) -> str:
         """This process's name as a consumer and in its heartbeat: ``UQ_INSTANCE``, else host-pid."""

@@ -71,19 +71,26 @@ class GatewayMetrics:
         self._seen_trimmed = live.trimmed
 
     async def refresh_lag(self, redis: Redis, settings: CommonSettings) -> None:
+        """Each group's lag and pending entries on each stream, summed over the partitions."""
         for stream in STREAMS:
-            try:
-                groups = await redis.xinfo_groups(settings.stream(stream))
-            except ResponseError:  # no such stream yet
-                continue
-            except (RedisError, OSError) as exc:
-                log.warning("cannot read consumer groups", extra={"stream": stream, "error": str(exc)})
-                return
-            for g in groups:
-                name = g["name"].decode() if isinstance(g["name"], bytes) else str(g["name"])
-                lag = g.get("lag")
-                self.lag.labels(stream=stream, group=name).set(float(lag) if lag is not None else float("nan"))
-                self.pending.labels(stream=stream, group=name).set(float(g.get("pending", 0)))
+            lag: dict[str, float] = {}
+            pending: dict[str, float] = {}
+            for key in settings.partition_keys(stream):
+                try:
+                    groups = await redis.xinfo_groups(key)
+                except ResponseError:  # no such stream yet
+                    continue
+                except (RedisError, OSError) as exc:
+                    log.warning("cannot read consumer groups", extra={"stream": stream, "error": str(exc)})
+                    return
+                for g in groups:
+                    name = g["name"].decode() if isinstance(g["name"], bytes) else str(g["name"])
+                    n = g.get("lag")
+                    lag[name] = lag.get(name, 0.0) + (float(n) if n is not None else float("nan"))
+                    pending[name] = pending.get(name, 0.0) + float(g.get("pending", 0))
+            for name, n in lag.items():
+                self.lag.labels(stream=stream, group=name).set(n)
+                self.pending.labels(stream=stream, group=name).set(pending[name])
 
     def render(self) -> bytes:
         data: bytes = generate_latest(self.registry)

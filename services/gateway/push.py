@@ -12,6 +12,7 @@ import binascii
 import math
 import time
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -234,28 +235,39 @@ class Admission:
     def __init__(self, bus: Bus, settings: GatewaySettings) -> None:
         self.bus = bus
         self.settings = settings
-        self.budget = 0
-        self.read_at = -math.inf
-        self.in_flight = 0  # admitted, not yet published: a fresh reading does not count them yet
+        self._partitions = [_Budget() for _ in bus.partitions]  # each partition's stream has its own retention
         self.lock = asyncio.Lock()
 
-    async def admit(self, n: int) -> int:
-        """Reserve room for ``n`` entries: -1 when admitted, else the room there is (refused)."""
+    async def admit(self, n: int, partition: int = 0) -> int:
+        """Reserve room for ``n`` entries on ``partition``: -1 when admitted, else the room there is (refused)."""
+        b = self._partitions[partition]
         async with self.lock:
             now = time.monotonic()
-            if n > self.budget or now - self.read_at > ADMISSION_REFRESH_S:
+            if n > b.budget or now - b.read_at > ADMISSION_REFRESH_S:
                 s = self.settings
-                free = await room(self.bus, "tokens", s.token_group, s.push_backlog_share)
-                self.budget, self.read_at = free - self.in_flight, now
-            if n > self.budget:
-                return max(self.budget, 0)
-            self.budget -= n
-            self.in_flight += n
+                free = await room(self.bus, "tokens", s.token_group, s.push_backlog_share, partition)
+                b.budget, b.read_at = free - b.in_flight, now
+            if n > b.budget:
+                return max(b.budget, 0)
+            b.budget -= n
+            b.in_flight += n
             return -1
 
-    def published(self, n: int) -> None:
+    def expire(self) -> None:
+        """Read the backlog again at the next admission (tests)."""
+        for b in self._partitions:
+            b.read_at = -math.inf
+
+    def published(self, n: int, partition: int = 0) -> None:
         """``n`` admitted entries are on the stream (or never will be): the next reading counts them."""
-        self.in_flight -= n
+        self._partitions[partition].in_flight -= n
+
+
+@dataclass
+class _Budget:
+    budget: int = 0
+    read_at: float = -math.inf
+    in_flight: int = 0  # admitted, not yet published: a fresh reading does not count them yet
 
 
 # KEYS: leases zset, lease owners, push hash; ARGV: session, status → the session's token count, or -1 when
@@ -292,10 +304,10 @@ class PushService:
         self._publishing: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def _key(self, session_id: str) -> str:
-        return self.bus.key(f"push:{session_id}")
+        return self.bus.session_key(f"push:{session_id}", session_id)
 
     def _claim_key(self, session_id: str) -> str:
-        return self.bus.key(f"push-claim:{session_id}")
+        return self.bus.session_key(f"push-claim:{session_id}", session_id)
 
     @property
     def _claim_ttl_s(self) -> int:
@@ -376,11 +388,13 @@ class PushService:
         model, provider = state["model"], state["provider"]
         events = [token_event(session_id, 0, model, provider, t, param=f"tokens.{i}") for i, t in enumerate(tokens)]
         key = self._key(session_id)
-        free = await self._admission.admit(len(tokens))
+        partition = self.settings.partition_of(session_id)
+        free = await self._admission.admit(len(tokens), partition)
         if free >= 0:
             raise UnavailableError(
                 f"the auditors are behind: {len(tokens)} more tokens would not fit in what the stream retains "
-                f"unread (room for {free}; UQ_MAXLEN_TOKENS={self.bus.maxlen('tokens')}); push them again later",
+                f"unread (room for {free}; UQ_MAXLEN_TOKENS={self.bus.maxlen('tokens')} per partition); push them "
+                "again later",
                 retry_after_s=1,
             )
         lock = self._publishing.get(session_id)
@@ -389,7 +403,7 @@ class PushService:
         try:
             return await self._publish(session_id, key, lock, events)
         finally:
-            self._admission.published(len(events))
+            self._admission.published(len(events), partition)
 
     async def _publish(
         self, session_id: str, key: str, lock: asyncio.Lock, events: list[TokenEvent]
@@ -399,7 +413,7 @@ class PushService:
             expiry = int((time.time() + self.settings.push_idle_timeout_s) * 1000)
             first = int(
                 await self._take_seqs(
-                    keys=[self.leases.zset, key, self._claim_key(session_id)],
+                    keys=[self.leases.zset(session_id), key, self._claim_key(session_id)],
                     args=[expiry, session_id, len(events), self.settings.push_session_ttl_s, self._claim_ttl_s],
                 )
             )
@@ -414,7 +428,7 @@ class PushService:
     async def finish(self, session_id: str, req: PushFinishRequest) -> PushFinishResponse:
         state = await self._state(session_id)
         key = self._key(session_id)
-        keys = [self.leases.zset, self.leases.owners, key]
+        keys = [self.leases.zset(session_id), self.leases.owners(session_id), key]
         tokens = int(await self._end(keys=keys, args=[session_id, req.status]))
         if tokens < 0:
             raise await self._ended_now(session_id)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +34,7 @@ from redis.exceptions import RedisError
 
 from services.common.answer import answer_text
 from services.common.backoff import Backoff
-from services.common.bus import Bus, Committed, Delivery, Outcome, Output, StateWrite
+from services.common.bus import Bus, Committed, Consumer, Delivery, Outcome, Output, StateWrite
 from services.common.codec import encode
 from services.common.contracts import JobRequest, SessionEvent, TokenEvent, Verification
 from services.common.contracts.events import STATUS_SEQ, SessionStatus, prompt_text
@@ -94,9 +95,14 @@ class Worker:
         self.bus = bus
         self.pool = pool
         # One job per read: a worker takes a job only when it has a free slot, so others can take the rest.
-        self.consumer = bus.consumer(
+        # One consumer per partition of uq:jobs, each in its own loop; a loop reads only while a slot is
+        # free counting the loops reading at that moment, so the worker never takes more than its slots.
+        self.consumers = bus.consumers(
             "jobs", settings.job_group, self._take, name=name, batch_size=1, after_commit=self._start_committed
         )
+        self.consumer = self.consumers[0]
+        self._reading = 0  # partition loops in a read now
+        self._freed = asyncio.Event()  # a slot or a reader came free
         self.leases = Leases(bus)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generator-compute")
         # engines that wait on the network (compute_bound = False) get a thread per running job
@@ -115,20 +121,29 @@ class Worker:
         """
         keeper = asyncio.create_task(self._keep_leases(), name="generator-leases")
         try:
-            await self.consumer.run(stop, cycle=lambda: self._turn(stop))
+            async with asyncio.TaskGroup() as group:
+                for c in self.consumers:
+                    group.create_task(
+                        c.run(stop, cycle=functools.partial(self._turn, stop, c)), name=f"jobs-{c.partition}"
+                    )
         finally:
             await self._shutdown()
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
 
-    async def _turn(self, stop: asyncio.Event) -> None:
-        """Wait for a free slot, or take at most one job and commit it (its task starts after the commit,
-        in :meth:`_start_committed`, so the next turn counts it)."""
-        if len(self.active) >= self.settings.max_concurrent_jobs:
+    async def _turn(self, stop: asyncio.Event, consumer: Consumer) -> None:
+        """Wait for a free slot, or take at most one job from ``consumer``'s partition and commit it (its
+        task starts after the commit, in :meth:`_start_committed`, so the next turn counts it)."""
+        if len(self.active) + self._reading >= self.settings.max_concurrent_jobs:
             await self._wait_for_slot(stop)
             return
-        await self.consumer.step()
+        self._reading += 1
+        try:
+            await consumer.step()
+        finally:
+            self._reading -= 1
+            self._freed.set()
 
     async def _keep_leases(self) -> None:
         """Renew the leases of running jobs and sweep the expired leases of dead producers."""
@@ -144,11 +159,14 @@ class Worker:
                 log.warning("could not renew leases", extra={"error": str(exc)})
 
     async def _wait_for_slot(self, stop: asyncio.Event) -> None:
-        stopping = asyncio.create_task(stop.wait())
+        """Until a job ends, another partition's read ends, or ``stop``."""
+        self._freed.clear()
+        waits = [asyncio.create_task(stop.wait()), asyncio.create_task(self._freed.wait())]
         try:
-            await asyncio.wait([stopping, *self.active.values()], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([*waits, *self.active.values()], return_when=asyncio.FIRST_COMPLETED)
         finally:
-            stopping.cancel()
+            for w in waits:
+                w.cancel()
 
     def _start(self, job: JobRequest) -> None:
         task = asyncio.create_task(self._run_job(job), name=f"job-{job.session_id}")
@@ -297,7 +315,10 @@ class Worker:
         """XADD the token and read the cancel key in one round trip; True when cancelled."""
         event = token_event(job, engine, step, seq)
         pipe = self.bus.redis.pipeline(transaction=False)
-        pipe.xadd(self.bus.key("tokens"), encode(event), maxlen=self.bus.maxlen("tokens"), approximate=True)  # type: ignore[arg-type]
+        fields: Any = encode(event)
+        pipe.xadd(
+            self.bus.session_key("tokens", job.session_id), fields, maxlen=self.bus.maxlen("tokens"), approximate=True
+        )
         pipe.exists(key)
         _entry, cancelled = await pipe.execute()
         return bool(cancelled)

@@ -139,8 +139,10 @@ class OtelExporter:
                 name=f"{base_name}:{stream}",
                 dedupe=False,
                 batch_size=settings.otel_batch_size,
+                partition=p,
             )
             for stream in STREAMS
+            for p in bus.partitions
         ]
 
     # --- one batch ------------------------------------------------------------------------------
@@ -267,7 +269,7 @@ class OtelExporter:
             "endpoint_ok": self.endpoint_ok,
             "exported": dict(self.exported),
             "open_sessions": len(self.open),
-            "consumers": {c.name: vars(c.stats).copy() for c in self.consumers},
+            "consumers": {c.label: vars(c.stats).copy() for c in self.consumers},
         }
 
     def close(self) -> None:

@@ -50,8 +50,10 @@ class Recorder:
                 name=f"{base}:{stream}:{i}",
                 dedupe=False,
                 batch_size=settings.recorder_batch_size,
+                partition=p,
             )
             for stream in STREAMS
+            for p in bus.partitions
             for i in range(settings.recorder_audit_consumers if stream == "audits" else 1)
         ]
         self.last_retention: float | None = None
@@ -115,7 +117,7 @@ class Recorder:
             "database": self.store.engine.url.render_as_string(hide_password=True),
             "database_ok": self.database_ok,
             "recorded": vars(self.totals).copy(),
-            "consumers": {c.name: vars(c.stats).copy() for c in self.consumers},
+            "consumers": {c.label: vars(c.stats).copy() for c in self.consumers},
             "last_retention": self.last_retention,
         }
 

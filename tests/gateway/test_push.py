@@ -238,8 +238,8 @@ async def test_a_quiet_push_session_ends_failed_and_late_calls_get_409(
 
 async def test_pushing_renews_the_lease_and_finishing_releases_it(service: PushService, redis: Redis) -> None:
     sid = (await service.start(PushStartRequest(model="m"))).session_id
-    zset = service.leases.zset
-    owner = await redis.hget(service.leases.owners, sid)
+    zset = service.leases.zset(sid)
+    owner = await redis.hget(service.leases.owners(sid), sid)
     assert owner == b"push-api:300"
     first = await redis.zscore(zset, sid)
     assert first is not None and abs(first / 1000 - time.time() - 300) < 5
@@ -393,11 +393,11 @@ async def test_admission_never_admits_more_than_the_room_even_between_readings(
     answers = await asyncio.gather(*(admission.admit(10) for _ in range(12)))  # 120 asked, room 80
 
     assert answers.count(-1) == 8 and all(a in (-1, 0) for a in answers)
-    admission.read_at = -math.inf  # a fresh reading: the 80 are still in flight, not yet on the stream
+    admission.expire()  # a fresh reading: the 80 are still in flight, not yet on the stream
     assert await admission.admit(1) == 0
     await bus.publish_many([("tokens", token("s", i)) for i in range(80)])
     admission.published(80)
-    admission.read_at = -math.inf
+    admission.expire()
     assert await admission.admit(1) == 0  # now on the stream, unread: still no room
     taken = await redis.xreadgroup(gw.token_group, "c", {bus.key("tokens"): ">"}, count=80)
     await redis.xack(bus.key("tokens"), gw.token_group, *[eid for eid, _ in taken[0][1]])

@@ -168,11 +168,11 @@ async def test_running_job_holds_a_renewed_lease_released_at_the_end(settings: C
     async with running(slow, bus, EnginePool(slow)):
         await submit(bus, "l1", max_tokens=40)  # ~0.8 s: longer than the lease, so it must be renewed
         await wait_tokens(bus, "l1", 1)
-        assert await bus.redis.zscore(bus.key("leases"), "l1") is not None
+        assert await bus.redis.zscore(bus.session_key("leases", "l1"), "l1") is not None
         end = await wait_end(bus, "l1")
     assert end.status == "finished"  # not swept as dead while it ran
     assert end.tokens == 40
-    assert await bus.redis.zscore(bus.key("leases"), "l1") is None
+    assert await bus.redis.zscore(bus.session_key("leases", "l1"), "l1") is None
 
 
 async def test_a_dead_workers_session_is_failed_by_another_worker(settings: CommonSettings, bus: Bus) -> None:
