@@ -18,6 +18,12 @@ back what it held. :meth:`Stack.kill`, :meth:`Stack.start_service`, :meth:`Stack
 :meth:`Stack.restart` act on one process by name. ``own_redis=True`` starts a private
 ``redis-server`` on a free port without persistence (``--save ""``), which :meth:`Stack.restart_redis`
 kills and starts again, empty, on the same port.
+
+For scaling out: ``alerters=N`` starts ``alerter-1`` … ``alerter-N`` (they share the partitions,
+``UQ_PARTITIONS`` in ``env``); ``gateways=N`` starts ``gateway`` (at :attr:`url`) and ``gateway-2`` …
+on ports of their own (:meth:`gateway_url`); ``cluster=`` runs everything on a Redis Cluster
+(tests/cluster.py) through redis-py's cluster client. :meth:`key` / :meth:`keys` name a stream's
+partitions as the services do.
 """
 
 from __future__ import annotations
@@ -39,6 +45,11 @@ from typing import IO, Any
 
 import httpx
 import redis
+from redis.asyncio import Redis as AsyncRedis
+
+from services.common.redis_client import redis_client
+from services.common.settings import CommonSettings
+from tests.cluster import RedisClusterNodes
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("recorder", "auditor", "alerter", "generator", "gateway")  # started in this order
@@ -71,7 +82,10 @@ class Stack:
         work_dir: str | None = None,
         ready_timeout_s: float = 180.0,
         auditors: int = 1,
+        alerters: int = 1,
+        gateways: int = 1,
         own_redis: bool = False,
+        cluster: RedisClusterNodes | None = None,
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -81,6 +95,9 @@ class Stack:
         self.redis_proc: subprocess.Popen[bytes] | None = None
         if self.redis_port is not None:
             redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        self.cluster = cluster
+        if cluster is not None:
+            redis_url = cluster.url
         self.redis_url = redis_url or os.environ.get("UQ_REDIS_URL", "redis://127.0.0.1:6379/0")
         self._tmp = None if work_dir else tempfile.TemporaryDirectory(prefix="uqstack-")
         self.dir = Path(work_dir or self._tmp.name)  # type: ignore[union-attr]
@@ -100,17 +117,33 @@ class Stack:
             "UQ_HEARTBEAT_INTERVAL_S": "1.0",
             "UQ_LOG_FORMAT": "json",
             "UQ_AUTH": "off",
+            **({"UQ_REDIS_CLUSTER": "true"} if cluster is not None else {}),
             **(env or {}),
         }
+        # how the services name their keys (prefix, partitions, cluster), for tests that read Redis
+        self.settings = CommonSettings(
+            redis_url=self.redis_url,
+            stream_prefix=self.prefix,
+            redis_cluster=cluster is not None,
+            partitions=int(self.env.get("UQ_PARTITIONS", "1")),
+        )
+        self.gateway_ports = {"gateway": self.port}
+        self.gateway_ports.update({f"gateway-{i}": free_port() for i in range(2, gateways + 1)})
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: dict[str, IO[bytes]] = {}
         # process name -> service module, in start order
         self.modules: dict[str, str] = {}
         for service in self.services:
-            if service == "auditor" and auditors > 1:
-                self.modules.update({f"auditor-{i}": service for i in range(1, auditors + 1)})
+            replicas = {"auditor": auditors, "alerter": alerters}.get(service, 1)
+            if replicas > 1:
+                self.modules.update({f"{service}-{i}": service for i in range(1, replicas + 1)})
+            elif service == "gateway":
+                self.modules.update(dict.fromkeys(self.gateway_ports, service))
             else:
                 self.modules[service] = service
+
+    def gateway_url(self, name: str = "gateway") -> str:
+        return f"http://127.0.0.1:{self.gateway_ports[name]}"
 
     def log_path(self, service: str) -> Path:
         return self.dir / f"{service}.log"
@@ -144,6 +177,8 @@ class Stack:
             self._logs[name].close()
         log = self._logs[name] = self.log_path(name).open("ab")
         env = {"UQ_INSTANCE": name, **self.env}
+        if name in self.gateway_ports:
+            env["UQ_PORT"] = str(self.gateway_ports[name])
         self.procs[name] = subprocess.Popen(
             [python(), "-m", f"services.{self.modules[name]}"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
@@ -233,11 +268,31 @@ class Stack:
             self.stop_redis(signal.SIGTERM)
             return
         with contextlib.suppress(redis.RedisError):
-            client = redis.Redis.from_url(self.redis_url)
+            client = self.client()
             keys = list(client.scan_iter(match=f"{self.prefix}*", count=1000))
             if keys:
-                client.delete(*keys)
+                client.delete(*keys)  # the cluster client splits it by slot
             client.close()
+
+    # --- reading what the services wrote --------------------------------------------------------
+
+    def client(self) -> redis.Redis:
+        """A synchronous client of the stack's Redis (the cluster client on a cluster)."""
+        if self.cluster is not None:
+            return redis.RedisCluster.from_url(self.redis_url)  # type: ignore[return-value]
+        return redis.Redis.from_url(self.redis_url)
+
+    def async_client(self) -> AsyncRedis:
+        """An asyncio client of the stack's Redis, as the services connect."""
+        return redis_client(self.redis_url, cluster=self.cluster is not None)
+
+    def key(self, stream: str, session_id: str) -> str:
+        """The key of ``stream`` in ``session_id``'s partition."""
+        return self.settings.partition_key(stream, self.settings.partition_of(session_id))
+
+    def keys(self, stream: str) -> list[str]:
+        """``stream``'s key in every partition."""
+        return self.settings.partition_keys(stream)
 
     def close(self) -> None:
         self.stop()

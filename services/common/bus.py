@@ -254,6 +254,7 @@ class Bus:
             batch_size=batch_size,
             after_commit=after_commit,
             fence=fence,
+            reclaim_at_start=reclaim_at_start,
         )
 
     def consumers(self, stream: str, group: str, handler: BatchHandler, **kwargs: Any) -> list[Consumer]:

@@ -33,7 +33,10 @@ async def read_heartbeats(redis: Redis, settings: CommonSettings) -> list[dict[s
     keys = [k async for k in redis.scan_iter(match=settings.stream("heartbeat:*"), count=500)]
     if not keys:
         return []
-    values = await redis.mget(keys)
+    pipe = redis.pipeline(transaction=False)  # not MGET: on Redis Cluster the keys are in many slots
+    for key in keys:
+        pipe.get(key)
+    values = await pipe.execute()
     now = now_ns()
     beats = []
     for key, raw in zip(keys, values, strict=True):

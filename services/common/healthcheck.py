@@ -94,10 +94,14 @@ def check(
 ) -> Verdict:
     """Read the heartbeats of ``service`` from Redis and judge them; a Redis error is a failed check."""
     limit = max_age_s if max_age_s is not None else 3 * settings.heartbeat_interval_s
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    cls = redis.RedisCluster if settings.redis_cluster else redis.Redis
+    client = cls.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
     try:
         keys = list(client.scan_iter(match=settings.stream(f"heartbeat:{service}:*"), count=500))
-        values = client.mget(keys) if keys else []
+        pipe = client.pipeline(transaction=False)  # not MGET: on Redis Cluster the keys are in many slots
+        for key in keys:
+            pipe.get(key)
+        values = pipe.execute() if keys else []
     except (redis.RedisError, OSError) as exc:
         return Verdict(False, f"{service}: Redis is not reachable at {settings.redis_url}: {exc}")
     finally:

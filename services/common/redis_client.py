@@ -9,10 +9,11 @@ connection classes below swap in hiredis's packer and keep everything else of re
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection, UnixDomainSocketConnection
 
 
@@ -49,8 +50,22 @@ _FASTER: dict[type[AbstractConnection], type[AbstractConnection]] = {
 }
 
 
-def redis_client(url: str, **kwargs: Any) -> Redis:
-    """``Redis.from_url(url, **kwargs)`` whose connections pack commands with hiredis."""
+#: Options of redis-py's single-node client that its cluster client does not take.
+_NOT_FOR_CLUSTER = ("retry_on_timeout",)
+
+
+def redis_client(url: str, *, cluster: bool = False, **kwargs: Any) -> Redis:
+    """``Redis.from_url(url, **kwargs)`` whose connections pack commands with hiredis.
+
+    ``cluster``: redis-py's cluster client instead (``RedisCluster.from_url``: ``url`` names any one
+    node, the others are discovered; commands go to the node of their key's slot, pipelines are
+    split by node). It has the same command API, so the services use it as a ``Redis``; every
+    multi-key command and script of theirs stays within one slot (docs/streams.md, "Partitions").
+    Its connections pack commands in Python (its node pools take no connection class).
+    """
+    if cluster:
+        options = {k: v for k, v in kwargs.items() if k not in _NOT_FOR_CLUSTER}
+        return cast(Redis, RedisCluster.from_url(url, **options))
     client = Redis.from_url(url, **kwargs)
     pool = client.connection_pool
     pool.connection_class = _FASTER.get(pool.connection_class, pool.connection_class)

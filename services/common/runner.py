@@ -51,6 +51,7 @@ async def connect(settings: CommonSettings) -> Redis:
     for attempt in range(settings.connect_retries + 1):
         redis = redis_client(
             settings.redis_url,
+            cluster=settings.redis_cluster,
             decode_responses=False,
             health_check_interval=10,
             socket_connect_timeout=5,

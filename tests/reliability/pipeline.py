@@ -77,7 +77,7 @@ async def entries(redis: Redis, stack: Stack, stream: str, sid: str) -> list[dic
     out: list[dict[str, Any]] = []
     last = "-"
     while True:
-        chunk: list[Any] = list(await redis.xrange(f"{stack.prefix}{stream}", min=last, max="+", count=5_000) or [])
+        chunk: list[Any] = list(await redis.xrange(stack.key(stream, sid), min=last, max="+", count=5_000) or [])
         if last != "-":
             chunk = chunk[1:]
         if not chunk:
@@ -136,16 +136,18 @@ async def outcome(redis: Redis, stack: Stack, sid: str, n: int, wait_s: float = 
 
 async def pending(redis: Redis, stack: Stack) -> dict[str, int]:
     """Entries pending (delivered, not acknowledged) or not yet read, per stream and group."""
-    out = {}
+    out: dict[str, int] = {}
     for stream in ("tokens", "audits", "alerts", "sessions"):
-        try:
-            groups = await redis.xinfo_groups(f"{stack.prefix}{stream}")
-        except ResponseError:  # no such stream yet
-            continue
-        last = (await redis.xinfo_stream(f"{stack.prefix}{stream}"))["last-generated-id"]
-        for g in groups:
-            # Redis keeps counting entries trimmed before a group read them as lag; a group that has
-            # read the last entry has nothing left to read.
-            lag = 0 if g["last-delivered-id"] == last else int(g.get("lag") or 0)
-            out[f"{stream}/{g['name'].decode()}"] = int(g["pending"]) + lag
+        for key in stack.keys(stream):
+            try:
+                groups = await redis.xinfo_groups(key)
+            except ResponseError:  # no such stream yet
+                continue
+            last = (await redis.xinfo_stream(key))["last-generated-id"]
+            for g in groups:
+                # Redis keeps counting entries trimmed before a group read them as lag; a group that has
+                # read the last entry has nothing left to read.
+                lag = 0 if g["last-delivered-id"] == last else int(g.get("lag") or 0)
+                name = f"{stream}/{g['name'].decode()}"
+                out[name] = out.get(name, 0) + int(g["pending"]) + lag
     return out
