@@ -267,7 +267,7 @@ class Stack:
         if self.redis_proc is not None:
             self.stop_redis(signal.SIGTERM)
             return
-        with contextlib.suppress(redis.RedisError):
+        with contextlib.suppress(redis.RedisError, redis.exceptions.RedisClusterException):
             client = self.client()
             keys = list(client.scan_iter(match=f"{self.prefix}*", count=1000))
             if keys:
@@ -278,13 +278,15 @@ class Stack:
 
     def client(self) -> redis.Redis:
         """A synchronous client of the stack's Redis (the cluster client on a cluster)."""
-        if self.cluster is not None:
-            return redis.RedisCluster.from_url(self.redis_url)  # type: ignore[return-value]
+        if self.cluster is not None:  # a node that is still up (a test may have killed the first)
+            return redis.RedisCluster.from_url(self.cluster.url)  # type: ignore[return-value]
         return redis.Redis.from_url(self.redis_url)
 
     def async_client(self) -> AsyncRedis:
         """An asyncio client of the stack's Redis, as the services connect."""
-        return redis_client(self.redis_url, cluster=self.cluster is not None)
+        return redis_client(
+            self.cluster.url if self.cluster is not None else self.redis_url, cluster=self.cluster is not None
+        )
 
     def key(self, stream: str, session_id: str) -> str:
         """The key of ``stream`` in ``session_id``'s partition."""

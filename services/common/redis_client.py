@@ -15,9 +15,22 @@ import hiredis
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection, UnixDomainSocketConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 
 class _HiredisPacking(AbstractConnection):
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        # redis-py 8.1 (redis/redis-py#4287): writing to a connection the peer has closed (a Redis
+        # node killed, a cluster failover) raises asyncio's transport internals, AttributeError or
+        # TypeError about None, instead of ConnectionError, and so escapes every retry. Said plainly.
+        try:
+            await super().send_packed_command(command, check_health)
+        except (AttributeError, TypeError) as exc:
+            if "NoneType" not in str(exc):
+                raise
+            await self.disconnect(nowait=True)
+            raise RedisConnectionError(f"connection lost while writing: {exc}") from exc
+
     def pack_command(self, *args: Any) -> list[bytes]:
         head = args[0]
         # As redis-py does: a command name with spaces ("CONFIG GET") is several arguments.
@@ -61,11 +74,20 @@ def redis_client(url: str, *, cluster: bool = False, **kwargs: Any) -> Redis:
     node, the others are discovered; commands go to the node of their key's slot, pipelines are
     split by node). It has the same command API, so the services use it as a ``Redis``; every
     multi-key command and script of theirs stays within one slot (docs/streams.md, "Partitions").
-    Its connections pack commands in Python (its node pools take no connection class).
+    Its nodes' connections are the same hiredis-packing ones.
     """
     if cluster:
         options = {k: v for k, v in kwargs.items() if k not in _NOT_FOR_CLUSTER}
-        return cast(Redis, RedisCluster.from_url(url, **options))
+        cluster_client = RedisCluster.from_url(url, **options)
+        # Its nodes take their connection class from the shared connection options (set to redis-py's
+        # own in its constructor); nodes discovered later are made from them too.
+        nodes = cluster_client.nodes_manager
+        plain = nodes.connection_kwargs.get("connection_class", Connection)
+        faster = _FASTER.get(plain, plain)
+        nodes.connection_kwargs["connection_class"] = faster
+        for node in (*nodes.startup_nodes.values(), *nodes.nodes_cache.values()):
+            node.connection_class = faster
+        return cast(Redis, cluster_client)
     client = Redis.from_url(url, **kwargs)
     pool = client.connection_pool
     pool.connection_class = _FASTER.get(pool.connection_class, pool.connection_class)
