@@ -27,7 +27,7 @@ class AlerterSettings(CommonSettings):
         gt=0,
         le=300,
         description="How long an alerter's ownership of a partition lasts unless renewed (every third of it): "
-        "a killed alerter's partitions move to another within 4/3 of this (docs/alerts.md, Scaling out).",
+        "a killed alerter's partitions move to another within 4/3 of this (docs/operations.md, Scaling).",
     )
 
     # Which rules run (see docs/alerts.md).
