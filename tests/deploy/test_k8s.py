@@ -189,9 +189,10 @@ def test_generators_run_on_gpu_nodes(applied: list[dict[str, Any]]) -> None:
     assert container["startupProbe"]["exec"]["command"][-1] == "generator"
 
 
-def test_one_alerter(applied: list[dict[str, Any]]) -> None:
+def test_alerters_share_the_partitions(applied: list[dict[str, Any]]) -> None:
     alerter = find(applied, "StatefulSet", "uq-alerter")
-    assert alerter["spec"]["replicas"] == 1
+    partitions = int(find(applied, "ConfigMap", "uq-config")["data"]["UQ_PARTITIONS"])
+    assert 2 <= alerter["spec"]["replicas"] <= partitions
 
 
 def test_every_setting_named_exists_and_is_read_where_it_is_set(applied: list[dict[str, Any]]) -> None:
