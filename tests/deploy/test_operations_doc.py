@@ -63,7 +63,15 @@ def test_sections_the_issue_asks_for() -> None:
     headings = set(re.findall(r"^##+ (.+)$", prose(), flags=re.MULTILINE))
     assert {"Docker Compose", "Kubernetes", "Scaling", "Retention", "Security", "Troubleshooting"} <= headings
     text = prose()
-    for needle in ("UQ_REDIS_CLUSTER", "UQ_PARTITIONS", "UQ_RETENTION_DAYS", "UQ_MAXLEN_TOKENS", "UQ_API_KEYS", "UQ_CORS_ORIGINS", "wss://"):
+    for needle in (
+        "UQ_REDIS_CLUSTER",
+        "UQ_PARTITIONS",
+        "UQ_RETENTION_DAYS",
+        "UQ_MAXLEN_TOKENS",
+        "UQ_API_KEYS",
+        "UQ_CORS_ORIGINS",
+        "wss://",
+    ):
         assert needle in text, needle
 
 
