@@ -157,6 +157,17 @@ class RedisClusterNodes:
             time.sleep(0.2)
         raise ClusterError(f"no replica took over the slot of {key!r} from {dead_port} in {timeout_s:g} s")
 
+    def delete_matching(self, pattern: str) -> None:
+        """Delete the keys matching ``pattern`` on every live master, node by node (no cluster client)."""
+        for port, proc in self.procs.items():
+            if proc.poll() is not None:
+                continue
+            with contextlib.suppress(redis.RedisError), redis.Redis(port=port) as node:
+                if node.execute_command("ROLE")[0] != b"master":
+                    continue
+                for key in node.scan_iter(match=pattern, count=1000):
+                    node.delete(key)
+
     def stop(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:

@@ -241,9 +241,10 @@ class Stack:
                     if proc.poll() is not None:
                         raise StackError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
                 with contextlib.suppress(httpx.HTTPError):
-                    resp = client.get(f"{self.url}/health")
-                    last = resp.json()
-                    if resp.status_code == 200:
+                    # every gateway answers (the first one's health is returned)
+                    answers = [client.get(f"{self.gateway_url(name)}/health") for name in self.gateway_ports]
+                    last = answers[0].json()
+                    if all(resp.status_code == 200 for resp in answers):
                         health: dict[str, Any] = last
                         return health
                 time.sleep(0.25)
@@ -267,12 +268,13 @@ class Stack:
         if self.redis_proc is not None:
             self.stop_redis(signal.SIGTERM)
             return
-        with contextlib.suppress(redis.RedisError, redis.exceptions.RedisClusterException):
-            client = self.client()
+        if self.cluster is not None:
+            self.cluster.delete_matching(f"{self.prefix}*")
+            return
+        with contextlib.suppress(redis.RedisError), self.client() as client:
             keys = list(client.scan_iter(match=f"{self.prefix}*", count=1000))
             if keys:
-                client.delete(*keys)  # the cluster client splits it by slot
-            client.close()
+                client.delete(*keys)
 
     # --- reading what the services wrote --------------------------------------------------------
 

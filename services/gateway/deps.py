@@ -20,7 +20,7 @@ def gateway(request: Request) -> Gateway:
 GatewayDep = Annotated[Gateway, Depends(gateway)]
 
 
-def guard(
+async def guard(
     request: Request,
     gw: GatewayDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -29,7 +29,7 @@ def guard(
     authorization = f"Bearer {credentials.credentials}" if credentials is not None else None
     client = request.client.host if request.client else "unknown"
     caller = gw.auth.identify(authorization, request.query_params.get("api_key"), client)
-    gw.limiter.check(caller)
+    await gw.limiter.check(caller)
     return caller
 
 

@@ -1,8 +1,12 @@
 """Prometheus metrics, prefix ``uq_``, in a registry of the app's own (several apps may live in a process).
 
-Counts come from the fan-out, which sees every entry of uq:audits and uq:alerts (so every replica
-reports the same totals; sum over one replica, not over all). Consumer-group lag is read at scrape
-time with ``XINFO GROUPS`` on each stream.
+Every series says in its HELP what it counts, as each replica behind one address is scraped alone:
+- **deployment-wide**: the same on every replica, so take one, never the sum. The audit and alert
+  counts come from the fan-out, which sees every entry of every partition of uq:audits and uq:alerts
+  (counted since this replica started); consumer-group lag and pending are read at scrape time with
+  ``XINFO GROUPS`` on each partition and summed;
+- **this replica**: its own WebSocket clients, drops, replay buffers and rate-limit refusals, so sum
+  them over replicas. ``uq_gateway_replica_info{replica}`` names the replica (``UQ_INSTANCE``).
 """
 
 from __future__ import annotations
@@ -15,36 +19,69 @@ from redis.exceptions import RedisError, ResponseError
 
 from services.common.settings import CommonSettings
 from services.gateway.live import LiveState
+from services.gateway.security import SharedRateLimiter
 
 log = logging.getLogger(__name__)
 STREAMS = ("jobs", "tokens", "audits", "alerts", "sessions")
+DEPLOYMENT = " Deployment-wide: every replica reports it; take one replica's, not the sum."
+REPLICA = " This replica only: sum over replicas."
 
 
 class GatewayMetrics:
-    def __init__(self) -> None:
+    def __init__(self, replica: str = "gateway") -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.tokens_audited = Counter("uq_tokens_audited", "Audited tokens seen on uq:audits.", registry=r)
-        self.alerts = Counter("uq_alerts", "Alerts seen on uq:alerts, by rule.", ["rule"], registry=r)
-        self.active_sessions = Gauge("uq_active_sessions", "Sessions started and not ended.", registry=r)
-        self.ws_clients = Gauge("uq_websocket_clients", "Open WebSocket connections.", registry=r)
+        Gauge(
+            "uq_gateway_replica_info", "The replica this scrape reads (UQ_INSTANCE).", ["replica"], registry=r
+        ).labels(replica=replica).set(1)
+        self.tokens_audited = Counter(
+            "uq_tokens_audited", "Audited tokens seen on uq:audits since this replica started." + DEPLOYMENT, registry=r
+        )
+        self.alerts = Counter(
+            "uq_alerts",
+            "Alerts seen on uq:alerts since this replica started, by rule." + DEPLOYMENT,
+            ["rule"],
+            registry=r,
+        )
+        self.active_sessions = Gauge("uq_active_sessions", "Sessions started and not ended." + DEPLOYMENT, registry=r)
+        self.ws_clients = Gauge("uq_websocket_clients", "Open WebSocket connections." + REPLICA, registry=r)
         self.ws_dropped = Counter(
-            "uq_websocket_dropped_messages", "Messages dropped for slow WebSocket clients.", registry=r
+            "uq_websocket_dropped_messages", "Messages dropped for slow WebSocket clients." + REPLICA, registry=r
         )
         self.lag = Gauge(
-            "uq_consumer_group_lag", "Entries not yet delivered to a consumer group.", ["stream", "group"], registry=r
+            "uq_consumer_group_lag",
+            "Entries not yet delivered to a consumer group, summed over the partitions." + DEPLOYMENT,
+            ["stream", "group"],
+            registry=r,
         )
         self.pending = Gauge(
-            "uq_consumer_group_pending", "Entries delivered and not yet acknowledged.", ["stream", "group"], registry=r
+            "uq_consumer_group_pending",
+            "Entries delivered and not yet acknowledged, summed over the partitions." + DEPLOYMENT,
+            ["stream", "group"],
+            registry=r,
         )
         self.replay_bytes = Gauge(
-            "uq_replay_buffer_bytes", "Estimated memory of the live replay buffers (UQ_REPLAY_BUDGET_MB).", registry=r
+            "uq_replay_buffer_bytes",
+            "Estimated memory of the live replay buffers (UQ_REPLAY_BUDGET_MB)." + REPLICA,
+            registry=r,
         )
         self.replay_trimmed = Counter(
             "uq_replay_trimmed_messages",
-            "Token messages dropped from replay buffers to stay within budget.",
+            "Token messages dropped from replay buffers to stay within budget." + REPLICA,
             registry=r,
         )
+        self.rate_limited = Counter(
+            "uq_rate_limited_requests",
+            "Requests this replica refused over the shared rate limit (UQ_RATE_LIMIT_PER_S)." + REPLICA,
+            registry=r,
+        )
+        self.rate_limit_local = Counter(
+            "uq_rate_limit_local_checks",
+            "Rate-limit checks this replica made on its own because Redis could not be reached." + REPLICA,
+            registry=r,
+        )
+        self._seen_refused = 0
+        self._seen_local = 0
         self.clients = 0
         self._seen_trimmed = 0
         self._seen_tokens = 0
@@ -69,6 +106,12 @@ class GatewayMetrics:
         self.replay_bytes.set(live.replay_bytes)
         self.replay_trimmed.inc(live.trimmed - self._seen_trimmed)
         self._seen_trimmed = live.trimmed
+
+    def sync_limiter(self, limiter: SharedRateLimiter) -> None:
+        self.rate_limited.inc(limiter.refused - self._seen_refused)
+        self._seen_refused = limiter.refused
+        self.rate_limit_local.inc(limiter.local_checks - self._seen_local)
+        self._seen_local = limiter.local_checks
 
     async def refresh_lag(self, redis: Redis, settings: CommonSettings) -> None:
         """Each group's lag and pending entries on each stream, summed over the partitions."""

@@ -30,6 +30,7 @@ async def health(gw: GatewayDep) -> JSONResponse:
 async def metrics(gw: GatewayDep) -> Response:
     """Prometheus metrics, prefix `uq_`."""
     gw.metrics.sync_live(gw.live)
+    gw.metrics.sync_limiter(gw.limiter)
     await gw.metrics.refresh_lag(gw.redis, gw.settings)
     return Response(gw.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 

@@ -15,7 +15,7 @@ from services.gateway.jobs import JobService
 from services.gateway.live import LiveState
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.push import PushService
-from services.gateway.security import Authenticator, RateLimiter
+from services.gateway.security import Authenticator, SharedRateLimiter
 from services.gateway.settings import GatewaySettings
 
 
@@ -32,7 +32,7 @@ class Gateway:
     health: HealthService
     metrics: GatewayMetrics
     auth: Authenticator
-    limiter: RateLimiter
+    limiter: SharedRateLimiter
     fanout: Fanout
 
     @classmethod
@@ -56,8 +56,8 @@ class Gateway:
             completions=CompletionService(jobs, live, settings),
             push=PushService(bus, settings, history),
             health=HealthService(redis, settings),
-            metrics=GatewayMetrics(),
+            metrics=GatewayMetrics(settings.instance_name()),
             auth=Authenticator(settings),
-            limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+            limiter=SharedRateLimiter(redis, settings),
             fanout=Fanout(redis, settings, live, batch=settings.fanout_batch),
         )

@@ -31,8 +31,14 @@ class GatewaySettings(CommonSettings):
     max_body_bytes: int = Field(16 * 1024 * 1024, gt=0, description="Largest request body; larger gets 413.")
     max_prompt_chars: int = Field(32_000, gt=0, le=200_000, description="Longest prompt (or all chat messages).")
     max_tokens_limit: int = Field(4_096, gt=0, le=32_768, description="Largest `max_tokens` a job may ask for.")
-    rate_limit_per_s: float = Field(50.0, ge=0, description="Requests per second per API key (or client); 0 = off.")
-    rate_limit_burst: int = Field(200, gt=0, description="Requests a key may make at once before the rate applies.")
+    rate_limit_per_s: float = Field(
+        50.0,
+        ge=0,
+        description="Requests per second per API key (or client), across every gateway replica (kept in Redis); 0 = off.",
+    )
+    rate_limit_burst: int = Field(
+        200, gt=0, description="Requests a key may make at once before the rate applies (shared by the replicas)."
+    )
 
     # Jobs, push API and dashboard.
     models: str = Field(

@@ -163,7 +163,7 @@ class Connection:
         return msg
 
     async def _generate(self, req: GenerateRequest) -> None:
-        self.gw.limiter.check(self.caller)
+        await self.gw.limiter.check(self.caller)
         sid = new_session_id()
         self.sessions.add(sid)
         self.gw.live.subscribe(sid, self)
@@ -181,7 +181,7 @@ class Connection:
         return self.last_started
 
     async def _subscribe(self, sid: str, after: int) -> None:
-        self.gw.limiter.check(self.caller)
+        await self.gw.limiter.check(self.caller)
         if sid in self.sessions:
             self.gw.live.unsubscribe(sid, self)
         self.holding[sid] = []

@@ -26,7 +26,17 @@ pytestmark = pytest.mark.slow
 
 PARTITIONS = 4
 LEASE_S = 3.0  # UQ_PARTITION_LEASE_S here: a killed alerter's partitions move within 4 s
-ENV = {**FAST_RECLAIM, "UQ_PARTITIONS": str(PARTITIONS), "UQ_PARTITION_LEASE_S": str(LEASE_S)}
+# a caller of its own for the rate-limit test (auth stays off: the other tests call as their address)
+LIMITED_KEY = "limited-caller"
+RATE, BURST = 50.0, 200  # the defaults, UQ_RATE_LIMIT_PER_S and UQ_RATE_LIMIT_BURST
+ENV = {
+    **FAST_RECLAIM,
+    "UQ_PARTITIONS": str(PARTITIONS),
+    "UQ_PARTITION_LEASE_S": str(LEASE_S),
+    "UQ_API_KEYS": LIMITED_KEY,
+    "UQ_RATE_LIMIT_PER_S": str(RATE),
+    "UQ_RATE_LIMIT_BURST": str(BURST),
+}
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +110,44 @@ async def test_a_viewer_on_the_second_gateway_sees_a_session_pushed_through_the_
                     if done is not None and len(seqs) >= done["tokens"]:
                         break
     assert seqs == set(range(50)) and done is not None and done["status"] == "finished"
+
+
+async def test_the_rate_limit_holds_across_the_two_gateways(stack: Stack) -> None:
+    """One caller alternating between the replicas gets one bucket, not one per replica, and each
+    replica's /metrics counts its own refusals."""
+    headers = {"Authorization": f"Bearer {LIMITED_KEY}"}
+    async with (
+        httpx.AsyncClient(base_url=stack.url, timeout=30, headers=headers) as one,
+        httpx.AsyncClient(base_url=stack.gateway_url("gateway-2"), timeout=30, headers=headers) as two,
+    ):
+        allowed = 0
+        started = time.monotonic()
+        while True:
+            resp = await (one, two)[allowed % 2].get("/sessions", params={"limit": 1})
+            if resp.status_code == 429:
+                break
+            assert resp.status_code == 200, resp.text
+            allowed += 1
+            assert allowed < 4 * BURST, "never limited"
+        elapsed = time.monotonic() - started
+        # one shared bucket: the burst plus what refilled meanwhile (a bucket per replica: twice that)
+        assert BURST <= allowed <= BURST + RATE * elapsed + 2, (allowed, elapsed)
+        assert int(resp.headers["Retry-After"]) >= 1
+        assert resp.json()["error"]["type"] == "rate_limited"
+        # the other replica refuses too: the bucket is empty for both
+        other = (one, two)[(allowed + 1) % 2]
+        assert (await other.get("/sessions", params={"limit": 1})).status_code == 429
+        texts = [(await c.get("/metrics")).text for c in (one, two)]
+    refused = [_sample(t, "uq_rate_limited_requests_total") for t in texts]
+    assert refused == [1.0, 1.0], refused
+    assert 'uq_gateway_replica_info{replica="gateway"} 1.0' in texts[0]
+    assert 'uq_gateway_replica_info{replica="gateway-2"} 1.0' in texts[1]
+    assert "This replica only" in texts[0] and "Deployment-wide" in texts[0]
+
+
+def _sample(text: str, name: str) -> float:
+    line = next(ln for ln in text.splitlines() if ln.startswith(name + " "))
+    return float(line.split()[1])
 
 
 @pytest.mark.parametrize("victim", ["auditor-1", "recorder"])
