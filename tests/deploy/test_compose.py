@@ -113,9 +113,16 @@ def test_gpu_profile_reserves_a_gpu_and_the_default_runs_on_cpu(compose: dict[st
     assert load({"CPU_GENERATORS": "0"})["services"]["generator"]["deploy"]["replicas"] == "0"
 
 
-def test_auditors_are_replicated(compose: dict[str, Any]) -> None:
+def test_auditors_and_alerters_are_replicated(compose: dict[str, Any]) -> None:
     assert compose["services"]["auditor"]["deploy"]["replicas"] == "2"
     assert load({"AUDITORS": "5"})["services"]["auditor"]["deploy"]["replicas"] == "5"
+    # alerters scale out over partitions, which every service must agree on
+    assert compose["services"]["alerter"]["deploy"]["replicas"] == "1"
+    scaled = load({"ALERTERS": "2", "UQ_PARTITIONS": "8"})["services"]
+    assert scaled["alerter"]["deploy"]["replicas"] == "2"
+    assert {
+        scaled[s]["environment"]["UQ_PARTITIONS"] for s in ("generator", "auditor", "alerter", "recorder", "gateway")
+    } == {"8"}
 
 
 def test_healthchecks_probe_each_service_s_own_health(compose: dict[str, Any]) -> None:

@@ -233,16 +233,24 @@ def test_the_autoscaler_watches_the_auditors_group_on_the_configured_redis(appli
     config = find(applied, "ConfigMap", "uq-config")["data"]
     scaled = find(applied, "ScaledObject", "uq-auditor")
     assert scaled["spec"]["scaleTargetRef"]["name"] == find(applied, "Deployment", "uq-auditor")["metadata"]["name"]
-    (trigger,) = scaled["spec"]["triggers"]
-    meta = trigger["metadata"]
-    assert trigger["type"] == "redis-streams" and "lagCount" in meta
-    assert meta["stream"] == CommonSettings(stream_prefix=config["UQ_STREAM_PREFIX"]).stream("tokens")
-    assert meta["consumerGroup"] == config.get("UQ_TOKEN_GROUP", AuditorSettings.model_fields["token_group"].default)
-    # the address KEDA reads from the auditor's environment is the Redis of UQ_REDIS_URL
-    assert meta["addressFromEnv"] in config
+    # one trigger per partition of uq:tokens, each asking a replica per 1/N of the lag a replica takes
+    settings = CommonSettings(stream_prefix=config["UQ_STREAM_PREFIX"], partitions=int(config["UQ_PARTITIONS"]))
+    triggers = scaled["spec"]["triggers"]
+    assert [t["metadata"]["stream"] for t in triggers] == settings.partition_keys("tokens")
+    assert len({int(t["metadata"]["lagCount"]) for t in triggers}) == 1
+    assert 400 <= int(triggers[0]["metadata"]["lagCount"]) * settings.partitions <= 600
     url = urlparse(config["UQ_REDIS_URL"])
-    assert config[meta["addressFromEnv"]] == f"{url.hostname}:{url.port or 6379}"
-    assert meta["databaseIndex"] == (url.path.lstrip("/") or "0")
+    for trigger in triggers:
+        meta = trigger["metadata"]
+        assert trigger["type"] == "redis-streams"
+        assert meta["consumerGroup"] == config.get(
+            "UQ_TOKEN_GROUP", AuditorSettings.model_fields["token_group"].default
+        )
+        # the address KEDA reads from the auditor's environment is the Redis of UQ_REDIS_URL
+        assert meta["addressFromEnv"] in config
+        assert config[meta["addressFromEnv"]] == f"{url.hostname}:{url.port or 6379}"
+        assert meta["databaseIndex"] == (url.path.lstrip("/") or "0")
+    trigger = triggers[0]
     auth = find(applied, "TriggerAuthentication", trigger["authenticationRef"]["name"])
     (ref,) = auth["spec"]["secretTargetRef"]
     assert ref["parameter"] == "password" and ref["key"] in find(applied, "Secret", "uq-secrets")["stringData"]
