@@ -39,15 +39,38 @@ setup_python() {
 
 # llama-cpp-python (requirements-llama.txt) compiles llama.cpp from source: minutes, so it is its own
 # step with its own marker, and ./start.sh does not need it. Build time is logged to .venv/.llama-build.log.
+#
+# Build flags: on x86-64 a portable AVX2/FMA/F16C build, not -march=native. A native build on a CPU
+# that reports AMX compiles llama.cpp's AMX kernels, and on such a machine here (a Xeon VM with
+# AMX_INT8) every decode segfaulted in ggml_backend_amx_mul_mat. UQ_LLAMA_CMAKE_ARGS overrides them.
+# The wheel is kept in ~/.cache/uq/llama-wheels/<requirements and flags>, so a fresh clone on the same
+# machine installs it in seconds (pip's own wheel cache ignores CMAKE_ARGS, so it is not used).
+llama_cmake_args() {
+  if [ -n "${UQ_LLAMA_CMAKE_ARGS:-}" ]; then echo "$UQ_LLAMA_CMAKE_ARGS"
+  elif [ "$(uname -m)" = x86_64 ]; then echo "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+  else echo "-DGGML_NATIVE=ON"; fi
+}
+
 setup_llama_cpp() {
-  local want; want=$(hash_of "$ROOT/requirements-llama.txt")
+  local flags; flags=$(llama_cmake_args)
+  local want; want=$( (grep -v '^#' "$ROOT/requirements-llama.txt"; echo "$flags") | sha256sum | cut -c1-16)
   [ "$(cat "$VENV/.llama-hash" 2>/dev/null)" = "$want" ] && return 0
-  # PyPI has only the source: the first install on a machine compiles llama.cpp; pip caches the wheel.
-  step "installing llama-cpp-python (the first time on a machine it compiles llama.cpp: about 5 min on 2 cores)"
+  local wheels="${XDG_CACHE_HOME:-$HOME/.cache}/uq/llama-wheels/$want"
+  local req; req=$(grep -E '^llama-cpp-python' "$ROOT/requirements-llama.txt")
   local t0; t0=$(date +%s)
-  CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
-    "$PY" -m pip install -q -r "$ROOT/requirements-llama.txt" >"$VENV/.llama-build.log" 2>&1 \
-    || { tail -20 "$VENV/.llama-build.log" >&2; die "building llama-cpp-python failed (log: .venv/.llama-build.log)"; }
+  if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+    step "building llama-cpp-python (once per machine: it compiles llama.cpp, about 5 min on 2 cores)"
+    mkdir -p "$wheels"
+    CMAKE_ARGS="$flags" CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
+      "$PY" -m pip wheel -q --no-cache-dir --no-deps -w "$wheels" "$req" >"$VENV/.llama-build.log" 2>&1 \
+      || { tail -20 "$VENV/.llama-build.log" >&2; die "building llama-cpp-python failed (log: .venv/.llama-build.log)"; }
+  else
+    step "installing llama-cpp-python (the wheel built on this machine before)"
+  fi
+  # this build, even over one installed with other flags; then what its [server] extra needs
+  { "$PY" -m pip install -q --force-reinstall --no-deps --no-index --find-links "$wheels" "$req" \
+      && "$PY" -m pip install -q --find-links "$wheels" -r "$ROOT/requirements-llama.txt"; } >>"$VENV/.llama-build.log" 2>&1 \
+    || { tail -20 "$VENV/.llama-build.log" >&2; die "installing llama-cpp-python failed (log: .venv/.llama-build.log)"; }
   echo "    llama-cpp-python ready in $(( $(date +%s) - t0 )) s"
   echo "$want" > "$VENV/.llama-hash"
 }
