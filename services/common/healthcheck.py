@@ -28,8 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+import redis.cluster
 from pydantic import ValidationError
 
+from services.common.redis_client import cluster_addresses
 from services.common.settings import CommonSettings
 
 SERVICE_NAME = re.compile(r"^[a-z0-9_-]+$")
@@ -94,8 +96,15 @@ def check(
 ) -> Verdict:
     """Read the heartbeats of ``service`` from Redis and judge them; a Redis error is a failed check."""
     limit = max_age_s if max_age_s is not None else 3 * settings.heartbeat_interval_s
-    cls = redis.RedisCluster if settings.redis_cluster else redis.Redis
-    client = cls.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    client: redis.Redis | redis.RedisCluster
+    if settings.redis_cluster:
+        first, more = cluster_addresses(settings.redis_url)
+        nodes = [redis.cluster.ClusterNode(host, port) for host, port in more]
+        client = redis.RedisCluster.from_url(
+            first, startup_nodes=nodes or None, socket_connect_timeout=2, socket_timeout=2
+        )
+    else:
+        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
     try:
         keys = list(client.scan_iter(match=settings.stream(f"heartbeat:{service}:*"), count=500))
         pipe = client.pipeline(transaction=False)  # not MGET: on Redis Cluster the keys are in many slots

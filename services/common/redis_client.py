@@ -10,10 +10,11 @@ connection classes below swap in hiredis's packer and keep everything else of re
 from __future__ import annotations
 
 from typing import Any, cast
+from urllib.parse import urlparse
 
 import hiredis
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection, UnixDomainSocketConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -67,18 +68,35 @@ _FASTER: dict[type[AbstractConnection], type[AbstractConnection]] = {
 _NOT_FOR_CLUSTER = ("retry_on_timeout",)
 
 
+def cluster_addresses(url: str) -> tuple[str, list[tuple[str, int]]]:
+    """``UQ_REDIS_URL`` on a cluster: the first URL (credentials, options) and the further startup
+    nodes' ``(host, port)``, from ``redis://a:6379,b:6379`` (``host:port`` or URLs after the first)."""
+    first, *more = (part.strip() for part in url.split(",") if part.strip())
+    nodes = []
+    for address in more:
+        parsed = urlparse(address if "//" in address else f"redis://{address}")
+        if not parsed.hostname:
+            raise ValueError(f"not a Redis node address: {address!r}")
+        nodes.append((parsed.hostname, parsed.port or 6379))
+    return first, nodes
+
+
 def redis_client(url: str, *, cluster: bool = False, **kwargs: Any) -> Redis:
     """``Redis.from_url(url, **kwargs)`` whose connections pack commands with hiredis.
 
     ``cluster``: redis-py's cluster client instead (``RedisCluster.from_url``: ``url`` names any one
-    node, the others are discovered; commands go to the node of their key's slot, pipelines are
-    split by node). It has the same command API, so the services use it as a ``Redis``; every
+    node, or several separated by commas, ``redis://a:6379,b:6379,c:6379``, so that a service starts
+    while one of them is down; the credentials and options are the first URL's; the others are
+    discovered; commands go to the node of their key's slot, pipelines are split by node). It has the same command API, so the services use it as a ``Redis``; every
     multi-key command and script of theirs stays within one slot (docs/streams.md, "Partitions").
     Its nodes' connections are the same hiredis-packing ones.
     """
     if cluster:
         options = {k: v for k, v in kwargs.items() if k not in _NOT_FOR_CLUSTER}
-        cluster_client = RedisCluster.from_url(url, **options)
+        first, more = cluster_addresses(url)
+        if more:
+            options["startup_nodes"] = [ClusterNode(host, port) for host, port in more]
+        cluster_client = RedisCluster.from_url(first, **options)
         # Its nodes take their connection class from the shared connection options (set to redis-py's
         # own in its constructor); nodes discovered later are made from them too.
         nodes = cluster_client.nodes_manager

@@ -30,7 +30,8 @@ class CommonSettings(BaseSettings):
     redis_cluster: bool = Field(
         False,
         description="Connect with redis-py's cluster client (Redis Cluster, or a managed cluster: ElastiCache, "
-        "Memorystore, Azure Cache); `UQ_REDIS_URL` names any one node. Keys are then hash-tagged by partition "
+        "Memorystore, Azure Cache); `UQ_REDIS_URL` names one node or several, comma-separated "
+        "(`redis://a:6379,b:6379,c:6379`: a service starts while one of them is down). Keys are then hash-tagged by partition "
         "even with one partition (docs/streams.md, Partitions).",
     )
     partitions: int = Field(
