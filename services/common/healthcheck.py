@@ -99,7 +99,7 @@ def check(
     client: redis.Redis | redis.RedisCluster
     if settings.redis_cluster:
         first, more = cluster_addresses(settings.redis_url)
-        nodes = [redis.cluster.ClusterNode(host, port) for host, port in more]
+        nodes = [redis.cluster.ClusterNode(host, port) for host, port in more]  # type: ignore[no-untyped-call]
         client = redis.RedisCluster.from_url(
             first, startup_nodes=nodes or None, socket_connect_timeout=2, socket_timeout=2
         )
