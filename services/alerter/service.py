@@ -21,6 +21,7 @@ one of them at a time, and its commits are fenced by the ownership (a former own
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -69,26 +70,11 @@ class Alerter:
         # round trips' worth of work per batch).
         # One partition's two streams (services/alerter/ownership.py runs one Alerter per owned partition);
         # with a fence, nothing is committed once another alerter owns the partition.
-        self.audits = bus.consumer(
-            "audits",
-            settings.audit_group,
-            self._on_audits,
-            name=name,
-            dedupe=False,
-            partition=partition,
-            fence=fence,
-            reclaim_at_start=fence is not None,
+        consumer = functools.partial(
+            bus.consumer, name=name, dedupe=False, partition=partition, fence=fence, reclaim_at_start=fence is not None
         )
-        self.lifecycle = bus.consumer(
-            "sessions",
-            settings.session_group,
-            self._on_sessions,
-            name=name,
-            dedupe=False,
-            partition=partition,
-            fence=fence,
-            reclaim_at_start=fence is not None,
-        )
+        self.audits = consumer("audits", settings.audit_group, self._on_audits)
+        self.lifecycle = consumer("sessions", settings.session_group, self._on_sessions)
         self.sessions: OrderedDict[str, SessionState] = OrderedDict()  # least recently used first
         self._waiting: set[str] = set()  # sessions with a reorder or end timeout pending
         self._done: set[str] = set()  # sessions summarised since the last release
