@@ -54,13 +54,18 @@ def settings(redis_url: str, prefix: str) -> CommonSettings:
     )
 
 
+async def drop_prefix(client: Redis, prefix: str) -> None:
+    """Delete a test's keys (on a cluster, scan_iter visits every node and delete splits by slot)."""
+    keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
+    if keys:
+        await client.delete(*keys)
+
+
 @pytest.fixture
 async def redis(redis_url: str, prefix: str) -> AsyncIterator[Redis]:
     client = redis_client(redis_url)  # as the services connect
     yield client
-    keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
-    if keys:
-        await client.delete(*keys)
+    await drop_prefix(client, prefix)
     await client.aclose()
 
 

@@ -12,6 +12,7 @@ from services.common.bus import Bus
 from services.common.redis_client import redis_client
 from services.common.settings import CommonSettings
 from tests.cluster import RedisClusterNodes
+from tests.conftest import drop_prefix
 
 PARTITIONS = 4
 
@@ -40,9 +41,7 @@ async def cluster_redis(cluster_settings: CommonSettings, prefix: str) -> AsyncI
     client = redis_client(cluster_settings.redis_url, cluster=True)  # as the services connect
     await client.ping()  # discovers the nodes
     yield client
-    keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
-    if keys:
-        await client.delete(*keys)
+    await drop_prefix(client, prefix)
     await client.aclose()
 
 
