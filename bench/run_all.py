@@ -1,5 +1,6 @@
 """Runs every benchmark under bench/, prints one table of goals beside what was measured, and writes
-it to docs/performance.md.
+it to docs/performance.md. What follows the table there (``## `` sections written by hand about one
+benchmark each: what it measures, its command, its figures) is kept.
 
     bench/run_all [--quick] [--only bus,auditor]
 
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHES = ["bus", "auditor", "alerter", "recorder", "gateway", "generator", "llamacpp", "upstream", "load"]
+BENCHES = ["bus", "auditor", "alerter", "recorder", "gateway", "generator", "llamacpp", "upstream", "load", "scaling"]
 TIMEOUT_S = 900
 
 
@@ -62,6 +63,15 @@ def table(rows: list[dict[str, object]], status: dict[str, str]) -> str:
         if st != "ok":
             lines.append(f"| {name} | (did not finish: {st}) | | | **no** | see test-output/bench/{name}.log |")
     return "\n".join(lines)
+
+
+def sections(doc: Path) -> str:
+    """The hand-written part of the doc: from its first ``## `` heading on (empty when it has none)."""
+    if not doc.exists():
+        return ""
+    text = doc.read_text()
+    at = text.find("\n## ")
+    return "" if at < 0 else text[at:]
 
 
 def main() -> None:
@@ -114,7 +124,7 @@ def main() -> None:
             "machine; the logs of each run are in `test-output/bench/`. Goals come from the issues and "
             "the original README.\n\n"
         )
-        doc.write_text(header + text + "\n")
+        doc.write_text(header + text + "\n" + sections(doc))
         print(f"\nwrote {doc.relative_to(ROOT)}")
 
 
