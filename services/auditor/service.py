@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -59,7 +60,9 @@ class Auditor:
         self.audited: Counter[str] = Counter()
         self.dead: Counter[str] = Counter()
         self.compute_s = 0.0
-        self._buffers: dict[int, np.ndarray[Any, np.dtype[np.float16]]] = {}  # per vocabulary size, reused
+        # per worker thread and vocabulary size, reused: every partition's consumer calls handle, and
+        # their batches are computed in worker threads at once, so one shared buffer would mix them
+        self._local = threading.local()
 
     def warm_up(self) -> None:
         """Compile the fused kernels (seconds the first time, then read from numba's disk cache)."""
@@ -132,10 +135,14 @@ class Auditor:
         return result
 
     def _buffer(self, vocab: int, rows: int) -> np.ndarray[Any, np.dtype[np.float16]]:
-        """A (rows, vocab) float16 array, reused across batches: a fresh 8 MB one costs ~4 ms of page faults."""
-        buf = self._buffers.get(vocab)
+        """A (rows, vocab) float16 array, reused across this thread's batches: a fresh 8 MB one costs
+        ~4 ms of page faults. One per thread: batches of different partitions are computed at once."""
+        buffers: dict[int, np.ndarray[Any, np.dtype[np.float16]]] | None = getattr(self._local, "buffers", None)
+        if buffers is None:
+            buffers = self._local.buffers = {}
+        buf = buffers.get(vocab)
         if buf is None or buf.shape[0] < rows:
-            buf = self._buffers[vocab] = np.empty((max(rows, self.settings.batch_size), vocab), dtype=np.float16)
+            buf = buffers[vocab] = np.empty((max(rows, self.settings.batch_size), vocab), dtype=np.float16)
         return buf[:rows]
 
     def _fill_display(self, batch: list[TokenEvent], logits: np.ndarray[Any, Any], rows: list[int]) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from redis.asyncio import Redis
 
 from services.auditor.service import Auditor
 from services.auditor.settings import AuditorSettings
-from services.common.bus import Bus
+from services.common.bus import Bus, Delivery
 from services.common.codec import DATA, LOGITS, decode, encode
 from services.common.contracts import AuditEvent, TokenEvent
 from services.common.settings import CommonSettings
@@ -173,3 +175,25 @@ async def test_a_tokens_probe_projection_passes_through(
     await drain(bus, Auditor(auditor_settings), auditor_settings)
     (audit,) = await audits(redis, bus)
     assert audit.metrics.probe == -1.25
+
+
+async def test_batches_handled_at_once_keep_their_own_logits(auditor_settings: AuditorSettings) -> None:
+    """Every partition's consumer calls one auditor's ``handle``, and full-logit batches are computed in
+    worker threads at the same time: each batch's audits must come from its own logits (a buffer shared
+    between the threads once mixed them)."""
+    rng = np.random.default_rng(3)
+    vocab, rows = 4096, 48
+    auditor = Auditor(auditor_settings)
+    batches = []
+    for b in range(8):
+        z = rng.normal(0.0, 1.0 + b, (rows, vocab))
+        batches.append([full_token(f"s{b}", i, z[i], int(rng.integers(vocab))) for i in range(rows)])
+    alone = [Auditor(auditor_settings).audit(batch) for batch in batches]
+    for _ in range(5):
+        together = await asyncio.gather(*(auditor.handle([Delivery(b"0-0", e) for e in batch]) for batch in batches))
+        for got, want in zip(together, alone, strict=True):  # equal to float rounding; a mixed-up row is far off
+            assert _values(got) == pytest.approx(_values(want), rel=1e-6)
+
+
+def _values(outcomes: list[Any]) -> list[float]:
+    return [v for o in outcomes for v in (o[0][1].metrics.surprisal, o[0][1].metrics.entropy, o[0][1].metrics.hbar_s)]
