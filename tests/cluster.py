@@ -12,6 +12,7 @@ kills the master serving a key's slot and :meth:`wait_promoted` waits until its 
 from __future__ import annotations
 
 import contextlib
+import random
 import signal
 import socket
 import subprocess
@@ -28,21 +29,35 @@ class ClusterError(RuntimeError):
 
 
 def _free_ports(n: int) -> list[int]:
-    """``n`` free loopback ports whose cluster bus ports (port + 10000) are free too."""
+    """``n`` free loopback ports whose cluster bus ports (port + 10000) are free too, both below the
+    ephemeral range: a port the kernel hands to outgoing connections (the tests open hundreds) could be
+    taken between this check and the node's bind, which aborts the node."""
+    low = _ephemeral_low()
+    candidates = list(range(max(low - 20_000, 1_024), low - 10_000))
+    random.shuffle(candidates)
     ports: list[int] = []
-    while len(ports) < n:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port: int = s.getsockname()[1]
-        if port + 10_000 > 65_535 or port in ports:
-            continue
-        with socket.socket() as bus:
-            try:
-                bus.bind(("127.0.0.1", port + 10_000))
-            except OSError:
-                continue
-        ports.append(port)
-    return ports
+    for port in candidates:
+        if len(ports) == n:
+            return ports
+        if all(_bindable(p) for p in (port, port + 10_000)):
+            ports.append(port)
+    raise ClusterError(f"no {n} free port pairs below {low}")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 class RedisClusterNodes:
