@@ -12,7 +12,9 @@ from services.gateway.services import Gateway
 _bearer = HTTPBearer(auto_error=False, description="An API key (UQ_API_KEYS), when the gateway requires one.")
 
 
-def gateway(request: Request) -> Gateway:
+async def gateway(request: Request) -> Gateway:
+    """The service layer. ``async``: FastAPI runs a plain ``def`` dependency in a worker thread, a thread
+    hop on every request for one attribute read."""
     gw: Gateway = request.app.state.gateway
     return gw
 

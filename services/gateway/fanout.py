@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -125,8 +125,8 @@ def _decode(fields: dict[bytes, bytes]) -> dict[str, Any] | None:
     if raw is None:
         return None
     try:
-        entry = json.loads(raw)
-    except ValueError:
+        entry = orjson.loads(raw)  # every entry of every session: orjson, ~6x the standard library
+    except orjson.JSONDecodeError:
         return None
     if (
         not isinstance(entry, dict)

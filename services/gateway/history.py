@@ -90,7 +90,7 @@ def merge(
     then tokens by seq with each alert and risk change after the token that caused it and the latest
     live scores after the last token they include, ``done`` last.
     """
-    by_key: dict[MessageKey, str] = {key: json.dumps(msg, separators=(",", ":")) for key, msg in stored}
+    by_key: dict[MessageKey, str] = {key: messages.dumps(msg) for key, msg in stored}
     token_seq: dict[MessageKey, int] = {key: int(msg.get("token_seq", 0)) for key, msg in stored}
     for key, text in live:
         by_key[key] = text

@@ -11,8 +11,9 @@ Each message has a key, (type, seq), that a client dedupes on within a session.
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 from services.common.contracts import SessionHistory, SessionRecord
 from services.common.contracts.events import STATUS_SEQ, TERMINAL_STATUSES
@@ -24,7 +25,8 @@ DONE_KEY: MessageKey = ("done", 0)
 
 
 def dumps(msg: Message) -> str:
-    return json.dumps(msg, separators=(",", ":"))
+    """Compact JSON text, UTF-8 as it is (orjson: the fan-out encodes every message of every session)."""
+    return orjson.dumps(msg).decode()
 
 
 # --- from the streams (live) and the store (replay) ----------------------------------------------

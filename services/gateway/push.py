@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from services.auditor.metrics.stats import LOGPROB_FLOOR, MASS_TOLERANCE
 from services.common.backlog import room
 from services.common.bus import Bus
 from services.common.codec import logits_bytes
-from services.common.contracts import SessionEvent, TokenEvent, TopKAlternative
+from services.common.contracts import SessionEvent, TokenEvent
 from services.common.leases import Leases, push_idle_reason, push_owner
 from services.gateway.errors import BadRequestError, ConflictError, NotFoundError, UnavailableError, invalid
 from services.gateway.history import HistoryService
@@ -42,8 +42,13 @@ from services.gateway.settings import GatewaySettings
 LOGPROB_TOLERANCE = 1e-3
 
 
-def token_event(session_id: str, seq: int, model: str, provider: str, tok: PushToken, *, param: str) -> TokenEvent:
-    """The ``uq:tokens`` entry for one pushed token; BadRequestError naming the field when it is unusable.
+#: The push API's entries, validated in one call per request (pydantic-core builds them all in Rust).
+TOKEN_EVENTS: TypeAdapter[list[TokenEvent]] = TypeAdapter(list[TokenEvent])
+
+
+def token_events(session_id: str, model: str, provider: str, tokens: list[PushToken]) -> list[TokenEvent]:
+    """The ``uq:tokens`` entries for one request's tokens, with seq 0 (the seqs are handed out when they
+    are published); BadRequestError naming the field (``tokens.<i>.…``) when one is unusable.
 
     A logprob a little over 0 (rounding, up to ``MAX_LOGPROB``) is taken as 0; one at or below
     ``LOGPROB_FLOOR`` passes as it is ("below the floor": the auditor makes it p = 0, surprisal
@@ -51,6 +56,26 @@ def token_event(session_id: str, seq: int, model: str, provider: str, tok: PushT
     entry in ``top_logprobs`` lists, an alternative is listed twice, or the listed mass plus its own
     (when it is not listed) is over 1 + ``MASS_TOLERANCE``.
     """
+    rows = [_fields(tok, f"tokens.{i}") for i, tok in enumerate(tokens)]
+    for row in rows:
+        row.update(session_id=session_id, seq=0, model=model, provider=provider)
+    try:
+        return TOKEN_EVENTS.validate_python(rows)
+    except ValidationError as exc:
+        raise invalid(exc.errors(), under="tokens", error=BadRequestError) from None
+
+
+def token_event(session_id: str, seq: int, model: str, provider: str, tok: PushToken, *, param: str) -> TokenEvent:
+    """One pushed token's entry (:func:`token_events` for a single token, at ``seq``)."""
+    row = {**_fields(tok, param), "session_id": session_id, "seq": seq, "model": model, "provider": provider}
+    try:
+        return TokenEvent.model_validate(row)
+    except ValidationError as exc:
+        raise invalid(exc.errors(), under=param, error=BadRequestError) from None
+
+
+def _fields(tok: PushToken, param: str) -> dict[str, Any]:
+    """The checks of one token, and the TokenEvent fields it gives (its alternatives as plain dicts)."""
     text = tok.text if tok.text is not None else tok.token
     assert text is not None  # the model's validator guarantees it
     logprob = tok.logprob
@@ -58,10 +83,10 @@ def token_event(session_id: str, seq: int, model: str, provider: str, tok: PushT
         logprob = math.log(tok.probability)
     if logprob is not None:
         logprob = min(logprob, 0.0)
-    top_k = _top_k(tok, param)
+    top_k, mass = _top_k(tok, param)
     if top_k and logprob is not None:
-        _check_consistent(text, logprob, tok, param)
-    fields: dict[str, Any] = {}
+        _check_consistent(text, logprob, tok, mass, param)
+    row: dict[str, Any] = {"token_id": tok.token_id, "text": text, "logprob": logprob, "top_k": top_k}
     if tok.logits is not None:
         logits = _logits(tok.logits, f"{param}.logits")
         vocab = int(logits.shape[0])
@@ -71,55 +96,37 @@ def token_event(session_id: str, seq: int, model: str, provider: str, tok: PushT
             raise BadRequestError(
                 f"token_id {tok.token_id} is outside the {vocab} logits given", param=f"{param}.token_id"
             )
-        logp = _log_softmax(logits)
         if logprob is None:
-            logprob = min(float(logp[tok.token_id]), 0.0)
+            row["logprob"] = min(float(_log_softmax(logits)[tok.token_id]), 0.0)
         # no alternatives listed: the auditor takes its display top-k (UQ_DISPLAY_TOP_K) from the logits
-        fields = {
-            "distribution": "full",
-            "vocab_size": vocab,
-            "logits_dtype": "float16",
-            "logits": logits_bytes(logits),
-        }
+        row.update(distribution="full", vocab_size=vocab, logits_dtype="float16", logits=logits_bytes(logits))
     elif top_k:
-        fields = {"distribution": "top_k"}
+        row["distribution"] = "top_k"
     elif logprob is not None:
-        fields = {"distribution": "prob_only"}
+        row["distribution"] = "prob_only"
     else:
-        fields = {"distribution": "none"}
-    try:
-        return TokenEvent(
-            session_id=session_id,
-            seq=seq,
-            token_id=tok.token_id,
-            text=text,
-            logprob=logprob,
-            top_k=top_k,
-            model=model,
-            provider=provider,
-            **fields,
-        )
-    except ValidationError as exc:
-        raise invalid(exc.errors(), under=param, error=BadRequestError) from None
+        row["distribution"] = "none"
+    return row
 
 
-def _top_k(tok: PushToken, param: str) -> list[TopKAlternative]:
+def _top_k(tok: PushToken, param: str) -> tuple[list[dict[str, Any]], float]:
+    """The alternatives, most likely first, and their probability mass."""
     raw = tok.top_logprobs
     if not raw:  # [] or absent: no alternatives known
-        return []
+        return [], 0.0
     listed = isinstance(raw, list)
     pairs = list(raw.items()) if isinstance(raw, dict) else [(t.token, t.logprob) for t in raw]
     where = f"{param}.top_logprobs"
     if len(pairs) > 1_000:
         raise BadRequestError(f"{len(pairs)} top_logprobs; at most 1000", param=where)
     for i, (text, logprob) in enumerate(pairs):
-        if not (math.isfinite(logprob) and logprob <= MAX_LOGPROB) or len(text) > 1_024:
+        if not -math.inf < logprob <= MAX_LOGPROB or len(text) > 1_024:  # NaN fails the comparison too
             raise BadRequestError(
                 f"top_logprobs entry {text[:40]!r}: logprob must be a finite number <= 0 (-9999 for 'below the "
                 "floor') and the text at most 1024 characters",
                 param=f"{where}.{i}.logprob" if listed else where,
             )
-    if isinstance(raw, list):
+    if isinstance(raw, list) and len({text for text, _ in pairs}) < len(pairs):  # the same text twice: same bytes?
         seen: dict[tuple[str, tuple[int, ...] | None], int] = {}
         for i, alt in enumerate(raw):
             first = seen.setdefault((alt.token, tuple(alt.bytes) if alt.bytes is not None else None), i)
@@ -128,29 +135,32 @@ def _top_k(tok: PushToken, param: str) -> list[TopKAlternative]:
                     f"top_logprobs.{i} lists {alt.token[:40]!r} again (as top_logprobs.{first}): each alternative once",
                     param=f"{where}.{i}.token",
                 )
-    mass = math.fsum(math.exp(min(lp, 0.0)) for _, lp in pairs)
+    clamped = [logprob if logprob < 0.0 else 0.0 for _, logprob in pairs]
+    mass = math.fsum([math.exp(logprob) for logprob in clamped])
     if mass > 1.0 + MASS_TOLERANCE:
         raise BadRequestError(
             f"top_logprobs' probabilities sum to {mass:.4f} > 1: they are not log-probabilities of one "
             "distribution (natural-log probabilities of the most likely tokens at this position)",
             param=where,
         )
-    # (model_construct, skipping validation, is slower here: pydantic-core validates in Rust, it builds in Python)
-    alternatives = [TopKAlternative(text=text, logprob=min(lp, 0.0)) for text, lp in pairs]
-    alternatives.sort(key=lambda a: -a.logprob)
-    return alternatives
+    alternatives = [{"text": text, "logprob": logprob} for (text, _), logprob in zip(pairs, clamped, strict=True)]
+    alternatives.sort(key=_by_logprob, reverse=True)  # stable: equal ones keep the order they came in
+    return alternatives, mass
 
 
-def _check_consistent(text: str, logprob: float, tok: PushToken, param: str) -> None:
-    """The emitted token's logprob against its own listed alternative, or the listed mass beside it."""
+def _by_logprob(alternative: dict[str, Any]) -> float:
+    logprob: float = alternative["logprob"]
+    return logprob
+
+
+def _check_consistent(text: str, logprob: float, tok: PushToken, mass: float, param: str) -> None:
+    """The emitted token's logprob against its own listed alternative, or the listed ``mass`` beside it."""
     raw = tok.top_logprobs
     assert raw
     if isinstance(raw, dict):
         own = [(f"top_logprobs[{text[:40]!r}]", raw[text])] if text in raw else []
-        listed = list(raw.values())
     else:  # the same text twice (different bytes) is two tokens: either may be the emitted one
         own = [(f"top_logprobs.{i}", alt.logprob) for i, alt in enumerate(raw) if alt.token == text]
-        listed = [alt.logprob for alt in raw]
     if own:
         if not any(_same_logprob(logprob, min(lp, 0.0)) for _, lp in own):
             place, lp = own[0]
@@ -160,7 +170,6 @@ def _check_consistent(text: str, logprob: float, tok: PushToken, param: str) -> 
                 param=f"{param}.logprob",
             )
         return
-    mass = math.fsum(math.exp(min(lp, 0.0)) for lp in listed)
     total = mass + math.exp(logprob)
     if total > 1.0 + MASS_TOLERANCE:
         raise BadRequestError(
@@ -386,7 +395,7 @@ class PushService:
             )
         state = await self._state(session_id)
         model, provider = state["model"], state["provider"]
-        events = [token_event(session_id, 0, model, provider, t, param=f"tokens.{i}") for i, t in enumerate(tokens)]
+        events = token_events(session_id, model, provider, tokens)
         key = self._key(session_id)
         partition = self.settings.partition_of(session_id)
         free = await self._admission.admit(len(tokens), partition)

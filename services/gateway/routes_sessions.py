@@ -19,7 +19,7 @@ Format = Literal["jsonl", "csv"]
 _MEDIA = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
 
 
-def session_query(
+async def session_query(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     status: SessionStatus | None = None,
