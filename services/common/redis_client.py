@@ -13,7 +13,7 @@ from typing import Any, cast
 from urllib.parse import urlparse
 
 import hiredis
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection, UnixDomainSocketConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -81,8 +81,12 @@ def cluster_addresses(url: str) -> tuple[str, list[tuple[str, int]]]:
     return first, nodes
 
 
-def redis_client(url: str, *, cluster: bool = False, **kwargs: Any) -> Redis:
+def redis_client(url: str, *, cluster: bool = False, pool_timeout_s: float | None = None, **kwargs: Any) -> Redis:
     """``Redis.from_url(url, **kwargs)`` whose connections pack commands with hiredis.
+
+    ``pool_timeout_s``: a command that finds all ``max_connections`` busy waits that long for one
+    (redis-py's ``BlockingConnectionPool``) instead of failing at once with "Too many connections",
+    as redis-py's default pool of 100 did for the gateway under 100 concurrent pushes.
 
     ``cluster``: redis-py's cluster client instead (``RedisCluster.from_url``: ``url`` names any one
     node, or several separated by commas, ``redis://a:6379,b:6379,c:6379``, so that a service starts
@@ -106,7 +110,10 @@ def redis_client(url: str, *, cluster: bool = False, **kwargs: Any) -> Redis:
         for node in (*nodes.startup_nodes.values(), *nodes.nodes_cache.values()):
             node.connection_class = faster
         return cast(Redis, cluster_client)
-    client = Redis.from_url(url, **kwargs)
+    if pool_timeout_s is not None:
+        client = Redis.from_pool(BlockingConnectionPool.from_url(url, timeout=pool_timeout_s, **kwargs))
+    else:
+        client = Redis.from_url(url, **kwargs)
     pool = client.connection_pool
     pool.connection_class = _FASTER.get(pool.connection_class, pool.connection_class)
     return client

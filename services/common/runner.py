@@ -56,6 +56,8 @@ async def connect(settings: CommonSettings) -> Redis:
             health_check_interval=10,
             socket_connect_timeout=5,
             retry_on_timeout=True,
+            max_connections=settings.redis_max_connections,
+            pool_timeout_s=settings.redis_pool_timeout_s,
         )
         try:
             await redis.ping()

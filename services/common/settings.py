@@ -42,6 +42,16 @@ class CommonSettings(BaseSettings):
         "`uq:sessions`, `uq:dead`); a session's entries all go to partition crc32(session id) mod N. 1 keeps the "
         "plain key names. Every service of a deployment must use the same N.",
     )
+    redis_max_connections: int = Field(
+        1_024,
+        ge=1,
+        description="Connections one process opens to Redis at most; a command that finds them all busy waits "
+        "for one (up to `UQ_REDIS_POOL_TIMEOUT_S`) instead of failing. On a cluster: to each node, and a "
+        "command beyond them fails (redis-py's cluster client does not wait).",
+    )
+    redis_pool_timeout_s: float = Field(
+        10.0, gt=0, description="How long a command waits for a free connection before it fails (503 at the gateway)."
+    )
     connect_retries: int = Field(10, ge=0, description="Attempts to reach Redis at start before giving up.")
     connect_retry_delay_s: float = Field(0.5, gt=0, description="Delay between those attempts (doubles).")
     heartbeat_interval_s: float = Field(2.0, gt=0, description="How often a service writes its heartbeat.")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
-from redis.exceptions import DataError
+from redis.exceptions import DataError, MaxConnectionsError
 
 from services.common.redis_client import HiredisConnection, HiredisSSLConnection, HiredisUnixConnection, redis_client
 
@@ -53,3 +55,20 @@ async def test_round_trip(redis: Redis, prefix: str) -> None:
     assert await redis.get(key) == "é".encode() * 3
     script = redis.register_script("return {ARGV[1], ARGV[2], #ARGV}")
     assert await script(args=[1.5, b"\x00x", *range(500)]) == [b"1.5", b"\x00x", 502]
+
+
+async def test_more_concurrent_commands_than_connections_wait_for_one(redis_url: str, prefix: str) -> None:
+    """The services' pool waits for a free connection (redis-py's default pool fails at once with "Too
+    many connections": the gateway answered 503 to pushes beyond 100 at a time)."""
+    key = f"{prefix}never-pushed"
+    waiting = redis_client(redis_url, max_connections=2, pool_timeout_s=10)
+    failing = redis_client(redis_url, max_connections=2)
+    try:
+        assert isinstance(waiting.connection_pool.connection_class(), HiredisConnection)
+        # each BLPOP holds its connection for 0.1 s: 10 of them through 2 connections take turns
+        assert await asyncio.gather(*(waiting.blpop([key], timeout=0.1) for _ in range(10))) == [None] * 10
+        with pytest.raises(MaxConnectionsError):
+            await asyncio.gather(*(failing.blpop([key], timeout=0.1) for _ in range(10)))
+    finally:
+        await waiting.aclose()
+        await failing.aclose()
