@@ -30,7 +30,7 @@ import random
 import sqlite3
 import statistics
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +80,7 @@ def token(session: int, seq: int) -> dict[str, Any]:
 class Counts:
     pushed: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     push_errors: int = 0
+    push_error_kinds: Counter[str] = field(default_factory=Counter)  # HTTP status or exception class
     push_latency_s: list[float] = field(default_factory=list)
     first_push: float = math.inf
     last_push: float = 0.0
@@ -123,13 +124,15 @@ async def _push_all(
         try:
             body = orjson.dumps({"tokens": batch})  # what httpx's json= sends, at a sixth of the CPU
             resp = await client.post(f"/push/sessions/{sid}/tokens", content=body, headers=JSON)
-        except httpx.HTTPError:
+        except httpx.HTTPError as exc:
             counts.push_errors += 1
+            counts.push_error_kinds[type(exc).__name__] += 1
             continue
         end = time.monotonic()
         counts.push_latency_s.append(end - start)
         if resp.status_code != 202:
             counts.push_errors += 1
+            counts.push_error_kinds[f"HTTP {resp.status_code}"] += 1
             continue
         counts.pushed[sid] += resp.json()["accepted"]
         sent += n
@@ -337,7 +340,11 @@ async def run(args: argparse.Namespace) -> None:
     worst = max(growths, key=lambda n: growths[n] if not math.isnan(growths[n]) else -1.0)
     lat = sorted(counts.push_latency_s) or [math.nan]
 
-    print(f"pushed {pushed:,} of {total:,} offered in {push_s:.1f} s; push errors {counts.push_errors}")
+    kinds = ", ".join(f"{kind} ×{n}" for kind, n in counts.push_error_kinds.most_common())
+    print(
+        f"pushed {pushed:,} of {total:,} offered in {push_s:.1f} s; push errors {counts.push_errors}"
+        + (f" ({kinds})" if kinds else "")
+    )
     print(f"push request latency p50 {lat[len(lat) // 2] * 1e3:.0f} ms, p99 {lat[int(len(lat) * 0.99)] * 1e3:.0f} ms")
     print(
         f"audited {audited:,} (duplicates {dups}), recorded {recorded:,}, delivered {delivered:,} of {expected_view:,}"

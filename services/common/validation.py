@@ -35,8 +35,9 @@ REQUEST_PARTS = frozenset({"body", "query", "path", "header", "cookie"})
 
 MISSING: Any = object()
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_OPEN_ARRAY, _OPEN_OBJECT, _CLOSE_ARRAY, _CLOSE_OBJECT = (ord(c) for c in "[{]}")
 _CHUNK = 1 << 20
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 _PRIMITIVE_TAGS = frozenset({"str", "int", "float", "bool", "none", "bytes", "list", "dict", "tuple", "set"})
 _TAG_PREFIXES = ("function-", "lax-or-strict", "json-or-python", "tagged-union", "is-instance", "chain")
 _TYPE_ERRORS = frozenset(
@@ -189,13 +190,15 @@ def nesting_depth(raw: bytes | str) -> int:
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     if b"[" not in data and b"{" not in data:
         return 0
-    chars = np.frombuffer(_STRING.sub(b'""', data), dtype=np.uint8)
+    if b'\\"' in data:  # a quote after a backslash: only the full string grammar finds where strings end
+        outside = _STRING.sub(b'""', data)
+    else:  # no escaped quote: strings lie between a quote and the next (a push batch: half the regex's time)
+        outside = b"".join(data.split(b'"')[::2])
+    # only the brackets left, as +1 (opening) and -1 (closing): the depth is the running sum's peak
+    steps = np.frombuffer(outside.translate(None, _NOT_BRACKETS).translate(_STEPS), dtype=np.int8)
     depth = deepest = 0
-    for start in range(0, chars.size, _CHUNK):  # chunks keep the temporaries small (15 MB of brackets: ~40 ms)
-        c = chars[start : start + _CHUNK]
-        step = (c == _OPEN_ARRAY).view(np.int8) + (c == _OPEN_OBJECT).view(np.int8)
-        step -= (c == _CLOSE_ARRAY).view(np.int8) + (c == _CLOSE_OBJECT).view(np.int8)
-        run = np.cumsum(step, dtype=np.int64)
+    for start in range(0, steps.size, _CHUNK):  # chunks keep the temporaries small (15 MB of brackets: ~40 ms)
+        run = np.cumsum(steps[start : start + _CHUNK], dtype=np.int64)
         run += depth
         deepest = max(deepest, int(run.max()))
         depth = int(run[-1])
@@ -205,7 +208,7 @@ def nesting_depth(raw: bytes | str) -> int:
 def check_depth(raw: bytes | str, limit: int = MAX_JSON_DEPTH) -> None:
     """Raise JsonTooDeepError when ``raw`` nests deeper than ``limit``; a text with few brackets costs two counts."""
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
-    if data.count(b"[") + data.count(b"{") <= limit:
+    if len(data.translate(None, _NOT_BRACKETS)) <= limit:  # fewer brackets than levels allowed (one pass)
         return
     depth = nesting_depth(data)
     if depth > limit:

@@ -107,6 +107,8 @@ def test_fastapi_locations_are_dropped_and_under_prefixes() -> None:
         ("[]", 1),
         ('{"a": [1, {"b": []}]}', 4),
         ('{"a": "[[[[[[", "b": "\\"[[{"}', 1),  # brackets in strings, escaped quotes
+        ('{"a": "x\\n]]}", "b": [[1]]}', 3),  # an escape, no escaped quote: the quick way round strings
+        ('["\\\\", ["]"]]', 2),  # an escaped backslash before the closing quote
         ("[" * 5000 + "]" * 5000, 5000),
         ("[[]]" * 1000, 2),
     ],
