@@ -190,10 +190,9 @@ def nesting_depth(raw: bytes | str) -> int:
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     if b"[" not in data and b"{" not in data:
         return 0
-    if b'\\"' in data:  # a quote after a backslash: only the full string grammar finds where strings end
-        outside = _STRING.sub(b'""', data)
-    else:  # no escaped quote: strings lie between a quote and the next (a push batch: half the regex's time)
-        outside = b"".join(data.split(b'"')[::2])
+    # Strings out first: with no escaped quote they lie between a quote and the next (a push batch in
+    # half the regex's time); a quote after a backslash takes the full string grammar.
+    outside = _STRING.sub(b'""', data) if b'\\"' in data else b"".join(data.split(b'"')[::2])
     # only the brackets left, as +1 (opening) and -1 (closing): the depth is the running sum's peak
     steps = np.frombuffer(outside.translate(None, _NOT_BRACKETS).translate(_STEPS), dtype=np.int8)
     depth = deepest = 0
