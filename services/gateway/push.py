@@ -65,15 +65,6 @@ def token_events(session_id: str, model: str, provider: str, tokens: list[PushTo
         raise invalid(exc.errors(), under="tokens", error=BadRequestError) from None
 
 
-def token_event(session_id: str, seq: int, model: str, provider: str, tok: PushToken, *, param: str) -> TokenEvent:
-    """One pushed token's entry (:func:`token_events` for a single token, at ``seq``)."""
-    row = {**_fields(tok, param), "session_id": session_id, "seq": seq, "model": model, "provider": provider}
-    try:
-        return TokenEvent.model_validate(row)
-    except ValidationError as exc:
-        raise invalid(exc.errors(), under=param, error=BadRequestError) from None
-
-
 def _fields(tok: PushToken, param: str) -> dict[str, Any]:
     """The checks of one token, and the TokenEvent fields it gives (its alternatives as plain dicts)."""
     text = tok.text if tok.text is not None else tok.token

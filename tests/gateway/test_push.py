@@ -23,20 +23,21 @@ from services.gateway.errors import BadRequestError, ConflictError, NotFoundErro
 from services.gateway.history import HistoryService
 from services.gateway.live import LiveState
 from services.gateway.models import PushFinishRequest, PushStartRequest, PushToken
-from services.gateway.push import PushService, token_event
+from services.gateway.push import PushService, token_events
 from services.gateway.settings import GatewaySettings
 from tests.waiting import eventually
 
 
 def convert(**fields: object) -> TokenEvent:
-    return token_event("s", 3, "m", "openai", PushToken.model_validate(fields), param="tokens.0")
+    (event,) = token_events("s", "m", "openai", [PushToken.model_validate(fields)])
+    return event
 
 
 def test_probability_becomes_logprob_prob_only() -> None:
     ev = convert(text="Hi", probability=0.25)
     assert ev.distribution == "prob_only"
     assert ev.logprob == pytest.approx(math.log(0.25))
-    assert (ev.seq, ev.model, ev.provider, ev.text) == (3, "m", "openai", "Hi")
+    assert (ev.seq, ev.model, ev.provider, ev.text) == (0, "m", "openai", "Hi")  # seqs come when published
 
 
 def test_openai_content_item_accepted_as_it_comes() -> None:
