@@ -28,7 +28,7 @@ class GeneratorSettings(CommonSettings):
     max_concurrent_jobs: int = Field(
         4,
         ge=1,
-        description="Jobs one worker decodes at once (batched on the transformers engine, interleaved on others).",
+        description="Jobs one worker decodes at once (batched on the transformers and llama.cpp engines, interleaved on others).",
     )
     job_group: str = Field("generators", description="Consumer group on `uq:jobs`.")
     engine: str = Field(
