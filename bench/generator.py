@@ -221,8 +221,16 @@ async def main() -> None:
         max_concurrent_jobs=max(1, args.concurrent),
     )
     pool = EnginePool(settings)
+    redis = Redis.from_url(args.redis_url)
+    bus = Bus(redis, settings)
+    worker = Worker(settings, bus, pool, name="bench")
+    # Everything that runs the model runs on the worker's one compute thread, loading included: torch's
+    # OpenMP threads serve one calling thread at full speed, and a second calling thread in the process
+    # (an asyncio.to_thread for the bare loop) slowed both sides (15-17 tok/s here, 27 in a process of its own).
+    compute = worker.executor
+    loop = asyncio.get_running_loop()
     started = time.perf_counter()
-    engine = pool.get()
+    engine = await loop.run_in_executor(compute, pool.get)
     assert isinstance(engine, TransformersEngine)
     assert engine.loaded is not None
     print(f"embedded model loaded in {time.perf_counter() - started:.1f} s (from {engine.loaded.source})")
@@ -231,7 +239,7 @@ async def main() -> None:
         from services.generator.hf.loading import from_objects
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        lm = random_mistral(args.random_mistral, engine.loaded.tokenizer, device)
+        lm = await loop.run_in_executor(compute, random_mistral, args.random_mistral, engine.loaded.tokenizer, device)
         model_name = f"random-mistral-{args.random_mistral}"
         engine = TransformersEngine.from_loaded(from_objects(model_name, lm, engine.loaded.tokenizer))
         pool.add(model_name, engine)
@@ -244,9 +252,6 @@ async def main() -> None:
         f"torch threads {torch.get_num_threads()}, vocabulary {lm_loaded.vocab_size}"
     )
 
-    redis = Redis.from_url(args.redis_url)
-    bus = Bus(redis, settings)
-    worker = Worker(settings, bus, pool, name="bench")
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     prompts = PROMPTS[: args.prompts]
@@ -254,11 +259,11 @@ async def main() -> None:
     ours: list[tuple[int, float]] = []
     alone: list[tuple[int, float]] = []
     try:
-        bare_generate(engine, "Warm up", 2)
+        await loop.run_in_executor(compute, bare_generate, engine, "Warm up", 2)
         await through_redis(bus, model_name, "Warm up", 2)
         for prompt in prompts * args.rounds:  # alternate, so that drift in the machine's load hits all alike
-            bare.append(await asyncio.to_thread(bare_generate, engine, prompt, args.tokens))
-            alone.append(await asyncio.to_thread(engine_alone, engine, prompt, args.tokens))
+            bare.append(await loop.run_in_executor(compute, bare_generate, engine, prompt, args.tokens))
+            alone.append(await loop.run_in_executor(compute, engine_alone, engine, prompt, args.tokens))
             ours.append(await through_redis(bus, model_name, prompt, args.tokens))
         if args.concurrent:
             batch_prompts = [PROMPTS[i % len(PROMPTS)] for i in range(args.concurrent)]

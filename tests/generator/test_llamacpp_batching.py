@@ -166,3 +166,22 @@ def test_the_probe_is_the_transformers_engines_on_the_same_tokens(engine: LlamaC
     )
     assert np.abs(mine[:same] - theirs).max() < 0.25 * spread + 0.25, (mine[:same], theirs)
     assert np.corrcoef(mine[:same], theirs)[0, 1] > 0.95
+
+
+def test_the_c_and_the_python_capture_read_the_same_hidden_states(
+    engine: LlamaCppEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """capture.c (built by the set-up) and its Python fallback give the same projections, bit for bit."""
+    from services.generator.llamacpp import probe
+
+    assert engine.capture is not None and engine.capture.native, "set-up builds capture.c (setup_llama_capture)"
+    requests = [request(p, max_tokens=8, full=False) for p in PROMPTS[:2]]
+    native = [tokens(s) for s in drive([engine.stream(r) for r in requests])]
+    monkeypatch.setattr(probe, "_NATIVE", None)
+    fallback = LlamaCppEngine("embedded", LlamaCppOptions(llama_threads=2, llama_n_ctx=1024, max_concurrent_jobs=4))
+    fallback.load()
+    try:
+        assert fallback.capture is not None and not fallback.capture.native
+        assert [tokens(s) for s in drive([fallback.stream(r) for r in requests])] == native
+    finally:
+        fallback.close()

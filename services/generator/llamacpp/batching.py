@@ -196,9 +196,8 @@ class BatchScheduler:
         self._decode(armed=last)
         if not last:
             return np.empty(0, dtype=np.float32), None
-        capture = self.engine.capture
-        hidden = capture.rows[-1] if capture is not None and capture.rows is not None else None
-        return self._logits(n - 1, 0), hidden
+        rows = self.engine.capture.rows if self.engine.capture is not None else None
+        return self._logits(n - 1, 0), rows[-1] if rows is not None else None
 
     def _round(self) -> None:
         """One decode of one token for every decoding row; each gets its next step (or its error)."""
@@ -267,10 +266,8 @@ class BatchScheduler:
 
         capture = self.engine.capture
         if capture is not None:
-            capture.armed, capture.rows = armed, None
+            capture.arm(armed)
         rc = llama_cpp.llama_decode(self.context.ctx, self.batch)
-        if capture is not None:
-            capture.armed = False
         if rc != 0:
             raise GeneratorError(f"llama.cpp could not decode the batch (llama_decode returned {rc})")
 

@@ -143,7 +143,9 @@ class LlamaCppEngine(Engine):
             )
         self.probe = probe_for(self.display_name, _n_layer(model), int(model.n_embd()), self.opts.profiles_dir)
         if self.probe is not None:
-            self.capture = HiddenCapture(self.probe.layer - 1, int(model.n_embd()))
+            self.capture = HiddenCapture(
+                self.probe.layer - 1, int(model.n_embd()), max(PREFILL_CHUNK, self.opts.max_concurrent_jobs)
+            )
         self._context = self._new_context()
         self.scheduler = BatchScheduler(self, self._context, self.opts.max_concurrent_jobs)
 
@@ -169,7 +171,7 @@ class LlamaCppEngine(Engine):
         params.embeddings = False
         if self.capture is not None:
             params.cb_eval = self.capture.callback
-            params.cb_eval_user_data = None
+            params.cb_eval_user_data = self.capture.user_data
         try:
             return LlamaContext(model=self._model, params=params, verbose=False)
         except (ValueError, RuntimeError) as exc:
