@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Set up (idempotent) and run the whole system on this machine; Ctrl-C stops what it started.
-#   ./start.sh [--port 8080] [--host 127.0.0.1] [--model embedded] [--engine transformers] [--device auto] [--auditors 1] [--no-setup]
+#   ./start.sh [--port 8080] [--host 127.0.0.1] [--model embedded] [--engine auto] [--device auto] [--auditors 1] [--no-setup]
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/setup.sh
 
 PORT="${UQ_PORT:-8080}"; HOST="${UQ_HOST:-127.0.0.1}"; MODEL="${UQ_MODEL:-embedded}"; DEVICE="${UQ_DEVICE:-auto}"
-ENGINE="${UQ_ENGINE:-transformers}"
+ENGINE="${UQ_ENGINE:-auto}"
 AUDITORS=1; SETUP=1; HEALTH_TIMEOUT=600
 
 usage() {
@@ -24,9 +24,11 @@ Options:
                   requires API keys (UQ_API_KEYS) unless UQ_AUTH=off.
   --model NAME    model for the generator: "embedded" (SmolLM2-135M-Instruct, no download),
                   a Hugging Face id or a local path (default embedded; env UQ_MODEL)
-  --engine NAME   transformers (default), llama.cpp (GGUF files directly, ~4x faster on a CPU; builds
-                  llama-cpp-python from source on first use, about 5 min), openai (an upstream
-                  OpenAI-compatible server: set UQ_UPSTREAM_URL), or package.module:Class (env UQ_ENGINE)
+  --engine NAME   auto (default: llama.cpp for the embedded model and .gguf files, transformers for
+                  the rest), llama.cpp (GGUF files directly, ~2.7x faster on a CPU; set-up builds
+                  llama-cpp-python from source once per machine, about 5 min), transformers, openai
+                  (an upstream OpenAI-compatible server: set UQ_UPSTREAM_URL), or package.module:Class
+                  (env UQ_ENGINE). With auto, a llama.cpp that does not build falls back to transformers.
   --device DEV    auto, cpu, cuda or cuda:N (default auto; env UQ_DEVICE)
   --auditors N    auditor replicas (default 1)
   --no-setup      skip the set-up steps
@@ -67,7 +69,11 @@ fi
 
 if [ "$SETUP" = 1 ]; then
   setup_python
-  [ "$ENGINE" = "llama.cpp" ] && setup_llama_cpp
+  if [ "$ENGINE" = "llama.cpp" ]; then
+    setup_llama_cpp
+  elif [ "$ENGINE" = "auto" ] && { [ "$MODEL" = "embedded" ] || [[ "$MODEL" == *.gguf ]]; }; then
+    ( setup_llama_cpp ) || echo "    llama.cpp is not available: the embedded model runs on the transformers engine (slower)"
+  fi
   setup_frontend
 fi
 [ -x "$PY" ] || die "no virtualenv at .venv: run ./start.sh without --no-setup once"

@@ -20,6 +20,11 @@ from services.common.settings import CommonSettings
 
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 
+# The default engine, `auto`, runs the embedded model on llama.cpp where llama-cpp-python is installed.
+# Most tests (and the services and scripts they start) check the transformers engine, so they pin it;
+# the tests of the llama.cpp engine and of `auto` name their engine.
+os.environ["UQ_ENGINE"] = "transformers"
+
 
 def _answers(url: str) -> bool:
     try:

@@ -13,7 +13,7 @@ from services.generator.worker import Worker
 async def main(ctx: ServiceContext) -> None:
     settings: GeneratorSettings = ctx.settings
     pool = EnginePool(settings)
-    ctx.details.update(model=settings.model, engine=settings.engine, status="loading")
+    ctx.details.update(model=settings.model, engine=pool.engine_cls.name, status="loading")
     engine = await asyncio.to_thread(pool.get, None)  # a default model that cannot load stops the worker
     ctx.details.update(model=engine.display_name, load_s=round(pool.load_times[settings.model], 3), status="ready")
     ctx.heartbeat.status = "ready"

@@ -51,6 +51,8 @@ BUILTIN_ENGINES: dict[str, str] = {
 }
 #: Entry-point group through which installed packages may offer engines.
 ENTRY_POINT_GROUP = "uq.generator.engines"
+#: ``UQ_ENGINE=auto`` (the default): the fastest engine here that runs the model, see resolve_engine.
+AUTO = "auto"
 
 FinishReason = Literal["eos", "max_tokens", "stop"]
 
@@ -196,6 +198,24 @@ def engine_class(name: str) -> type[Engine]:
     if name not in _REGISTRY:
         raise EngineNotFoundError(name, known_engines())
     return _REGISTRY[name]
+
+
+def resolve_engine(name: str, model: str) -> str:
+    """The engine ``name`` stands for with ``model``: itself, or for ``auto`` the fastest engine that
+    runs the model here: ``llama.cpp`` for the embedded model and GGUF files when llama-cpp-python is
+    installed (2.7 × the transformers engine on a CPU, and the same audit quality: docs/generator.md),
+    else ``transformers``."""
+    if name != AUTO:
+        return name
+    from services.generator.embedded import EMBEDDED, EMBEDDED_NAME
+
+    if model in (EMBEDDED, EMBEDDED_NAME) or model.endswith(".gguf"):
+        try:
+            import llama_cpp  # noqa: F401 - installed and loadable (its shared libraries too)
+        except (ImportError, OSError):
+            return "transformers"
+        return "llama.cpp"
+    return "transformers"
 
 
 def known_engines() -> list[str]:

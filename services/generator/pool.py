@@ -27,7 +27,7 @@ from services.common.model_policy import (
     hub_online,
     resolve_model,
 )
-from services.generator.engine import Engine, engine_class
+from services.generator.engine import Engine, engine_class, resolve_engine
 from services.generator.errors import InvalidJobError
 from services.generator.settings import GeneratorSettings
 
@@ -39,7 +39,7 @@ class EnginePool:
 
     def __init__(self, settings: GeneratorSettings) -> None:
         self.settings = settings
-        self.engine_cls = engine_class(settings.engine)
+        self.engine_cls = engine_class(resolve_engine(settings.engine, settings.model))
         self.options = self.engine_cls.build_options(settings, settings.engine_options)
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._users: dict[str, int] = {}

@@ -78,3 +78,24 @@ def test_a_hub_id_is_refused_only_while_offline(monkeypatch: pytest.MonkeyPatch,
         with pytest.raises(InvalidJobError, match="hub is unreachable") as info:
             pool.model_key("org/name")
         assert info.value.param == "model"
+
+
+def test_auto_runs_the_embedded_model_and_gguf_files_on_llama_cpp_and_the_rest_on_transformers() -> None:
+    from services.generator.engine import resolve_engine
+
+    assert GeneratorSettings.model_fields["engine"].default == "auto"
+    assert resolve_engine("auto", "embedded") == "llama.cpp"
+    assert resolve_engine("auto", "SmolLM2-135M-Instruct") == "llama.cpp"
+    assert resolve_engine("auto", "/models/mistral-7b.Q4_K_M.gguf") == "llama.cpp"
+    assert resolve_engine("auto", "HuggingFaceTB/SmolLM2-135M-Instruct") == "transformers"
+    assert resolve_engine("transformers", "embedded") == "transformers"  # a named engine is kept
+    assert EnginePool(GeneratorSettings(engine="auto")).engine_cls.name == "llama.cpp"
+
+
+def test_auto_falls_back_to_transformers_where_llama_cpp_is_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from services.generator.engine import resolve_engine
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # `import llama_cpp` raises ImportError
+    assert resolve_engine("auto", "embedded") == "transformers"
