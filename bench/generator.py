@@ -215,6 +215,7 @@ async def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = GeneratorSettings(
+        engine="transformers",
         redis_url=args.redis_url,
         stream_prefix=f"bench-gen-{uuid.uuid4().hex[:6]}:",
         logits_mode="full",

@@ -94,6 +94,7 @@ def eval_command(
             temperature=temperature,
             seed=seed,
             verify=verify,
+            engine=getattr(pipeline, "engine_name", None),
         )
         started = time.monotonic()
         correct = [0]

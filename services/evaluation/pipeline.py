@@ -73,6 +73,7 @@ class LocalPipeline:
         self.generator_settings = GeneratorSettings(**overrides)
         self.pool = EnginePool(self.generator_settings)
         self.engine = self.pool.get(None)
+        self.engine_name = self.engine.name  # what UQ_ENGINE (auto by default) chose
         self.model = self.engine.display_name
         self.auditor = Auditor(AuditorSettings())
         alerter_settings = AlerterSettings()

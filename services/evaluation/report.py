@@ -224,7 +224,7 @@ def markdown(result: dict[str, Any]) -> str:
     head = [
         f"# Evaluation: {c.get('data')}",
         "",
-        f"Model {c.get('model')} ({c.get('mode')}), prompts `{c.get('style')}`, max_tokens {c.get('max_tokens')}, "
+        f"Model {c.get('model')} ({c.get('mode')}{', ' + str(c['engine']) if c.get('engine') else ''}), prompts `{c.get('style')}`, max_tokens {c.get('max_tokens')}, "
         f"temperature {c.get('temperature')}, seed {c.get('seed')}.",
         "",
     ]

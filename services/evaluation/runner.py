@@ -32,6 +32,7 @@ class RunConfig:
     temperature: float
     seed: int | None
     verify: int = 0  # verification samples per item
+    engine: str | None = None  # the generator engine (local runs; through the API the system's own)
 
 
 class RunFolderError(ValueError):
@@ -61,7 +62,7 @@ def check_folder(folder: Path, config: RunConfig) -> None:
     mine = asdict(config)
     if path.exists():
         theirs = json.loads(path.read_text(encoding="utf-8"))
-        defaults = {"verify": 0}  # fields added later: folders written before them ran with these
+        defaults = {"verify": 0, "engine": None}  # fields added later: folders written before them ran with these
         differ = sorted(k for k in mine if k != "model" and theirs.get(k, defaults.get(k)) != mine[k])
         if differ:
             raise RunFolderError(

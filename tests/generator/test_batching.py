@@ -29,7 +29,7 @@ def engine() -> Iterator[TransformersEngine]:
     import torch
 
     threads = torch.get_num_threads()
-    pool = EnginePool(GeneratorSettings(torch_threads=1))
+    pool = EnginePool(GeneratorSettings(engine="transformers", torch_threads=1))
     engine = pool.get()
     assert isinstance(engine, TransformersEngine)
     yield engine

@@ -150,7 +150,7 @@ def test_the_probe_is_the_transformers_engines_on_the_same_tokens(engine: LlamaC
     steps = [s for s in engine.stream(request(PROMPTS[3], max_tokens=24)) if isinstance(s, TokenStep)]
     mine = np.array([s.probe for s in steps], dtype=np.float64)
 
-    pool = EnginePool(GeneratorSettings(torch_threads=2))
+    pool = EnginePool(GeneratorSettings(engine="transformers", torch_threads=2))
     hf = pool.get()
     assert isinstance(hf, TransformersEngine)
     theirs_steps = [s for s in hf.stream(request(PROMPTS[3], max_tokens=24)) if isinstance(s, TokenStep)]

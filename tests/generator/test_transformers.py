@@ -35,7 +35,9 @@ def pool() -> Iterator[EnginePool]:
     import torch
 
     threads = torch.get_num_threads()
-    pool = EnginePool(GeneratorSettings(max_loaded_models=3, torch_threads=1))  # robust on a shared host
+    pool = EnginePool(
+        GeneratorSettings(engine="transformers", max_loaded_models=3, torch_threads=1)
+    )  # robust on a shared host
     pool.get()
     yield pool
     pool.close()
