@@ -64,7 +64,11 @@ class GeneratorSettings(CommonSettings):
     )
     llama_threads: int = Field(0, ge=0, le=1024, description="Engine `llama.cpp`: CPU threads; 0 = one per core.")
     llama_n_ctx: int = Field(
-        0, ge=0, le=1_048_576, description="Engine `llama.cpp`: context length; 0 = the model's (at most 8,192)."
+        0,
+        ge=0,
+        le=1_048_576,
+        description="Engine `llama.cpp`: each job's context length (the KV cache holds "
+        "`UQ_MAX_CONCURRENT_JOBS` of them); 0 = the model's (at most 8,192).",
     )
     upstream_url: str = Field(
         "http://127.0.0.1:8000/v1", description="Engine `openai`: the server's OpenAI base URL (ends in /v1)."
