@@ -60,11 +60,14 @@ def test_bad_option_is_refused() -> None:
 @pytest.mark.skipif(
     not all((ROOT / "services" / s / "__main__.py").exists() for s in SERVICES), reason="needs every service"
 )
-def test_start_generate_and_ctrl_c(tmp_path: Path, redis_url: str) -> None:
+@pytest.mark.parametrize(("engine", "provider"), [("transformers", "transformers"), (None, "llama.cpp")])
+def test_start_generate_and_ctrl_c(tmp_path: Path, redis_url: str, engine: str | None, provider: str) -> None:
+    """With no --engine (auto), the embedded model runs on llama.cpp, which the test set-up installs."""
     port = free_port()
     prefix = f"uqtest-start-{uuid.uuid4().hex[:8]}:"
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "UQ_ENGINE"},
+        **({"UQ_ENGINE": engine} if engine else {}),
         "UQ_REDIS_URL": redis_url,
         "UQ_STREAM_PREFIX": prefix,
         "UQ_DATABASE_URL": f"sqlite:///{tmp_path / 'uq.sqlite3'}",
@@ -110,6 +113,7 @@ def test_start_generate_and_ctrl_c(tmp_path: Path, redis_url: str) -> None:
 
         detail = wait_until(ended, what=lambda: f"the session to end; last: {last}", timeout_s=120, interval_s=0.5)
         assert detail["session"]["status"] == "finished", detail  # type: ignore[index]
+        assert detail["session"]["provider"] == provider, detail  # type: ignore[index]
         assert len(detail["tokens"]) >= 1  # type: ignore[arg-type]
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
