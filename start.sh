@@ -71,7 +71,8 @@ if [ "$SETUP" = 1 ]; then
   setup_python
   if [ "$ENGINE" = "llama.cpp" ]; then
     setup_llama_cpp
-  elif [ "$ENGINE" = "auto" ] && { [ "$MODEL" = "embedded" ] || [[ "$MODEL" == *.gguf ]]; }; then
+  elif [ "$ENGINE" = "auto" ] && [[ "$MODEL" == embedded || "$MODEL" == SmolLM2-135M-Instruct || "$MODEL" == *.gguf ]] \
+      && [[ "$DEVICE" == auto || "$DEVICE" == cpu ]]; then
     ( setup_llama_cpp ) || echo "    llama.cpp is not available: the embedded model runs on the transformers engine (slower)"
   fi
   setup_frontend

@@ -61,16 +61,15 @@ setup_llama_cpp() {
   if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
     step "building llama-cpp-python (once per machine: it compiles llama.cpp, about 5 min on 2 cores)"
     mkdir -p "$wheels"
+    # the build in the foreground (Ctrl-C stops it); a ticker says it is still going while this shell lives
+    ( waited=0; while sleep 30 && kill -0 $$ 2>/dev/null; do
+        waited=$((waited + 30)); echo "    still compiling llama.cpp: $((waited / 60)) min $((waited % 60)) s of about 5 min"
+      done ) &
+    local ticker=$!
     CMAKE_ARGS="$flags" CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
-      "$PY" -m pip wheel -q --no-cache-dir --no-deps -w "$wheels" "$req" >"$VENV/.llama-build.log" 2>&1 &
-    local build=$! waited=0
-    while kill -0 "$build" 2>/dev/null; do  # say it is still going, with the time so far
-      sleep 5; waited=$((waited + 5))
-      [ $((waited % 30)) = 0 ] && kill -0 "$build" 2>/dev/null \
-        && echo "    still compiling llama.cpp: $((waited / 60)) min $((waited % 60)) s of about 5 min"
-    done
-    wait "$build" \
-      || { tail -20 "$VENV/.llama-build.log" >&2; die "building llama-cpp-python failed (log: .venv/.llama-build.log)"; }
+      "$PY" -m pip wheel -q --no-cache-dir --no-deps -w "$wheels" "$req" >"$VENV/.llama-build.log" 2>&1 \
+      || { kill "$ticker" 2>/dev/null; tail -20 "$VENV/.llama-build.log" >&2; die "building llama-cpp-python failed (log: .venv/.llama-build.log)"; }
+    kill "$ticker" 2>/dev/null || true
   else
     step "installing llama-cpp-python (the wheel built on this machine before)"
   fi

@@ -62,7 +62,8 @@ def check_folder(folder: Path, config: RunConfig) -> None:
     mine = asdict(config)
     if path.exists():
         theirs = json.loads(path.read_text(encoding="utf-8"))
-        defaults = {"verify": 0, "engine": None}  # fields added later: folders written before them ran with these
+        # fields added later: folders written before them ran with these (local runs: the transformers engine)
+        defaults = {"verify": 0, "engine": "transformers" if theirs.get("mode") == "local" else None}
         differ = sorted(k for k in mine if k != "model" and theirs.get(k, defaults.get(k)) != mine[k])
         if differ:
             raise RunFolderError(

@@ -31,17 +31,21 @@ message the user sees.
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from services.common.contracts import ChatMessage, SamplingParams, TopKAlternative, TopKSource
 from services.generator.errors import EngineNotFoundError, GeneratorError
+
+log = logging.getLogger(__name__)
 
 #: Engines shipped with the generator: name → module that registers it when imported.
 BUILTIN_ENGINES: dict[str, str] = {
@@ -200,22 +204,33 @@ def engine_class(name: str) -> type[Engine]:
     return _REGISTRY[name]
 
 
-def resolve_engine(name: str, model: str) -> str:
+def resolve_engine(name: str, model: str, device: str = "auto") -> str:
     """The engine ``name`` stands for with ``model``: itself, or for ``auto`` the fastest engine that
-    runs the model here: ``llama.cpp`` for the embedded model and GGUF files when llama-cpp-python is
-    installed (2.7 × the transformers engine on a CPU, and the same audit quality: docs/generator.md),
-    else ``transformers``."""
+    runs the model here: ``llama.cpp`` for the embedded model and GGUF files on a CPU when
+    llama-cpp-python is installed and loads (2.8 × the transformers engine on this CPU, with the same
+    audit quality: docs/generator.md), else ``transformers`` (hub ids, model folders, and any model
+    on a GPU: ``device`` ``cuda…``, or ``auto`` where an NVIDIA GPU is present, since the llama.cpp
+    the set-up builds is CPU-only unless ``UQ_LLAMA_CMAKE_ARGS`` says otherwise).
+
+    The engine is chosen once per worker from its default model: a job naming a hub model on a
+    worker whose engine is llama.cpp is refused (``UQ_ENGINE=transformers`` serves them)."""
     if name != AUTO:
         return name
     from services.generator.embedded import EMBEDDED, EMBEDDED_NAME
 
-    if model in (EMBEDDED, EMBEDDED_NAME) or model.endswith(".gguf"):
-        try:
-            import llama_cpp  # noqa: F401 - installed and loadable (its shared libraries too)
-        except (ImportError, OSError):
-            return "transformers"
-        return "llama.cpp"
-    return "transformers"
+    gguf = model in (EMBEDDED, EMBEDDED_NAME) or model.endswith(".gguf")
+    gpu = device.startswith("cuda") or (device == "auto" and Path("/proc/driver/nvidia/version").exists())
+    if not gguf or gpu:
+        return "transformers"
+    try:
+        import llama_cpp  # noqa: F401 - installed, and its shared libraries load
+    except Exception as exc:  # a broken build raises RuntimeError as well as ImportError or OSError
+        if not isinstance(exc, ImportError):
+            log.warning(
+                "llama-cpp-python does not load; the transformers engine runs the model", extra={"error": str(exc)}
+            )
+        return "transformers"
+    return "llama.cpp"
 
 
 def known_engines() -> list[str]:

@@ -39,7 +39,7 @@ class EnginePool:
 
     def __init__(self, settings: GeneratorSettings) -> None:
         self.settings = settings
-        self.engine_cls = engine_class(resolve_engine(settings.engine, settings.model))
+        self.engine_cls = engine_class(resolve_engine(settings.engine, settings.model, settings.device))
         self.options = self.engine_cls.build_options(settings, settings.engine_options)
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._users: dict[str, int] = {}

@@ -185,3 +185,13 @@ def test_the_c_and_the_python_capture_read_the_same_hidden_states(
         assert [tokens(s) for s in drive([fallback.stream(r) for r in requests])] == native
     finally:
         fallback.close()
+
+
+def test_a_stream_open_when_the_model_is_unloaded_fails_with_the_reason() -> None:
+    e = LlamaCppEngine("embedded", LlamaCppOptions(llama_threads=2, llama_n_ctx=256, max_concurrent_jobs=2))
+    e.load()
+    stream = e.stream(request(PROMPTS[0], max_tokens=8))
+    assert isinstance(next(stream), TokenStep)
+    e.close()  # the worker's pool evicts a model no job uses; a stream left open must not touch the freed context
+    with pytest.raises(GeneratorError, match="unloaded"):
+        list(stream)

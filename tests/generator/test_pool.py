@@ -99,3 +99,23 @@ def test_auto_falls_back_to_transformers_where_llama_cpp_is_not_installed(monkey
 
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # `import llama_cpp` raises ImportError
     assert resolve_engine("auto", "embedded") == "transformers"
+
+
+def test_auto_runs_gpus_and_broken_llama_cpp_builds_on_transformers(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+    import sys
+
+    from services.generator.engine import resolve_engine
+
+    assert resolve_engine("auto", "embedded", "cuda") == "transformers"  # the llama.cpp build is CPU-only
+    assert resolve_engine("auto", "embedded", "cpu") == "llama.cpp"
+    real_import = builtins.__import__
+
+    def broken(name: str, *args: object, **kwargs: object) -> object:
+        if name == "llama_cpp":
+            raise RuntimeError("Failed to load shared library 'libllama.so'")
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.delitem(sys.modules, "llama_cpp", raising=False)
+    monkeypatch.setattr(builtins, "__import__", broken)
+    assert resolve_engine("auto", "embedded", "cpu") == "transformers"

@@ -9,9 +9,11 @@ or in a batch (tests/generator/test_llamacpp_batching.py). (A unified cache is n
 spans the other jobs' cells too, masked, and the sums come out different in the last bits.)
 
 With a stream per sequence, llama.cpp puts only sequences of consecutive ids in one micro-batch: a
-batch on sequences 0, 2 and 3 would decode as two. So new jobs take the highest free sequence, and
-before each round a decoding job above a gap moves down into it (``llama_memory_seq_cp``: its
-cache is copied as it is, so it decodes on unchanged).
+batch on sequences 0, 2 and 3 would decode as two. So new jobs take the lowest free sequence (the
+jobs stay packed from 0 up), and before a round the decoding job on the highest sequence moves down
+into a gap left by one that ended (``llama_memory_seq_cp``: its cache is copied as it is, so it
+decodes on unchanged): one copy per gap. A gap that cannot be closed (a job still reading its
+prompt holds the only free sequence below) decodes as one run per stretch of consecutive ids.
 
 As in the transformers engine (services/generator/hf/batching.py), each job is still one stream of
 steps advanced by the worker one step at a time on its compute thread: when a job asks for its next
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import bisect
 import codecs
+import logging
 import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -49,7 +52,10 @@ from services.generator.text import StopMatcher
 if TYPE_CHECKING:
     from services.generator.llamacpp.engine import LlamaCppEngine
 
+log = logging.getLogger(__name__)
+
 PREFILL_CHUNK = 512  # prompt tokens per decode while reading a prompt (the others' steps run between)
+UNLOADED = "the model was unloaded while this job ran; submit it again"
 
 
 class Row:
@@ -106,13 +112,15 @@ class BatchScheduler:
         self.engine = engine
         self.context = context
         self.n_seq = n_seq
-        self.free: list[int] = list(range(n_seq))  # sequence ids not in use, ascending (new jobs take the last)
+        self.free: list[int] = list(range(n_seq))  # sequence ids not in use, ascending (new jobs take the first)
         self.rows: list[Row] = []  # decoding, in sequence order
         self.batch: Any = llama_cpp.llama_batch_init(max(PREFILL_CHUNK, n_seq), 0, 1)
         self.lock = threading.RLock()
         self.rounds = 0  # decodes of the batch, for tests and benchmarks
         self.widest = 0  # the most rows one decode has carried
         self.moves = 0  # rows moved down into a gap (see _compact)
+        self.closed = False  # the context is freed: streams still open touch it no more
+        self.warned = False  # said once that a batch's hidden states were not captured
 
     def free_sequences(self) -> int:
         return len(self.free)
@@ -150,7 +158,7 @@ class BatchScheduler:
                 raise GeneratorError(
                     f"the llama.cpp engine decodes {self.n_seq} jobs at once (max_concurrent_jobs) and all are running"
                 )
-            row.seq = self.free.pop()
+            row.seq = self.free.pop(0)
         try:
             for start in range(0, len(ids) - PREFILL_CHUNK, PREFILL_CHUNK):  # one chunk per worker step
                 with self.lock:
@@ -204,6 +212,11 @@ class BatchScheduler:
         rows = [r for r in self.rows if not r.finished]
         if not rows:
             return
+        if self.closed:
+            for r in rows:
+                r.error, r.finished = GeneratorError(UNLOADED), True
+            self._drop(rows)
+            return
         self._compact(rows)
         self.rounds += 1
         self.widest = max(self.widest, len(rows))
@@ -234,7 +247,13 @@ class BatchScheduler:
             return
         capture = self.engine.capture
         hidden = capture.rows if capture is not None else None
-        if hidden is not None and hidden.shape[0] != len(rows):
+        if capture is not None and (hidden is None or hidden.shape[0] != len(rows)):
+            if not self.warned:
+                log.warning(
+                    "the probe's layer was not captured for a batch; its tokens have no probe",
+                    extra={"rows": len(rows), "captured": None if hidden is None else hidden.shape[0]},
+                )
+                self.warned = True
             hidden = None
         for i, r in enumerate(rows):
             r.length += 1
@@ -246,8 +265,8 @@ class BatchScheduler:
             r.choose(logits, hidden[i] if hidden is not None else None)
 
     def _compact(self, rows: list[Row]) -> None:
-        """Move the decoding rows onto consecutive sequence ids, highest first into the lowest gap,
-        so that one round is one micro-batch; ``rows`` ends in sequence order."""
+        """Move the decoding rows onto consecutive sequence ids, the highest into the lowest gap below
+        it, so that one round is one micro-batch; ``rows`` ends in sequence order."""
         import llama_cpp
 
         rows.sort(key=lambda r: r.seq)
@@ -264,6 +283,8 @@ class BatchScheduler:
     def _decode(self, *, armed: bool) -> None:
         import llama_cpp
 
+        if self.closed:
+            raise GeneratorError(UNLOADED)
         capture = self.engine.capture
         if capture is not None:
             capture.arm(armed)
@@ -291,7 +312,7 @@ class BatchScheduler:
 
         if row in self.rows:
             self.rows.remove(row)
-        if row.seq >= 0:
+        if row.seq >= 0 and not self.closed:
             llama_cpp.llama_memory_seq_rm(self.context.memory, row.seq, -1, -1)
             bisect.insort(self.free, row.seq)
             row.seq = -1
@@ -300,6 +321,7 @@ class BatchScheduler:
         import llama_cpp
 
         with self.lock:
+            self.closed = True
             if self.batch is not None:
                 llama_cpp.llama_batch_free(self.batch)
                 self.batch = None

@@ -146,17 +146,18 @@ class LlamaCppEngine(Engine):
             self.capture = HiddenCapture(
                 self.probe.layer - 1, int(model.n_embd()), max(PREFILL_CHUNK, self.opts.max_concurrent_jobs)
             )
-        self._context = self._new_context()
+        try:
+            self._context = self._new_context()
+        except ModelLoadError:
+            self.close()
+            raise
         self.scheduler = BatchScheduler(self, self._context, self.opts.max_concurrent_jobs)
 
     def _new_context(self) -> Any:
-        """One context of ``max_concurrent_jobs`` sequences of ``context_length`` tokens each.
-
-        The KV cache is unified (one buffer for all sequences, each token masked to its own): with a
-        stream per sequence llama.cpp can put only sequences of consecutive ids in one micro-batch,
-        so a batch with gaps (a job that finished between two others) would decode in several.
-        Flash attention (llama.cpp's "auto" on the CPU: 10–25 % faster here) skips the masked cells,
-        so a job's logits are the same bit for bit whoever shares the cache."""
+        """One context of ``max_concurrent_jobs`` sequences of ``context_length`` tokens each, each
+        sequence in a KV stream of its own (``kv_unified`` off), so that a job's logits do not depend
+        on the others' (services/generator/llamacpp/batching.py). Flash attention: llama.cpp's
+        "auto", which is on for the CPU (10–25 % faster here than without)."""
         from llama_cpp import llama_context_default_params
         from llama_cpp._internals import LlamaContext
 

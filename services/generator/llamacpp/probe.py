@@ -52,7 +52,8 @@ def probe_for(name: str, n_layer: int, n_embd: int, profiles_dir: str = "") -> P
     spec = found.probe if found is not None else None
     if spec is None:
         return None
-    if not 1 <= spec.layer <= n_layer or len(spec.weights) != n_embd:
+    # hidden_states[n_layer] is after the final norm in transformers, and llama.cpp's last l_out before it
+    if not 1 <= spec.layer < n_layer or len(spec.weights) != n_embd:
         log.warning(
             "the calibration profile's probe does not fit this model on llama.cpp; no probe",
             extra={"profile": found.id if found else None, "layer": spec.layer, "n_embd": n_embd},
@@ -121,8 +122,8 @@ class HiddenCapture:
         if ask:
             return bool(state.armed) and self._ggml.ggml_get_name(tensor) == state.name
         n = int(self._ggml.ggml_nelements(tensor))
-        if state.filled < 0 or state.filled + n > state.capacity:
-            state.filled = -1  # a decode may compute it once per micro-batch; more than fits: none
+        if state.filled < 0 or state.filled + n > state.capacity or self._ggml.ggml_nbytes(tensor) != 4 * n:
+            state.filled = -1  # computed once per micro-batch; more than fits, or not f32: none
             return True
         out = self._buffer[state.filled : state.filled + n]
         self._ggml.ggml_backend_tensor_get(tensor, out.ctypes.data, 0, n * 4)
@@ -153,7 +154,7 @@ def _native() -> Any:
 
 
 def _ggml_base() -> Any:
-    """ggml's base library as llama-cpp-python ships it, with the three functions the capture calls."""
+    """ggml's base library as llama-cpp-python ships it, with the functions the capture calls."""
     global _GGML
     if _GGML is None:
         import llama_cpp
@@ -163,6 +164,8 @@ def _ggml_base() -> Any:
         lib.ggml_get_name.argtypes = [ctypes.c_void_p]
         lib.ggml_nelements.restype = ctypes.c_int64
         lib.ggml_nelements.argtypes = [ctypes.c_void_p]
+        lib.ggml_nbytes.restype = ctypes.c_size_t
+        lib.ggml_nbytes.argtypes = [ctypes.c_void_p]
         lib.ggml_backend_tensor_get.restype = None
         lib.ggml_backend_tensor_get.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t]
         _GGML = lib
