@@ -25,7 +25,7 @@ Options:
   --model NAME    model for the generator: "embedded" (SmolLM2-135M-Instruct, no download),
                   a Hugging Face id or a local path (default embedded; env UQ_MODEL)
   --engine NAME   auto (default: llama.cpp for the embedded model and .gguf files, transformers for
-                  the rest), llama.cpp (GGUF files directly, ~2.7x faster on a CPU; set-up builds
+                  the rest), llama.cpp (GGUF files directly, ~2.8x faster on a CPU; set-up builds
                   llama-cpp-python from source once per machine, about 5 min), transformers, openai
                   (an upstream OpenAI-compatible server: set UQ_UPSTREAM_URL), or package.module:Class
                   (env UQ_ENGINE). With auto, a llama.cpp that does not build falls back to transformers.

@@ -33,9 +33,9 @@ class GeneratorSettings(CommonSettings):
     job_group: str = Field("generators", description="Consumer group on `uq:jobs`.")
     engine: str = Field(
         "auto",
-        description="Engine: `auto` (`llama.cpp` for the embedded model and `.gguf` files when llama-cpp-python is "
-        "installed, else `transformers`), `transformers`, `llama.cpp`, `openai` (an upstream OpenAI-compatible "
-        "server), or `package.module:Class`.",
+        description="Engine: `auto` (`llama.cpp` for the embedded model and `.gguf` files on the CPU when "
+        "llama-cpp-python is installed, else `transformers`; chosen once, from `UQ_MODEL`), `transformers`, "
+        "`llama.cpp`, `openai` (an upstream OpenAI-compatible server), or `package.module:Class`.",
     )
     engine_options: dict[str, Any] = Field(
         default_factory=dict, description="Extra engine options as JSON, checked by the engine's options model."
